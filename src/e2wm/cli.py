@@ -15,6 +15,7 @@ from e2wm.errors import InputError
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("e2wm.tasks.build", "turn experience records into the four E2WM training files (and held-out files)"),
     "eval": ("e2wm.eval.command", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
 }
 
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     name, rest = argv[0], argv[1:]
     try:
         parser, module = command_parser(name)
-        pre, _ = parser.parse_known_args(rest)
+        config_only = argparse.ArgumentParser(add_help=False)
+        config_only.add_argument("--config")
+        pre, _ = config_only.parse_known_args(rest)
         if pre.config:
             parser.set_defaults(**load_config(pre.config, parser))
         args = parser.parse_args(rest)

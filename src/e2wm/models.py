@@ -139,6 +139,8 @@ def load_model(spec: ModelSpec):
     """(model, tokenizer) in eval mode on the requested device, with the adapter applied if given."""
     from transformers import AutoModelForCausalLM
 
+    if spec.adapter:
+        adapter_dir(spec.adapter)  # fail before spending time on the base model
     path = resolve_model_path(spec.model)
     if spec.dtype not in DTYPES:
         raise InputError(f"--dtype {spec.dtype}: choose one of {', '.join(sorted(DTYPES))}")
@@ -160,14 +162,19 @@ def load_model(spec: ModelSpec):
     return model, tokenizer
 
 
+def adapter_dir(adapter: str) -> Path:
+    """The adapter directory, checked to hold a PEFT adapter."""
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise InputError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter directory)")
+    return path
+
+
 def apply_adapter(model, adapter: str):
     """Wrap model with the PEFT adapter saved in the directory adapter."""
     from peft import PeftModel
 
-    path = Path(adapter).expanduser()
-    if not (path / "adapter_config.json").is_file():
-        raise InputError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter directory)")
-    return PeftModel.from_pretrained(model, str(path))
+    return PeftModel.from_pretrained(model, str(adapter_dir(adapter)))
 
 
 def context_length(model, tokenizer) -> int:

@@ -1,0 +1,1 @@
+"""Evaluation on the E2WM benchmark: multiple-choice QA by log-likelihood, generation by ROUGE/LCS, perplexity."""

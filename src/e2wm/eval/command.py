@@ -1,0 +1,46 @@
+"""`e2wm eval`: evaluate a causal LM (optionally with a LoRA adapter) on E2WM benchmark files."""
+
+import time
+from pathlib import Path
+
+from e2wm.errors import InputError
+from e2wm.eval.perplexity import read_texts
+from e2wm.eval.run import EvalSettings, evaluate
+from e2wm.eval.tasks import load_tasks
+from e2wm.files import write_json
+from e2wm.models import add_model_arguments, load_model, spec_from_args
+
+
+def add_arguments(parser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--data", nargs="+", required=True, help="E2WM .json/.jsonl files or directories")
+    parser.add_argument("--out", required=True, help="run directory for metrics.json, results.md, predictions/")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N items of each file")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="prompts decoded together (generation) and windows per pass (perplexity)")
+    parser.add_argument("--num-beams", type=int, default=1, help="beam size for generation (1: greedy)")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--norm", choices=["ln", "un"], help="override the per-task QA normalisation")
+    parser.add_argument("--max-length", type=int, help="token limit of prompt + answer (default: model's)")
+    parser.add_argument("--ppl-data", help="general text (JSONL with 'text', or plain text) for perplexity")
+
+
+def run(args) -> None:
+    for name in ("limit", "batch_size", "num_beams", "max_new_tokens", "max_length"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    tasks = load_tasks(args.data)  # every file checked before the model is loaded
+    if args.ppl_data:
+        read_texts(args.ppl_data)
+    spec = spec_from_args(args)
+    model, tokenizer = load_model(spec)
+    out = Path(args.out)
+    settings = EvalSettings(args.limit, args.batch_size, args.num_beams, args.max_new_tokens, args.norm,
+                            args.max_length)
+    model_id = spec.model + (f" + {spec.adapter}" if spec.adapter else "")
+    write_json(out / "config.json", {k: v for k, v in vars(args).items() if k != "config"})
+    start = time.time()
+    evaluate(model, tokenizer, tasks, out, settings, model_id, args.ppl_data)
+    print((out / "results.md").read_text())
+    print(f"wrote {out / 'metrics.json'} in {time.time() - start:.0f} s")

@@ -1,0 +1,87 @@
+"""Generation: greedy (or beam) decoding that stops at the first newline; prediction = first line, stripped."""
+
+import copy
+from functools import cache
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from e2wm.eval.encoding import encode
+from e2wm.eval.prefix_cache import common_prefix, model_device, run_tokens, supports_prefix_cache
+
+STOP = "\n"
+
+
+def first_line(text: str) -> str:
+    return text.split(STOP, 1)[0].strip()
+
+
+def encode_prompts(tokenizer, prompts: list[str], max_length: int, max_new_tokens: int):
+    """Prompt ids cut from the left so that prompt + new tokens fit; also how many were cut."""
+    budget = max_length - max_new_tokens
+    encoded = [encode(tokenizer, prompt) for prompt in prompts]
+    truncated = sum(len(ids) > budget for ids in encoded)
+    return [ids[max(0, len(ids) - budget):] for ids in encoded], truncated
+
+
+@cache
+def newline_token_ids(tokenizer) -> tuple[int, ...]:
+    """Every token whose text contains a newline (found once per tokenizer by decoding the vocabulary)."""
+    return tuple(i for i in range(len(tokenizer)) if STOP in tokenizer.decode([i]))
+
+
+class StopAtNewline(StoppingCriteria):
+    """Finish a sequence as soon as it produces a token containing a newline."""
+
+    def __init__(self, tokenizer):
+        self.ids = torch.tensor(newline_token_ids(tokenizer))
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.isin(input_ids[:, -1], self.ids.to(input_ids.device))
+
+
+def generation_kwargs(tokenizer, max_new_tokens: int, num_beams: int, stop_at_newline: bool) -> dict:
+    kwargs = dict(
+        max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    if stop_at_newline:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopAtNewline(tokenizer)])
+    return kwargs
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256, num_beams: int = 1,
+             batch_size: int = 1, stop_at_newline: bool = True, progress=None) -> list[str]:
+    """Decoded continuations (full text, not yet cut at the newline) of each prompt.
+
+    batch_size 1 with greedy decoding reuses one cache of the prompts' common prefix (deep-copied per
+    prompt); larger batches decode left-padded prompts together (faster on GPUs).
+    """
+    kwargs = generation_kwargs(tokenizer, max_new_tokens, num_beams, stop_at_newline)
+    device = model_device(model)
+    outputs: list[str] = []
+    if batch_size == 1:
+        shared = common_prefix(prompts)[: min(len(p) for p in prompts) - 1]
+        prefix = run_tokens(model, shared) if num_beams == 1 and len(shared) >= 8 else None
+        if prefix is not None and not supports_prefix_cache(prefix.cache):
+            prefix = None
+        for prompt in prompts:
+            ids = torch.tensor([prompt], device=device)
+            extra = {"cache": copy.deepcopy(prefix.cache)} if prefix is not None else {}
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs, **extra)
+            outputs.append(tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True))
+            if progress is not None:
+                progress(1)
+        return outputs
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        width = max(len(p) for p in batch)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)
+        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True) for row in out)
+        if progress is not None:
+            progress(len(batch))
+    return outputs

