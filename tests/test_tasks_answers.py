@@ -141,3 +141,20 @@ def test_helpers():
     assert [plural(n) for n in ["apple", "dish", "candy", "slippers", "box"]] == [
         "apples", "dishes", "candies", "slippers", "boxes"]
     assert counting.answer("on", "desk", ["first apple"]) == "There is one item on the desk. It is the first apple."
+
+
+def test_max_steps_tells_a_prefix_and_answers_from_the_state_after_it(tmp_path):
+    house = House().grab(1, "13").put(1, "13", "10").grab(1, "13").walk(1, "2").walk(1, "3")
+    (episode,) = read_episodes(write_jsonl(tmp_path / "explore.jsonl", [house.record()]))
+    whole, cut = replay(episode), replay(episode, limit=2)
+    assert counting.block(whole, random.Random(0)).answer == "There is no item on the kitchen table."
+    block = counting.block(cut, random.Random(0))
+    assert block.answer == "There is one item on the kitchen table. It is the cup."
+    assert "room" not in block.prompt.split("How many")[0]
+    assert object_path.block(whole, random.Random(0)).answer == "kitchen, living room, bedroom"
+    assert object_path.block(replay(episode, limit=4), random.Random(0)).answer == "kitchen, living room"
+    bad = house.record()
+    bad["final"]["13"]["room"] = "garden"
+    (bad_episode,) = read_episodes(write_jsonl(tmp_path / "bad.jsonl", [bad]))
+    with pytest.raises(Inconsistent):  # the untold rest is verified too
+        replay(bad_episode, limit=2)

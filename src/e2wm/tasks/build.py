@@ -1,7 +1,7 @@
 """`e2wm build`: experience records -> the four E2WM training files, held-out files and stats.json.
 
     e2wm build --plans plans.jsonl --explore explore.jsonl --out DIR [--shots N] [--seed S]
-               [--holdout-activities K] [--tokenizer MODEL]
+               [--holdout-activities K] [--max-steps N] [--tokenizer MODEL]
 
 Writes DIR/train_{plan_gen,act_recog,count,obj_move}.jsonl ({"input", "ref"} per line, the released
 E2WM format), with K > 0 also DIR/heldout/plan_gen_unseen.jsonl (generation, {"input", "ref"}) and
@@ -49,6 +49,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="fixes stories, names, shots and the held-out split")
     parser.add_argument("--holdout-activities", type=int, default=0, metavar="K",
                         help="hold K activities out of training and write them as unseen evaluation files")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="tell only the first N successful steps of "
+                        "each episode (shorter stories; the whole episode is still verified)")
     parser.add_argument("--tokenizer", help="a model (Hub id, folder or smollm2-135m) for token percentiles")
 
 
@@ -132,14 +134,15 @@ def unseen_files(unseen: list[PlanRecord], train: list[PlanRecord], activities: 
     return [generation, choice]
 
 
-def story_tasks(episodes: list[Episode], shots: dict[str, int], seed: int) -> tuple[list[TaskFile], dict]:
+def story_tasks(episodes: list[Episode], shots: dict[str, int], seed: int,
+                max_steps: int | None = None) -> tuple[list[TaskFile], dict]:
     """count and obj_move training files from the episodes that replay consistently."""
     report = {"episodes": len(episodes), "inconsistent": Counter()}
     blocks = {"count": [], "obj_move": []}
     skipped = {"count": Counter(), "obj_move": Counter()}
     for episode in tqdm(episodes, desc="stories", unit="episode", disable=None):
         try:
-            trajectory = replay(episode)
+            trajectory = replay(episode, max_steps)
         except Inconsistent as reason:
             report["inconsistent"][str(reason)] += 1
             continue
@@ -174,12 +177,14 @@ def file_stats(task: TaskFile, tokenizer) -> dict:
 
 
 def build(plans: str | None, explore: str | None, out: str | Path, shots: int | None = None, seed: int = 0,
-          holdout: int = 0, tokenizer=None) -> dict:
+          holdout: int = 0, max_steps: int | None = None, tokenizer=None) -> dict:
     """Build every file into out and return the stats (also written to out/stats.json)."""
     if plans is None and explore is None:
         raise InputError("give --plans, --explore or both")
     if shots is not None and shots < 0:
         raise InputError(f"--shots {shots}: must be 0 or more")
+    if max_steps is not None and max_steps < 1:
+        raise InputError(f"--max-steps {max_steps}: must be 1 or more")
     if holdout < 0 or (holdout and plans is None):
         raise InputError(f"--holdout-activities {holdout}: needs --plans and a count of 0 or more")
     per_task = {task: default if shots is None else shots for task, default in SHOTS.items()}
@@ -189,14 +194,15 @@ def build(plans: str | None, explore: str | None, out: str | Path, shots: int | 
         files += made
         inputs["plans"] = {"file": str(plans), **report}
     if explore is not None:
-        made, report = story_tasks(list(read_episodes(explore)), per_task, seed)
+        made, report = story_tasks(list(read_episodes(explore)), per_task, seed, max_steps)
         files += made
         inputs["explore"] = {"file": str(explore), **report}
     out = Path(out)
     for task in files:
         write_jsonl(out / task.path, task.lines)
     stats = {
-        "config": {"plans": plans, "explore": explore, "shots": per_task, "seed": seed, "holdout_activities": holdout},
+        "config": {"plans": plans, "explore": explore, "shots": per_task, "seed": seed, "holdout_activities": holdout,
+                   "max_steps": max_steps},
         "inputs": inputs,
         "files": {task.path: file_stats(task, tokenizer) for task in files},
     }
@@ -210,7 +216,8 @@ def run(args) -> None:
         from e2wm.models import load_tokenizer
 
         tokenizer = load_tokenizer(args.tokenizer)
-    stats = build(args.plans, args.explore, args.out, args.shots, args.seed, args.holdout_activities, tokenizer)
+    stats = build(args.plans, args.explore, args.out, args.shots, args.seed, args.holdout_activities, args.max_steps,
+                  tokenizer)
     for path, info in stats["files"].items():
         print(f"{Path(args.out) / path}: {info['examples']} examples")
     for name, report in stats["inputs"].items():

@@ -3,7 +3,7 @@
 The items counted are those the story itself puts on (or in) the receptacle and does not take away again,
 i.e. the final graph restricted to objects whose placement the story tells. The receptacle is one the
 story mentions, never moved itself, with one relation (on or in) to everything ever placed on it. The
-answer is computed twice, from the told actions and from the record's final places, and must agree.
+answer is computed twice, from the told actions and from the record's places after them, and must agree.
 """
 
 import random
@@ -55,7 +55,7 @@ def block(trajectory: Trajectory, rng: random.Random) -> Block | None:
             placed.pop(obj, None)  # re-insert: dict order is the order of the last placement
             placed[obj] = (target, PUTS[event.verb])
             relations.setdefault(target, set()).add(PUTS[event.verb])
-    for place in [*episode.initial.values(), *episode.final.values()]:
+    for place in [*episode.initial.values(), *trajectory.places.values()]:
         for target in (place.on, place.inside):
             if target is not None:
                 relations.setdefault(target, set()).add(_relation(place, target))
@@ -69,7 +69,7 @@ def block(trajectory: Trajectory, rng: random.Random) -> Block | None:
     prep = next(iter(relations[target]))
     told = [obj for obj, where in placed.items() if where == (target, prep)]
     moved = {e.args[0] for e in events if e.verb in PUTS}
-    finals = [episode.final.get(obj) for obj in moved]
+    finals = [trajectory.places.get(obj) for obj in moved]
     if None in finals:
         raise Inconsistent("final state lacks a moved object")
     recorded = {obj for obj, place in zip(moved, finals) if _relation(place, target) == prep}

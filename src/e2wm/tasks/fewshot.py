@@ -11,7 +11,7 @@ class Block:
     prompt: str  # ends with the answer cue, e.g. "...\nA:"
     answer: str
     source: str  # a block never serves as a shot for a query of the same source
-    group: str = ""  # the activity for plan blocks: shots come from other groups when there are enough
+    group: str = ""  # the activity for plan blocks: shots come from distinct other groups when there are enough
     label: str = ""  # what stats.json tallies for this task (plan length, activity, item count, rooms)
 
     def shot(self) -> str:
@@ -32,13 +32,16 @@ def assemble(fmt: Format, shots: list[Block], query: Block) -> dict[str, str]:
 
 
 def pick_shots(pool: list[Block], query: Block, k: int, rng: random.Random) -> list[Block] | None:
-    """k blocks from other sources (and other groups when possible); None if the pool is too small."""
+    """k blocks from other sources; for grouped blocks one from each of k groups other than the query's
+    (as in the released files) when there are that many. None if the pool is too small."""
     others = [b for b in pool if b.source != query.source]
-    preferred = [b for b in others if b.group != query.group] if query.group else others
-    for candidates in (preferred, others):
-        if len(candidates) >= k:
-            return rng.sample(candidates, k)
-    return None
+    groups: dict[str, list[Block]] = {}
+    for block in others:
+        if query.group and block.group != query.group:
+            groups.setdefault(block.group, []).append(block)
+    if len(groups) >= k:
+        return [rng.choice(groups[name]) for name in rng.sample(list(groups), k)]
+    return rng.sample(others, k) if len(others) >= k else None
 
 
 def unique(blocks: list[Block]) -> tuple[list[Block], int]:

@@ -33,11 +33,13 @@ class Event:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """A verified episode: its events, and per moved object the rooms it was in (from the record)."""
+    """A verified episode, or its first events: the events, per moved object the rooms it was in, and every
+    object's place after the last event (paths and places as recorded by the collector)."""
 
     episode: Episode
     events: list[Event]
     paths: dict[str, list[str]]
+    places: dict[str, Place]
 
 
 def parse_action(action: str) -> tuple[str, tuple[str, ...]]:
@@ -48,13 +50,16 @@ def parse_action(action: str) -> tuple[str, tuple[str, ...]]:
     return match.group(1).upper(), tuple(node.split(".")[-1] for _, node in _ARG.findall(action))
 
 
-def replay(episode: Episode) -> Trajectory:
-    """Check the episode against its own actions; return its events and recorded object paths."""
+def replay(episode: Episode, limit: int | None = None) -> Trajectory:
+    """Check the whole episode against its own actions; return its trajectory, cut after `limit` events."""
     world = dict(episode.initial)  # places derived from the actions
     recorded = dict(episode.initial)  # places as the collector recorded them
     paths = {oid: [place.room] for oid, place in episode.initial.items()}
     events = []
+    cut = None
     for step in episode.steps:
+        if cut is None and len(events) == limit:
+            cut = _trajectory(episode, events, paths, recorded)
         if not step.success:
             if step.state:
                 raise Inconsistent("failed step moved objects")
@@ -79,7 +84,12 @@ def replay(episode: Episode) -> Trajectory:
     for oid, place in episode.final.items():
         if world.get(oid, recorded.get(oid)) != place:
             raise Inconsistent("final state disagrees with the actions")
-    return Trajectory(episode, events, {oid: rooms for oid, rooms in paths.items() if len(rooms) > 1})
+    return cut or _trajectory(episode, events, paths, {**recorded, **episode.final})
+
+
+def _trajectory(episode: Episode, events: list[Event], paths: dict[str, list[str]], places: dict) -> Trajectory:
+    moved = {oid: list(rooms) for oid, rooms in paths.items() if len(rooms) > 1}
+    return Trajectory(episode, list(events), moved, dict(places))
 
 
 def _apply(world: dict[str, Place], actor: int, verb: str, args: tuple[str, ...], room: str) -> set[str]:
