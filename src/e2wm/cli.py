@@ -17,6 +17,8 @@ from e2wm.errors import InputError
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("e2wm.tasks.build", "turn experience records into the four E2WM training files (and held-out files)"),
     "eval": ("e2wm.eval.command", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
+    "fisher": ("e2wm.train.fisher_command", "diagonal Fisher information of the LoRA target weights on general text"),
+    "train": ("e2wm.train.command", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Learning from embodied experiences: diagonal Fisher information and EWC-LoRA finetuning."""

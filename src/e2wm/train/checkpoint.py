@@ -1,0 +1,68 @@
+"""Checkpoints that resume exactly: trainable weights, optimiser, scheduler, step and every process's RNG.
+
+The data order needs no saving: it is rebuilt from (seed, epoch), and the step says how far it got.
+A checkpoint is written beside the old one and swapped in by renames, so a crash keeps the last good one.
+"""
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+NAME = "checkpoint"
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler, step: int) -> None:
+    """Write run_dir/checkpoint (all processes call this; the main one writes the shared files)."""
+    final, staging = run_dir / NAME, run_dir / f"{NAME}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        save_file(trainable_state(accelerator.unwrap_model(model)), str(staging / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+    accelerator.wait_for_everyone()
+    torch.save(rng_state(), staging / f"rng-{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / "state.json").write_text(json.dumps({"step": step}) + "\n")
+        old = run_dir / f"{NAME}.old"
+        if final.exists():
+            final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler) -> int:
+    """Restore the state saved by save_checkpoint; returns the step it was taken after."""
+    folder = run_dir / NAME
+    weights = load_file(str(folder / "trainable.safetensors"))
+    missing = accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
+    if missing.unexpected_keys:
+        raise RuntimeError(f"{folder}: weights the model does not have: {missing.unexpected_keys[:3]}")
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
+    set_rng_state(torch.load(folder / f"rng-{accelerator.process_index}.pt", weights_only=False))
+    return json.loads((folder / "state.json").read_text())["step"]

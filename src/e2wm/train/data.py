@@ -1,0 +1,122 @@
+"""Training data: the mixture string, E2WM {"input", "ref"} files, ref-token masks and length-grouped batches.
+
+Training text = input + " " + ref + "\n"; the loss covers the ref tokens (" " + ref + "\n"), each
+weighted by its file's mixture weight. Sequences longer than max_len keep their last max_len tokens,
+so the ref (the part that is learnt) survives and the start of a long story is cut.
+"""
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from e2wm.errors import InputError, at
+from e2wm.files import iter_jsonl, require
+
+
+@dataclass
+class Example:
+    """One tokenised training text: ids, which of them are ref tokens, and its file's weight."""
+
+    ids: list[int]
+    is_ref: list[bool]
+    weight: float
+
+    @property
+    def ref_count(self) -> int:
+        return sum(self.is_ref)
+
+
+def parse_mixture(text: str) -> list[tuple[float, str]]:
+    """'1 a.json 0.7 b.json' -> [(1.0, 'a.json'), (0.7, 'b.json')]; InputError naming the bad token."""
+    tokens = text.split()
+    if not tokens or len(tokens) % 2:
+        raise InputError(f"--train '{text}': expected pairs 'WEIGHT FILE ...' (got {len(tokens)} items)")
+    mixture = []
+    for position in range(0, len(tokens), 2):
+        weight, path = tokens[position], tokens[position + 1]
+        try:
+            value = float(weight)
+        except ValueError:
+            raise InputError(f"--train '{text}': item {position + 1} '{weight}' is not a weight (a number)") from None
+        if not value > 0 or value == float("inf"):
+            raise InputError(f"--train '{text}': weight '{weight}' of {path} must be a positive number")
+        mixture.append((value, path))
+    return mixture
+
+
+def read_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """(input, ref) of each line of an E2WM training file; InputError with file, line and field otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--train: {path}: no such file")
+    pairs = []
+    for line, record in iter_jsonl(path):
+        text = require(record, "input", str, path, line)
+        ref = require(record, "ref", str, path, line)
+        if not ref.strip():
+            raise InputError(f"{at(path, line, 'ref')} is empty")
+        pairs.append((text, ref))
+    if not pairs:
+        raise InputError(f"--train: {path}: the file is empty")
+    return pairs
+
+
+def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int) -> Example:
+    """Tokenise input + " " + ref + "\\n" once; ref tokens are those whose characters end past the input."""
+    full = text + " " + ref + "\n"
+    encoding = tokenizer(full, return_offsets_mapping=True)
+    is_ref = [end > len(text) for _, end in encoding["offset_mapping"]]
+    ids = list(encoding["input_ids"])
+    return Example(ids[-max_len:], is_ref[-max_len:], weight)
+
+
+def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int) -> list[Example]:
+    """All examples of the mixture's files, in file order."""
+    examples = []
+    for weight, path in mixture:
+        for text, ref in read_pairs(path):
+            examples.append(encode_example(tokenizer, text, ref, weight, max_len))
+    return examples
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 64) -> list[list[int]]:
+    """Indices in batches of similar length: shuffle, sort within groups of group*batch_size, shuffle the batches.
+
+    Seeded by (seed, epoch) through `seed`, so a resumed run rebuilds exactly the same order.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = group * batch_size
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded to the longest example of the batch: input_ids, attention_mask, token weights.
+
+    weights[b, t] is the weight of predicting token t (0 for non-ref and padding); position 0 is never
+    predicted.
+    """
+    width = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    weights = torch.zeros((len(examples), width), dtype=torch.float32)
+    for row, example in enumerate(examples):
+        n = len(example.ids)
+        ids[row, :n] = torch.tensor(example.ids)
+        mask[row, :n] = 1
+        weights[row, :n] = torch.tensor(example.is_ref, dtype=torch.float32) * example.weight
+    weights[:, 0] = 0.0
+    return {"input_ids": ids, "attention_mask": mask, "weights": weights}
+
+
+def ref_weight(examples: list[Example]) -> float:
+    """Sum of token weights over predicted ref tokens (the loss's denominator)."""
+    return sum(e.weight * sum(e.is_ref[1:]) for e in examples)

@@ -1,0 +1,155 @@
+"""Diagonal Fisher information of a causal LM's adapted weight matrices.
+
+F = mean over texts of (d loss_text / d W)**2, loss_text being the mean token NLL of one text. The
+per-sample gradients come from one batched backward pass: for a linear layer y = x W^T the gradient
+of text b is sum_t g[b, t]^T x[b, t], with x the layer's input and g the gradient at its output, both
+captured by hooks. Right padding does not leak into them (causal attention, masked loss), so this
+equals a loop over the texts one by one, at batch speed. Sums are kept in float32.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from e2wm.errors import InputError
+from e2wm.train.targets import is_fan_in_fan_out, weight_shape
+
+HEADER_KEY = "e2wm_fisher"
+
+
+@dataclass
+class FisherHeader:
+    """What a Fisher file was computed from (stored as JSON in the safetensors metadata)."""
+
+    base_model: str
+    modules: list[str]
+    shapes: dict[str, list[int]]
+    n: int
+    corpus: str
+    max_len: int
+    dtype: str
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def encode_texts(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
+    """Token ids of each text, cut to max_len tokens; texts shorter than 2 tokens are dropped (no loss)."""
+    encoded = [tokenizer(text).input_ids[:max_len] for text in texts]
+    return [ids for ids in encoded if len(ids) >= 2]
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (ids, attention mask) of the longest sequence's length."""
+    width = max(len(s) for s in sequences)
+    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in sequences], device=device)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=device)
+    return ids, mask
+
+
+def per_text_losses(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL of each row (padding excluded), shape (batch,)."""
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+    keep = mask[:, 1:].to(nll.dtype)
+    return (nll * keep).sum(1) / keep.sum(1)
+
+
+def squared_grad_sums(model, layers: dict[str, torch.nn.Module], ids, mask) -> dict[str, torch.Tensor]:
+    """For each layer, the sum over the batch's texts of the squared per-text weight gradient (float32)."""
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+
+    def capture(name):
+        def hook(module, args, output):
+            inputs[name] = args[0].detach()
+            outputs[name] = output
+        return hook
+
+    handles = [layer.register_forward_hook(capture(name)) for name, layer in layers.items()]
+    try:
+        losses = per_text_losses(model, ids, mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+    names = list(layers)
+    grads = torch.autograd.grad(losses.sum(), [outputs[name] for name in names])
+    sums = {}
+    for name, grad in zip(names, grads):
+        x, g = inputs[name].float(), grad.float()
+        pattern = "bti,bto->bio" if is_fan_in_fan_out(layers[name]) else "bti,bto->boi"
+        sums[name] = torch.einsum(pattern, x, g).pow(2).sum(0)
+    return sums
+
+
+def prepare_for_fisher(model, layers: dict[str, torch.nn.Module]) -> None:
+    """Gradients flow only to the adapted weights (so their outputs are in the graph); dropout off."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for layer in layers.values():
+        layer.weight.requires_grad_(True)
+
+
+def accumulate(model, layers, sequences: list[list[int]], pad_id: int, sums: dict[str, torch.Tensor],
+               batch_size: int, progress=None) -> None:
+    """Add the squared per-text gradients of sequences (in batches) into sums, in place."""
+    device = next(model.parameters()).device
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start : start + batch_size]
+        ids, mask = pad_batch(batch, pad_id, device)
+        for name, value in squared_grad_sums(model, layers, ids, mask).items():
+            sums[name] += value.to(sums[name].device)
+        if progress is not None:
+            progress(len(batch))
+
+
+def zero_sums(layers: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {name: torch.zeros(layer.weight.shape, dtype=torch.float32) for name, layer in layers.items()}
+
+
+def save_fisher(path: str | Path, tensors: dict[str, torch.Tensor], header: FisherHeader) -> None:
+    """Write the tensors plus the JSON header atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(staging),
+              metadata={HEADER_KEY: json.dumps(asdict(header))})
+    staging.replace(path)
+
+
+def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]]:
+    """(header, name -> float32 tensor) of a Fisher file; InputError when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--fisher {path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as error:  # safetensors raises its own error types
+        raise InputError(f"--fisher {path}: not a safetensors file ({error})") from None
+    if HEADER_KEY not in metadata:
+        raise InputError(f"--fisher {path}: no e2wm Fisher header (was it written by `e2wm fisher`?)")
+    return FisherHeader(**json.loads(metadata[HEADER_KEY])), tensors
+
+
+def check_fisher(path, tensors: dict[str, torch.Tensor], layers: dict[str, torch.nn.Module]) -> None:
+    """The Fisher must cover exactly the adapted layers, with the same shapes; InputError naming the first misfit."""
+    missing = sorted(set(layers) - set(tensors))
+    extra = sorted(set(tensors) - set(layers))
+    if missing or extra:
+        detail = f"model's {missing[0]} not in the Fisher" if missing else f"Fisher's {extra[0]} not adapted"
+        raise InputError(
+            f"--fisher {path}: its modules do not match the model ({detail}; "
+            f"{len(tensors)} Fisher tensors vs {len(layers)} adapted layers)"
+        )
+    for name, layer in layers.items():
+        if tuple(tensors[name].shape) != weight_shape(layer):
+            raise InputError(
+                f"--fisher {path}: {name} has shape {list(tensors[name].shape)} "
+                f"but the model's weight is {list(weight_shape(layer))} (a Fisher of another model?)"
+            )
