@@ -82,3 +82,12 @@ def test_heldout_files_have_the_evaluation_formats(built, benchmark_dir):
         assert len(read_act_recog_qa(line)) == 3 and len(line["answer_list"]) == 4
     for line in generation:
         assert set(line) == {"input", "ref"} and len(read_plan_gen(line)) == 3
+
+
+def test_heldout_files_load_in_the_evaluation_harness(built):
+    from e2wm.eval.tasks import generation_metric, qa_norm, read_task_file
+
+    qa = read_task_file(built / "heldout" / "act_recog_unseen.jsonl")
+    generation = read_task_file(built / "heldout" / "plan_gen_unseen.jsonl")
+    assert (qa.kind, qa_norm(qa.name, None)[0]) == ("qa", "ln")
+    assert (generation.kind, generation_metric(generation.name)) == ("gen", "rouge")

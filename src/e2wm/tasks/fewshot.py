@@ -34,6 +34,14 @@ def assemble(fmt: Format, shots: list[Block], query: Block) -> dict[str, str]:
 def pick_shots(pool: list[Block], query: Block, k: int, rng: random.Random) -> list[Block] | None:
     """k blocks from other sources; for grouped blocks one from each of k groups other than the query's
     (as in the released files) when there are that many. None if the pool is too small."""
+    if not query.group and pool:  # fast path for large pools: draw, rejecting the query's own source
+        picked: dict[int, Block] = {}
+        for _ in range(8 * k):
+            i = rng.randrange(len(pool))
+            if pool[i].source != query.source:
+                picked.setdefault(i, pool[i])
+            if len(picked) == k:
+                return list(picked.values())
     others = [b for b in pool if b.source != query.source]
     groups: dict[str, list[Block]] = {}
     for block in others:
