@@ -27,13 +27,14 @@ def encode_item(tokenizer, item: QAItem, max_length: int) -> EncodedItem:
     return EncodedItem(contexts, options, truncated)
 
 
-def option_logprobs(model, items: list[EncodedItem], pad_id: int, progress=None) -> list[list[float]]:
+def option_logprobs(model, items: list[EncodedItem], pad_id: int, progress=None,
+                    share_file_prefix: bool = True) -> list[list[float]]:
     """Sum log-prob of every option of every item.
 
-    The file's common token prefix runs once; each item's context runs once on top of it; all options
-    after the same context are scored in one batch.
+    The file's common token prefix runs once (unless share_file_prefix is off); each item's context runs
+    once on top of it; all options after the same context are scored in one batch.
     """
-    shared = common_prefix([c for item in items for c in item.contexts])
+    shared = common_prefix([c for item in items for c in item.contexts]) if share_file_prefix else []
     prefix = run_tokens(model, shared) if len(shared) >= MIN_SHARED_TOKENS else None
     results = []
     for item in items:
