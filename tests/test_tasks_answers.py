@@ -158,3 +158,18 @@ def test_max_steps_tells_a_prefix_and_answers_from_the_state_after_it(tmp_path):
     (bad_episode,) = read_episodes(write_jsonl(tmp_path / "bad.jsonl", [bad]))
     with pytest.raises(Inconsistent):  # the untold rest is verified too
         replay(bad_episode, limit=2)
+
+
+def test_class_names_are_told_in_english(tmp_path):
+    record = House().grab(1, "13").walk(1, "2").put(1, "13", "21").record()
+    record["objects"] = {k: v.replace(" ", "_") for k, v in record["objects"].items()}
+    record["rooms"] = {k: v.replace(" ", "_") for k, v in record["rooms"].items()}
+    for places in [record["initial"], record["final"], *(step["state"] for step in record["steps"])]:
+        for place in places.values():
+            place["room"] = place["room"].replace(" ", "_")
+    for step in record["steps"]:
+        step["actor_room"] = step["actor_room"].replace(" ", "_")
+    traj = trajectory(record, tmp_path)
+    block = counting.block(traj, random.Random(0))
+    assert block.answer == "There is one item on the coffee table. It is the cup." and "_" not in block.prompt
+    assert object_path.block(traj, random.Random(0)).answer == "kitchen, living room"

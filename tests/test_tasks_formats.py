@@ -91,3 +91,10 @@ def test_heldout_files_load_in_the_evaluation_harness(built):
     generation = read_task_file(built / "heldout" / "plan_gen_unseen.jsonl")
     assert (qa.kind, qa_norm(qa.name, None)[0]) == ("qa", "ln")
     assert (generation.kind, generation_metric(generation.name)) == ("gen", "rouge")
+
+
+def test_training_files_load_in_the_trainer(built):
+    from e2wm.train.data import read_pairs
+
+    for task in READERS:
+        assert len(read_pairs(built / f"train_{task}.jsonl")) == len(lines(built / f"train_{task}.jsonl"))

@@ -3,6 +3,7 @@
 Reading checks structure and types only: a malformed line raises InputError naming file, line and field
 (the CLI exits 2). Whether a record is *consistent* (its trajectory agrees with its actions, its plan
 reached its goal) is the task builders' business: they skip and count such records.
+Object and room names are read as English: class names like 'kitchen_table' become 'kitchen table'.
 """
 
 from collections.abc import Iterator
@@ -73,6 +74,11 @@ class Episode:
         return f"{self.episode}/{self.seed}"
 
 
+def english(name: str | None) -> str | None:
+    """'kitchen_table' -> 'kitchen table'."""
+    return None if name is None else " ".join(name.replace("_", " ").split())
+
+
 def _strings(record: dict, field: str, path: Path, line: int) -> list[str]:
     values = require(record, field, list, path, line)
     for i, value in enumerate(values):
@@ -94,7 +100,7 @@ def _place(value, path: Path, line: int, field: str) -> Place:
         if key not in value:
             raise InputError(f"{at(path, line, f'{field}.{key}')} is missing")
     return Place(
-        room=_optional(value["room"], (str,), path, line, f"{field}.room"),
+        room=english(_optional(value["room"], (str,), path, line, f"{field}.room")),
         holder=_optional(value["holder"], (int,), path, line, f"{field}.holder"),
         on=_optional(value["on"], (str,), path, line, f"{field}.on"),
         inside=_optional(value["inside"], (str,), path, line, f"{field}.inside"),
@@ -111,7 +117,7 @@ def _names(record: dict, field: str, path: Path, line: int) -> dict[str, str]:
     for key, value in names.items():
         if not isinstance(value, str):
             raise InputError(f"{at(path, line, f'{field}.{key}')} must be str, got {type(value).__name__}")
-    return names
+    return {key: english(value) for key, value in names.items()}
 
 
 def _step(value, path: Path, line: int, field: str) -> Step:
@@ -130,7 +136,7 @@ def _step(value, path: Path, line: int, field: str) -> Step:
         actor=need("actor", int),
         action=need("action", str),
         success=need("success", bool),
-        actor_room=_optional(value.get("actor_room"), (str,), path, line, f"{field}.actor_room"),
+        actor_room=english(_optional(value.get("actor_room"), (str,), path, line, f"{field}.actor_room")),
         state={k: _place(v, path, line, f"{field}.state.{k}") for k, v in need("state", dict).items()},
     )
 
