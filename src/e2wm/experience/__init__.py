@@ -1,0 +1,1 @@
+"""Embodied experiences: goal-oriented plans (MCTS) and random exploration, collected in parallel."""
