@@ -128,6 +128,7 @@ def test_plan_block_uses_the_record_items_and_state():
     ({"plan_text": ["Walk to kitchen."]}, "plan_text does not match plan"),
     ({"items": ["cup", "kitchen"]}, "goal object missing from items"),
     ({"plan": [], "plan_text": []}, "empty plan"),
+    ({"items": []}, "no items"),
 ])
 def test_inconsistent_plans_are_rejected(changes, reason):
     with pytest.raises(Inconsistent, match=reason):

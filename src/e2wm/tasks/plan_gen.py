@@ -45,6 +45,8 @@ def verify(record: PlanRecord) -> None:
         raise Inconsistent("empty activity")
     if not record.plan:
         raise Inconsistent("empty plan")
+    if not any(item.strip() for item in record.items):
+        raise Inconsistent("no items")
     if len(record.plan) != len(record.plan_text) or not all(t.strip() for t in record.plan_text):
         raise Inconsistent("plan_text does not match plan")
     if not set(record.goal) <= set(record.achieved):
@@ -62,5 +64,6 @@ def block(record: PlanRecord) -> Block:
     """The question about this program (verified first) with its plan as the answer."""
     name = activity_name(record)
     state = "".join(" " + sentence(s) for s in record.initial_text if s.strip())
-    prompt = f"Q: How to {name}? Given items include {', '.join(record.items)}.{state}\nA:"
+    items = ", ".join(" ".join(item.split()) for item in record.items if item.strip())
+    prompt = f"Q: How to {name}? Given items include {items}.{state}\nA:"
     return Block(prompt, plan_english(record), source=record.program, group=name, label=str(len(record.plan)))
