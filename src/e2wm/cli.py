@@ -16,6 +16,8 @@ from e2wm.errors import InputError
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("e2wm.tasks.build", "turn experience records into the four E2WM training files (and held-out files)"),
+    "world": ("e2wm.world.command", "show a RobotHow program (facts, goal) and replay it in the simulator"),
+    "collect": ("e2wm.experience.command", "collect embodied experiences: MCTS plans or random exploration"),
     "eval": ("e2wm.eval.command", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
     "fisher": ("e2wm.train.fisher_command", "diagonal Fisher information of the LoRA target weights on general text"),
     "train": ("e2wm.train.command", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),

@@ -87,11 +87,12 @@ def options(world: World, state: EnvironmentState, actor: int, rooms_of: dict[in
     return {k: a for k, v in found.items() if (a := world.admissible(state, v, actor))}
 
 
-def explore(episode: int, seed: int, config: ExploreConfig, scene: str | None = None) -> dict:
+def explore(episode: int, seed: int, config: ExploreConfig, scene: str | None = None, root: str | None = None
+            ) -> dict:
     """One exploration episode as a record (docs/formats.md); the same seed gives the same record."""
     rng = random.Random(f"{seed}:{episode}")
-    scene = scene or rng.choice(program_ids())
-    graph = add_characters(load_program(scene).init_graph, config.characters, rng)
+    scene = scene or rng.choice(program_ids(root))
+    graph = add_characters(load_program(scene, root).init_graph, config.characters, rng)
     world = World(graph)
     start, state = world.initial_state(), world.initial_state()
     useful = [i for i, node in world.nodes.items() if node.properties & _USEFUL and node.category not in _SCENERY]

@@ -2,8 +2,9 @@
 
 from dataclasses import dataclass
 
-from virtualhome_eval.simulation.evolving_graph.environment import Property, Relation
+from virtualhome_eval.simulation.evolving_graph.environment import Property
 
+from e2wm.world.describe import relevant_objects
 from e2wm.world.facts import Fact, goal_facts
 from e2wm.world.programs import Program
 from e2wm.world.sim import Action, World
@@ -28,16 +29,6 @@ class Task:
     candidates: list[Action]
     effects: list[int]  # per candidate: bitmask of the goal facts it can make true
     touches: list[int]  # per candidate: bitmask of the goal facts whose objects it acts on
-
-
-def relevant_objects(world: World, goal: list[Fact]) -> list[int]:
-    """Objects in the goal (characters and rooms aside) and the containers they start inside."""
-    state = world.initial_state()
-    skip = set(world.characters) | world.rooms
-    objects = {i for fact in goal for i in (fact.subject, fact.target) if i is not None and i not in skip}
-    for node_id in list(objects):
-        objects |= {c for c in state.get_node_ids_from(node_id, Relation.INSIDE) if c not in skip}
-    return sorted(objects)
 
 
 def candidate_actions(world: World, objects: list[int]) -> list[Action]:

@@ -9,6 +9,7 @@ is the highest-return prefix of any simulated trajectory.
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from virtualhome_eval.simulation.evolving_graph.environment import EnvironmentState
@@ -168,7 +169,10 @@ class Search:
             self.best = SearchResult(list(plan), held, held == self.full, value, 0)
             self.improved = self.count
 
-    def run(self) -> SearchResult:
+    def run(self, on_simulation: Callable[[int, SearchResult], None] | None = None) -> SearchResult:
+        """Simulate until the budget is spent or, after a success, `patience` simulations bring nothing better.
+
+        on_simulation(count, best) is called after every simulation (for measuring curves)."""
         state = self.task.world.initial_state()
         held = self.held(state)
         self.root = _Node(state, held, held, terminal=held == self.full)
@@ -176,12 +180,14 @@ class Search:
         while self.count < self.config.simulations and not self.root.terminal:
             self.simulate()
             self.count += 1
+            if on_simulation is not None:
+                on_simulation(self.count, self.best)
             if self.best.success and self.count - self.improved >= self.config.patience:
                 break
         self.best.simulations = self.count
         return self.best
 
 
-def plan(task: Task, config: SearchConfig | None = None, seed: int = 0) -> SearchResult:
+def plan(task: Task, config: SearchConfig | None = None, seed: int | str = 0) -> SearchResult:
     """The highest-return plan MCTS finds for a task within the configured budget."""
     return Search(task, config or SearchConfig(), random.Random(seed)).run()

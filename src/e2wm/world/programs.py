@@ -100,13 +100,19 @@ def load_graphs(path: Path) -> tuple[dict, dict]:
     return data["init_graph"], data["final_graph"]
 
 
+def check_ids(program_ids: list[str], root: str | None = None) -> None:
+    """Raise InputError naming the first id that is not a program."""
+    programs = index(root)
+    for program_id in program_ids:
+        if program_id not in programs:
+            where = root or "the bundled programs"
+            raise InputError(f"unknown program id '{program_id}' (not in {where}; ids look like file1003_2)")
+
+
 def load_program(program_id: str, root: str | None = None) -> Program:
     """Read one program and its graphs; an unknown id raises InputError."""
-    programs = index(root)
-    if program_id not in programs:
-        where = root or "the bundled programs"
-        raise InputError(f"unknown program id '{program_id}' (not in {where}; ids look like file1003_2)")
-    scene, script, graph = programs[program_id]
+    check_ids([program_id], root)
+    scene, script, graph = index(root)[program_id]
     scene = scene.removesuffix("_graph")
     lines = script.read_text(encoding="utf-8", errors="replace").splitlines()
     if len(lines) < 2:
