@@ -54,7 +54,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tokenizer", help="a model (Hub id, folder or smollm2-135m) for token percentiles")
 
 
-def with_shots(queries: list[Block], pool: list[Block], fmt: Format, k: int, seed: int, task: str,
+def with_shots(queries: list[Block], pool: list[Block], k: int, seed: int, task: str,
                skipped: Counter) -> list[tuple[Block, list[Block]]]:
     """Each query with k shots from the pool (other sources), drawn by a Random seeded per query."""
     result = []
@@ -73,7 +73,7 @@ def training_file(name: str, blocks: list[Block], fmt: Format, k: int, seed: int
     pool, duplicates = unique(blocks)
     skipped = skipped if skipped is not None else Counter()
     skipped.update(duplicate=duplicates)
-    chosen = with_shots(pool, pool, fmt, k, seed, name, skipped)
+    chosen = with_shots(pool, pool, k, seed, name, skipped)
     answers = {tally: distribution([getattr(q, attr) for q, _ in chosen]) for tally, attr in tallies.items()}
     return TaskFile(f"train_{name}.jsonl", [assemble(fmt, s, q) for q, s in chosen], skipped, answers)
 
@@ -119,14 +119,14 @@ def unseen_files(unseen: list[PlanRecord], train: list[PlanRecord], activities: 
     queries, duplicates = unique([plan_gen.block(r) for r in unseen])
     pool, _ = unique([plan_gen.block(r) for r in train])
     skipped = Counter(duplicate=duplicates)
-    chosen = with_shots(queries, pool, plan_gen.PLAN_GEN, shots["plan_gen"], seed, "plan_gen_unseen", skipped)
+    chosen = with_shots(queries, pool, shots["plan_gen"], seed, "plan_gen_unseen", skipped)
     lines = [assemble(plan_gen.PLAN_GEN, s, q) for q, s in chosen]
     generation = TaskFile(f"{HELDOUT_DIR}/plan_gen_unseen.jsonl", lines, skipped,
                           {"activity": distribution([q.group for q, _ in chosen])})
     queries, duplicates = unique([act_recog.qa_block(r) for r in unseen])
     pool, _ = unique([act_recog.qa_block(r) for r in train])
     skipped = Counter(duplicate=duplicates)
-    chosen = with_shots(queries, pool, act_recog.ACT_RECOG_QA, shots["act_recog"], seed, "act_recog_unseen", skipped)
+    chosen = with_shots(queries, pool, shots["act_recog"], seed, "act_recog_unseen", skipped)
     lines = [act_recog.qa_example(s, q, activities, random.Random(f"{seed}/act_recog_unseen/options/{q.source}"))
              for q, s in chosen]
     choice = TaskFile(f"{HELDOUT_DIR}/act_recog_unseen.jsonl", lines, skipped,
