@@ -1,0 +1,117 @@
+"""`e2wm report`: comparison tables, relative changes, PNG charts and exit-2 errors, from fixture runs."""
+
+import json
+import re
+
+import pytest
+
+from e2wm.cli import main
+from e2wm.errors import InputError
+from e2wm.report import relative_change, report
+
+BASE = {
+    "act_recog": {"accuracy": 0.5, "n": 16, "norm": "ln", "truncated": 0},
+    "count": {"accuracy": 0.25, "n": 16, "norm": "ln", "truncated": 0},
+    "plan_gen": {"rouge1": 0.4, "rouge2": 0.2, "rougeL": 0.3, "n": 16, "truncated": 1},
+    "obj_move_path": {"lcs": 0.0, "n": 16, "truncated": 0},
+    "ppl": {"perplexity": 10.0, "nll": 2.302585, "tokens": 500},
+}
+TUNED = {
+    "act_recog": {"accuracy": 0.75, "n": 16, "norm": "ln", "truncated": 0},
+    "count": {"accuracy": 0.2, "n": 16, "norm": "ln", "truncated": 0},
+    "plan_gen": {"rouge1": 0.5, "rouge2": 0.3, "rougeL": 0.45, "n": 16, "truncated": 1},
+    "obj_move_path": {"lcs": 0.5, "n": 16, "truncated": 0},
+    "ppl": {"perplexity": 11.0, "nll": 2.397895, "tokens": 500},
+}
+
+
+def write_run(directory, metrics):
+    directory.mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    return directory
+
+
+def row(text: str, task: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {task} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_table_has_every_task_and_the_right_changes(tmp_path):
+    base = write_run(tmp_path / "base", BASE)
+    tuned = write_run(tmp_path / "tuned", TUNED)
+    out = tmp_path / "out" / "report.md"
+    text = report([base, tuned], [], out)
+    assert out.read_text() == text
+    for task in ("act_recog", "count", "plan_gen", "obj_move_path"):
+        assert f"| {task} |" in text
+    assert row(text, "act_recog") == ["act_recog", "accuracy", "16", "0.5000", "0.7500", "+50.0%"]
+    assert row(text, "count") == ["count", "accuracy", "16", "0.2500", "0.2000", "-20.0%"]
+    assert row(text, "plan_gen") == ["plan_gen", "ROUGE-L F1", "16", "0.3000", "0.4500", "+50.0%"]
+    assert row(text, "obj_move_path")[-1] == "n/a"  # the base scored 0: no relative change
+    assert row(text, "perplexity (lower is better)")[3:] == ["10.0000", "11.0000", "+10.0%"]
+    # mean of (0.5, 0.25, 0.3, 0.0) = 0.2625 and of (0.75, 0.2, 0.45, 0.5) = 0.475: +81.0%
+    assert row(text, "**mean**")[3:] == ["0.2625", "0.4750", "+81.0%"]
+    chart = out.with_name("report.png")
+    assert chart.stat().st_size > 10_000
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](report.png)" in text
+
+
+def test_three_runs_missing_tasks_and_repeated_folder_names(tmp_path):
+    a = write_run(tmp_path / "a" / "eval", BASE)
+    b = write_run(tmp_path / "b" / "eval", {"act_recog": {"accuracy": 1.0, "n": 8}})
+    c = write_run(tmp_path / "c" / "eval", TUNED)
+    text = report([a, b, c], [], tmp_path / "r.md")
+    header = next(line for line in text.splitlines() if line.startswith("| task"))
+    assert "a/eval" in header and "Δ vs a/eval" in header
+    assert row(text, "act_recog")[2:] == ["16/8", "0.5000", "1.0000", "+100.0%", "0.7500", "+50.0%"]
+    assert row(text, "count")[4:6] == ["—", "—"]  # b has no count
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_train_log_curves(tmp_path):
+    run = tmp_path / "train"
+    run.mkdir()
+    rows = [{"step": s, "loss": 3.0 - 0.1 * s, "ce": 3.0 - 0.1 * s - 0.01, "ewc": 0.005 * s, "lr": 8e-4 * (1 - s / 10)}
+            for s in range(1, 11)]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "train.md"
+    main(["report", "--train-log", str(run), "--out", str(out)])
+    text = out.read_text()
+    assert re.search(r"\| train \| 10 \| 2\.9000 \| 2\.0000 \| 2\.8900 \| 1\.9900 \| 0\.05 \|", text)
+    assert (tmp_path / "train-train.png").stat().st_size > 10_000
+    assert not (tmp_path / "train.png").exists()
+
+
+def test_relative_change():
+    assert relative_change(0.6, 0.4) == pytest.approx(0.5)
+    assert relative_change(1.0, 0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda d: d.mkdir(), "no metrics.json"),
+        (lambda d: (d.mkdir(), (d / "metrics.json").write_text("{bad")), "metrics.json:1: bad JSON"),
+        (lambda d: (d.mkdir(), (d / "metrics.json").write_text('{"t": {"x": 1}}')), "task 't' has no accuracy"),
+        (lambda d: None, "no such run directory"),
+    ],
+)
+def test_bad_run_dirs_exit_2(tmp_path, capsys, setup, message):
+    run = tmp_path / "run"
+    setup(run)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(run), "--out", str(tmp_path / "r.md")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("e2wm report: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_bad_requests(tmp_path):
+    with pytest.raises(InputError, match="give run directories"):
+        report([], [], tmp_path / "r.md")
+    with pytest.raises(InputError, match="ending in .md"):
+        report([write_run(tmp_path / "a", BASE)], [], tmp_path / "r.txt")
+    with pytest.raises(InputError, match="no log.jsonl"):
+        report([], [tmp_path / "a"], tmp_path / "r.md")
