@@ -113,3 +113,28 @@ def test_bad_paths_exit_2(tmp_path, capsys, tiny_gpt2):
     assert "--limit must be at least 1" in fails(capsys, "--data", data, "--out", tmp_path, "--limit", 0)
     config = write(tmp_path / "c.yaml", ["colour: red"])
     assert "field 'colour' is not an option" in fails(capsys, "--config", config)
+
+
+def test_two_processes_write_what_one_writes(tiny_gpt2, tmp_path):
+    """`--num-processes 2` (accelerate launch, gloo on CPU) shards items and gathers them in order."""
+    data = tmp_path / "data"
+    items = [QA | {"input": QA["input"].replace("wash dishes", w)} for w in ("cook", "sleep", "read", "bathe", "eat")]
+    write(data / "housework_qa.json", items)
+    write(data / "plan_gen.json", [GEN | {"input": f"Q: How to {w}?\nA:"} for w in ("cook", "sleep", "read")])
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ["--model", tiny_gpt2, "--data", data, "--max-new-tokens", 5]
+    run_eval(*common, "--out", one)
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "e2wm", "eval", *map(str, common), "--out", str(two),
+                           "--num-processes", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((one / "metrics.json").read_text()) == json.loads((two / "metrics.json").read_text())
+    assert (one / "predictions" / "plan_gen.jsonl").read_text() == (two / "predictions" / "plan_gen.jsonl").read_text()
+    rows_one = [json.loads(x) for x in (one / "predictions" / "housework_qa.jsonl").read_text().splitlines()]
+    rows_two = [json.loads(x) for x in (two / "predictions" / "housework_qa.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows_two] == list(range(5))
+    for a, b in zip(rows_one, rows_two):  # thread counts differ per process: float sums may differ in the 6th digit
+        assert a["prediction"] == b["prediction"]
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)

@@ -1,11 +1,14 @@
 """`e2wm eval`: evaluate a causal LM (optionally with a LoRA adapter) on E2WM benchmark files."""
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from e2wm.errors import InputError
 from e2wm.eval.perplexity import read_texts
-from e2wm.eval.run import EvalSettings, evaluate
+from e2wm.eval.run import EvalSettings, Shard, evaluate
 from e2wm.eval.tasks import load_tasks
 from e2wm.files import write_json
 from e2wm.models import add_model_arguments, load_model, spec_from_args
@@ -23,24 +26,66 @@ def add_arguments(parser) -> None:
     parser.add_argument("--norm", choices=["ln", "un"], help="override the per-task QA normalisation")
     parser.add_argument("--max-length", type=int, help="token limit of prompt + answer (default: model's)")
     parser.add_argument("--ppl-data", help="general text (JSONL with 'text', or plain text) for perplexity")
+    parser.add_argument("--num-processes", type=int, default=1,
+                        help="shard the items over N processes (runs `accelerate launch -m e2wm eval ...`)")
+
+
+def launch(num_processes: int, argv: list[str]) -> None:
+    """Re-run this command under `accelerate launch` with N processes (GPUs if present, else CPU/gloo)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    import torch
+
+    command += ["--multi_gpu"] if torch.cuda.device_count() >= num_processes else ["--cpu"]
+    command += ["-m", "e2wm", "eval", *argv]
+    sys.exit(subprocess.call(command))
+
+
+def current_shard() -> tuple[Shard, str | None]:
+    """This process's shard and device under `accelerate launch` (one process: everything, default device)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Shard(), None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return Shard(state.process_index, state.num_processes), str(state.device)
+
+
+def without_num_processes(argv: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--num-processes":
+            skip = True
+        elif not arg.startswith("--num-processes="):
+            kept.append(arg)
+    return kept
 
 
 def run(args) -> None:
-    for name in ("limit", "batch_size", "num_beams", "max_new_tokens", "max_length"):
+    for name in ("limit", "batch_size", "num_beams", "max_new_tokens", "max_length", "num_processes"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     tasks = load_tasks(args.data)  # every file checked before the model is loaded
     if args.ppl_data:
         read_texts(args.ppl_data)
+    if args.num_processes > 1:
+        launch(args.num_processes, without_num_processes(sys.argv[2:]))
+    shard, device = current_shard()
     spec = spec_from_args(args)
+    if device and not spec.device:
+        spec.device = device
     model, tokenizer = load_model(spec)
     out = Path(args.out)
     settings = EvalSettings(args.limit, args.batch_size, args.num_beams, args.max_new_tokens, args.norm,
                             args.max_length)
     model_id = spec.model + (f" + {spec.adapter}" if spec.adapter else "")
-    write_json(out / "config.json", {k: v for k, v in vars(args).items() if k != "config"})
+    if shard.is_main:
+        write_json(out / "config.json", {k: v for k, v in vars(args).items() if k != "config"})
     start = time.time()
-    evaluate(model, tokenizer, tasks, out, settings, model_id, args.ppl_data)
-    print((out / "results.md").read_text())
-    print(f"wrote {out / 'metrics.json'} in {time.time() - start:.0f} s")
+    evaluate(model, tokenizer, tasks, out, settings, model_id, args.ppl_data, shard)
+    if shard.is_main:
+        print((out / "results.md").read_text())
+        print(f"wrote {out / 'metrics.json'} in {time.time() - start:.0f} s")

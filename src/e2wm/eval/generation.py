@@ -52,21 +52,23 @@ def generation_kwargs(tokenizer, max_new_tokens: int, num_beams: int, stop_at_ne
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256, num_beams: int = 1,
-             batch_size: int = 1, stop_at_newline: bool = True, progress=None) -> list[str]:
-    """Decoded continuations (full text, not yet cut at the newline) of each prompt.
+             batch_size: int = 1, stop_at_newline: bool = True, progress=None,
+             indices: list[int] | None = None) -> list[str]:
+    """Decoded continuations (full text, not yet cut at the newline) of the prompts at indices (default all).
 
-    batch_size 1 with greedy decoding reuses one cache of the prompts' common prefix (deep-copied per
-    prompt); larger batches decode left-padded prompts together (faster on GPUs).
+    batch_size 1 with greedy decoding reuses one cache of all the prompts' common prefix (deep-copied
+    per prompt); larger batches decode left-padded prompts together (faster on GPUs).
     """
     kwargs = generation_kwargs(tokenizer, max_new_tokens, num_beams, stop_at_newline)
     device = model_device(model)
+    chosen = prompts if indices is None else [prompts[i] for i in indices]
     outputs: list[str] = []
     if batch_size == 1:
         shared = common_prefix(prompts)[: min(len(p) for p in prompts) - 1]
-        prefix = run_tokens(model, shared) if num_beams == 1 and len(shared) >= 8 else None
+        prefix = run_tokens(model, shared) if num_beams == 1 and len(shared) >= 8 and chosen else None
         if prefix is not None and not supports_prefix_cache(prefix.cache):
             prefix = None
-        for prompt in prompts:
+        for prompt in chosen:
             ids = torch.tensor([prompt], device=device)
             extra = {"cache": copy.deepcopy(prefix.cache)} if prefix is not None else {}
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs, **extra)
@@ -75,8 +77,8 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
                 progress(1)
         return outputs
     pad = tokenizer.pad_token_id
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
+    for start in range(0, len(chosen), batch_size):
+        batch = chosen[start : start + batch_size]
         width = max(len(p) for p in batch)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)

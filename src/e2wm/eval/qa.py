@@ -28,16 +28,17 @@ def encode_item(tokenizer, item: QAItem, max_length: int) -> EncodedItem:
 
 
 def option_logprobs(model, items: list[EncodedItem], pad_id: int, progress=None,
-                    share_file_prefix: bool = True) -> list[list[float]]:
-    """Sum log-prob of every option of every item.
+                    share_file_prefix: bool = True, indices: list[int] | None = None) -> list[list[float]]:
+    """Sum log-prob of every option of the items at indices (default: all).
 
-    The file's common token prefix runs once (unless share_file_prefix is off); each item's context runs
-    once on top of it; all options after the same context are scored in one batch.
+    The file's common token prefix (over all items, so that a shard of the file computes exactly what
+    the whole would) runs once unless share_file_prefix is off; each item's context runs once on top of
+    it; all options after the same context are scored in one batch.
     """
     shared = common_prefix([c for item in items for c in item.contexts]) if share_file_prefix else []
     prefix = run_tokens(model, shared) if len(shared) >= MIN_SHARED_TOKENS else None
     results = []
-    for item in items:
+    for item in (items if indices is None else [items[i] for i in indices]):
         groups: dict[tuple, list[int]] = {}
         for index, context in enumerate(item.contexts):
             groups.setdefault(tuple(context), []).append(index)

@@ -1,7 +1,9 @@
 """Evaluate a loaded model on task files: predictions, per-task metrics, metrics.json and results.md.
 
 Each finished task is saved on its own (predictions and metrics), so an interrupted run resumes at the
-task in flight; metrics.json and results.md are written once, at the end, atomically.
+task in flight; metrics.json and results.md are written once, at the end, atomically. Under
+`accelerate launch` every process takes a strided shard of each file's items; the rows are gathered in
+the original order and the main process writes the same files a single process would.
 """
 
 import hashlib
@@ -14,7 +16,7 @@ from tqdm import tqdm
 from e2wm.eval import generation, metrics, qa
 from e2wm.eval.perplexity import perplexity, read_texts
 from e2wm.eval.tasks import TaskFile, generation_metric, qa_norm
-from e2wm.files import write_json, write_jsonl
+from e2wm.files import write_atomic, write_json, write_jsonl
 from e2wm.models import context_length
 
 
@@ -29,6 +31,30 @@ class EvalSettings:
     ppl_max_length: int = 1024
 
 
+@dataclass
+class Shard:
+    """This process's share of every file: items index, index + count, index + 2 * count, ..."""
+
+    index: int = 0
+    count: int = 1
+
+    def indices(self, total: int) -> list[int]:
+        return list(range(self.index, total, self.count))
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+
+def gather_rows(rows: list[dict], shard: Shard) -> list[dict]:
+    """Every process's rows, in item order (a no-op for one process)."""
+    if shard.count > 1:
+        from accelerate.utils import gather_object
+
+        rows = gather_object(rows)
+    return sorted(rows, key=lambda row: row["index"])
+
+
 def fingerprint(task: TaskFile, settings: EvalSettings, model_id: str) -> str:
     """What a saved task result depends on: the file's bytes, the model and the settings."""
     digest = hashlib.sha256(task.path.read_bytes())
@@ -36,54 +62,60 @@ def fingerprint(task: TaskFile, settings: EvalSettings, model_id: str) -> str:
     return digest.hexdigest()
 
 
-def evaluate_qa(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length: int, log=print):
+def progress_bar(task: TaskFile, total: int, label: str, shard: Shard):
+    return tqdm(total=total, desc=f"{task.name} ({label})", unit="item", disable=not shard.is_main)
+
+
+def qa_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length: int, shard: Shard, log=print):
     norm, known = qa_norm(task.name, settings.norm)
-    if not known:
+    if not known and shard.is_main:
         log(f"{task.name}: task not known, using length-normalised scores (ln); --norm overrides")
     encoded = [qa.encode_item(tokenizer, item, max_length) for item in task.items]
-    with tqdm(total=len(encoded), desc=f"{task.name} (qa, {norm})", unit="item") as bar:
-        logprobs = qa.option_logprobs(model, encoded, tokenizer.pad_token_id, bar.update)
+    mine = shard.indices(len(encoded))
+    with progress_bar(task, len(mine), f"qa, {norm}", shard) as bar:
+        logprobs = qa.option_logprobs(model, encoded, tokenizer.pad_token_id, bar.update, indices=mine)
     unconditional = None
     if norm == "un":
-        options = [o for item in task.items for o in item.options]
+        options = [o for item in task.items for o in item.options]  # the whole file's: same batches in any shard
         unconditional = qa.unconditional_logprobs(model, tokenizer, options, tokenizer.pad_token_id)
-    rows, predictions = [], []
-    for index, (item, enc, lps) in enumerate(zip(task.items, encoded, logprobs)):
-        scores = qa.normalise(item, enc, lps, norm, unconditional)
-        best = qa.argmax(scores)
-        predictions.append(best)
-        rows.append({"index": index, "scores": scores, "prediction": item.options[best],
+    rows = []
+    for index, lps in zip(mine, logprobs):
+        item = task.items[index]
+        scores = qa.normalise(item, encoded[index], lps, norm, unconditional)
+        rows.append({"index": index, "scores": scores, "prediction": item.options[qa.argmax(scores)],
                      "answer": item.options[item.answer]})
-    result = {
-        "accuracy": metrics.accuracy(predictions, [item.answer for item in task.items]),
-        "n": len(task.items), "norm": norm, "truncated": sum(e.truncated for e in encoded),
-    }
+    rows = gather_rows(rows, shard)
+    accuracy = metrics.accuracy([r["prediction"] for r in rows], [r["answer"] for r in rows])
+    result = {"accuracy": accuracy, "n": len(rows), "norm": norm, "truncated": sum(e.truncated for e in encoded)}
     return result, rows
 
 
-def evaluate_generation(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length: int):
+def generation_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length: int, shard: Shard):
     prompts, truncated = generation.encode_prompts(
         tokenizer, [item.input for item in task.items], max_length, settings.max_new_tokens
     )
-    with tqdm(total=len(prompts), desc=f"{task.name} (generation)", unit="item") as bar:
+    mine = shard.indices(len(prompts))
+    with progress_bar(task, len(mine), "generation", shard) as bar:
         texts = generation.generate(
             model, tokenizer, prompts, max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams,
-            batch_size=settings.batch_size, progress=bar.update,
+            batch_size=settings.batch_size, progress=bar.update, indices=mine,
         )
-    predictions = [generation.first_line(text) for text in texts]
-    references = [item.ref for item in task.items]
+    rows = [{"index": i, "prediction": generation.first_line(text), "ref": task.items[i].ref}
+            for i, text in zip(mine, texts)]
+    rows = gather_rows(rows, shard)
+    predictions, references = [r["prediction"] for r in rows], [r["ref"] for r in rows]
     if generation_metric(task.name) == "lcs":
         result = {"lcs": metrics.lcs(predictions, references)}
     else:
         result = metrics.rouge(predictions, references)
-    result.update(n=len(task.items), truncated=truncated)
-    rows = [{"index": i, "prediction": p, "ref": r} for i, (p, r) in enumerate(zip(predictions, references))]
+    result.update(n=len(rows), truncated=truncated)
     return result, rows
 
 
 def evaluate(model, tokenizer, tasks: list[TaskFile], out: Path, settings: EvalSettings, model_id: str,
-             ppl_data: str | None = None, log=print) -> dict:
+             ppl_data: str | None = None, shard: Shard | None = None, log=print) -> dict:
     """Run every task (resuming finished ones), then perplexity; write metrics.json and results.md."""
+    shard = shard or Shard()
     max_length = settings.max_length or context_length(model, tokenizer)
     results: dict[str, dict] = {}
     for task in tasks:
@@ -93,27 +125,26 @@ def evaluate(model, tokenizer, tasks: list[TaskFile], out: Path, settings: EvalS
         saved = out / "tasks" / f"{task.name}.json"
         if saved.is_file() and json.loads(saved.read_text())["fingerprint"] == key:
             results[task.name] = json.loads(saved.read_text())["metrics"]
-            log(f"{task.name}: already evaluated, reusing {saved}")
+            if shard.is_main:
+                log(f"{task.name}: already evaluated, reusing {saved}")
             continue
         if task.kind == "qa":
-            result, rows = evaluate_qa(model, tokenizer, task, settings, max_length, log)
+            result, rows = qa_rows(model, tokenizer, task, settings, max_length, shard, log)
         else:
-            result, rows = evaluate_generation(model, tokenizer, task, settings, max_length)
-        write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
-        write_json(saved, {"fingerprint": key, "metrics": result})
+            result, rows = generation_rows(model, tokenizer, task, settings, max_length, shard)
+        if shard.is_main:
+            write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
+            write_json(saved, {"fingerprint": key, "metrics": result})
         results[task.name] = result
     if ppl_data:
-        texts = read_texts(ppl_data)
-        with tqdm(desc="perplexity", unit="window") as bar:
+        with tqdm(desc="perplexity", unit="window", disable=not shard.is_main) as bar:
             results["ppl"] = perplexity(
-                model, tokenizer, texts, min(settings.ppl_max_length, max_length),
+                model, tokenizer, read_texts(ppl_data), min(settings.ppl_max_length, max_length),
                 max(settings.batch_size, 1), bar.update,
             )
-    write_json(out / "metrics.json", results)
-    (out / "results.md").parent.mkdir(parents=True, exist_ok=True)
-    from e2wm.files import write_atomic
-
-    write_atomic(out / "results.md", results_table(results, model_id))
+    if shard.is_main:
+        write_json(out / "metrics.json", results)
+        write_atomic(out / "results.md", results_table(results, model_id))
     return results
 
 
