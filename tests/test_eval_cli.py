@@ -138,3 +138,10 @@ def test_two_processes_write_what_one_writes(tiny_gpt2, tmp_path):
     for a, b in zip(rows_one, rows_two):  # thread counts differ per process: float sums may differ in the 6th digit
         assert a["prediction"] == b["prediction"]
         assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
+
+
+def test_vllm_backend_fails_clearly_without_vllm_or_gpu(tmp_path, capsys):
+    data = write(tmp_path / "plan_gen.json", [GEN])
+    err = fails(capsys, "--data", data, "--out", tmp_path / "o", "--backend", "vllm")
+    assert "--backend vllm needs" in err
+    assert not (tmp_path / "o").exists()

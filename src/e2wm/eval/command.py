@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 from e2wm.errors import InputError
+from e2wm.eval import vllm_backend
 from e2wm.eval.perplexity import read_texts
 from e2wm.eval.run import EvalSettings, Shard, evaluate
 from e2wm.eval.tasks import load_tasks
 from e2wm.files import write_json
-from e2wm.models import add_model_arguments, load_model, spec_from_args
+from e2wm.models import add_model_arguments, context_length, load_model, resolve_model_path, spec_from_args
 
 
 def add_arguments(parser) -> None:
@@ -26,6 +27,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--norm", choices=["ln", "un"], help="override the per-task QA normalisation")
     parser.add_argument("--max-length", type=int, help="token limit of prompt + answer (default: model's)")
     parser.add_argument("--ppl-data", help="general text (JSONL with 'text', or plain text) for perplexity")
+    parser.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                        help="generation backend: hf (transformers) or vllm (extra e2wm[vllm], CUDA)")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.5,
+                        help="share of GPU memory vLLM may take (the hf model for QA shares the GPU)")
     parser.add_argument("--num-processes", type=int, default=1,
                         help="shard the items over N processes (runs `accelerate launch -m e2wm eval ...`)")
 
@@ -71,6 +76,8 @@ def run(args) -> None:
     tasks = load_tasks(args.data)  # every file checked before the model is loaded
     if args.ppl_data:
         read_texts(args.ppl_data)
+    if args.backend == "vllm":
+        vllm_backend.check_available()
     if args.num_processes > 1:
         launch(args.num_processes, without_num_processes(sys.argv[2:]))
     shard, device = current_shard()
@@ -84,8 +91,14 @@ def run(args) -> None:
     model_id = spec.model + (f" + {spec.adapter}" if spec.adapter else "")
     if shard.is_main:
         write_json(out / "config.json", {k: v for k, v in vars(args).items() if k != "config"})
+    generator = None
+    if args.backend == "vllm" and any(task.kind == "gen" for task in tasks):
+        generator = vllm_backend.VllmGenerator(
+            resolve_model_path(spec.model), spec.adapter, spec.dtype,
+            args.max_length or context_length(model, tokenizer), args.gpu_memory_utilization,
+        )
     start = time.time()
-    evaluate(model, tokenizer, tasks, out, settings, model_id, args.ppl_data, shard)
+    evaluate(model, tokenizer, tasks, out, settings, model_id, args.ppl_data, shard, generator)
     if shard.is_main:
         print((out / "results.md").read_text())
         print(f"wrote {out / 'metrics.json'} in {time.time() - start:.0f} s")

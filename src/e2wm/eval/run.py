@@ -90,16 +90,19 @@ def qa_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length
     return result, rows
 
 
-def generation_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length: int, shard: Shard):
+def generation_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length: int, shard: Shard,
+                    generator=None):
     prompts, truncated = generation.encode_prompts(
         tokenizer, [item.input for item in task.items], max_length, settings.max_new_tokens
     )
     mine = shard.indices(len(prompts))
-    with progress_bar(task, len(mine), "generation", shard) as bar:
-        texts = generation.generate(
-            model, tokenizer, prompts, max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams,
-            batch_size=settings.batch_size, progress=bar.update, indices=mine,
-        )
+    options = dict(max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams, indices=mine)
+    if generator is not None:  # another backend (vLLM) decodes the same prompt ids
+        texts = generator.generate(tokenizer, prompts, **options)
+    else:
+        with progress_bar(task, len(mine), "generation", shard) as bar:
+            texts = generation.generate(model, tokenizer, prompts, batch_size=settings.batch_size,
+                                        progress=bar.update, **options)
     rows = [{"index": i, "prediction": generation.first_line(text), "ref": task.items[i].ref}
             for i, text in zip(mine, texts)]
     rows = gather_rows(rows, shard)
@@ -113,8 +116,11 @@ def generation_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, ma
 
 
 def evaluate(model, tokenizer, tasks: list[TaskFile], out: Path, settings: EvalSettings, model_id: str,
-             ppl_data: str | None = None, shard: Shard | None = None, log=print) -> dict:
-    """Run every task (resuming finished ones), then perplexity; write metrics.json and results.md."""
+             ppl_data: str | None = None, shard: Shard | None = None, generator=None, log=print) -> dict:
+    """Run every task (resuming finished ones), then perplexity; write metrics.json and results.md.
+
+    generator, if given, decodes the generation tasks instead of the hf model (see vllm_backend).
+    """
     shard = shard or Shard()
     max_length = settings.max_length or context_length(model, tokenizer)
     results: dict[str, dict] = {}
@@ -131,7 +137,7 @@ def evaluate(model, tokenizer, tasks: list[TaskFile], out: Path, settings: EvalS
         if task.kind == "qa":
             result, rows = qa_rows(model, tokenizer, task, settings, max_length, shard, log)
         else:
-            result, rows = generation_rows(model, tokenizer, task, settings, max_length, shard)
+            result, rows = generation_rows(model, tokenizer, task, settings, max_length, shard, generator)
         if shard.is_main:
             write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
             write_json(saved, {"fingerprint": key, "metrics": result})
