@@ -87,17 +87,14 @@ def _effects(action: Action, goal: list[Fact], world: World) -> int:
 
 def make_task(program: Program) -> Task:
     """The planning task of a program: goal = facts gained from its initial to its final graph."""
-    world = World(program.init_graph)
-    goal = goal_facts(program.init_graph, program.final_graph)
+    return task_for(World(program.init_graph), goal_facts(program.init_graph, program.final_graph))
+
+
+def task_for(world: World, goal: list[Fact]) -> Task:
+    """The planning task of any goal in a world (hand-made goals included)."""
     objects = relevant_objects(world, goal)
     candidates = candidate_actions(world, objects)
     effects = [_effects(action, goal, world) for action in candidates]
-    touches = []
-    for action in candidates:
-        mask = 0
-        for bit, fact in enumerate(goal):
-            if fact.subject in action.args or fact.target in action.args:
-                mask |= 1 << bit
-        touches.append(mask)
+    touches = [sum(1 << bit for bit, fact in enumerate(goal) if {fact.subject, fact.target} & set(action.args))
+               for action in candidates]
     return Task(world, goal, objects, candidates, effects, touches)
-

@@ -4,7 +4,8 @@ Reward per step: +2 for each goal fact achieved for the first time, -1.5 for eac
 +1.5 when an undone fact is achieved again, so toggling a fact cannot farm reward), -0.1 per step, +5
 when every goal fact holds (the episode ends there). Discount 0.99, rollouts up to 25 steps, PUCT
 selection with a hand-made prior that favours actions which make or touch a missing goal fact. The plan
-is the highest-return prefix of any simulated trajectory.
+is the highest-return prefix of any simulated trajectory, then pruned: steps whose removal leaves a plan
+the simulator accepts with no lower return are dropped (random rollouts leave detours in it).
 """
 
 import math
@@ -22,7 +23,7 @@ FIRST, UNDONE, STEP, DONE = 2.0, 1.5, 0.1, 5.0
 
 @dataclass
 class SearchConfig:
-    simulations: int = 200  # most simulations per program
+    simulations: int = 100  # most simulations per program (success flattens by 50: docs/benchmarks.md)
     rollout_depth: int = 25
     discount: float = 0.99
     exploration: float = 1.0  # PUCT constant (values are min-max normalised)
@@ -185,7 +186,34 @@ class Search:
             if self.best.success and self.count - self.improved >= self.config.patience:
                 break
         self.best.simulations = self.count
-        return self.best
+        return self.prune(self.best)
+
+    def replay(self, actions: list[Action]) -> SearchResult | None:
+        """Execute a plan from the start; its result (cut where the goal is complete), or None if a step fails."""
+        world, gamma = self.task.world, self.config.discount
+        state = world.initial_state()
+        held = ever = self.held(state)
+        value, done = 0.0, []
+        for t, action in enumerate(actions):
+            if held == self.full or not world.step(state, action, in_place=True).success:
+                return None if held != self.full else SearchResult(done, held, True, value, self.count)
+            before, held = held, self.held(state)
+            value += gamma**t * self.reward(before, held, ever)
+            ever |= held
+            done.append(action)
+        return SearchResult(done, held, held == self.full, value, self.count)
+
+    def prune(self, result: SearchResult) -> SearchResult:
+        """Drop single steps, then pairs (an open undone by a close), while the plan still runs, reaches the
+        same goal facts and its return does not fall."""
+        for width in (1, 2, 1):
+            for index in reversed(range(len(result.actions) - width + 1)):
+                if index + width > len(result.actions):
+                    continue
+                shorter = self.replay(result.actions[:index] + result.actions[index + width:])
+                if shorter is not None and shorter.value >= result.value - 1e-9 and shorter.held == result.held:
+                    result = shorter
+        return result
 
 
 def plan(task: Task, config: SearchConfig | None = None, seed: int | str = 0) -> SearchResult:
