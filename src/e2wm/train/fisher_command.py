@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n", type=int, default=1000, help="number of texts (the paper: 20000)")
     parser.add_argument("--max-len", type=int, default=800, help="tokens per text at most")
     parser.add_argument("--modules", help="comma-separated module names (default: PEFT's LoRA targets)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8, help="texts per batch (sampling and gradients)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model samples")
     parser.add_argument("--save-every", type=int, default=200, help="checkpoint the partial sums every N texts")
     parser.add_argument("--write-samples", help="also write the texts used to this JSONL file")
@@ -117,7 +117,7 @@ def model_samples(model, tokenizer, args, partial: Path) -> list[str]:
     if kept.is_file():
         return [record["text"] for record in read_jsonl(kept)]
     with tqdm(total=args.n, desc="sampling", unit="text") as bar:
-        texts = sample_texts(model, tokenizer, args.n, args.max_len, args.seed, progress=bar.update)
+        texts = sample_texts(model, tokenizer, args.n, args.max_len, args.seed, args.batch_size, bar.update)
     if not args.samples_only:
         write_jsonl(kept, [{"text": text} for text in texts])
     return texts
