@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("e2wm.experience.command", "collect embodied experiences: MCTS plans or random exploration"),
     "eval": ("e2wm.eval.command", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
     "fisher": ("e2wm.train.fisher_command", "diagonal Fisher information of the LoRA target weights on general text"),
+    "plan-memory": ("e2wm.memory_command", "expected GPU memory of training, per component, from the config alone"),
     "report": ("e2wm.report_command", "compare eval runs (markdown table + PNG chart) and plot training curves"),
     "train": ("e2wm.train.command", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
 }

@@ -1,0 +1,154 @@
+"""Expected training memory, from a model's config alone (a meta-device model: shapes, no weights).
+
+Components: base weights (dtype, or 8/4-bit linear layers), trainable parameters with their gradients
+and AdamW states, the Fisher (ewc-lora: the adapted matrices in float32; full EWC adds the starting
+weights), the EWC term's saved deltas, and activations saved for backward, with and without gradient
+checkpointing. Activations are an estimate: per token and layer, the tensors the forward keeps for
+backward (norm inputs, attention q/k/v/output with fused attention kernels, MLP activations, LoRA
+inputs), plus the float32 logits and their log-softmax. Not included: the CUDA context and allocator
+slack (typically 0.5-1 GiB), and the eager-attention score matrices (heads x length^2) that a
+non-fused attention keeps.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+GIB = 1024**3
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass
+class ModelShapes:
+    """What the estimate needs to know about a model, read off a meta-device instance."""
+
+    params: int
+    linear_params: int  # in Linear/Conv1D layers other than the output head (what 8/4-bit quantises)
+    layers: int
+    hidden: int
+    kv_dim: int
+    intermediate: int
+    vocab: int
+    gated_mlp: bool
+    targets: list[tuple[int, int]]  # (out, in) of each adapted matrix
+
+
+@dataclass
+class MemoryPlan:
+    weights: int
+    adapter: int  # LoRA parameters (0 for full finetuning, whose trainable parameters are the weights)
+    gradients: int
+    optimizer: int
+    fisher: int
+    ewc_saved: int
+    activations: int
+    activations_checkpointed: int
+
+    def total(self, checkpointing: bool) -> int:
+        fixed = self.weights + self.adapter + self.gradients + self.optimizer + self.fisher + self.ewc_saved
+        return fixed + (self.activations_checkpointed if checkpointing else self.activations)
+
+
+def model_shapes(config, target_names: list[str] | None = None) -> ModelShapes:
+    """Build the model on the meta device and read its shapes (no memory, no weights).
+
+    target_names default to PEFT's LoRA target modules for the architecture.
+    """
+    from transformers import AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    from e2wm.train.targets import default_target_names
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    target_names = target_names or default_target_names(model)
+    head = model.get_output_embeddings()
+    linear_params, targets, gated = 0, [], False
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear | Conv1D) or module is head:
+            continue
+        linear_params += module.weight.numel()
+        short = name.rsplit(".", 1)[-1]
+        gated = gated or short in ("gate_proj", "w1", "gate_up_proj")
+        if short in target_names:
+            rows, cols = module.weight.shape
+            targets.append((cols, rows) if isinstance(module, Conv1D) else (rows, cols))
+    text = config.get_text_config()
+    hidden = text.hidden_size
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or hidden // heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    intermediate = getattr(text, "intermediate_size", None) or getattr(text, "n_inner", None) or 4 * hidden
+    return ModelShapes(
+        params=sum(p.numel() for p in model.parameters()), linear_params=linear_params,
+        layers=text.num_hidden_layers, hidden=hidden, kv_dim=kv_heads * head_dim, intermediate=intermediate,
+        vocab=text.vocab_size, gated_mlp=gated, targets=targets,
+    )
+
+
+def weight_bytes(shapes: ModelShapes, dtype: str, quant: str | None) -> int:
+    """Base weights: all in dtype, or linear layers in 8-bit (1 B + row scales) / 4-bit NF4 (0.5 B + absmax)."""
+    element = DTYPE_BYTES[dtype]
+    if quant is None:
+        return shapes.params * element
+    rest = (shapes.params - shapes.linear_params) * element
+    if quant == "8bit":
+        return rest + shapes.linear_params + 4 * sum(out for out, _ in shapes.targets)
+    return rest + shapes.linear_params // 2 + shapes.linear_params // 64 * 4
+
+
+def activation_bytes_per_token_layer(shapes: ModelShapes, element: int, method: str, lora_r: int) -> int:
+    """Bytes one token keeps for backward in one decoder layer (see the module docstring)."""
+    h, kv, i = shapes.hidden, shapes.kv_dim, shapes.intermediate
+    saved = 2 * h + (2 * h + 2 * kv)  # two norm inputs; attention q, k, v and output
+    saved += 3 * i if shapes.gated_mlp else i  # SiLU input and both factors of the gate product / GELU input
+    if method == "full":
+        saved += 2 * h + i  # inputs of every linear layer: normed states and the down projection's input
+    else:
+        per_layer_targets = len(shapes.targets) // shapes.layers
+        saved += per_layer_targets * (h + lora_r)  # LoRA: dropout output into A, A's output into B
+        return saved * element + per_layer_targets * h  # plus the dropout masks, a byte per element
+    return saved * element
+
+
+def plan_memory(shapes: ModelShapes, method: str, batch_size: int, max_len: int, dtype: str = "float32",
+                quant: str | None = None, lora_r: int = 8, ewc: bool = True) -> MemoryPlan:
+    """The expected peak memory of one training step, by component, in bytes."""
+    element = DTYPE_BYTES[dtype]
+    weights = weight_bytes(shapes, dtype, quant)
+    target_elements = sum(out * inp for out, inp in shapes.targets)
+    if method == "full":
+        adapter = 0
+        gradients = shapes.params * element
+        optimizer = 2 * gradients  # AdamW moments in the parameters' dtype
+        fisher = 2 * 4 * target_elements if ewc else 0  # Fisher and starting weights, float32
+        ewc_saved = 4 * target_elements if ewc else 0
+    else:
+        adapter = 4 * sum(lora_r * (out + inp) for out, inp in shapes.targets)  # PEFT keeps adapters in float32
+        gradients = adapter
+        optimizer = 2 * adapter
+        uses_ewc = ewc and method == "ewc-lora"
+        fisher = 4 * target_elements if uses_ewc else 0
+        ewc_saved = 4 * target_elements if uses_ewc else 0  # dW of every layer, kept for backward
+    tokens = batch_size * max_len
+    per_token_layer = activation_bytes_per_token_layer(shapes, element, method, lora_r)
+    logits = tokens * shapes.vocab * 4 * 2  # float32 logits and their log-softmax
+    activations = tokens * shapes.layers * per_token_layer + logits
+    checkpointed = tokens * shapes.layers * shapes.hidden * element + tokens * per_token_layer + logits
+    return MemoryPlan(weights, adapter, gradients, optimizer, fisher, ewc_saved, activations, checkpointed)
+
+
+def format_plan(plan: MemoryPlan, title: str) -> str:
+    """A readable table in GiB."""
+    lines = [title, ""]
+    rows = asdict(plan)
+    names = {"weights": "base weights", "adapter": "LoRA adapter", "gradients": "gradients",
+             "optimizer": "AdamW states", "fisher": "Fisher (+ start weights for full)",
+             "ewc_saved": "EWC deltas kept for backward", "activations": "activations",
+             "activations_checkpointed": "activations, gradient checkpointing"}
+    for key, label in names.items():
+        lines.append(f"  {label:<38} {rows[key] / GIB:9.3f} GiB")
+    lines.append(f"  {'total':<38} {plan.total(False) / GIB:9.3f} GiB")
+    lines.append(f"  {'total with gradient checkpointing':<38} {plan.total(True) / GIB:9.3f} GiB")
+    lines.append("  (plus the CUDA context and allocator slack, typically 0.5-1 GiB)")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""`e2wm plan-memory`: component sizes equal exact counts on real (tiny) models; CLI output and errors."""
+
+import pytest
+from peft import LoraConfig, get_peft_model
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from e2wm.cli import main
+from e2wm.memory import DTYPE_BYTES, model_shapes, plan_memory
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
+def test_components_match_real_models(fixture, request):
+    path = request.getfixturevalue(fixture)
+    config = AutoConfig.from_pretrained(path)
+    shapes = model_shapes(config)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert shapes.params == sum(p.numel() for p in model.parameters())
+    names = ["q_proj", "v_proj"] if fixture == "tiny_llama" else ["c_attn"]
+    real_targets = [m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in names]
+    assert len(shapes.targets) == len(real_targets) == 2 * len(names)
+    assert sum(o * i for o, i in shapes.targets) == sum(m.weight.numel() for m in real_targets)
+    plan = plan_memory(shapes, "ewc-lora", batch_size=2, max_len=64, lora_r=8)
+    lora = get_peft_model(model, LoraConfig(r=8, target_modules=names, fan_in_fan_out=fixture == "tiny_gpt2"))
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    assert plan.adapter == 4 * trainable and plan.gradients == plan.adapter and plan.optimizer == 2 * plan.adapter
+    assert plan.fisher == 4 * sum(m.weight.numel() for m in real_targets)
+    assert plan.weights == shapes.params * DTYPE_BYTES["float32"]
+
+
+def test_plans_order_sensibly(tiny_llama):
+    shapes = model_shapes(AutoConfig.from_pretrained(tiny_llama))
+    lora = plan_memory(shapes, "lora", 4, 256)
+    ewc = plan_memory(shapes, "ewc-lora", 4, 256)
+    full = plan_memory(shapes, "full", 4, 256)
+    assert lora.fisher == 0 and ewc.fisher > 0
+    assert ewc.total(False) - lora.total(False) == ewc.fisher + ewc.ewc_saved
+    assert full.gradients == full.weights and full.optimizer == 2 * full.weights
+    assert ewc.activations_checkpointed < ewc.activations
+    assert plan_memory(shapes, "lora", 8, 256).activations == pytest.approx(2 * lora.activations)
+    bf16 = plan_memory(shapes, "lora", 4, 256, dtype="bfloat16")
+    assert bf16.weights == lora.weights // 2
+    q8 = plan_memory(shapes, "lora", 4, 256, dtype="bfloat16", quant="8bit")
+    q4 = plan_memory(shapes, "lora", 4, 256, dtype="bfloat16", quant="4bit")
+    assert q4.weights < q8.weights < bf16.weights
+
+
+def test_gpt_j_shapes_on_paper():
+    """GPT-J-6B's config (written here, no download): 6.05B parameters, Fisher of q/v = 1/6 of a model copy."""
+    from transformers import GPTJConfig
+
+    shapes = model_shapes(GPTJConfig(n_embd=4096, n_layer=28, n_head=16, rotary_dim=64, vocab_size=50400))
+    assert shapes.params == pytest.approx(6.05e9, rel=0.01)
+    plan = plan_memory(shapes, "ewc-lora", 5, 800, dtype="bfloat16")
+    assert plan.fisher / (4 * shapes.params) < 1 / 6  # q_proj and v_proj only: 28 x 2 x 4096^2 float32
+    assert plan.fisher == 4 * 28 * 2 * 4096 * 4096
+
+
+def test_cli_prints_components_and_rejects_bad_options(tiny_gpt2, capsys):
+    main(["plan-memory", "--model", str(tiny_gpt2), "--batch-size", "2", "--max-len", "128"])
+    out = capsys.readouterr().out
+    for label in ("base weights", "LoRA adapter", "AdamW states", "Fisher", "activations", "expected peak"):
+        assert label in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan-memory", "--model", str(tiny_gpt2), "--max-len", "0"])
+    assert exit_info.value.code == 2
+    assert "--max-len must be at least 1" in capsys.readouterr().err
