@@ -7,7 +7,7 @@ import pytest
 from e2wm.cli import main
 from e2wm.errors import InputError
 from e2wm.world.english import action_text, fact_text
-from e2wm.world.facts import Fact, fact_string, goal_facts
+from e2wm.world.facts import Fact, fact_string, goal_facts, graph_facts
 from e2wm.world.programs import load_program, parse_step, program_ids
 from e2wm.world.sim import Action, World, clone
 
@@ -90,8 +90,9 @@ def test_held_objects_follow_their_holder(groceries):
 
 @pytest.mark.slow
 def test_replaying_human_programs_reaches_their_goals():
+    """Every other program, to keep the suite quick: 235 of 259 observed (all 518: 475)."""
     reached = 0
-    for program_id in program_ids():
+    for program_id in program_ids()[::2]:
         program = load_program(program_id)
         world = World(program.init_graph)
         state = world.initial_state()
@@ -100,7 +101,7 @@ def test_replaying_human_programs_reaches_their_goals():
             if not outcome.success:
                 break
         reached += all(world.holds(state, f) for f in goal_facts(program.init_graph, program.final_graph))
-    assert reached >= 475  # observed 475 of 518; the rest miss CLOSE facts of an older simulator, or re-grab
+    assert reached >= 235  # the others miss CLOSE facts of an older simulator, or grab an object twice
 
 
 def test_world_command_replay(capsys):
@@ -146,3 +147,23 @@ def test_graph_without_nodes_is_refused(tmp_path):
     root = _robothow(tmp_path, json.dumps({"init_graph": {"edges": []}, "final_graph": {"nodes": [], "edges": []}}))
     with pytest.raises(InputError, match="field 'init_graph' must be a graph"):
         load_program("file1_1", str(root))
+
+
+def test_fast_simulator_paths_give_the_same_states():
+    from e2wm.world import fast
+
+    def final_facts(program_id):
+        program = load_program(program_id)
+        world = World(program.init_graph)
+        state = world.initial_state()
+        for step in program.steps:
+            world.step(state, Action(step.verb, tuple(i for _, i in step.args)), in_place=True)
+        return graph_facts(state.to_dict())
+
+    sample = ["file1004_2", "file3_1", "file326_1", "file27_2"]
+    ours = [final_facts(p) for p in sample]
+    fast.uninstall()
+    try:
+        assert [final_facts(p) for p in sample] == ours
+    finally:
+        fast.install()

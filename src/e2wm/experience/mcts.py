@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from virtualhome_eval.simulation.evolving_graph.environment import EnvironmentState
 
 from e2wm.experience.goals import Task
-from e2wm.world.sim import Action, clone
+from e2wm.world.sim import Action
 
 FIRST, UNDONE, STEP, DONE = 2.0, 1.5, 0.1, 5.0
 
@@ -142,7 +142,7 @@ class Search:
     def rollout(self, node: _Node, value: float, discount: float, plan: list[Action]) -> float:
         """Random steps weighted by the prior, executed in place on a copy; returns their discounted return."""
         world, candidates, gamma = self.task.world, self.task.candidates, self.config.discount
-        state, held, ever = clone(node.state), node.held, node.ever
+        state, held, ever = world.clone(node.state), node.held, node.ever
         plan, tail, tail_discount = list(plan), 0.0, 1.0
         everything = range(len(candidates))
         for _ in range(self.config.rollout_depth):
