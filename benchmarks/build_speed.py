@@ -1,6 +1,6 @@
 """Training data at scale: time `e2wm build` on 518 plan records and 2000 exploration episodes.
 
-With --plans/--explore it times real collector output; otherwise it first writes synthetic records in
+With --plans/--explore it times real collector output; for an input not given it first writes synthetic records in
 the docs/formats.md schema (a six-room house, 2-3 characters wandering, grabbing and putting things for
 --steps steps; 26 activities with plans of 2-12 steps), which exercise the same code paths.
 
@@ -132,9 +132,9 @@ def main() -> None:
         stats = build(str(plans), str(explore), tmp / "out", seed=0, holdout=3, max_steps=args.max_steps,
                       tokenizer=tokenizer)
         seconds = time.perf_counter() - start
-    source = "real collector output" if args.plans and args.explore else "synthetic records"
-    print(f"{source}: {stats['inputs']['plans']['records']} plan records, "
-          f"{stats['inputs']['explore']['episodes']} episodes -> built in {seconds:.1f} s")
+    kind = {True: "collected", False: "synthetic"}
+    print(f"{stats['inputs']['plans']['records']} {kind[bool(args.plans)]} plan records, "
+          f"{stats['inputs']['explore']['episodes']} {kind[bool(args.explore)]} episodes -> built in {seconds:.1f} s")
     for name, info in stats["files"].items():
         tokens = info["input"].get("tokens", {})
         extra = f", input tokens p50 {tokens['p50']} / max {tokens['max']}" if tokens else ""
