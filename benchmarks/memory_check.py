@@ -1,5 +1,6 @@
 """`e2wm plan-memory`'s estimate against the measured peak memory of one real training step on CPU.
 
+The plan uses attention="eager": PyTorch's CPU attention keeps the length^2 probabilities for backward.
 Each case runs in a fresh process: after the imports, the peak resident set is reset and the process
 builds the model from its config (random weights: the same bytes as loaded ones), wraps it with LoRA
 (or trains it fully), makes the Fisher, AdamW, and runs one step (forward, CE + EWC, backward, update).
@@ -97,7 +98,7 @@ def main() -> None:
     for case in CASES:
         name, method, batch, length, checkpointing = case
         shapes = model_shapes(config_of(name))
-        planned = plan_memory(shapes, method, batch, length).total(checkpointing)
+        planned = plan_memory(shapes, method, batch, length, attention="eager").total(checkpointing)
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])

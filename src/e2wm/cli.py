@@ -19,7 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("e2wm.world.command", "show a RobotHow program (facts, goal) and replay it in the simulator"),
     "collect": ("e2wm.experience.command", "collect embodied experiences: MCTS plans or random exploration"),
     "eval": ("e2wm.eval.command", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
-    "fisher": ("e2wm.train.fisher_command", "diagonal Fisher information of the LoRA target weights on general text"),
+    "fisher import": ("e2wm.train.fisher_import", "convert a released Fisher checkpoint into an e2wm Fisher file"),
+    "fisher": ("e2wm.train.fisher_command", "diagonal Fisher of the LoRA target weights (also: `fisher import`)"),
     "plan-memory": ("e2wm.memory_command", "expected GPU memory of training, per component, from the config alone"),
     "report": ("e2wm.report_command", "compare eval runs (markdown table + PNG chart) and plot training curves"),
     "train": ("e2wm.train.command", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e2wm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, add_help=False)
+        if " " not in name:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -70,6 +72,8 @@ def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if " ".join(argv[:2]) in COMMANDS:  # two-word commands such as `fisher import`
+        argv = [" ".join(argv[:2]), *argv[2:]]
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv)  # prints help or the usage error
         return

@@ -5,9 +5,11 @@ and AdamW states, the Fisher (ewc-lora: the adapted matrices in float32; full EW
 weights), the EWC term's saved deltas, and activations saved for backward, with and without gradient
 checkpointing. Activations are an estimate: per token and layer, the tensors the forward keeps for
 backward (norm inputs, attention q/k/v/output with fused attention kernels, MLP activations, LoRA
-inputs), plus the float32 logits and their log-softmax. Not included: the CUDA context and allocator
-slack (typically 0.5-1 GiB), and the eager-attention score matrices (heads x length^2) that a
-non-fused attention keeps.
+inputs), the float32 logits, their log-softmax and both gradients, and, for eager attention (and
+PyTorch's CPU path), the heads x length^2 attention probabilities of every layer. The peak is the
+fixed part (weights, trainable parameters and gradients, Fisher) plus the larger of the backward
+phase (activations, EWC deltas) and the AdamW states, which are made at the first update, after the
+activations are freed. Not included: the CUDA context and allocator slack (typically 0.5-1 GiB).
 """
 
 from dataclasses import asdict, dataclass
@@ -27,6 +29,7 @@ class ModelShapes:
     layers: int
     hidden: int
     kv_dim: int
+    heads: int
     intermediate: int
     vocab: int
     gated_mlp: bool
@@ -45,8 +48,9 @@ class MemoryPlan:
     activations_checkpointed: int
 
     def total(self, checkpointing: bool) -> int:
-        fixed = self.weights + self.adapter + self.gradients + self.optimizer + self.fisher + self.ewc_saved
-        return fixed + (self.activations_checkpointed if checkpointing else self.activations)
+        fixed = self.weights + self.adapter + self.gradients + self.fisher
+        activations = self.activations_checkpointed if checkpointing else self.activations
+        return fixed + max(self.optimizer, activations + self.ewc_saved)
 
 
 def model_shapes(config, target_names: list[str] | None = None) -> ModelShapes:
@@ -81,7 +85,8 @@ def model_shapes(config, target_names: list[str] | None = None) -> ModelShapes:
     intermediate = getattr(text, "intermediate_size", None) or getattr(text, "n_inner", None) or 4 * hidden
     return ModelShapes(
         params=sum(p.numel() for p in model.parameters()), linear_params=linear_params,
-        layers=text.num_hidden_layers, hidden=hidden, kv_dim=kv_heads * head_dim, intermediate=intermediate,
+        layers=text.num_hidden_layers, hidden=hidden, kv_dim=kv_heads * head_dim, heads=heads,
+        intermediate=intermediate,
         vocab=text.vocab_size, gated_mlp=gated, targets=targets,
     )
 
@@ -112,7 +117,7 @@ def activation_bytes_per_token_layer(shapes: ModelShapes, element: int, method: 
 
 
 def plan_memory(shapes: ModelShapes, method: str, batch_size: int, max_len: int, dtype: str = "float32",
-                quant: str | None = None, lora_r: int = 8, ewc: bool = True) -> MemoryPlan:
+                quant: str | None = None, lora_r: int = 8, ewc: bool = True, attention: str = "fused") -> MemoryPlan:
     """The expected peak memory of one training step, by component, in bytes."""
     element = DTYPE_BYTES[dtype]
     weights = weight_bytes(shapes, dtype, quant)
@@ -131,10 +136,12 @@ def plan_memory(shapes: ModelShapes, method: str, batch_size: int, max_len: int,
         fisher = 4 * target_elements if uses_ewc else 0
         ewc_saved = 4 * target_elements if uses_ewc else 0  # dW of every layer, kept for backward
     tokens = batch_size * max_len
-    per_token_layer = activation_bytes_per_token_layer(shapes, element, method, lora_r)
-    logits = tokens * shapes.vocab * 4 * 2  # float32 logits and their log-softmax
-    activations = tokens * shapes.layers * per_token_layer + logits
-    checkpointed = tokens * shapes.layers * shapes.hidden * element + tokens * per_token_layer + logits
+    layer = tokens * activation_bytes_per_token_layer(shapes, element, method, lora_r)
+    if attention == "eager":
+        layer += batch_size * shapes.heads * max_len * max_len * element  # attention probabilities
+    logits = tokens * shapes.vocab * 4 * 4  # float32 logits, log-softmax, and their gradients
+    activations = shapes.layers * layer + logits
+    checkpointed = tokens * shapes.layers * shapes.hidden * element + layer + logits  # inputs + one layer redone
     return MemoryPlan(weights, adapter, gradients, optimizer, fisher, ewc_saved, activations, checkpointed)
 
 

@@ -16,6 +16,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--modules", help="adapted modules (default: PEFT's for the architecture)")
     parser.add_argument("--no-ewc", action="store_true", help="full finetuning without the EWC penalty")
+    parser.add_argument("--attention", default="fused", choices=["fused", "eager"],
+                        help="fused (flash/memory-efficient SDPA on GPUs) or eager (keeps len^2 scores; CPU too)")
 
 
 def run(args) -> None:
@@ -37,7 +39,7 @@ def run(args) -> None:
         raise InputError(f"--modules {args.modules}: no Linear/Conv1D module of the model has these names")
     quant = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else None
     plan = plan_memory(shapes, args.method, args.batch_size, args.max_len, args.dtype, quant, args.lora_r,
-                       ewc=not args.no_ewc)
+                       ewc=not args.no_ewc, attention=args.attention)
     title = (f"{args.model}: {args.method}, batch {args.batch_size} x {args.max_len} tokens, {args.dtype}"
              f"{', ' + quant if quant else ''}; {shapes.params / 1e6:.1f}M parameters, "
              f"{len(shapes.targets)} adapted matrices")
