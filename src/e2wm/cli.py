@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fisher import": ("e2wm.train.fisher_import", "convert a released Fisher checkpoint into an e2wm Fisher file"),
     "fisher": ("e2wm.train.fisher_command", "diagonal Fisher of the LoRA target weights (also: `fisher import`)"),
     "plan-memory": ("e2wm.memory_command", "expected GPU memory of training, per component, from the config alone"),
+    "demo": ("e2wm.demo_command", "the whole pipeline on the embedded SmolLM2-135M on a CPU, ending in a report"),
     "report": ("e2wm.report_command", "compare eval runs (markdown table + PNG chart) and plot training curves"),
     "train": ("e2wm.train.command", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
 }

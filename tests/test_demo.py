@@ -1,0 +1,91 @@
+"""`e2wm demo` end to end at a tiny scale: a tiny random model, a few programs and episodes, a few steps."""
+
+import json
+
+import pytest
+
+import e2wm.demo
+from e2wm.cli import main
+from e2wm.demo import DemoSettings, run_stages, spread
+
+STAGES = ["collect", "build", "fisher", "train", "eval", "report"]
+
+
+def tiny(model, out, **changes) -> DemoSettings:
+    settings = DemoSettings(model=str(model), out=out, programs=6, simulations=20, episodes=6, holdout_activities=1,
+                            fisher_n=4, fisher_len=32, train_steps=3, batch_size=2, max_len=128, limit=2,
+                            max_new_tokens=8, workers=2)
+    for key, value in changes.items():
+        setattr(settings, key, value)
+    return settings
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.setattr(e2wm.demo, "DEV_SLICE", tmp_path / "absent")  # use the held-out generated split
+    out = tmp_path / "demo"
+    lines = []
+    seconds = run_stages(tiny(tiny_llama, out), log=lines.append)
+    assert list(seconds) == STAGES and all(s > 0 for s in seconds.values())
+    assert len((out / "collect" / "plans.jsonl").read_text().splitlines()) == 6
+    assert len((out / "collect" / "explore.jsonl").read_text().splitlines()) == 6
+    assert (out / "build" / "train_plan_gen.jsonl").is_file() and (out / "build" / "heldout").is_dir()
+    assert (out / "fisher" / "fisher.safetensors").stat().st_size > 0
+    log = [json.loads(line) for line in (out / "train" / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [1, 2, 3] and log[0]["ewc"] == 0.0 and log[-1]["ewc"] > 0
+    assert (out / "train" / "adapter" / "adapter_config.json").is_file()
+    base = json.loads((out / "eval" / "base" / "metrics.json").read_text())
+    tuned = json.loads((out / "eval" / "finetuned" / "metrics.json").read_text())
+    assert set(base) == set(tuned) == {"plan_gen_unseen", "act_recog_unseen", "ppl"}
+    assert base["ppl"]["tokens"] == tuned["ppl"]["tokens"] > 500  # the general-text paragraphs
+    assert base["ppl"]["perplexity"] != tuned["ppl"]["perplexity"]  # the adapter changed the model
+    report = (out / "report" / "report.md").read_text()
+    for task in ("plan_gen_unseen", "act_recog_unseen", "perplexity (lower is better)"):
+        assert f"| {task} |" in report
+    assert (out / "report" / "report.png").stat().st_size > 10_000
+    assert (out / "report" / "report-train.png").stat().st_size > 10_000
+    assert any(line.startswith("    $ e2wm train --model") for line in lines)
+
+    lines.clear()  # a second run skips everything
+    seconds = run_stages(tiny(tiny_llama, out), log=lines.append)
+    assert all(s == 0 for s in seconds.values())
+    assert sum("skipped" in line for line in lines) == 6
+
+    # a changed training budget redoes train and what follows it, nothing before it
+    seconds = run_stages(tiny(tiny_llama, out, train_steps=4), log=lines.append)
+    assert [name for name, s in seconds.items() if s > 0] == ["train", "eval", "report"]
+    assert len((out / "train" / "log.jsonl").read_text().splitlines()) == 4
+
+
+def test_interrupted_train_stage_resumes(tiny_llama, tmp_path, monkeypatch):
+    """A stage left unfinished (stage.json says done: false) resumes: train continues from its checkpoint."""
+    calls = []
+    monkeypatch.setattr(e2wm.demo, "run_command", lambda name, argv: calls.append((name, argv)))
+    settings = tiny(tiny_llama, tmp_path / "demo")
+    run_stages(settings, log=lambda _: None)
+    stage = tmp_path / "demo" / "train"
+    marker = json.loads((stage / "stage.json").read_text())
+    marker["done"] = False
+    (stage / "stage.json").write_text(json.dumps(marker))
+    (stage / "checkpoint").mkdir()
+    (stage / "checkpoint" / "state.json").write_text("{}")
+    stale = tmp_path / "demo" / "eval" / "base" / "metrics.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+    calls.clear()
+    seconds = run_stages(settings, log=lambda _: None)
+    assert [name for name, s in seconds.items() if s > 0] == ["train", "eval", "report"]
+    assert calls[0][0] == "train" and calls[0][1][-1] == "--resume"
+    assert not stale.exists()  # downstream of a re-run stage starts clean
+
+
+def test_spread_mixes_the_list():
+    assert spread([str(i) for i in range(10)], 3) == ["0", "3", "6"]
+    assert spread(["a", "b"], 5) == ["a", "b"]
+
+
+def test_bad_size_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(tmp_path), "--train-steps", "0"])
+    assert exit_info.value.code == 2
+    assert "--train-steps must be at least 1" in capsys.readouterr().err
