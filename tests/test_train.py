@@ -268,3 +268,36 @@ def test_adapter_loads_with_plain_peft(tiny_gpt2, tmp_path, capsys):
     saved = load_file(str(tmp_path / "r" / "checkpoint" / "trainable.safetensors"))
     assert len(saved) == 4 and all(torch.equal(params[name], value) for name, value in saved.items())
     assert any(value.abs().sum() > 0 for name, value in saved.items() if "lora_B" in name)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(tiny_llama, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # tiny Llama: no dropout anywhere with --lora-dropout 0 (GPT-2's own dropout draws from each process's RNG)
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    common = ["--model", tiny_llama, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
+              "--lora-dropout", "0", "--epochs", "2", "--lr", "1e-2"]
+    assert run_train(capsys, *common, "--grad-accum", "2", "--out", tmp_path / "one")[0] == 0
+    config = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "cpu-2proc.yaml"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+               "--main_process_port", str(free_port()), "-m", "e2wm", "train", *map(str, common),
+               "--out", str(tmp_path / "two")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two = read_log(tmp_path / "one"), read_log(tmp_path / "two")
+    assert [r["step"] for r in two] == [1, 2, 3, 4]
+    for a, b in zip(one, two):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5) and b["lr"] == a["lr"]
+    assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").is_file()

@@ -121,7 +121,7 @@ def run(args) -> None:
 
     check_options(args)
     mixture = parse_mixture(args.train)
-    accelerator = Accelerator()
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu: several processes talk over gloo
     run_dir, _ = prepare_run_dir(args, accelerator)
     model, tokenizer, penalty = build_model(args, accelerator)
     examples = load_examples(mixture, tokenizer, args.max_len)
