@@ -301,3 +301,13 @@ def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(tiny_lla
     for a, b in zip(one, two):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5) and b["lr"] == a["lr"]
     assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_llama, tmp_path, capsys):
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    common = ["--model", tiny_llama, "--train", f"1 {data}", "--method", "lora", "--batch-size", "4",
+              "--lora-dropout", "0", "--max-steps", "2", "--lr", "1e-2"]
+    assert run_train(capsys, *common, "--out", tmp_path / "plain")[0] == 0
+    assert run_train(capsys, *common, "--gradient-checkpointing", "--out", tmp_path / "ckpt")[0] == 0
+    plain, ckpt = read_log(tmp_path / "plain"), read_log(tmp_path / "ckpt")
+    assert [r["loss"] for r in ckpt] == pytest.approx([r["loss"] for r in plain], rel=1e-6)

@@ -1,0 +1,167 @@
+"""Training speed and memory: length-grouped dynamic padding vs pad-to-800, the EWC term's share of a
+step, and the Fisher's size against a whole-model copy (measured, and on paper for GPT-J-6B / GPT-Neo-1.3B).
+
+    python benchmarks/train_speed.py [--model smollm2-135m] [--examples 32] [--layers 2]
+
+Ratios are measured in this one run on the same machine. --layers keeps only the first K decoder
+layers for the batching comparison (this CPU is slow; padding costs the same per layer); the EWC and
+Fisher figures use the whole model.
+"""
+
+import argparse
+import json
+import random
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from e2wm.models import ModelSpec, load_model
+from e2wm.train.data import Example, collate, encode_example, length_grouped_batches
+from e2wm.train.ewc import LoraEwc, lora_layers
+from e2wm.train.fisher import accumulate, prepare_for_fisher, zero_sums
+from e2wm.train.loop import weighted_nll_sum
+from e2wm.train.targets import default_target_names, target_layers
+
+TRAIN = Path(__file__).resolve().parents[2] / "shared" / "e2wm-benchmark" / "train"
+FILES = ["train_plan_gen.json", "train_act_recog.json", "train_count.json", "train_obj_move.json"]
+MAX_LEN = 800
+
+
+def released_examples(tokenizer) -> list[Example]:
+    pairs = [json.loads(line) for name in FILES for line in (TRAIN / name).open()]
+    return [encode_example(tokenizer, p["input"], p["ref"], 1.0, MAX_LEN) for p in pairs]
+
+
+def padding_efficiency(lengths: list[int], batch_size: int) -> dict[str, float]:
+    """Real tokens / computed tokens over the whole released set, for both batchings."""
+    grouped = length_grouped_batches(lengths, batch_size, seed=0)
+    computed = sum(max(lengths[i] for i in b) * len(b) for b in grouped)
+    return {"real_tokens": sum(lengths), "grouped_computed": computed, "pad800_computed": MAX_LEN * len(lengths)}
+
+
+def with_lora(model, seed=0):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    names = default_target_names(model)
+    return get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.1, target_modules=names,
+                                            task_type="CAUSAL_LM"))
+
+
+def truncate_layers(model, keep: int):
+    """Keep the first `keep` decoder layers (Llama-style `model.layers`)."""
+    model.model.layers = model.model.layers[:keep]
+    model.config.num_hidden_layers = keep
+    return model
+
+
+def time_steps(model, batches: list[list[Example]], pad_id: int, pad_to: int | None) -> float:
+    """Seconds for forward + backward over the batches (weights are not updated: same work every run)."""
+    start = time.perf_counter()
+    for batch in batches:
+        data = collate(batch, pad_id)
+        if pad_to:  # the same batch, padded on to pad_to tokens (masked, no loss)
+            extra = pad_to - data["input_ids"].shape[1]
+            data = {k: torch.nn.functional.pad(v, (0, extra), value=pad_id if k == "input_ids" else 0)
+                    for k, v in data.items()}
+        weighted_nll_sum(model, data).backward()
+        model.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def batching(args, model, tokenizer, examples) -> dict:
+    rng = random.Random(0)
+    sample = rng.sample(examples, args.examples)
+    lengths = [len(e.ids) for e in sample]
+    grouped = [[sample[i] for i in b] for b in length_grouped_batches(lengths, args.batch_size, seed=0)]
+    plain = [sample[i : i + args.batch_size] for i in range(0, len(sample), args.batch_size)]
+    model = with_lora(truncate_layers(model, args.layers))
+    model.train()
+    time_steps(model, grouped[:1], tokenizer.pad_token_id, None)  # warm-up
+    dynamic = time_steps(model, grouped, tokenizer.pad_token_id, None)
+    padded = time_steps(model, plain, tokenizer.pad_token_id, MAX_LEN)
+    return {"examples": len(sample), "mean_len": sum(lengths) / len(lengths), "grouped_s": dynamic,
+            "pad800_s": padded, "grouped_ex_per_s": len(sample) / dynamic, "pad800_ex_per_s": len(sample) / padded,
+            "speedup": padded / dynamic}
+
+
+def ewc_share(args, model, tokenizer, examples) -> dict:
+    model = with_lora(model)
+    model.train()
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.01)
+    fisher = {n: torch.rand(layer.base_layer.weight.shape) for n, layer in lora_layers(model).items()}
+    penalty = LoraEwc.build(model, fisher)
+    batch = collate(random.Random(1).sample(examples, args.batch_size), tokenizer.pad_token_id)
+    start = time.perf_counter()
+    weighted_nll_sum(model, batch).backward()
+    step = time.perf_counter() - start
+    reps = 5
+    start = time.perf_counter()
+    for _ in range(reps):
+        penalty().backward()
+    ewc = (time.perf_counter() - start) / reps
+    tokens = int(batch["attention_mask"].sum())
+    return {"step_s": step, "ewc_s": ewc, "share": ewc / (step + ewc), "batch_tokens": tokens}
+
+
+def fisher_memory(model, tokenizer) -> dict:
+    layers = target_layers(model, default_target_names(model))
+    fisher_values = sum(layer.weight.numel() for layer in layers.values())
+    model_values = sum(p.numel() for p in model.parameters())
+    prepare_for_fisher(model, layers)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sums = zero_sums(layers)
+    texts = ["The kitchen has a fridge, a stove and a table with two cups on it. " * 4] * 4
+    accumulate(model, layers, [tokenizer(t).input_ids[:64] for t in texts], tokenizer.pad_token_id, sums, 4)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"fisher_values": fisher_values, "model_values": model_values, "fisher_mb": fisher_values * 4 / 2**20,
+            "model_mb": model_values * 4 / 2**20, "ratio": fisher_values / model_values,
+            "peak_rss_growth_mb": (after - before) / 1024}
+
+
+def on_paper() -> dict:
+    """Fisher (q_proj, v_proj) vs whole-model float32 values for the paper's models, from their configs."""
+    from transformers import AutoModelForCausalLM, GPTJConfig, GPTNeoConfig
+
+    configs = {
+        "GPT-J-6B": GPTJConfig(n_embd=4096, n_layer=28, n_head=16, rotary_dim=64, vocab_size=50400, n_positions=2048),
+        "GPT-Neo-1.3B": GPTNeoConfig(hidden_size=2048, num_layers=24, num_heads=16, vocab_size=50257,
+                                     attention_types=[[["global", "local"], 12]], max_position_embeddings=2048),
+    }
+    rows = {}
+    for name, config in configs.items():
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        total = sum(p.numel() for p in model.parameters())
+        fisher = sum(m.weight.numel() for m in target_layers(model, default_target_names(model)).values())
+        rows[name] = {"model_values": total, "fisher_values": fisher, "ratio": fisher / total,
+                      "fisher_gb": fisher * 4 / 2**30, "model_gb": total * 4 / 2**30}
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--examples", type=int, default=32, help="released examples timed per batching")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=2, help="decoder layers kept for the batching timing")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, tokenizer = load_model(ModelSpec(args.model, device="cpu"))
+    examples = released_examples(tokenizer)
+    lengths = [len(e.ids) for e in examples]
+    print(json.dumps({"released": padding_efficiency(lengths, args.batch_size)}))
+    print(json.dumps({"paper_shapes": on_paper()}))
+    print(json.dumps({"fisher_memory": fisher_memory(model, tokenizer)}))
+    model, _ = load_model(ModelSpec(args.model, device="cpu"))
+    print(json.dumps({"ewc_share": ewc_share(args, model, tokenizer, examples)}))
+    model, _ = load_model(ModelSpec(args.model, device="cpu"))
+    print(json.dumps({"batching": batching(args, model, tokenizer, examples)}))
+
+
+if __name__ == "__main__":
+    main()
