@@ -1,11 +1,12 @@
 """MCTS plans for hand-made goals, exploration records against the simulator, resumable collection."""
 
 import json
+import random
 
 import pytest
 
 from e2wm.cli import main
-from e2wm.experience.explore import ExploreConfig, explore, place
+from e2wm.experience.explore import ExploreConfig, add_characters, explore, place
 from e2wm.experience.goals import task_for
 from e2wm.experience.mcts import FIRST, STEP, SearchConfig, plan
 from e2wm.experience.runner import done_keys
@@ -65,6 +66,11 @@ def episode():
     return explore(0, 7, ExploreConfig(steps=40, characters=3), scene="file3_1")
 
 
+def _episode_world() -> World:
+    """The scene of the fixture episode: characters are placed with the episode's own random stream."""
+    return World(add_characters(load_program("file3_1").init_graph, 3, random.Random("7:0")))
+
+
 def test_exploration_is_reproducible(episode):
     assert explore(0, 7, ExploreConfig(steps=40, characters=3), scene="file3_1") == episode
     assert explore(0, 8, ExploreConfig(steps=40, characters=3), scene="file3_1")["steps"] != episode["steps"]
@@ -99,11 +105,7 @@ def test_exploration_agrees_with_the_simulator(episode):
 
 def test_resimulating_gives_the_same_final_graph(episode):
     def final_graph(record):
-        import random
-
-        from e2wm.experience.explore import add_characters
-
-        world = World(add_characters(load_program("file3_1").init_graph, 3, random.Random("7:0")))
+        world = _episode_world()
         state = world.initial_state()
         for step in record["steps"]:
             verb = step["action"][1:step["action"].index("]")]

@@ -36,13 +36,13 @@ class ExploreConfig:
 
 def add_characters(graph: dict, count: int, rng: random.Random) -> dict:
     """A copy of the graph with `count` characters in all, the new ones in random rooms."""
-    nodes = list(graph["nodes"])
-    edges = [e for e in graph["edges"]]
+    nodes, edges = list(graph["nodes"]), list(graph["edges"])
     existing = [n for n in nodes if n["class_name"] == "character"]
+    template = existing[0] if existing else {"class_name": "character", "category": "Characters", "properties": []}
     rooms = sorted(n["id"] for n in nodes if n["category"] == "Rooms")
     next_id = max(n["id"] for n in nodes) + 1
     for _ in range(count - len(existing)):
-        nodes.append({**existing[0], "id": next_id, "states": []})
+        nodes.append({**template, "id": next_id, "states": []})
         edges.append({"from_id": next_id, "relation_type": "INSIDE", "to_id": rng.choice(rooms)})
         next_id += 1
     return {"nodes": nodes, "edges": edges}

@@ -28,7 +28,7 @@ class SearchConfig:
     discount: float = 0.99
     exploration: float = 1.0  # PUCT constant (values are min-max normalised)
     patience: int = 20  # after a success, stop when this many simulations bring no better plan
-    make_weight: float = 10.0  # prior weight of an action that can make a missing goal fact
+    make_weight: float = 30.0  # prior weight of an action that can make a missing goal fact
     touch_weight: float = 3.0  # prior weight of an action on an object of a missing goal fact
 
 
