@@ -160,3 +160,15 @@ def test_bad_collect_inputs(tmp_path, capsys):
         assert exit_info.value.code == 2
     err = capsys.readouterr().err.splitlines()
     assert "bad.jsonl:2: bad JSON" in err[0] and "unknown program id 'nope'" in err[1] and "--steps" in err[2]
+
+
+def test_ray_missing_is_a_clear_error(tmp_path, capsys):
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("Ray is installed: test_collect_on_ray covers the Ray path")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["collect", "plans", "--programs", "file3_1", "--out", str(tmp_path / "x.jsonl"), "--ray"])
+    assert exit_info.value.code == 2 and "--ray needs Ray: pip install 'e2wm[ray]'" in capsys.readouterr().err
