@@ -1,11 +1,12 @@
 """Training speed and memory: length-grouped dynamic padding vs pad-to-800, the EWC term's share of a
-step, and the Fisher's size against a whole-model copy (measured, and on paper for GPT-J-6B / GPT-Neo-1.3B).
+step, per-sample gradients batched vs looped, and the Fisher's size against a whole-model copy
+(measured, and on paper for GPT-J-6B / GPT-Neo-1.3B).
 
     python benchmarks/train_speed.py [--model smollm2-135m] [--examples 32] [--layers 2]
 
 Ratios are measured in this one run on the same machine. --layers keeps only the first K decoder
-layers for the batching comparison (this CPU is slow; padding costs the same per layer); the EWC and
-Fisher figures use the whole model.
+layers for the batching and per-sample-gradient comparisons (this CPU is slow; padding costs the
+same in every layer); the EWC share and the Fisher memory use the whole model.
 """
 
 import argparse
@@ -20,7 +21,7 @@ import torch
 from e2wm.models import ModelSpec, load_model
 from e2wm.train.data import Example, collate, encode_example, length_grouped_batches
 from e2wm.train.ewc import LoraEwc, lora_layers
-from e2wm.train.fisher import accumulate, prepare_for_fisher, zero_sums
+from e2wm.train.fisher import accumulate, per_text_losses, prepare_for_fisher, zero_sums
 from e2wm.train.loop import weighted_nll_sum
 from e2wm.train.targets import default_target_names, target_layers
 
@@ -123,6 +124,24 @@ def fisher_memory(model, tokenizer) -> dict:
             "peak_rss_growth_mb": (after - before) / 1024}
 
 
+def fisher_speed(model, tokenizer, examples, n: int = 8) -> dict:
+    """Per-sample squared gradients: our batched hooks (batch n) against one backward pass per text."""
+    layers = target_layers(model, default_target_names(model))
+    prepare_for_fisher(model, layers)
+    texts = [e.ids[:128] for e in random.Random(2).sample(examples, n)]
+    start = time.perf_counter()
+    accumulate(model, layers, texts, tokenizer.pad_token_id, zero_sums(layers), batch_size=n)
+    batched = time.perf_counter() - start
+    start = time.perf_counter()
+    for ids in texts:
+        x = torch.tensor([ids])
+        per_text_losses(model, x, torch.ones_like(x))[0].backward()
+        _ = [layer.weight.grad.float().pow(2) for layer in layers.values()]
+        model.zero_grad(set_to_none=True)
+    loop = time.perf_counter() - start
+    return {"texts": n, "tokens": sum(map(len, texts)), "batched_s": batched, "loop_s": loop, "speedup": loop / batched}
+
+
 def on_paper() -> dict:
     """Fisher (q_proj, v_proj) vs whole-model float32 values for the paper's models, from their configs."""
     from transformers import AutoModelForCausalLM, GPTJConfig, GPTNeoConfig
@@ -157,6 +176,8 @@ def main() -> None:
     print(json.dumps({"released": padding_efficiency(lengths, args.batch_size)}))
     print(json.dumps({"paper_shapes": on_paper()}))
     print(json.dumps({"fisher_memory": fisher_memory(model, tokenizer)}))
+    model, _ = load_model(ModelSpec(args.model, device="cpu"))
+    print(json.dumps({"fisher_speed": fisher_speed(truncate_layers(model, args.layers), tokenizer, examples)}))
     model, _ = load_model(ModelSpec(args.model, device="cpu"))
     print(json.dumps({"ewc_share": ewc_share(args, model, tokenizer, examples)}))
     model, _ = load_model(ModelSpec(args.model, device="cpu"))
