@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=default_workers(), help="processes (default: all cores)")
     parser.add_argument("--robothow-dir", help="a full RobotHow directory (same layout) instead of the bundled one")
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                        help="run jobs as Ray tasks (extra e2wm[ray]) on the cluster at ADDRESS, or locally without one")
+                        help="run jobs as Ray tasks (extra e2wm[ray]) on the cluster at ADDRESS, or locally")
     plans = parser.add_argument_group("plans")
     plans.add_argument("--programs", nargs="+", default=["all"], help="program ids, or 'all' (default)")
     plans.add_argument("--limit", type=int, help="only the first N of the selected programs")
