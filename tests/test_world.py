@@ -167,3 +167,11 @@ def test_fast_simulator_paths_give_the_same_states():
         assert [final_facts(p) for p in sample] == ours
     finally:
         fast.install()
+
+
+def test_directory_without_matching_graphs_is_refused(tmp_path):
+    (tmp_path / "executable_programs" / "S").mkdir(parents=True)
+    (tmp_path / "init_and_final_graphs").mkdir()
+    (tmp_path / "executable_programs" / "S" / "file1_1.txt").write_text("A\nB\n[WALK] <kitchen> (1.2)\n")
+    with pytest.raises(InputError, match="no program has both"):
+        program_ids(str(tmp_path))

@@ -67,11 +67,10 @@ def index(root: str | None = None) -> dict[str, tuple[str, Path, Path]]:
     for script in sorted(scripts.rglob("*.txt")):
         relative = script.relative_to(scripts)
         graph = (graphs / relative).with_suffix(".json")
-        if not graph.is_file():
-            raise InputError(f"{script}: no matching graph file {graph}")
-        pairs.setdefault(script.stem, []).append((script, graph))
+        if graph.is_file():  # a script without its graphs is not an executable program: left out
+            pairs.setdefault(script.stem, []).append((script, graph))
     if not pairs:
-        raise InputError(f"{scripts}: no program files (*.txt) found")
+        raise InputError(f"{base}: no program has both {SCRIPTS}/.../NAME.txt and {GRAPHS}/.../NAME.json")
     ids = {}
     for stem, found in pairs.items():
         for script, graph in found:
