@@ -111,7 +111,7 @@ def plan(**changes) -> PlanRecord:
                          ["The cup is in the kitchen.", "The fridge is closed."])
     goal = ["cup || INSIDE || fridge", "fridge || CLOSED"]
     record.update({"goal": goal, "achieved": goal, **changes})
-    return PlanRecord(line=1, **{k: record[k] for k in PlanRecord.__dataclass_fields__ if k != "line"})
+    return PlanRecord(**{k: record[k] for k in PlanRecord.__dataclass_fields__})
 
 
 def test_plan_block_uses_the_record_items_and_state():

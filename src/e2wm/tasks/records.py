@@ -22,7 +22,6 @@ class Inconsistent(Exception):
 class PlanRecord:
     """One program's MCTS outcome: the plan in script and English, and the prompt material."""
 
-    line: int
     program: str
     activity: str
     success: bool
@@ -46,7 +45,6 @@ class Place:
 
 @dataclass(frozen=True)
 class Step:
-    t: int
     actor: int
     action: str
     success: bool
@@ -58,7 +56,6 @@ class Step:
 class Episode:
     """One random-exploration episode: the objects, their initial and final places, and every step."""
 
-    line: int
     episode: int | str
     seed: int
     characters: list[int]
@@ -132,7 +129,6 @@ def _step(value, path: Path, line: int, field: str) -> Step:
         return value[key]
 
     return Step(
-        t=need("t", int),
         actor=need("actor", int),
         action=need("action", str),
         success=need("success", bool),
@@ -146,7 +142,6 @@ def read_plans(path: str | Path) -> Iterator[PlanRecord]:
     path = Path(path)
     for line, record in iter_jsonl(path):
         yield PlanRecord(
-            line=line,
             program=str(require(record, "program", (str, int), path, line)),
             activity=require(record, "activity", str, path, line),
             success=require(record, "success", bool, path, line),
@@ -168,7 +163,6 @@ def read_episodes(path: str | Path) -> Iterator[Episode]:
             raise InputError(f"{at(path, line, 'characters')} must be a non-empty list of character ids")
         steps = require(record, "steps", list, path, line)
         yield Episode(
-            line=line,
             episode=require(record, "episode", (int, str), path, line),
             seed=require(record, "seed", int, path, line),
             characters=characters,

@@ -24,7 +24,6 @@ _ARG = re.compile(r"<([^>]+)>\s*\(([\d.]+)\)")
 class Event:
     """A successful step: who did what to which ids, and the actor's room after it."""
 
-    t: int
     actor: int
     verb: str
     args: tuple[str, ...]
@@ -80,7 +79,7 @@ def replay(episode: Episode, limit: int | None = None) -> Trajectory:
         for oid in changed | step.state.keys():
             if world.get(oid) != recorded.get(oid):
                 raise Inconsistent(f"trajectory disagrees with {verb}")
-        events.append(Event(step.t, step.actor, verb, args, room))
+        events.append(Event(step.actor, verb, args, room))
     for oid, place in episode.final.items():
         if world.get(oid, recorded.get(oid)) != place:
             raise Inconsistent("final state disagrees with the actions")
