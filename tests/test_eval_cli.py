@@ -145,3 +145,12 @@ def test_vllm_backend_fails_clearly_without_vllm_or_gpu(tmp_path, capsys):
     err = fails(capsys, "--data", data, "--out", tmp_path / "o", "--backend", "vllm")
     assert "--backend vllm needs" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_config_keys_may_be_option_names(tmp_path):
+    """`lambda:` (the option --lambda) and `lam:` (its dest) both work; unknown keys name the field."""
+    from e2wm.cli import command_parser, load_config
+
+    parser, _ = command_parser("train")
+    config = write(tmp_path / "train.yaml", ["lambda: 0.5", "max-len: 64"])
+    assert load_config(str(config), parser) == {"lam": 0.5, "max_len": 64}

@@ -41,11 +41,14 @@ def load_config(path: str, parser: argparse.ArgumentParser) -> dict:
         raise InputError(f"{file}{line}: bad YAML ({getattr(error, 'problem', error)})") from None
     if not isinstance(data, dict):
         raise InputError(f"{file}: a config must be a mapping of option names to values")
-    known = {action.dest for action in parser._actions}
+    known = {action.dest: action.dest for action in parser._actions}  # dest names, and option names too:
+    for action in parser._actions:  # `lambda:` as well as `lam:` for --lambda
+        for option in action.option_strings:
+            known[option.lstrip("-").replace("-", "_")] = action.dest
     values = {}
     for key, value in data.items():
-        dest = str(key).replace("-", "_")
-        if dest not in known or dest in ("help", "config"):
+        dest = known.get(str(key).replace("-", "_"))
+        if dest is None or dest in ("help", "config"):
             raise InputError(f"{file}: field '{key}' is not an option of this command")
         values[dest] = value
     for action in parser._actions:  # a value from the config satisfies a required option
