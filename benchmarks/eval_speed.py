@@ -30,38 +30,32 @@ def naive_option_logprob(model, context: list[int], continuation: list[int]) -> 
     return sum(logprobs[start + i, t].item() for i, t in enumerate(continuation))
 
 
-def naive_qa(model, tokenizer, encoded, tasks) -> list[list[list[float]]]:
-    """Per task, per item, per option: log p(o|input) - (log p(o|Answer:) for 'un' tasks), all uncached."""
+def naive_qa(model, tokenizer, task, encoded) -> list[list[float]]:
+    """Per item, per option: log p(o|input) - (log p(o|Answer:) for 'un' tasks), each by its own full pass."""
     from e2wm.eval.encoding import encode_pair
 
+    norm, _ = qa_norm(task.name, None)
     results = []
-    for task, items in zip(tasks, encoded):
-        norm, _ = qa_norm(task.name, None)
-        task_scores = []
-        for item, enc in zip(task.items, items):
-            scores = []
-            for option, context, tokens in zip(item.options, enc.contexts, enc.options):
-                score = naive_option_logprob(model, context, tokens)
-                if norm == "un":
-                    score -= naive_option_logprob(model, *encode_pair(tokenizer, "Answer:", " " + option))
-                scores.append(score)
-            task_scores.append(scores)
-        results.append(task_scores)
+    for item, enc in zip(task.items, encoded):
+        scores = []
+        for option, context, tokens in zip(item.options, enc.contexts, enc.options):
+            score = naive_option_logprob(model, context, tokens)
+            if norm == "un":
+                score -= naive_option_logprob(model, *encode_pair(tokenizer, "Answer:", " " + option))
+            scores.append(score)
+        results.append(scores)
     return results
 
 
-def cached_qa(model, tokenizer, encoded, tasks, share_file_prefix: bool) -> list[list[list[float]]]:
-    results = []
-    for task, items in zip(tasks, encoded):
-        norm, _ = qa_norm(task.name, None)
-        logprobs = qa.option_logprobs(model, items, tokenizer.pad_token_id, share_file_prefix=share_file_prefix)
-        if norm == "un":
-            options = [o for item in task.items for o in item.options]
-            unconditional = qa.unconditional_logprobs(model, tokenizer, options, tokenizer.pad_token_id)
-            logprobs = [[lp - unconditional[o] for lp, o in zip(lps, item.options)]
-                        for lps, item in zip(logprobs, task.items)]
-        results.append(logprobs)
-    return results
+def cached_qa(model, tokenizer, task, encoded, share_file_prefix: bool) -> list[list[float]]:
+    norm, _ = qa_norm(task.name, None)
+    logprobs = qa.option_logprobs(model, encoded, tokenizer.pad_token_id, share_file_prefix=share_file_prefix)
+    if norm == "un":
+        options = [o for item in task.items for o in item.options]
+        unconditional = qa.unconditional_logprobs(model, tokenizer, options, tokenizer.pad_token_id)
+        logprobs = [[lp - unconditional[o] for lp, o in zip(lps, item.options)]
+                    for lps, item in zip(logprobs, task.items)]
+    return logprobs
 
 
 def timed(function, *args, **kwargs):
@@ -89,28 +83,30 @@ def main() -> None:
     print(f"model {args.model}; {len(qa_tasks)} QA files x {args.limit} items, {options} options; "
           f"torch threads {torch.get_num_threads()}")
 
-    naive, naive_s = timed(naive_qa, model, tokenizer, encoded, qa_tasks)
-    item_only, item_s = timed(cached_qa, model, tokenizer, encoded, qa_tasks, share_file_prefix=False)
-    ours, ours_s = timed(cached_qa, model, tokenizer, encoded, qa_tasks, share_file_prefix=True)
+    seconds = {"naive": {}, "item": {}, "file": {}}
     worst = 0.0
-    for a, b, c in zip(naive, item_only, ours):
-        for xs, ys, zs in zip(a, b, c):
+    for task, enc in zip(qa_tasks, encoded):  # the three ways in turn on each file, so load drifts hit all
+        naive, seconds["naive"][task.name] = timed(naive_qa, model, tokenizer, task, enc)
+        item, seconds["item"][task.name] = timed(cached_qa, model, tokenizer, task, enc, share_file_prefix=False)
+        ours, seconds["file"][task.name] = timed(cached_qa, model, tokenizer, task, enc, share_file_prefix=True)
+        for xs, ys, zs in zip(naive, item, ours):
             for x, y, z in zip(xs, ys, zs):
                 worst = max(worst, abs(x - y), abs(x - z))
+        spent = [seconds[way][task.name] for way in ("naive", "item", "file")]
+        print(f"  {task.name:<18} options/item {len(task.items[0].options)}: naive {spent[0]:7.1f} s,"
+              f" item cache {spent[1]:6.1f} s, + file prefix {spent[2]:6.1f} s")
     assert worst < 1e-3, f"scores disagree by {worst}"
-    print(f"QA  naive (one full pass per option)       {naive_s:8.1f} s")
-    print(f"QA  item cache (prompt once, options batch) {item_s:8.1f} s   {naive_s / item_s:5.2f}x")
-    print(f"QA  item cache + shared file prefix         {ours_s:8.1f} s   {naive_s / ours_s:5.2f}x")
-    print(f"QA  largest score difference {worst:.2e} (must be < 1e-3)")
-    four = [i for i, t in enumerate(qa_tasks) if all(len(item.options) == 4 for item in t.items)]
-    if four:
-        sub = [qa_tasks[i] for i in four]
-        sub_enc = [encoded[i] for i in four]
-        _, n4 = timed(naive_qa, model, tokenizer, sub_enc, sub)
-        _, i4 = timed(cached_qa, model, tokenizer, sub_enc, sub, share_file_prefix=False)
-        _, o4 = timed(cached_qa, model, tokenizer, sub_enc, sub, share_file_prefix=True)
-        names = ", ".join(t.name for t in sub)
-        print(f"4-option QA ({names}): naive {n4:.1f} s, item cache {n4 / i4:.2f}x, + file prefix {n4 / o4:.2f}x")
+
+    def report(label: str, names: list[str]) -> None:
+        naive_s = sum(seconds["naive"][n] for n in names)
+        item_s = sum(seconds["item"][n] for n in names)
+        file_s = sum(seconds["file"][n] for n in names)
+        print(f"QA {label}: naive {naive_s:.1f} s; item cache {item_s:.1f} s ({naive_s / item_s:.2f}x); "
+              f"+ shared file prefix {file_s:.1f} s ({naive_s / file_s:.2f}x)")
+
+    report("all files", [t.name for t in qa_tasks])
+    report("4-option files", [t.name for t in qa_tasks if all(len(i.options) == 4 for i in t.items)])
+    print(f"QA largest score difference against naive {worst:.2e} (must be < 1e-3)")
 
     gen = next(t for t in tasks if t.name == "plan_gen")
     prompts, _ = generation.encode_prompts(tokenizer, [i.input for i in gen.items[: args.gen_limit]], max_length, 256)
