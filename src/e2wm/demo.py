@@ -11,6 +11,7 @@ command can (collect, fisher, train, eval) and starts over otherwise.
 
 import json
 import os
+import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -140,7 +141,7 @@ def run_stages(settings: DemoSettings, force: bool = False, log=print) -> dict[s
     stages = plan(settings)
     settings.out.mkdir(parents=True, exist_ok=True)
     write_jsonl(general_text_file(settings.out), [{"text": text} for text in PARAGRAPHS])
-    upstream_ran, seconds, start = False, {}, time.time()
+    upstream_ran, seconds, cpu, start = False, {}, {}, time.time()
     for number, stage in enumerate(stages, start=1):
         folder = settings.out / stage.name
         marker = folder / "stage.json"
@@ -156,15 +157,23 @@ def run_stages(settings: DemoSettings, force: bool = False, log=print) -> dict[s
         commands = prepare(stage, folder, resume=not fresh and stage.name in RESUMABLE)
         write_json(marker, {"commands": [list(c) for c in stage.commands], "done": False})
         log(f"{header}  (demo time so far {time.time() - start:.0f} s)")
-        began = time.time()
+        began, began_cpu = time.time(), cpu_seconds()
         for name, argv in commands:
             log("    $ e2wm " + " ".join(quote(a) for a in [name, *argv]))
             run_command(name, argv)
-        seconds[stage.name] = time.time() - began
+        seconds[stage.name], cpu[stage.name] = time.time() - began, cpu_seconds() - began_cpu
+        log(f"    {stage.name} done in {seconds[stage.name]:.0f} s ({cpu[stage.name]:.0f} s of CPU time)")
         write_json(marker, {"commands": [list(c) for c in stage.commands], "done": True,
-                            "seconds": seconds[stage.name]})
-    write_json(settings.out / "timings.json", {"stages": seconds, "total": time.time() - start})
+                            "seconds": seconds[stage.name], "cpu_seconds": cpu[stage.name]})
+    write_json(settings.out / "timings.json", {"wall_seconds": seconds, "cpu_seconds": cpu,
+                                               "total_wall_seconds": time.time() - start})
     return seconds
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children (the collect workers)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
 
 
 def quote(arg: str) -> str:
