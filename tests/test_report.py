@@ -7,7 +7,7 @@ import pytest
 
 from e2wm.cli import main
 from e2wm.errors import InputError
-from e2wm.report import relative_change, report
+from e2wm.report import moving_average, relative_change, report
 
 BASE = {
     "act_recog": {"accuracy": 0.5, "n": 16, "norm": "ln", "truncated": 0},
@@ -81,6 +81,11 @@ def test_train_log_curves(tmp_path):
     assert re.search(r"\| train \| 10 \| 2\.9000 \| 2\.0000 \| 2\.8900 \| 1\.9900 \| 0\.05 \|", text)
     assert (tmp_path / "train-train.png").stat().st_size > 10_000
     assert not (tmp_path / "train.png").exists()
+
+
+def test_moving_average():
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert moving_average([2.0, 4.0], 1) == [2.0, 4.0]
 
 
 def test_relative_change():

@@ -237,11 +237,15 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
     panels = [("loss", "total loss = CE + λ·EWC"), ("ce", "cross-entropy (nats / ref token)"),
               ("ewc", "EWC penalty Σ F·ΔW² (before λ)")]
     figure, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    window = max(max(len(log.rows) for log in logs) // 10, 1)
     for ax, (key, title) in zip(axes, panels):
         for i, log in enumerate(logs):
-            steps = [row["step"] for row in log.rows]
-            ax.plot(steps, [row[key] for row in log.rows], label=log.label, color=f"C{i % 10}",
-                    marker="o" if len(steps) <= 30 else None, markersize=3, linewidth=1.4)
+            steps, values = [row["step"] for row in log.rows], [row[key] for row in log.rows]
+            if window > 1 and key != "ewc":  # every step faint, the moving average bold
+                ax.plot(steps, values, color=f"C{i % 10}", alpha=0.3, linewidth=0.8)
+                ax.plot(steps, moving_average(values, window), color=f"C{i % 10}", linewidth=1.8, label=log.label)
+            else:
+                ax.plot(steps, values, color=f"C{i % 10}", linewidth=1.4, label=log.label)
         ax.set_title(title, pad=14)
         ax.set_xlabel("optimiser step")
         ax.grid(alpha=0.3)
@@ -251,8 +255,16 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
     axes[1].set_ylabel("nats per ref token")
     axes[2].set_ylabel("Σ F·ΔW² over adapted matrices")
     axes[0].legend(title="run", fontsize=8)
-    figure.tight_layout()
+    if window > 1:
+        figure.text(0.5, 0.01, f"faint: every step; bold: mean of the last {window} steps", ha="center",
+                    fontsize=8, color="0.35")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
     save_figure(figure, file)
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Mean of each value and the (up to) window - 1 before it."""
+    return [sum(values[max(0, i - window + 1) : i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(values))]
 
 
 def save_figure(figure, file: Path) -> None:
