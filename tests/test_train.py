@@ -245,11 +245,15 @@ def test_tiny_model_overfits_a_tiny_set(tiny_llama, tmp_path, capsys):
     # full finetuning: on a random 32-wide model, LoRA's low-rank deltas pass through near-zero random
     # weights and move the logits too slowly for a quick test; the loop, loss and schedule are the same
     data = write_pairs(tmp_path / "a.json", PAIRS[:2])
+    fisher = tmp_path / "f.safetensors"
+    main(["fisher", "--model", str(tiny_llama), "--n", "2", "--max-len", "8", "--out", str(fisher)])
     code, _ = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--method", "full", "--lr", "1e-2",
-                        "--batch-size", "2", "--epochs", "30", "--save-every", "100", "--out", tmp_path / "r")
+                        "--fisher", fisher, "--lambda", "1", "--batch-size", "2", "--epochs", "30",
+                        "--save-every", "100", "--out", tmp_path / "r")
     assert code == 0
     log = read_log(tmp_path / "r")
     assert len(log) == 30 and log[-1]["ce"] < 0.5 * log[0]["ce"]
+    assert log[0]["ewc"] == 0.0 and log[-1]["ewc"] > 0  # EWC on the full weights of the Fisher's modules
     assert log[0]["lr"] == 1e-2 and log[-1]["lr"] == pytest.approx(1e-2 / 30)
     assert (tmp_path / "r" / "model" / "config.json").is_file()
 

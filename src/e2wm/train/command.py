@@ -32,7 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--train", required=True, help="mixture 'WEIGHT FILE WEIGHT FILE ...' of E2WM JSONL files")
     parser.add_argument("--fisher", help="Fisher file from `e2wm fisher` (needed by ewc-lora)")
     parser.add_argument("--method", default="ewc-lora", choices=METHODS)
-    parser.add_argument("--lambda", dest="lam", type=float, default=2.0, help="EWC weight (paper: 2 for 1.3B)")
+    parser.add_argument("--lambda", dest="lam", type=float, default=2.0,
+                        help="EWC weight (paper: 2 for 1.3B, 0.5 for 6B; lora: 0)")
     parser.add_argument("--lr", type=float, default=8e-4)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
