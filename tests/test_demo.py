@@ -84,8 +84,10 @@ def test_spread_mixes_the_list():
     assert spread(["a", "b"], 5) == ["a", "b"]
 
 
-def test_bad_size_exits_2(tmp_path, capsys):
+@pytest.mark.parametrize("option", ["--train-steps", "--threads"])
+def test_bad_size_exits_2(tmp_path, capsys, option):
     with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--out", str(tmp_path), "--train-steps", "0"])
+        main(["demo", "--out", str(tmp_path), option, "0"])
     assert exit_info.value.code == 2
-    assert "--train-steps must be at least 1" in capsys.readouterr().err
+    assert f"{option} must be at least 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
