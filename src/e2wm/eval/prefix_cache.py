@@ -43,7 +43,7 @@ def run_tokens(model, tokens: list[int], prefix: Prefix | None = None) -> Prefix
     else:
         suffix, cache = tokens, DynamicCache(config=model.config)
     ids = torch.tensor([suffix], device=model_device(model))
-    out = model(input_ids=ids, cache=cache, use_cache=True)
+    out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)  # only the next token's
     logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
     return Prefix(list(tokens), out.cache, logprobs)
 
