@@ -8,26 +8,14 @@ from pathlib import Path
 
 import torch
 
-from e2wm.errors import InputError, at
 from e2wm.eval.encoding import encode
 from e2wm.eval.prefix_cache import model_device
-from e2wm.files import iter_jsonl, require
+from e2wm.train.corpus import read_corpus
 
 
 def read_texts(path: str | Path) -> list[str]:
-    """JSONL with a "text" field per line, or a plain text file (one text; blank-line paragraphs kept)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if path.suffix in (".jsonl", ".json"):
-        texts = [require(record, "text", str, path, line) for line, record in iter_jsonl(path)]
-    else:
-        content = path.read_text(encoding="utf-8")
-        texts = [content] if content.strip() else []
-    texts = [t for t in texts if t.strip()]
-    if not texts:
-        raise InputError(f"{at(path)}: no text to measure perplexity on")
-    return texts
+    """General text for perplexity: JSONL with "text" per line, or plain text (blank-line paragraphs)."""
+    return read_corpus(path, "--ppl-data")
 
 
 def windows(ids: list[int], length: int) -> list[list[int]]:

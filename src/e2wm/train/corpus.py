@@ -10,11 +10,11 @@ from e2wm.files import iter_jsonl, require
 MODEL_SAMPLES = "model-samples"
 
 
-def read_corpus(path: str | Path) -> list[str]:
+def read_corpus(path: str | Path, option: str = "--corpus") -> list[str]:
     """Texts of a JSONL file ("text" per line) or a plain-text file (one text per blank-line paragraph)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--corpus {path}: no such file")
+        raise InputError(f"{option} {path}: no such file")
     if path.suffix in (".jsonl", ".json"):
         texts = [require(record, "text", str, path, line) for line, record in iter_jsonl(path)]
     else:
