@@ -129,8 +129,9 @@ def evaluate(model, tokenizer, tasks: list[TaskFile], out: Path, settings: EvalS
             task.items = task.items[: settings.limit]
         key = fingerprint(task, settings, model_id)
         saved = out / "tasks" / f"{task.name}.json"
-        if saved.is_file() and json.loads(saved.read_text())["fingerprint"] == key:
-            results[task.name] = json.loads(saved.read_text())["metrics"]
+        previous = json.loads(saved.read_text()) if saved.is_file() else {}
+        if previous.get("fingerprint") == key:
+            results[task.name] = previous["metrics"]
             if shard.is_main:
                 log(f"{task.name}: already evaluated, reusing {saved}")
             continue
