@@ -68,7 +68,7 @@ def child(case: list) -> None:
     layers = target_layers(model, names)
     fisher = {n: torch.rand_like(layer.weight, dtype=torch.float32) for n, layer in layers.items()}
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if method == "full":
         penalty = FullEwc.build(layers, fisher)
     else:

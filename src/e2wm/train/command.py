@@ -98,7 +98,7 @@ def build_model(args, accelerator):
     if fisher is not None:
         check_fisher(args.fisher, fisher, layers)
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     torch.manual_seed(args.seed)
     if args.method == "full":
