@@ -144,3 +144,19 @@ def test_mismatched_fisher_is_rejected(tiny_llama, tiny_gpt2, tmp_path):
     wrong_shape = {**good, "model.layers.0.self_attn.q_proj": torch.zeros(3, 3)}
     with pytest.raises(InputError, match=r"q_proj has shape \[3, 3\]"):
         check_fisher("f", wrong_shape, layers)
+
+
+def test_corpus_from_a_saved_hf_dataset(tmp_path, capsys):
+    """A local Hugging Face dataset (save_to_disk) is a corpus too: its train split's "text" column."""
+    from datasets import Dataset, DatasetDict
+
+    from e2wm.cli import main
+
+    DatasetDict({"train": Dataset.from_dict({"text": ["First text.", " ", "Second text."]}),
+                 "test": Dataset.from_dict({"text": ["Other."]})}).save_to_disk(str(tmp_path / "ds"))
+    assert read_corpus(tmp_path / "ds") == ["First text.", "Second text."]
+    Dataset.from_dict({"body": ["x"]}).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fisher", "--model", "unused", "--corpus", str(tmp_path / "bad"), "--out", str(tmp_path / "f")])
+    assert exit_info.value.code == 2
+    assert "field 'text' is missing (columns: body)" in capsys.readouterr().err

@@ -28,7 +28,8 @@ from e2wm.train.targets import default_target_names, parse_modules, target_layer
 def add_arguments(parser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--corpus", default=MODEL_SAMPLES,
-                        help=f"JSONL with 'text', a plain-text file (one text per paragraph), or '{MODEL_SAMPLES}'")
+                        help=f"JSONL with 'text', a plain-text file (one text per paragraph), a saved HF dataset "
+                        f"directory, or '{MODEL_SAMPLES}'")
     parser.add_argument("--n", type=int, default=1000, help="number of texts (the paper: 20000)")
     parser.add_argument("--max-len", type=int, default=800, help="tokens per text at most")
     parser.add_argument("--modules", help="comma-separated module names (default: PEFT's LoRA targets)")
