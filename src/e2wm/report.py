@@ -132,7 +132,7 @@ def comparison_table(runs: list[Run]) -> str:
         header += [run.label, f"Δ vs {base.label}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
 
-    def row(name: str, metric: str, n: str, values: list[float | None], lower_better: bool = False) -> str:
+    def row(name: str, metric: str, n: str, values: list[float | None]) -> str:
         cells = [name, metric, n, "—" if values[0] is None else f"{values[0]:.4f}"]
         for value in values[1:]:
             cells.append("—" if value is None else f"{value:.4f}")

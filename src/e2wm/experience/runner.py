@@ -4,7 +4,6 @@ The output file is the checkpoint: jobs whose key is already in it are skipped, 
 appended and flushed on its own, so a crash or kill loses only the jobs in flight.
 """
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -13,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from e2wm.errors import InputError, at
-from e2wm.files import append_jsonl
+from e2wm.files import append_jsonl, iter_jsonl
 
 
 def done_keys(path: Path, key: str) -> set:
@@ -25,14 +24,8 @@ def done_keys(path: Path, key: str) -> set:
         data = data[: data.rfind(b"\n") + 1]
         path.write_bytes(data)
     keys = set()
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{at(path, number)}: bad JSON ({error.msg}); not an output of e2wm collect?") from None
-        if not isinstance(record, dict) or key not in record:
+    for number, record in iter_jsonl(path):
+        if key not in record:
             raise InputError(f"{at(path, number, key)} is missing; not an output of e2wm collect?")
         keys.add(record[key])
     return keys

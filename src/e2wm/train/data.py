@@ -23,10 +23,6 @@ class Example:
     is_ref: list[bool]
     weight: float
 
-    @property
-    def ref_count(self) -> int:
-        return sum(self.is_ref)
-
 
 def parse_mixture(text: str) -> list[tuple[float, str]]:
     """'1 a.json 0.7 b.json' -> [(1.0, 'a.json'), (0.7, 'b.json')]; InputError naming the bad token."""

@@ -151,7 +151,3 @@ class World:
                 return None
             node_id = min(inside)
         return node_id
-
-    def graph_dict(self, state: EnvironmentState) -> dict:
-        """The full graph dictionary of a state (slow: for saving and comparing, not for search)."""
-        return state.to_dict()
