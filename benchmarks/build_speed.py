@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2wm.tasks.build import build
+from e2wm import BuildConfig, build
 
 ROOMS = ["kitchen", "living room", "bedroom", "bathroom", "home office", "dining room"]
 PORTABLE = ["apple", "cup", "plate", "book", "pillow", "towel", "mug", "remote control", "phone", "bowl", "spoon",
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--programs", type=int, default=518)
     parser.add_argument("--episodes", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=25, help="steps per synthetic episode")
-    parser.add_argument("--max-steps", type=int, help="as `e2wm build --max-steps`")
+    parser.add_argument("--story-steps", type=int, help="as `e2wm build --story-steps`")
     parser.add_argument("--tokenizer", help="also time token percentiles with this model's tokenizer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,8 +129,9 @@ def main() -> None:
 
             tokenizer = load_tokenizer(args.tokenizer)
         start = time.perf_counter()
-        stats = build(str(plans), str(explore), tmp / "out", seed=0, holdout=3, max_steps=args.max_steps,
-                      tokenizer=tokenizer)
+        config = BuildConfig(plans=str(plans), explore=str(explore), out=str(tmp / "out"), holdout_activities=3,
+                             story_steps=args.story_steps)
+        stats = build(config, tokenizer)
         seconds = time.perf_counter() - start
     kind = {True: "collected", False: "synthetic"}
     print(f"{stats['inputs']['plans']['records']} {kind[bool(args.plans)]} plan records, "

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from e2wm.eval import generation, qa
-from e2wm.eval.tasks import load_tasks, qa_norm
+from e2wm.eval.items import load_eval_files
 from e2wm.models import ModelSpec, context_length, load_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "e2wm-benchmark" / "eval-dev"
@@ -34,7 +34,7 @@ def naive_qa(model, tokenizer, task, encoded) -> list[list[float]]:
     """Per item, per option: log p(o|input) - (log p(o|Answer:) for 'un' tasks), each by its own full pass."""
     from e2wm.eval.encoding import encode_pair
 
-    norm, _ = qa_norm(task.name, None)
+    norm = task.spec.norm
     results = []
     for item, enc in zip(task.items, encoded):
         scores = []
@@ -48,7 +48,7 @@ def naive_qa(model, tokenizer, task, encoded) -> list[list[float]]:
 
 
 def cached_qa(model, tokenizer, task, encoded, share_file_prefix: bool) -> list[list[float]]:
-    norm, _ = qa_norm(task.name, None)
+    norm = task.spec.norm
     logprobs = qa.option_logprobs(model, encoded, tokenizer.pad_token_id, share_file_prefix=share_file_prefix)
     if norm == "un":
         options = [o for item in task.items for o in item.options]
@@ -74,10 +74,10 @@ def main() -> None:
     torch.manual_seed(0)
     model, tokenizer = load_model(ModelSpec(args.model))
     max_length = context_length(model, tokenizer)
-    tasks = load_tasks([args.data])
+    tasks = load_eval_files([args.data])
     for task in tasks:
         task.items = task.items[: args.limit]
-    qa_tasks = [t for t in tasks if t.kind == "qa"]
+    qa_tasks = [t for t in tasks if t.kind == "multiple_choice"]
     encoded = [[qa.encode_item(tokenizer, item, max_length) for item in t.items] for t in qa_tasks]
     options = sum(len(item.options) for t in qa_tasks for item in t.items)
     print(f"model {args.model}; {len(qa_tasks)} QA files x {args.limit} items, {options} options; "

@@ -11,7 +11,7 @@ import argparse
 import random
 import time
 
-from e2wm.experience.goals import make_task
+from e2wm.experience.goals import make_goal
 from e2wm.experience.mcts import Search, SearchConfig
 from e2wm.world.programs import load_program, program_ids
 
@@ -19,10 +19,10 @@ from e2wm.world.programs import load_program, program_ids
 def first_success(program_id: str, budget: int, seed: int) -> tuple[int | None, list[float], float]:
     """(simulation of the first success or None, elapsed seconds after each simulation, setup seconds)."""
     start = time.perf_counter()
-    task = make_task(load_program(program_id))
+    goal = make_goal(load_program(program_id))
     setup = time.perf_counter() - start
     config = SearchConfig(simulations=budget, patience=0)
-    search = Search(task, config, random.Random(f"{seed}:{program_id}"))
+    search = Search(goal, config, random.Random(f"{seed}:{program_id}"))
     stamps, begin = [], time.perf_counter()
     result = search.run(lambda count, best: stamps.append(time.perf_counter() - begin))
     return (result.simulations if result.success else None), stamps, setup

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from virtualhome_eval.simulation.evolving_graph.environment import EnvironmentGraph, EnvironmentState
 
-from e2wm.experience.goals import Task, task_for
+from e2wm.experience.goals import Goal, goal_for
 from e2wm.experience.mcts import Search, SearchConfig
 from e2wm.world.facts import Fact, edge_fact, goal_facts, graph_facts
 from e2wm.world.programs import load_program
@@ -54,10 +54,10 @@ class NaiveWorld(World):
         return fact in facts or (fact.target is not None and edge_fact(*fact) in facts)
 
 
-def rate(task: Task, simulations: int, seed: int) -> float:
+def rate(goal: Goal, simulations: int, seed: int) -> float:
     """Simulations per second of a search that runs exactly `simulations` simulations."""
     config = SearchConfig(simulations=simulations, patience=10**9)
-    search = Search(task, config, random.Random(seed))
+    search = Search(goal, config, random.Random(seed))
     start = time.perf_counter()
     search.run()
     return search.count / (time.perf_counter() - start)
@@ -73,10 +73,9 @@ def main() -> None:
     ratios = []
     for program_id in args.programs:
         program = load_program(program_id)
-        goal = goal_facts(program.init_graph, program.final_graph)
-        task = task_for(World(program.init_graph), goal)
-        ours = rate(task, args.simulations, args.seed)
-        naive = rate(replace(task, world=NaiveWorld(program.init_graph)), args.simulations, args.seed)
+        goal = goal_for(World(program.init_graph), goal_facts(program.init_graph, program.final_graph))
+        ours = rate(goal, args.simulations, args.seed)
+        naive = rate(replace(goal, world=NaiveWorld(program.init_graph)), args.simulations, args.seed)
         ratios.append(ours / naive)
         print(f"{program_id:12s} {ours:11.2f}  {naive:12.3f}  {ours / naive:7.1f}x", flush=True)
     print(f"geometric mean speed-up: {math.prod(ratios) ** (1 / len(ratios)):.1f}x")

@@ -91,7 +91,7 @@ def main() -> None:
     if args.child:
         child(json.loads(args.child))
         return
-    from e2wm.memory import GIB, model_shapes, plan_memory
+    from e2wm.train.memory import GIB, model_shapes, plan_memory
 
     header = f"{'model':<14}{'method':<10}{'batch x len':>12}{'ckpt':>6}{'planned GiB':>13}{'measured GiB':>14}"
     print(header + f"{'ratio':>7}")

@@ -1,28 +1,27 @@
 """`e2wm demo` end to end at a tiny scale: a tiny random model, a few programs and episodes, a few steps."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
-import e2wm.demo
+import e2wm.recipes.demo
 from e2wm.cli import main
-from e2wm.demo import DemoSettings, run_stages, spread
+from e2wm.recipes.demo import DemoConfig, Job, run_stages, spread
 
 STAGES = ["collect", "build", "fisher", "train", "eval", "report"]
 
 
-def tiny(model, out, **changes) -> DemoSettings:
-    settings = DemoSettings(model=str(model), out=out, programs=6, simulations=20, episodes=6, holdout_activities=1,
-                            fisher_n=4, fisher_len=32, train_steps=3, batch_size=2, max_len=128, limit=2,
-                            max_new_tokens=8, workers=2)
-    for key, value in changes.items():
-        setattr(settings, key, value)
-    return settings
+def tiny(model, out, **changes) -> DemoConfig:
+    settings = DemoConfig(model=str(model), out=str(out), programs=6, simulations=20, episodes=6,
+                          holdout_activities=1, fisher_n=4, fisher_len=32, train_steps=3, batch_size=2, max_len=128,
+                          limit=2, max_new_tokens=8, workers=2)
+    return replace(settings, **changes)
 
 
 @pytest.mark.slow
 def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, monkeypatch):
-    monkeypatch.setattr(e2wm.demo, "DEV_SLICE", tmp_path / "absent")  # use the held-out generated split
+    monkeypatch.setattr(e2wm.recipes.demo, "DEV_SLICE", tmp_path / "absent")  # use the held-out generated split
     out = tmp_path / "demo"
     lines = []
     seconds = run_stages(tiny(tiny_llama, out), log=lines.append)
@@ -60,7 +59,7 @@ def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, mo
 def test_interrupted_train_stage_resumes(tiny_llama, tmp_path, monkeypatch):
     """A stage left unfinished (stage.json says done: false) resumes: train continues from its checkpoint."""
     calls = []
-    monkeypatch.setattr(e2wm.demo, "run_command", lambda name, argv: calls.append((name, argv)))
+    monkeypatch.setattr(Job, "run", lambda job: calls.append(job.argv()))
     settings = tiny(tiny_llama, tmp_path / "demo")
     run_stages(settings, log=lambda _: None)
     stage = tmp_path / "demo" / "train"
@@ -75,7 +74,7 @@ def test_interrupted_train_stage_resumes(tiny_llama, tmp_path, monkeypatch):
     calls.clear()
     seconds = run_stages(settings, log=lambda _: None)
     assert [name for name, s in seconds.items() if s > 0] == ["train", "eval", "report"]
-    assert calls[0][0] == "train" and calls[0][1][-1] == "--resume"
+    assert calls[0][0] == "train" and calls[0][-1] == "--resume"
     assert not stale.exists()  # downstream of a re-run stage starts clean
 
 

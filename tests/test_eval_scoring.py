@@ -6,8 +6,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from e2wm.eval import generation, qa
 from e2wm.eval.encoding import encode_pair, special_prefix
+from e2wm.eval.items import QAItem
 from e2wm.eval.prefix_cache import common_prefix, run_tokens
-from e2wm.eval.tasks import QAItem
 
 SHOTS = "Question: To wash dishes, a related item could be\nAnswer: sink\n\n" * 3
 ITEMS = [

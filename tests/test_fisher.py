@@ -9,8 +9,9 @@ from safetensors import safe_open
 from e2wm.cli import main
 from e2wm.errors import InputError
 from e2wm.models import ModelSpec, load_model
-from e2wm.train import fisher_command
-from e2wm.train.corpus import read_corpus, sample_texts
+from e2wm.recipes import fisher as fisher_recipe
+from e2wm.text import read_corpus
+from e2wm.train.corpus import sample_texts
 from e2wm.train.fisher import (
     accumulate,
     check_fisher,
@@ -89,7 +90,7 @@ def test_fisher_resumes_from_partial_sums(tiny_llama, tmp_path, monkeypatch):
             "--batch-size", "2", "--save-every", "2", "--modules", "q_proj,k_proj"]
     main(args + ["--out", str(tmp_path / "whole.safetensors")])
     calls = []
-    real = fisher_command.accumulate
+    real = fisher_recipe.accumulate
 
     def interrupted(*a, **k):
         if len(calls) == 2:
@@ -97,11 +98,11 @@ def test_fisher_resumes_from_partial_sums(tiny_llama, tmp_path, monkeypatch):
         calls.append(1)
         real(*a, **k)
 
-    monkeypatch.setattr(fisher_command, "accumulate", interrupted)
+    monkeypatch.setattr(fisher_recipe, "accumulate", interrupted)
     with pytest.raises(SystemExit):
         main(args + ["--out", str(tmp_path / "resumed.safetensors")])
     assert (tmp_path / "resumed.safetensors.partial" / "sums.safetensors").is_file()
-    monkeypatch.setattr(fisher_command, "accumulate", real)
+    monkeypatch.setattr(fisher_recipe, "accumulate", real)
     main(args + ["--out", str(tmp_path / "resumed.safetensors")])
     whole, resumed = load_fisher(tmp_path / "whole.safetensors"), load_fisher(tmp_path / "resumed.safetensors")
     assert resumed[0].modules == ["q_proj", "k_proj"] and resumed[0].n == 5

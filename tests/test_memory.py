@@ -5,7 +5,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from e2wm.cli import main
-from e2wm.memory import DTYPE_BYTES, model_shapes, plan_memory
+from e2wm.train.memory import DTYPE_BYTES, model_shapes, plan_memory
 
 
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])

@@ -7,7 +7,7 @@ import pytest
 
 from e2wm.cli import main
 from e2wm.errors import InputError
-from e2wm.report import moving_average, relative_change, report
+from e2wm.eval.report import moving_average, relative_change, write_report
 
 BASE = {
     "act_recog": {"accuracy": 0.5, "n": 16, "norm": "ln", "truncated": 0},
@@ -40,7 +40,7 @@ def test_table_has_every_task_and_the_right_changes(tmp_path):
     base = write_run(tmp_path / "base", BASE)
     tuned = write_run(tmp_path / "tuned", TUNED)
     out = tmp_path / "out" / "report.md"
-    text = report([base, tuned], [], out)
+    text = write_report([base, tuned], [], out)
     assert out.read_text() == text
     for task in ("act_recog", "count", "plan_gen", "obj_move_path"):
         assert f"| {task} |" in text
@@ -61,7 +61,7 @@ def test_three_runs_missing_tasks_and_repeated_folder_names(tmp_path):
     a = write_run(tmp_path / "a" / "eval", BASE)
     b = write_run(tmp_path / "b" / "eval", {"act_recog": {"accuracy": 1.0, "n": 8}})
     c = write_run(tmp_path / "c" / "eval", TUNED)
-    text = report([a, b, c], [], tmp_path / "r.md")
+    text = write_report([a, b, c], [], tmp_path / "r.md")
     header = next(line for line in text.splitlines() if line.startswith("| task"))
     assert "a/eval" in header and "Δ vs a/eval" in header
     assert row(text, "act_recog")[2:] == ["16/8", "0.5000", "1.0000", "+100.0%", "0.7500", "+50.0%"]
@@ -115,8 +115,8 @@ def test_bad_run_dirs_exit_2(tmp_path, capsys, setup, message):
 
 def test_bad_requests(tmp_path):
     with pytest.raises(InputError, match="give run directories"):
-        report([], [], tmp_path / "r.md")
+        write_report([], [], tmp_path / "r.md")
     with pytest.raises(InputError, match="ending in .md"):
-        report([write_run(tmp_path / "a", BASE)], [], tmp_path / "r.txt")
+        write_report([write_run(tmp_path / "a", BASE)], [], tmp_path / "r.txt")
     with pytest.raises(InputError, match="no log.jsonl"):
-        report([], [tmp_path / "a"], tmp_path / "r.md")
+        write_report([], [tmp_path / "a"], tmp_path / "r.md")

@@ -7,10 +7,10 @@ import re
 import pytest
 from experience_fixtures import House, plan_record, write_jsonl
 
-from e2wm.tasks import counting, object_path, plan_gen
-from e2wm.tasks.records import Inconsistent, PlanRecord, read_episodes
-from e2wm.tasks.replay import parse_action, replay
-from e2wm.tasks.stories import object_names, plural
+from e2wm.data import counting, object_path, plan_gen
+from e2wm.data.records import Inconsistent, PlanRecord, read_episodes
+from e2wm.data.replay import parse_action, replay
+from e2wm.data.stories import object_names, plural
 
 
 def trajectory(house_or_record, tmp_path):

@@ -12,7 +12,7 @@ READERS = {"plan_gen": read_plan_gen, "act_recog": read_act_recog, "count": read
 
 @pytest.mark.slow
 def test_collect_then_build(tmp_path):
-    main(["collect", "plans", "--out", str(tmp_path / "plans.jsonl"), "--limit", "5", "--simulations", "30",
+    main(["collect", "plans", "--out", str(tmp_path / "plans.jsonl"), "--max-programs", "5", "--simulations", "30",
           "--workers", "1"])
     main(["collect", "explore", "--out", str(tmp_path / "explore.jsonl"), "--episodes", "8", "--steps", "15",
           "--workers", "1"])

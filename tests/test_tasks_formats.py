@@ -15,7 +15,8 @@ from task_formats import (
     solve_path,
 )
 
-from e2wm.tasks.build import build
+from e2wm.data.config import BuildConfig
+from e2wm.recipes.build import build
 
 READERS = {"plan_gen": read_plan_gen, "act_recog": read_act_recog, "count": read_count, "obj_move": read_obj_move}
 BLOCKS = {"plan_gen": 3, "act_recog": 3, "count": 4, "obj_move": 3}  # shots + query per line, as released
@@ -29,7 +30,7 @@ def lines(path: Path) -> list[dict]:
 def built(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("built")
     plans, explore = inputs(folder)
-    build(str(plans), str(explore), folder / "out", seed=3, holdout=1)
+    build(BuildConfig(plans=str(plans), explore=str(explore), out=str(folder / "out"), seed=3, holdout_activities=1))
     return folder / "out"
 
 
@@ -85,12 +86,12 @@ def test_heldout_files_have_the_evaluation_formats(built, benchmark_dir):
 
 
 def test_heldout_files_load_in_the_evaluation_harness(built):
-    from e2wm.eval.tasks import generation_metric, qa_norm, read_task_file
+    from e2wm.eval.items import read_eval_file
 
-    qa = read_task_file(built / "heldout" / "act_recog_unseen.jsonl")
-    generation = read_task_file(built / "heldout" / "plan_gen_unseen.jsonl")
-    assert (qa.kind, qa_norm(qa.name, None)[0]) == ("qa", "ln")
-    assert (generation.kind, generation_metric(generation.name)) == ("gen", "rouge")
+    qa = read_eval_file(built / "heldout" / "act_recog_unseen.jsonl")
+    generation = read_eval_file(built / "heldout" / "plan_gen_unseen.jsonl")
+    assert (qa.kind, qa.spec.norm) == ("multiple_choice", "ln")
+    assert (generation.kind, generation.spec.metric) == ("generation", "rougeL")
 
 
 def test_training_files_load_in_the_trainer(built):

@@ -8,7 +8,7 @@ import torch
 from e2wm.cli import main
 from e2wm.errors import InputError
 from e2wm.models import ModelSpec, load_model
-from e2wm.train import loop
+from e2wm.recipes import finetune
 from e2wm.train.data import collate, encode_example, length_grouped_batches, parse_mixture, read_pairs, ref_weight
 from e2wm.train.ewc import FullEwc, LoraEwc, lora_layers
 from e2wm.train.fisher import FisherHeader, save_fisher
@@ -203,17 +203,17 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     whole = read_log(tmp_path / "whole")
     assert len(whole) == 12 and whole[-1]["step"] == 12 and whole[-1]["ewc"] > 0  # 16 examples / 4 = 4 steps x 3
 
-    real = loop.append_jsonl
+    real = finetune.append_jsonl
 
     def crash_at_step_7(path, record):
         if record["step"] == 7:
             raise KeyboardInterrupt
         real(path, record)
 
-    monkeypatch.setattr(loop, "append_jsonl", crash_at_step_7)
+    monkeypatch.setattr(finetune, "append_jsonl", crash_at_step_7)
     assert run_train(capsys, *common, "--out", tmp_path / "cut")[0] == 130
     assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["step"] == 6
-    monkeypatch.setattr(loop, "append_jsonl", real)
+    monkeypatch.setattr(finetune, "append_jsonl", real)
     assert run_train(capsys, *common, "--out", tmp_path / "cut")[0] == 2  # no silent overwrite
     assert run_train(capsys, *common, "--out", tmp_path / "cut", "--resume")[0] == 0
     resumed = read_log(tmp_path / "cut")
@@ -225,7 +225,7 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
 
 def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tiny_gpt2, tmp_path, capsys, monkeypatch):
     data = write_pairs(tmp_path / "a.json", repeat=2)
-    real = loop.weighted_nll_sum
+    real = finetune.weighted_nll_sum
     calls = []
 
     def nan_on_third_step(model, batch):
@@ -233,10 +233,10 @@ def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tiny_gpt2, tmp_path
         value = real(model, batch)
         return value * float("nan") if len(calls) == 3 else value
 
-    monkeypatch.setattr(loop, "weighted_nll_sum", nan_on_third_step)
+    monkeypatch.setattr(finetune, "weighted_nll_sum", nan_on_third_step)
     code, err = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora",
                           "--batch-size", "2", "--save-every", "2", "--out", tmp_path / "r")
-    assert code == 2 and "step 3: the loss is nan" in err
+    assert code == 1 and "step 3: the loss is nan" in err
     state = json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2 and [r["step"] for r in read_log(tmp_path / "r")] == [1, 2]
 

@@ -1,35 +1,48 @@
-"""The `e2wm` command: parses arguments (and an optional YAML config), then calls one stage.
+"""The `e2wm` command: parses arguments (and an optional YAML config) into a job's config, then runs it.
 
-Each stage lives in its own module exposing `add_arguments(parser)` and `run(args)`; modules are
-imported only when their command runs, so `e2wm --help` stays fast.
+Each command is a module e2wm/commands/<name>.py holding CONFIG (the job's config dataclass, whose fields
+are the command's options; see e2wm.config) and run(config). Modules are imported only when their
+command runs, so `e2wm --help` stays fast.
 """
 
 import argparse
+import difflib
 import importlib
 import sys
 from pathlib import Path
 
 import yaml
 
-from e2wm.errors import InputError
+from e2wm import __version__, config
+from e2wm.errors import InputError, RunError
 
-# command name -> (module, one-line help)
+# command name -> (module under e2wm.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "build": ("e2wm.tasks.build", "turn experience records into the four E2WM training files (and held-out files)"),
-    "world": ("e2wm.world.command", "show a RobotHow program (facts, goal) and replay it in the simulator"),
-    "collect": ("e2wm.experience.command", "collect embodied experiences: MCTS plans or random exploration"),
-    "eval": ("e2wm.eval.command", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
-    "fisher import": ("e2wm.train.fisher_import", "convert a released Fisher checkpoint into an e2wm Fisher file"),
-    "fisher": ("e2wm.train.fisher_command", "diagonal Fisher of the LoRA target weights (also: `fisher import`)"),
-    "plan-memory": ("e2wm.memory_command", "expected GPU memory of training, per component, from the config alone"),
-    "demo": ("e2wm.demo_command", "the whole pipeline on the embedded SmolLM2-135M on a CPU, ending in a report"),
-    "report": ("e2wm.report_command", "compare eval runs (markdown table + PNG chart) and plot training curves"),
-    "train": ("e2wm.train.command", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
+    "world": ("world", "show a RobotHow program (facts, goal) and replay it in the simulator"),
+    "collect plans": ("collect_plans", "collect embodied experiences: MCTS plans toward RobotHow goals"),
+    "collect explore": ("collect_explore", "collect embodied experiences: random exploration episodes"),
+    "build": ("build", "turn experience records into the four E2WM training files (and held-out files)"),
+    "fisher": ("fisher", "diagonal Fisher of the LoRA target weights on general text"),
+    "fisher import": ("fisher_import", "convert a released Fisher checkpoint into an e2wm Fisher file"),
+    "train": ("train", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
+    "eval": ("eval", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
+    "report": ("report", "compare eval runs (markdown table + PNG chart) and plot training curves"),
+    "plan-memory": ("plan_memory", "expected GPU memory of training, per component, from the config alone"),
+    "demo": ("demo", "the whole pipeline on the embedded SmolLM2-135M on a CPU, ending in a report"),
+}
+# options renamed so that one name means one idea across commands: old flag -> new flag, per command
+RENAMED = {
+    "eval": {"--max-length": "--max-len"},
+    "build": {"--max-steps": "--story-steps"},
+    "collect plans": {"--limit": "--max-programs"},
 }
 
 
 def load_config(path: str, parser: argparse.ArgumentParser) -> dict:
-    """Read a YAML mapping of option names (dashes or underscores) to values, checked against parser."""
+    """Read a YAML mapping of option names (dashes or underscores) to values, checked against parser.
+
+    A mapping value (a training mixture `{plan_gen: 1.0, ...}`) is kept as a mapping for the config to read.
+    """
     file = Path(path)
     if not file.is_file():
         raise InputError(f"{file}: config file not found")
@@ -54,46 +67,87 @@ def load_config(path: str, parser: argparse.ArgumentParser) -> dict:
     for action in parser._actions:  # a value from the config satisfies a required option
         if action.dest in values:
             action.required = False
+            if not action.option_strings:
+                action.nargs = "?" if action.nargs is None else "*"
     return values
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None/False, the option is required, or its help already says."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="e2wm", description=__doc__.splitlines()[0])
+    """The top-level parser: lists the commands (the two-word ones too) and answers --version."""
+    parser = argparse.ArgumentParser(prog="e2wm", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"e2wm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
-        if " " not in name:
-            sub.add_parser(name, help=help_text, add_help=False)
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"e2wm {name}", description=COMMANDS[name][1])
+    """(parser, module) of one command: the parser's options come from the module's CONFIG dataclass."""
+    module = importlib.import_module(f"e2wm.commands.{COMMANDS[name][0]}")
+    parser = argparse.ArgumentParser(prog=f"e2wm {name}", description=COMMANDS[name][1], allow_abbrev=False,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--config", help="YAML file of option values (command-line options win)")
-    module.add_arguments(parser)
+    config.add_arguments(parser, module.CONFIG)
     return parser, module
+
+
+def parse(name: str, argv: list[str]):
+    """The config of `e2wm name argv` (what main runs); InputError on a bad value, SystemExit(2) on bad syntax."""
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if flag in RENAMED.get(name, {}):
+            raise InputError(f"{flag} is now {RENAMED[name][flag]}")
+    parser, module = command_parser(name)
+    config_only = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    config_only.add_argument("--config")
+    pre, _ = config_only.parse_known_args(argv)
+    if pre.config:
+        parser.set_defaults(**load_config(pre.config, parser))
+    return config.from_namespace(module.CONFIG, parser.parse_args(argv)), module
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The command argv starts with (two-word commands first), or None."""
+    for words in (2, 1):
+        name = " ".join(argv[:words])
+        if len(argv) >= words and name in COMMANDS:
+            return name
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if " ".join(argv[:2]) in COMMANDS:  # two-word commands such as `fisher import`
-        argv = [" ".join(argv[:2]), *argv[2:]]
-    if not argv or argv[0] not in COMMANDS:
-        build_parser().parse_args(argv)  # prints help or the usage error
+    name = command_name(argv)
+    if name is None:
+        groups = sorted({n.split()[0] for n in COMMANDS if " " in n})
+        if argv and argv[0] in groups:
+            choices = ", ".join(n for n in COMMANDS if n.startswith(argv[0] + " "))
+            build_parser().error(f"{argv[0]}: say which: {choices}")
+        if argv and not argv[0].startswith("-"):
+            close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            build_parser().error(f"unknown command '{argv[0]}'{hint}")
+        build_parser().parse_args(argv)  # prints help, the version or the usage error
         return
-    name, rest = argv[0], argv[1:]
     try:
-        parser, module = command_parser(name)
-        config_only = argparse.ArgumentParser(add_help=False)
-        config_only.add_argument("--config")
-        pre, _ = config_only.parse_known_args(rest)
-        if pre.config:
-            parser.set_defaults(**load_config(pre.config, parser))
-        args = parser.parse_args(rest)
-        module.run(args)
+        job, module = parse(name, argv[len(name.split()):])
+        module.run(job)
     except InputError as error:
         print(f"e2wm {name}: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except RunError as error:
+        print(f"e2wm {name}: stopped: {error}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print(f"e2wm {name}: interrupted; completed work is kept, re-run to resume", file=sys.stderr)
         sys.exit(130)

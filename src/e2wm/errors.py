@@ -1,4 +1,4 @@
-"""The one exception for bad input: the CLI prints its message on one line and exits with code 2."""
+"""The errors the CLI reports in one line: bad input (exit code 2) and a run that had to stop (exit code 1)."""
 
 
 class InputError(Exception):
@@ -13,3 +13,7 @@ def at(path, line: int | None = None, field: str | None = None) -> str:
     if field is not None:
         where += f": field '{field}'"
     return where
+
+
+class RunError(Exception):
+    """A run that stopped on its own account (the loss diverged, ...): the CLI prints it and exits with code 1."""

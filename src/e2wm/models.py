@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from e2wm import config
+from e2wm.config import option
 from e2wm.errors import InputError
 
 EMBEDDED_NAME = "smollm2-135m"
@@ -27,20 +29,38 @@ class ModelSpec:
     load_in_4bit: bool = False
 
 
-def add_model_arguments(parser) -> None:
-    """The model options shared by every command that loads a model."""
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", default=EMBEDDED_NAME,
-                       help=f"Hub id, local directory, or '{EMBEDDED_NAME}' (embedded default)")
-    group.add_argument("--adapter", help="PEFT adapter directory to apply")
-    group.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    group.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    group.add_argument("--load-in-8bit", action="store_true", help="8-bit base weights (bitsandbytes, CUDA)")
-    group.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base weights (bitsandbytes, CUDA)")
+MODEL_HELP = f"Hub id, local directory, or '{EMBEDDED_NAME}' (the embedded default)"
 
 
-def spec_from_args(args) -> ModelSpec:
-    return ModelSpec(args.model, args.adapter, args.dtype, args.device, args.load_in_8bit, args.load_in_4bit)
+def check_quantisation(load_in_8bit: bool, load_in_4bit: bool) -> None:
+    """8-bit and 4-bit base weights exclude each other (InputError)."""
+    if load_in_8bit and load_in_4bit:
+        raise InputError("--load-in-8bit and --load-in-4bit exclude each other")
+
+
+@dataclass(kw_only=True)
+class ModelOptions:
+    """Which base model, in which dtype and quantisation: a config base class (plan-memory uses it alone)."""
+
+    model: str = option(EMBEDDED_NAME, MODEL_HELP, group="model")
+    dtype: str = option("float32", "weights' dtype", choices=tuple(sorted(DTYPES)), group="model")
+    load_in_8bit: bool = option(False, "8-bit base weights (bitsandbytes, CUDA)", group="model")
+    load_in_4bit: bool = option(False, "4-bit NF4 base weights (bitsandbytes, CUDA)", group="model")
+
+    def __post_init__(self) -> None:
+        config.check(self)
+        check_quantisation(self.load_in_8bit, self.load_in_4bit)
+
+
+@dataclass(kw_only=True)
+class LoadedModelOptions(ModelOptions):
+    """ModelOptions plus the device: the base of the configs of jobs that load the model (train, fisher, eval)."""
+
+    device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda if available)", group="model",
+                                result=False)
+
+    def model_spec(self, adapter: str | None = None) -> ModelSpec:
+        return ModelSpec(self.model, adapter, self.dtype, self.device, self.load_in_8bit, self.load_in_4bit)
 
 
 def default_device() -> str:
@@ -110,8 +130,7 @@ def resolve_model_path(name: str) -> str:
 def quantization_config(spec: ModelSpec):
     if not (spec.load_in_8bit or spec.load_in_4bit):
         return None
-    if spec.load_in_8bit and spec.load_in_4bit:
-        raise InputError("--load-in-8bit and --load-in-4bit exclude each other")
+    check_quantisation(spec.load_in_8bit, spec.load_in_4bit)
     if not torch.cuda.is_available():
         raise InputError("--load-in-8bit/--load-in-4bit need a CUDA GPU (bitsandbytes); none is available here")
     if importlib.util.find_spec("bitsandbytes") is None:

@@ -52,3 +52,11 @@ def lcs(predictions: list[str], references: list[str]) -> float:
 
 def accuracy(predictions: list[int], answers: list[int]) -> float:
     return sum(p == a for p, a in zip(predictions, answers)) / len(answers)
+
+
+def headline(result: dict) -> tuple[str, float]:
+    """The main metric of a task result: accuracy, ROUGE-L, LCS or perplexity; KeyError when none is there."""
+    for key in ("accuracy", "rougeL", "lcs", "perplexity"):
+        if key in result:
+            return key, result[key]
+    raise KeyError(f"no known metric in {sorted(result)}")

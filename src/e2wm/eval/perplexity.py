@@ -10,7 +10,7 @@ import torch
 
 from e2wm.eval.encoding import encode
 from e2wm.eval.prefix_cache import model_device
-from e2wm.train.corpus import read_corpus
+from e2wm.text import read_corpus
 
 
 def read_texts(path: str | Path) -> list[str]:

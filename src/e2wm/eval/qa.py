@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 
 from e2wm.eval.encoding import encode_pair
+from e2wm.eval.items import QAItem
 from e2wm.eval.prefix_cache import Prefix, common_prefix, continuation_logprobs, restore, run_tokens
-from e2wm.eval.tasks import QAItem
 
 UNCONDITIONAL_CONTEXT = "Answer:"
 MIN_SHARED_TOKENS = 8  # below this a shared file prefix is not worth a cache

@@ -8,27 +8,22 @@ the original order and the main process writes the same files a single process w
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from e2wm.benchmark import TASKS
+from e2wm.config import result_settings
 from e2wm.eval import generation, metrics, qa
+from e2wm.eval.config import EvalConfig
+from e2wm.eval.items import EvalFile
+from e2wm.eval.metrics import headline
 from e2wm.eval.perplexity import perplexity, read_texts
-from e2wm.eval.tasks import TaskFile, generation_metric, qa_norm
 from e2wm.files import write_atomic, write_json, write_jsonl
 from e2wm.models import context_length
 
-
-@dataclass
-class EvalSettings:
-    limit: int | None = None
-    batch_size: int = 1
-    num_beams: int = 1
-    max_new_tokens: int = 256
-    norm: str | None = None
-    max_length: int | None = None  # default: the model's context length
-    ppl_max_length: int = 1024
+PPL_WINDOW = 1024  # tokens per perplexity window at most (the model's context length if shorter)
 
 
 @dataclass
@@ -55,20 +50,22 @@ def gather_rows(rows: list[dict], shard: Shard) -> list[dict]:
     return sorted(rows, key=lambda row: row["index"])
 
 
-def fingerprint(task: TaskFile, settings: EvalSettings, model_id: str) -> str:
-    """What a saved task result depends on: the file's bytes, the model and the settings."""
+def fingerprint(task: EvalFile, config: EvalConfig) -> str:
+    """What a saved task result depends on: the file's bytes and the config's result settings."""
+    settings = {k: v for k, v in result_settings(config).items() if k not in ("data", "ppl_data")}
     digest = hashlib.sha256(task.path.read_bytes())
-    digest.update(json.dumps([model_id, asdict(settings)], sort_keys=True).encode())
+    digest.update(json.dumps([settings, PPL_WINDOW], sort_keys=True).encode())
     return digest.hexdigest()
 
 
-def progress_bar(task: TaskFile, total: int, label: str, shard: Shard):
+def progress_bar(task: EvalFile, total: int, label: str, shard: Shard):
     return tqdm(total=total, desc=f"{task.name} ({label})", unit="item", disable=not shard.is_main)
 
 
-def qa_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length: int, shard: Shard, log=print):
-    norm, known = qa_norm(task.name, settings.norm)
-    if not known and shard.is_main:
+def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard, log=print):
+    """Score every option of the shard's items; (result, rows) gathered over the processes."""
+    norm = config.norm or task.spec.norm
+    if config.norm is None and task.name not in TASKS and shard.is_main:
         log(f"{task.name}: task not known, using length-normalised scores (ln); --norm overrides")
     encoded = [qa.encode_item(tokenizer, item, max_length) for item in task.items]
     mine = shard.indices(len(encoded))
@@ -90,24 +87,25 @@ def qa_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length
     return result, rows
 
 
-def generation_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, max_length: int, shard: Shard,
+def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard,
                     generator=None):
+    """Decode the shard's prompts (first line of each answer) and score them; (result, rows) gathered."""
     prompts, truncated = generation.encode_prompts(
-        tokenizer, [item.input for item in task.items], max_length, settings.max_new_tokens
+        tokenizer, [item.input for item in task.items], max_length, config.max_new_tokens
     )
     mine = shard.indices(len(prompts))
-    options = dict(max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams, indices=mine)
+    options = dict(max_new_tokens=config.max_new_tokens, num_beams=config.num_beams, indices=mine)
     if generator is not None:  # another backend (vLLM) decodes the same prompt ids
         texts = generator.generate(tokenizer, prompts, **options)
     else:
         with progress_bar(task, len(mine), "generation", shard) as bar:
-            texts = generation.generate(model, tokenizer, prompts, batch_size=settings.batch_size,
+            texts = generation.generate(model, tokenizer, prompts, batch_size=config.batch_size,
                                         progress=bar.update, **options)
     rows = [{"index": i, "prediction": generation.first_line(text), "ref": task.items[i].ref}
             for i, text in zip(mine, texts)]
     rows = gather_rows(rows, shard)
     predictions, references = [r["prediction"] for r in rows], [r["ref"] for r in rows]
-    if generation_metric(task.name) == "lcs":
+    if task.spec.metric == "lcs":
         result = {"lcs": metrics.lcs(predictions, references)}
     else:
         result = metrics.rouge(predictions, references)
@@ -115,19 +113,21 @@ def generation_rows(model, tokenizer, task: TaskFile, settings: EvalSettings, ma
     return result, rows
 
 
-def evaluate(model, tokenizer, tasks: list[TaskFile], out: Path, settings: EvalSettings, model_id: str,
-             ppl_data: str | None = None, shard: Shard | None = None, generator=None, log=print) -> dict:
-    """Run every task (resuming finished ones), then perplexity; write metrics.json and results.md.
+def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, shard: Shard | None = None,
+                   generator=None, log=print) -> dict:
+    """Run every task (resuming finished ones), then perplexity; write metrics.json and results.md in config.out.
 
     generator, if given, decodes the generation tasks instead of the hf model (see vllm_backend).
+    Returns {task: metrics}, "ppl" among them when config.ppl_data is set.
     """
     shard = shard or Shard()
-    max_length = settings.max_length or context_length(model, tokenizer)
+    out = Path(config.out)
+    max_length = config.max_len or context_length(model, tokenizer)
     results: dict[str, dict] = {}
     for task in tasks:
-        if settings.limit:
-            task.items = task.items[: settings.limit]
-        key = fingerprint(task, settings, model_id)
+        if config.limit:
+            task.items = task.items[: config.limit]
+        key = fingerprint(task, config)
         saved = out / "tasks" / f"{task.name}.json"
         previous = json.loads(saved.read_text()) if saved.is_file() else {}
         if previous.get("fingerprint") == key:
@@ -135,35 +135,29 @@ def evaluate(model, tokenizer, tasks: list[TaskFile], out: Path, settings: EvalS
             if shard.is_main:
                 log(f"{task.name}: already evaluated, reusing {saved}")
             continue
-        if task.kind == "qa":
-            result, rows = qa_rows(model, tokenizer, task, settings, max_length, shard, log)
+        if task.kind == "multiple_choice":
+            result, rows = qa_rows(model, tokenizer, task, config, max_length, shard, log)
         else:
-            result, rows = generation_rows(model, tokenizer, task, settings, max_length, shard, generator)
+            result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator)
         if shard.is_main:
             write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
             write_json(saved, {"fingerprint": key, "metrics": result})
         results[task.name] = result
-    if ppl_data:
+    if config.ppl_data:
         with tqdm(desc="perplexity", unit="window", disable=not shard.is_main) as bar:
             results["ppl"] = perplexity(
-                model, tokenizer, read_texts(ppl_data), min(settings.ppl_max_length, max_length),
-                max(settings.batch_size, 1), bar.update,
+                model, tokenizer, read_texts(config.ppl_data), min(PPL_WINDOW, max_length), config.batch_size,
+                bar.update,
             )
     if shard.is_main:
         write_json(out / "metrics.json", results)
+        model_id = config.model + (f" + {config.adapter}" if config.adapter else "")
         write_atomic(out / "results.md", results_table(results, model_id))
     return results
 
 
-def headline(result: dict) -> tuple[str, float]:
-    """The main metric of a task result: accuracy, ROUGE-L, LCS or perplexity."""
-    for key in ("accuracy", "rougeL", "lcs", "perplexity"):
-        if key in result:
-            return key, result[key]
-    raise KeyError(f"no known metric in {sorted(result)}")
-
-
 def results_table(results: dict, model_id: str) -> str:
+    """results.md: a row per task (its label, headline metric, score, items, truncated prompts)."""
     lines = [f"# E2WM evaluation: {model_id}", "", "| task | metric | score | n | truncated |",
              "|---|---|---:|---:|---:|"]
     for name, result in results.items():

@@ -20,11 +20,11 @@ _GRABBABLE_BY_NAME = ("water",)  # the simulator lets these be grabbed without t
 
 
 @dataclass
-class Task:
+class Goal:
     """What the planner needs: the world, the goal facts, the objects that matter and the candidate actions."""
 
     world: World
-    goal: list[Fact]
+    facts: list[Fact]
     objects: list[int]
     candidates: list[Action]
     effects: list[int]  # per candidate: bitmask of the goal facts it can make true
@@ -85,16 +85,16 @@ def _effects(action: Action, goal: list[Fact], world: World) -> int:
     return made
 
 
-def make_task(program: Program) -> Task:
-    """The planning task of a program: goal = facts gained from its initial to its final graph."""
-    return task_for(World(program.init_graph), goal_facts(program.init_graph, program.final_graph))
+def make_goal(program: Program) -> Goal:
+    """The planning goal of a program: its facts = facts gained from its initial to its final graph."""
+    return goal_for(World(program.init_graph), goal_facts(program.init_graph, program.final_graph))
 
 
-def task_for(world: World, goal: list[Fact]) -> Task:
-    """The planning task of any goal in a world (hand-made goals included)."""
+def goal_for(world: World, goal: list[Fact]) -> Goal:
+    """The planning goal of any goal facts in a world (hand-made goals included)."""
     objects = relevant_objects(world, goal)
     candidates = candidate_actions(world, objects)
     effects = [_effects(action, goal, world) for action in candidates]
     touches = [sum(1 << bit for bit, fact in enumerate(goal) if {fact.subject, fact.target} & set(action.args))
                for action in candidates]
-    return Task(world, goal, objects, candidates, effects, touches)
+    return Goal(world, goal, objects, candidates, effects, touches)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from virtualhome_eval.simulation.evolving_graph.environment import EnvironmentState
 
-from e2wm.experience.goals import Task
+from e2wm.experience.goals import Goal
 from e2wm.world.sim import Action
 
 FIRST, UNDONE, STEP, DONE = 2.0, 1.5, 0.1, 5.0
@@ -56,18 +56,18 @@ class _Node:
 
 
 class Search:
-    """One search over a task; `run()` returns the best plan found."""
+    """One search over a goal; `run()` returns the best plan found."""
 
-    def __init__(self, task: Task, config: SearchConfig, rng: random.Random):
-        self.task, self.config, self.rng = task, config, rng
-        self.full = (1 << len(task.goal)) - 1
+    def __init__(self, goal: Goal, config: SearchConfig, rng: random.Random):
+        self.goal, self.config, self.rng = goal, config, rng
+        self.full = (1 << len(goal.facts)) - 1
         self.low, self.high = math.inf, -math.inf  # range of values seen, for normalising Q
-        self.best = SearchResult([], 0, not task.goal, 0.0, 0)
+        self.best = SearchResult([], 0, not goal.facts, 0.0, 0)
 
     # --- the model: which goal facts hold, and the reward of a transition
     def held(self, state: EnvironmentState) -> int:
-        holds = self.task.world.holds
-        return sum(1 << bit for bit, fact in enumerate(self.task.goal) if holds(state, fact))
+        holds = self.goal.world.holds
+        return sum(1 << bit for bit, fact in enumerate(self.goal.facts) if holds(state, fact))
 
     def reward(self, before: int, after: int, ever: int) -> float:
         first = bin(after & ~ever).count("1")
@@ -77,22 +77,22 @@ class Search:
 
     def weights(self, indices: list[int], held: int) -> list[float]:
         missing, c = self.full & ~held, self.config
-        task = self.task
+        goal = self.goal
         return [
-            1.0 + c.make_weight * bool(task.effects[i] & missing) + c.touch_weight * bool(task.touches[i] & missing)
+            1.0 + c.make_weight * bool(goal.effects[i] & missing) + c.touch_weight * bool(goal.touches[i] & missing)
             for i in indices
         ]
 
     # --- tree
     def expand(self, node: _Node) -> None:
-        world, candidates = self.task.world, self.task.candidates
+        world, candidates = self.goal.world, self.goal.candidates
         node.actions = [i for i, action in enumerate(candidates) if world.can(node.state, action)]
         weights = self.weights(node.actions, node.held)
         total = sum(weights) or 1.0
         node.prior = [w / total for w in weights]
 
     def child(self, node: _Node, index: int) -> _Node:
-        outcome = self.task.world.step(node.state, self.task.candidates[index])
+        outcome = self.goal.world.step(node.state, self.goal.candidates[index])
         held = self.held(outcome.state) if outcome.success else node.held
         reward = self.reward(node.held, held, node.ever) if outcome.success else -STEP
         return _Node(outcome.state, held, node.ever | held, reward, held == self.full)
@@ -125,7 +125,7 @@ class Search:
                 node.children[index] = self.child(node, index)
             node = node.children[index]
             path.append(node)
-            plan.append(self.task.candidates[index])
+            plan.append(self.goal.candidates[index])
             value += discount * node.reward
             discount *= gamma
             self.consider(value, plan, node.held)
@@ -141,7 +141,7 @@ class Search:
 
     def rollout(self, node: _Node, value: float, discount: float, plan: list[Action]) -> float:
         """Random steps weighted by the prior, executed in place on a copy; returns their discounted return."""
-        world, candidates, gamma = self.task.world, self.task.candidates, self.config.discount
+        world, candidates, gamma = self.goal.world, self.goal.candidates, self.config.discount
         state, held, ever = world.clone(node.state), node.held, node.ever
         plan, tail, tail_discount = list(plan), 0.0, 1.0
         everything = range(len(candidates))
@@ -174,7 +174,7 @@ class Search:
         """Simulate until the budget is spent or, after a success, `patience` simulations bring nothing better.
 
         on_simulation(count, best) is called after every simulation (for measuring curves)."""
-        state = self.task.world.initial_state()
+        state = self.goal.world.initial_state()
         held = self.held(state)
         self.root = _Node(state, held, held, terminal=held == self.full)
         self.count = self.improved = 0
@@ -190,7 +190,7 @@ class Search:
 
     def replay(self, actions: list[Action]) -> SearchResult | None:
         """Execute a plan from the start; its result (cut where the goal is complete), or None if a step fails."""
-        world, gamma = self.task.world, self.config.discount
+        world, gamma = self.goal.world, self.config.discount
         state = world.initial_state()
         held = ever = self.held(state)
         value, done = 0.0, []
@@ -216,6 +216,6 @@ class Search:
         return result
 
 
-def plan(task: Task, config: SearchConfig | None = None, seed: int | str = 0) -> SearchResult:
-    """The highest-return plan MCTS finds for a task within the configured budget."""
-    return Search(task, config or SearchConfig(), random.Random(seed)).run()
+def plan(goal: Goal, config: SearchConfig | None = None, seed: int | str = 0) -> SearchResult:
+    """The highest-return plan MCTS finds for a goal within the configured budget."""
+    return Search(goal, config or SearchConfig(), random.Random(seed)).run()

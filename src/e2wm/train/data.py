@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from e2wm.benchmark import TRAINING_TASKS
 from e2wm.errors import InputError, at
 from e2wm.files import iter_jsonl, require
 
@@ -24,8 +25,12 @@ class Example:
     weight: float
 
 
-def parse_mixture(text: str) -> list[tuple[float, str]]:
-    """'1 a.json 0.7 b.json' -> [(1.0, 'a.json'), (0.7, 'b.json')]; InputError naming the bad token."""
+def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, str]]:
+    """'1 a.json 0.7 plan_gen' -> [(1.0, 'a.json'), (0.7, 'DIR/train_plan_gen.jsonl')]; InputError naming the bad token.
+
+    An item that is a known training task's name (e2wm.benchmark) means that task's training file in
+    data_dir: train_<task>.jsonl as `e2wm build` writes it, else train_<task>.json as released.
+    """
     tokens = text.split()
     if not tokens or len(tokens) % 2:
         raise InputError(f"--train '{text}': expected pairs 'WEIGHT FILE ...' (got {len(tokens)} items)")
@@ -38,8 +43,17 @@ def parse_mixture(text: str) -> list[tuple[float, str]]:
             raise InputError(f"--train '{text}': item {position + 1} '{weight}' is not a weight (a number)") from None
         if not value > 0 or value == float("inf"):
             raise InputError(f"--train '{text}': weight '{weight}' of {path} must be a positive number")
-        mixture.append((value, path))
+        mixture.append((value, task_file(path, Path(data_dir)) if path in TRAINING_TASKS else path))
     return mixture
+
+
+def task_file(task: str, data_dir: Path) -> str:
+    """The training file of a task in data_dir (.jsonl first); InputError when neither is there."""
+    for suffix in (".jsonl", ".json"):
+        path = data_dir / f"train_{task}{suffix}"
+        if path.is_file():
+            return str(path)
+    raise InputError(f"--train: task {task}: no train_{task}.jsonl or train_{task}.json in {data_dir} (--data-dir)")
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:

@@ -6,8 +6,8 @@ from the record (the objects the goal involves, their rooms, open/closed, on/off
 
 import re
 
-from e2wm.tasks.fewshot import Block, Format
-from e2wm.tasks.records import Inconsistent, PlanRecord
+from e2wm.data.fewshot import Block, Format
+from e2wm.data.records import Inconsistent, PlanRecord
 
 PLAN_GEN = Format(separator="\n")
 

@@ -7,9 +7,9 @@ held-out split is also written as a multiple-choice QA file in the benchmark's e
 
 import random
 
-from e2wm.tasks.fewshot import Block, Format
-from e2wm.tasks.plan_gen import activity_name, plan_english
-from e2wm.tasks.records import PlanRecord
+from e2wm.data.fewshot import Block, Format
+from e2wm.data.plan_gen import activity_name, plan_english
+from e2wm.data.records import PlanRecord
 
 ACT_RECOG = Format(separator="\n\n")
 ACT_RECOG_QA = Format(separator="\n")

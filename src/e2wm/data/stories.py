@@ -9,7 +9,7 @@ seeded Random, so a story is fixed by the build seed and the episode.
 import random
 from dataclasses import dataclass
 
-from e2wm.tasks.replay import GRAB, MOVES, PUTS, Event
+from e2wm.data.replay import GRAB, MOVES, PUTS, Event
 
 WOMEN = ["Alice", "Clara", "Emma", "Grace", "Hannah", "Julia", "Laura", "Lucy", "Maya", "Nina", "Olivia",
          "Rosa", "Sofia", "Tina", "Vera", "Zoe"]

@@ -8,10 +8,10 @@ answer is computed twice, from the told actions and from the record's places aft
 
 import random
 
-from e2wm.tasks.fewshot import Block, Format
-from e2wm.tasks.records import Inconsistent, Place
-from e2wm.tasks.replay import GRAB, PUTS, Trajectory
-from e2wm.tasks.stories import base_name, cast, join, mentioned, narrate, object_names, plural, tellable
+from e2wm.data.fewshot import Block, Format
+from e2wm.data.records import Inconsistent, Place
+from e2wm.data.replay import GRAB, PUTS, Trajectory
+from e2wm.data.stories import base_name, cast, join, mentioned, narrate, object_names, plural, tellable
 
 HEADER = (
     "Given a sequence of actions in a house, and a question about what items are located in a specific place. "

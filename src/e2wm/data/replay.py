@@ -10,7 +10,7 @@ the recorded trajectory does.
 import re
 from dataclasses import dataclass, replace
 
-from e2wm.tasks.records import Episode, Inconsistent, Place
+from e2wm.data.records import Episode, Inconsistent, Place
 
 GRAB = "GRAB"
 PUTS = {"PUTBACK": "on", "PUTIN": "in"}  # script verb -> relation to the target

@@ -1,13 +1,16 @@
-"""E2WM evaluation files: reading and checking them, telling QA from generation, naming tasks."""
+"""E2WM evaluation files: reading and checking their items, telling multiple choice from generation.
+
+The file's name is its task's name (`plan_gen.json` -> plan_gen); how a task is scored is in
+`e2wm.benchmark`.
+"""
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2wm.benchmark import TASKS, Kind, TaskSpec, spec_for
 from e2wm.errors import InputError, at
 from e2wm.files import iter_jsonl, require
 
-LN_TASKS = {"act_recog", "count", "obj_move"}  # sum log-prob / option tokens
-UN_TASKS = {"housework_qa", "neg_housework_qa", "act_infer"}  # log p(o|input) - log p(o|"Answer:")
 SUFFIXES = (".json", ".jsonl")
 
 
@@ -25,11 +28,17 @@ class GenItem:
 
 
 @dataclass
-class TaskFile:
+class EvalFile:
+    """One evaluation file: its task's name, its kind (from its records) and its items."""
+
     name: str
     path: Path
-    kind: str  # "qa" or "gen"
+    kind: Kind
     items: list = field(default_factory=list)
+
+    @property
+    def spec(self) -> TaskSpec:
+        return spec_for(self.name, self.kind)
 
 
 def task_name(path: Path) -> str:
@@ -37,28 +46,19 @@ def task_name(path: Path) -> str:
     return path.name.removesuffix(".jsonl").removesuffix(".json")
 
 
-def generation_metric(name: str) -> str:
-    """'lcs' for object-path files, 'rouge' for plan generation and anything not known."""
-    return "lcs" if name.startswith("obj_move_path") else "rouge"
-
-
-def qa_norm(name: str, override: str | None) -> tuple[str, bool]:
-    """(normalisation, known): the SPEC's per-task choice, `--norm` winning; unknown tasks get 'ln'."""
-    if override:
-        return override, True
-    if name in UN_TASKS:
-        return "un", True
-    return "ln", name in LN_TASKS
-
-
-def read_task_file(path: Path) -> TaskFile:
-    """Read and check every line; the first record's fields decide the kind (QA or generation)."""
-    items, kind = [], None
+def read_eval_file(path: Path) -> EvalFile:
+    """Read and check every line; the first record's fields decide the kind (multiple choice or generation),
+    which must be the task's kind when the task is known. InputError naming file, line and field otherwise."""
+    items, kind, name = [], None, task_name(path)
     for line, record in iter_jsonl(path):
         if kind is None:
-            kind = "qa" if ("answer_list" in record or "answer" in record) else "gen"
+            kind = "multiple_choice" if ("answer_list" in record or "answer" in record) else "generation"
+            if name in TASKS and TASKS[name].kind != kind:
+                expected = "'answer_list' and 'answer'" if TASKS[name].kind == "multiple_choice" else "'ref'"
+                raise InputError(f"{at(path, line)}: task {name} is {TASKS[name].kind.replace('_', ' ')}; "
+                                 f"its records need {expected}")
         text = require(record, "input", str, path, line)
-        if kind == "gen":
+        if kind == "generation":
             items.append(GenItem(text, require(record, "ref", str, path, line)))
             continue
         options = require(record, "answer_list", list, path, line)
@@ -72,10 +72,10 @@ def read_task_file(path: Path) -> TaskFile:
         items.append(QAItem(text, options, options.index(answer)))
     if not items:
         raise InputError(f"{path}: empty file (no records)")
-    return TaskFile(task_name(path), path, kind, items)
+    return EvalFile(name, path, kind, items)
 
 
-def find_task_files(paths: list[str]) -> list[Path]:
+def find_eval_files(paths: list[str]) -> list[Path]:
     """Expand --data arguments: files as given, directories searched recursively for .json/.jsonl."""
     found: list[Path] = []
     for name in paths:
@@ -92,9 +92,9 @@ def find_task_files(paths: list[str]) -> list[Path]:
     return found
 
 
-def load_tasks(paths: list[str]) -> list[TaskFile]:
-    """Every task file, fully checked before any model work starts; task names must be unique."""
-    tasks = [read_task_file(path) for path in find_task_files(paths)]
+def load_eval_files(paths: list[str]) -> list[EvalFile]:
+    """Every evaluation file, fully checked before any model work starts; task names must be unique."""
+    tasks = [read_eval_file(path) for path in find_eval_files(paths)]
     seen: dict[str, Path] = {}
     for task in tasks:
         if task.name in seen:

@@ -1,9 +1,6 @@
-"""`e2wm build`: experience records -> the four E2WM training files, held-out files and stats.json.
+"""Building the training files from experience records: the components of recipes.build.
 
-    e2wm build --plans plans.jsonl --explore explore.jsonl --out DIR [--shots N] [--seed S]
-               [--holdout-activities K] [--max-steps N] [--tokenizer MODEL]
-
-Writes DIR/train_{plan_gen,act_recog,count,obj_move}.jsonl ({"input", "ref"} per line, the released
+The recipe writes DIR/train_{plan_gen,act_recog,count,obj_move}.jsonl ({"input", "ref"} per line, the released
 E2WM format), with K > 0 also DIR/heldout/plan_gen_unseen.jsonl (generation, {"input", "ref"}) and
 DIR/heldout/act_recog_unseen.jsonl (multiple choice, {"input", "answer_list", "answer"}) on activities
 that never appear in training, and DIR/stats.json. Every answer is re-derived from its record before it
@@ -13,24 +10,21 @@ is written; records that contradict themselves are skipped and counted. The outp
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tqdm import tqdm
 
+from e2wm.data import act_recog, counting, object_path, plan_gen
+from e2wm.data.fewshot import Block, Format, assemble, choose_holdout, pick_shots, unique
+from e2wm.data.records import Episode, Inconsistent, PlanRecord
+from e2wm.data.replay import replay
+from e2wm.data.stats import distribution, lengths
 from e2wm.errors import InputError
-from e2wm.files import write_json, write_jsonl
-from e2wm.tasks import act_recog, counting, object_path, plan_gen
-from e2wm.tasks.fewshot import Block, Format, assemble, choose_holdout, pick_shots, unique
-from e2wm.tasks.records import Episode, Inconsistent, PlanRecord, read_episodes, read_plans
-from e2wm.tasks.replay import replay
-from e2wm.tasks.stats import distribution, lengths
 
-SHOTS = {"plan_gen": 2, "act_recog": 2, "count": 3, "obj_move": 2}  # as in the released files
 HELDOUT_DIR = "heldout"
 
 
 @dataclass
-class TaskFile:
+class OutputFile:
     """One output file: its lines, what was skipped on the way, and the answer tallies for stats.json."""
 
     path: str  # relative to the output folder
@@ -38,20 +32,6 @@ class TaskFile:
     skipped: Counter = field(default_factory=Counter)
     answers: dict[str, dict[str, int]] = field(default_factory=dict)
     answer_field: str = "ref"
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--plans", help="plan records from `e2wm collect plans` (JSONL)")
-    parser.add_argument("--explore", help="exploration episodes from `e2wm collect explore` (JSONL)")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--shots", type=int, help="shots per example for every task (default: as released, "
-                        "2 for plan_gen, act_recog and obj_move, 3 for count)")
-    parser.add_argument("--seed", type=int, default=0, help="fixes stories, names, shots and the held-out split")
-    parser.add_argument("--holdout-activities", type=int, default=0, metavar="K",
-                        help="hold K activities out of training and write them as unseen evaluation files")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="tell only the first N successful steps of "
-                        "each episode (shorter stories; the whole episode is still verified)")
-    parser.add_argument("--tokenizer", help="a model (Hub id, folder or smollm2-135m) for token percentiles")
 
 
 def with_shots(queries: list[Block], pool: list[Block], k: int, seed: int, task: str,
@@ -68,18 +48,18 @@ def with_shots(queries: list[Block], pool: list[Block], k: int, seed: int, task:
 
 
 def training_file(name: str, blocks: list[Block], fmt: Format, k: int, seed: int, tallies: dict[str, str],
-                  skipped: Counter | None = None) -> TaskFile:
+                  skipped: Counter | None = None) -> OutputFile:
     """train_<name>.jsonl from distinct blocks; tallies maps a stats.json name to a Block attribute."""
     pool, duplicates = unique(blocks)
     skipped = skipped if skipped is not None else Counter()
     skipped.update(duplicate=duplicates)
     chosen = with_shots(pool, pool, k, seed, name, skipped)
     answers = {tally: distribution([getattr(q, attr) for q, _ in chosen]) for tally, attr in tallies.items()}
-    return TaskFile(f"train_{name}.jsonl", [assemble(fmt, s, q) for q, s in chosen], skipped, answers)
+    return OutputFile(f"train_{name}.jsonl", [assemble(fmt, s, q) for q, s in chosen], skipped, answers)
 
 
 def plan_tasks(records: list[PlanRecord], shots: dict[str, int], seed: int,
-               holdout: int) -> tuple[list[TaskFile], dict]:
+               holdout: int) -> tuple[list[OutputFile], dict]:
     """plan_gen and act_recog training files, plus the unseen-activity files when holdout > 0."""
     report = {"records": len(records), "failed": 0, "inconsistent": Counter()}
     good = []
@@ -114,14 +94,14 @@ def plan_tasks(records: list[PlanRecord], shots: dict[str, int], seed: int,
 
 
 def unseen_files(unseen: list[PlanRecord], train: list[PlanRecord], activities: list[str], shots: dict[str, int],
-                 seed: int) -> list[TaskFile]:
+                 seed: int) -> list[OutputFile]:
     """Held-out plan generation ({"input", "ref"}) and activity recognition QA, shots from training programs."""
     queries, duplicates = unique([plan_gen.block(r) for r in unseen])
     pool, _ = unique([plan_gen.block(r) for r in train])
     skipped = Counter(duplicate=duplicates)
     chosen = with_shots(queries, pool, shots["plan_gen"], seed, "plan_gen_unseen", skipped)
     lines = [assemble(plan_gen.PLAN_GEN, s, q) for q, s in chosen]
-    generation = TaskFile(f"{HELDOUT_DIR}/plan_gen_unseen.jsonl", lines, skipped,
+    generation = OutputFile(f"{HELDOUT_DIR}/plan_gen_unseen.jsonl", lines, skipped,
                           {"activity": distribution([q.group for q, _ in chosen])})
     queries, duplicates = unique([act_recog.qa_block(r) for r in unseen])
     pool, _ = unique([act_recog.qa_block(r) for r in train])
@@ -129,13 +109,13 @@ def unseen_files(unseen: list[PlanRecord], train: list[PlanRecord], activities: 
     chosen = with_shots(queries, pool, shots["act_recog"], seed, "act_recog_unseen", skipped)
     lines = [act_recog.qa_example(s, q, activities, random.Random(f"{seed}/act_recog_unseen/options/{q.source}"))
              for q, s in chosen]
-    choice = TaskFile(f"{HELDOUT_DIR}/act_recog_unseen.jsonl", lines, skipped,
+    choice = OutputFile(f"{HELDOUT_DIR}/act_recog_unseen.jsonl", lines, skipped,
                       {"activity": distribution([q.label for q, _ in chosen])}, answer_field="answer")
     return [generation, choice]
 
 
 def story_tasks(episodes: list[Episode], shots: dict[str, int], seed: int,
-                max_steps: int | None = None) -> tuple[list[TaskFile], dict]:
+                max_steps: int | None = None) -> tuple[list[OutputFile], dict]:
     """count and obj_move training files from the episodes that replay consistently."""
     report = {"episodes": len(episodes), "inconsistent": Counter()}
     blocks = {"count": [], "obj_move": []}
@@ -166,60 +146,12 @@ def story_tasks(episodes: list[Episode], shots: dict[str, int], seed: int,
     return files, report
 
 
-def file_stats(task: TaskFile, tokenizer) -> dict:
+def file_stats(file: OutputFile, tokenizer) -> dict:
+    """stats.json's entry of one file: examples, what was skipped, lengths (characters, tokens) and answers."""
     return {
-        "examples": len(task.lines),
-        "skipped": dict(task.skipped),
-        "input": lengths(task.lines, "input", tokenizer),
-        task.answer_field: lengths(task.lines, task.answer_field, tokenizer),
-        "answers": task.answers,
+        "examples": len(file.lines),
+        "skipped": dict(file.skipped),
+        "input": lengths(file.lines, "input", tokenizer),
+        file.answer_field: lengths(file.lines, file.answer_field, tokenizer),
+        "answers": file.answers,
     }
-
-
-def build(plans: str | None, explore: str | None, out: str | Path, shots: int | None = None, seed: int = 0,
-          holdout: int = 0, max_steps: int | None = None, tokenizer=None) -> dict:
-    """Build every file into out and return the stats (also written to out/stats.json)."""
-    if plans is None and explore is None:
-        raise InputError("give --plans, --explore or both")
-    if shots is not None and shots < 0:
-        raise InputError(f"--shots {shots}: must be 0 or more")
-    if max_steps is not None and max_steps < 1:
-        raise InputError(f"--max-steps {max_steps}: must be 1 or more")
-    if holdout < 0 or (holdout and plans is None):
-        raise InputError(f"--holdout-activities {holdout}: needs --plans and a count of 0 or more")
-    per_task = {task: default if shots is None else shots for task, default in SHOTS.items()}
-    files, inputs = [], {}
-    if plans is not None:
-        made, report = plan_tasks(list(read_plans(plans)), per_task, seed, holdout)
-        files += made
-        inputs["plans"] = {"file": str(plans), **report}
-    if explore is not None:
-        made, report = story_tasks(list(read_episodes(explore)), per_task, seed, max_steps)
-        files += made
-        inputs["explore"] = {"file": str(explore), **report}
-    out = Path(out)
-    for task in files:
-        write_jsonl(out / task.path, task.lines)
-    stats = {
-        "config": {"plans": plans, "explore": explore, "shots": per_task, "seed": seed, "holdout_activities": holdout,
-                   "max_steps": max_steps},
-        "inputs": inputs,
-        "files": {task.path: file_stats(task, tokenizer) for task in files},
-    }
-    write_json(out / "stats.json", stats)
-    return stats
-
-
-def run(args) -> None:
-    tokenizer = None
-    if args.tokenizer:
-        from e2wm.models import load_tokenizer
-
-        tokenizer = load_tokenizer(args.tokenizer)
-    stats = build(args.plans, args.explore, args.out, args.shots, args.seed, args.holdout_activities, args.max_steps,
-                  tokenizer)
-    for path, info in stats["files"].items():
-        print(f"{Path(args.out) / path}: {info['examples']} examples")
-    for name, report in stats["inputs"].items():
-        skipped = sum(report["inconsistent"].values()) + report.get("failed", 0)
-        print(f"{name}: {report['used']} records used for training, {skipped} skipped (see stats.json)")

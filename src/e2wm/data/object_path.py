@@ -7,10 +7,10 @@ goes, put down), or the episode is skipped for this task.
 
 import random
 
-from e2wm.tasks.fewshot import Block, Format
-from e2wm.tasks.records import Inconsistent
-from e2wm.tasks.replay import GRAB, PUTS, Event, Trajectory
-from e2wm.tasks.stories import cast, narrate_moves, object_names
+from e2wm.data.fewshot import Block, Format
+from e2wm.data.records import Inconsistent
+from e2wm.data.replay import GRAB, PUTS, Event, Trajectory
+from e2wm.data.stories import cast, narrate_moves, object_names
 
 OBJ_MOVE = Format(separator="\n\n")
 

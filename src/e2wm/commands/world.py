@@ -1,20 +1,17 @@
 """`e2wm world`: show a program (activity, initial facts, human program, goal) and optionally replay it."""
 
+from e2wm.world.config import WorldConfig
 from e2wm.world.describe import initial_text, relevant_objects
 from e2wm.world.english import action_text, fact_text
 from e2wm.world.facts import fact_string, goal_facts
 from e2wm.world.programs import load_program
 from e2wm.world.sim import Action, World
 
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--program", required=True, help="program id, e.g. file1003_2")
-    parser.add_argument("--robothow-dir", help="a full RobotHow directory (same layout) instead of the bundled one")
-    parser.add_argument("--replay", action="store_true", help="execute the human program; report the goal facts")
+CONFIG = WorldConfig
 
 
-def run(args) -> None:
-    program = load_program(args.program, args.robothow_dir)
+def run(config: WorldConfig) -> None:
+    program = load_program(config.program, config.robothow_dir)
     world = World(program.init_graph)
     goal = goal_facts(program.init_graph, program.final_graph)
     state = world.initial_state()
@@ -29,7 +26,7 @@ def run(args) -> None:
     print(f"Goal facts ({len(goal)}):")
     for fact in goal:
         print(f"  {fact_string(fact, world.names):45s} {fact_text(fact, world.names, world.rooms)}")
-    if not args.replay:
+    if not config.replay:
         return
     for number, step in enumerate(program.steps, start=1):
         outcome = world.step(state, Action(step.verb, tuple(i for _, i in step.args)), in_place=True)

@@ -9,27 +9,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from e2wm.benchmark import label as task_label
 from e2wm.errors import InputError
-from e2wm.eval.run import headline
+from e2wm.eval.metrics import headline
 from e2wm.files import read_jsonl, write_atomic
 
 PPL = "ppl"
 METRIC_NAMES = {"accuracy": "accuracy", "rougeL": "ROUGE-L F1", "lcs": "LCS ratio", "perplexity": "perplexity"}
-# readable chart labels for the E2WM files; other task names have their underscores turned into spaces
-TASK_NAMES = {
-    "plan_gen": "plan generation",
-    "plan_gen_confusing": "plan gen. (confusing)",
-    "plan_gen_unseen": "plan gen. (unseen)",
-    "plan_gen_unseen_confusing": "plan gen. (unseen, confusing)",
-    "act_recog": "activity recognition",
-    "act_recog_unseen": "act. recog. (unseen)",
-    "act_infer": "activity inference",
-    "count": "counting",
-    "obj_move": "object path (QA)",
-    "obj_move_path": "object path (gen.)",
-    "housework_qa": "housework QA",
-    "neg_housework_qa": "negation housework QA",
-}
 
 
 @dataclass
@@ -51,10 +37,6 @@ class TrainLog:
     label: str
     path: Path
     rows: list[dict]
-
-
-def task_label(name: str) -> str:
-    return TASK_NAMES.get(name, name.replace("_", " "))
 
 
 def labels_for(paths: list[Path]) -> list[str]:
@@ -288,8 +270,8 @@ def train_table(logs: list[TrainLog]) -> str:
     return "\n".join(lines)
 
 
-def report(runs: list[Path], train_logs: list[Path], out: Path, title: str = "E2WM report") -> str:
-    """Write out (markdown) and its PNG charts; returns the markdown."""
+def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str = "E2WM report") -> str:
+    """Write out (markdown) and its PNG charts; returns the markdown. InputError on a bad run directory."""
     if not runs and not train_logs:
         raise InputError("give run directories (from `e2wm eval`), --train-log directories, or both")
     if out.suffix != ".md":

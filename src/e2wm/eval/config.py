@@ -1,0 +1,54 @@
+"""The config of `e2wm eval`: which model, which files, how to decode and score."""
+
+from dataclasses import dataclass
+
+from e2wm import config
+from e2wm.benchmark import NORMS
+from e2wm.config import option
+from e2wm.models import LoadedModelOptions
+
+BACKENDS = ("hf", "vllm")
+
+
+@dataclass(kw_only=True)
+class EvalConfig(LoadedModelOptions):
+    """`e2wm eval` / `e2wm.evaluate`: score a model (and adapter) on E2WM files, plus perplexity on general text.
+
+    A finished task is reused on a re-run only when its file's bytes and every result setting (all fields
+    not marked result=False, but data and ppl_data, which the file bytes and the perplexity stand for)
+    are the same.
+    """
+
+    adapter: str | None = option(None, "PEFT adapter directory to apply", group="model")
+    data: list[str] = option(help="E2WM .json/.jsonl files or directories")
+    out: str = option(help="run directory for metrics.json, results.md, predictions/", result=False)
+    limit: int | None = option(None, "evaluate only the first N items of each file", minimum=1)
+    batch_size: int = option(1, "prompts decoded together (generation) and windows per pass (perplexity)",
+                             minimum=1)
+    num_beams: int = option(1, "beam size for generation (1: greedy)", minimum=1)
+    max_new_tokens: int = option(256, "tokens generated at most per answer", minimum=1)
+    norm: str | None = option(None, "override the per-task QA normalisation (e2wm.benchmark)", choices=NORMS)
+    max_len: int | None = option(None, "token limit of prompt + answer (default: the model's)", minimum=2)
+    ppl_data: str | None = option(None, "general text (JSONL with 'text', plain text, or a saved HF dataset) for "
+                                  "perplexity")
+    backend: str = option("hf", "generation backend: hf (transformers) or vllm (extra e2wm[vllm], CUDA)",
+                          choices=BACKENDS)
+    gpu_memory_utilization: float = option(0.5, "share of GPU memory vLLM may take (the hf model for QA shares "
+                                           "the GPU)", above=0, result=False)
+    num_processes: int = option(1, "shard the items over N processes (runs `accelerate launch -m e2wm eval ...`)",
+                                minimum=1, result=False)
+
+
+@dataclass(kw_only=True)
+class ReportConfig:
+    """`e2wm report` / `e2wm.report`: eval runs side by side and training curves, as markdown + PNG charts."""
+
+    runs: list[str] = option(default_factory=list, help="`e2wm eval` run directories; the first is the baseline "
+                             "of the relative changes", positional=True, metavar="RUN_DIR")
+    train_log: list[str] = option(default_factory=list, help="`e2wm train` directories whose log.jsonl to plot "
+                                  "(loss, CE, EWC)", metavar="DIR")
+    out: str = option(help="markdown file; the PNG charts are written beside it")
+    title: str = option("E2WM report", "the report's heading")
+
+    def __post_init__(self) -> None:
+        config.check(self)

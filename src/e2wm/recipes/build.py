@@ -1,0 +1,53 @@
+"""Build recipe: experience records -> the four E2WM training files, held-out files and stats.json.
+
+    from e2wm import BuildConfig, build
+    stats = build(BuildConfig(plans="plans.jsonl", explore="explore.jsonl", out="build"))
+
+Writes OUT/train_{plan_gen,act_recog,count,obj_move}.jsonl ({"input", "ref"} per line, the released
+E2WM format), with holdout_activities K > 0 also OUT/heldout/plan_gen_unseen.jsonl (generation,
+{"input", "ref"}) and OUT/heldout/act_recog_unseen.jsonl (multiple choice, {"input", "answer_list",
+"answer"}) on activities that never appear in training, and OUT/stats.json. Every answer is re-derived
+from its record before it is written; records that contradict themselves are skipped and counted. The
+output is fixed by the seed.
+"""
+
+from pathlib import Path
+
+from e2wm.benchmark import TASKS, TRAINING_TASKS
+from e2wm.config import as_dict
+from e2wm.data.build import file_stats, plan_tasks, story_tasks
+from e2wm.data.config import BuildConfig
+from e2wm.data.records import read_episodes, read_plans
+from e2wm.files import write_json, write_jsonl
+
+
+def build(config: BuildConfig, tokenizer=None) -> dict:
+    """Build every file into config.out and return the stats (also written to OUT/stats.json).
+
+    tokenizer (else the one config.tokenizer names, if any) adds token-length percentiles to the stats.
+    Raises InputError naming file, line and field on a bad record.
+    """
+    if tokenizer is None and config.tokenizer:
+        from e2wm.models import load_tokenizer
+
+        tokenizer = load_tokenizer(config.tokenizer)
+    shots = {task: TASKS[task].shots if config.shots is None else config.shots for task in TRAINING_TASKS}
+    files, inputs = [], {}
+    if config.plans is not None:
+        made, report = plan_tasks(list(read_plans(config.plans)), shots, config.seed, config.holdout_activities)
+        files += made
+        inputs["plans"] = {"file": str(config.plans), **report}
+    if config.explore is not None:
+        made, report = story_tasks(list(read_episodes(config.explore)), shots, config.seed, config.story_steps)
+        files += made
+        inputs["explore"] = {"file": str(config.explore), **report}
+    out = Path(config.out)
+    for file in files:
+        write_jsonl(out / file.path, file.lines)
+    stats = {
+        "config": {**as_dict(config), "shots": shots},
+        "inputs": inputs,
+        "files": {file.path: file_stats(file, tokenizer) for file in files},
+    }
+    write_json(out / "stats.json", stats)
+    return stats

@@ -1,0 +1,233 @@
+"""Demo recipe: the whole E2WM pipeline on the embedded SmolLM2-135M, sized for a laptop CPU.
+
+collect (MCTS plans + random exploration) -> build (four training tasks + held-out split) -> fisher
+(on model samples) -> train (EWC-LoRA, a small budget) -> eval (base and finetuned, E2WM tasks +
+perplexity on general text) -> report (table + charts). Each stage calls the recipes with typed configs
+and prints, before each job, the `e2wm` command line that does the same, so that a user can rerun one
+stage by hand. A finished stage records those command lines in OUT/<stage>/stage.json and is skipped
+when re-run with the same ones; `force` redoes everything, and a stage that runs again makes every later
+stage run again. An interrupted stage resumes where its recipe can (collect, fisher, train, eval) and
+starts over otherwise.
+"""
+
+import json
+import os
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from e2wm import config
+from e2wm.benchmark import paper_mixture
+from e2wm.config import option
+from e2wm.data.config import BuildConfig
+from e2wm.eval.config import EvalConfig, ReportConfig
+from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
+from e2wm.files import write_json, write_jsonl
+from e2wm.general_text import PARAGRAPHS
+from e2wm.models import EMBEDDED_NAME, MODEL_HELP
+from e2wm.recipes.build import build
+from e2wm.recipes.collect import collect_explore, collect_plans
+from e2wm.recipes.evaluate import evaluate
+from e2wm.recipes.finetune import finetune
+from e2wm.recipes.fisher import compute_fisher
+from e2wm.recipes.report import report
+from e2wm.train.config import FisherConfig, TrainConfig
+
+DEV_SLICE = Path("../shared/e2wm-benchmark/eval-dev")
+RESUMABLE = ("collect", "fisher", "train", "eval")  # their recipes pick up what an interrupted run left
+SIZES = "sizes (the defaults fit 20 minutes on 2 CPU cores)"
+
+
+@dataclass(kw_only=True)
+class DemoConfig:
+    """`e2wm demo` / `e2wm.run_demo`: every stage's size; the defaults fit 20 minutes on 2 CPU cores."""
+
+    model: str = option(EMBEDDED_NAME, MODEL_HELP + "; a small causal LM")
+    out: str = option("runs/demo", "folder of the stages' folders")
+    eval_data: str | None = option(None, "E2WM evaluation files (default: ../shared/e2wm-benchmark/eval-dev when "
+                                   "present, else the held-out split the build stage writes)")
+    force: bool = option(False, "redo every stage, even those done before")
+    threads: int | None = option(None, "torch threads (default: torch's, or 1 on a machine already busy, where "
+                                 "more threads contend for the cores and run many times slower)", minimum=1)
+    programs: int = option(24, "RobotHow programs to plan for (spread over the activities)", minimum=1, group=SIZES)
+    simulations: int = option(50, "MCTS simulations per program", minimum=1, group=SIZES)
+    episodes: int = option(24, "exploration episodes", minimum=1, group=SIZES)
+    holdout_activities: int = option(2, "activities held out of training (the unseen evaluation files)",
+                                     minimum=0, group=SIZES)
+    fisher_n: int = option(32, "texts sampled from the model for the Fisher", minimum=1, group=SIZES)
+    fisher_len: int = option(128, "tokens per Fisher text at most", minimum=2, group=SIZES)
+    train_steps: int = option(30, "optimiser steps of EWC-LoRA", minimum=1, group=SIZES)
+    batch_size: int = option(2, "examples per training step", minimum=1, group=SIZES)
+    max_len: int = option(256, "tokens per training example", minimum=2, group=SIZES)
+    limit: int = option(4, "evaluation items per task", minimum=1, group=SIZES)
+    max_new_tokens: int = option(128, "tokens generated at most per evaluation answer", minimum=1, group=SIZES)
+    workers: int = option(default_factory=lambda: os.cpu_count() or 1, help="collection processes", minimum=1,
+                          group=SIZES, result=False)
+
+    def __post_init__(self) -> None:
+        config.check(self)
+
+
+@dataclass
+class Job:
+    """One recipe call of a stage: the command that does the same, its config and the recipe."""
+
+    command: str
+    config: object
+    recipe: Callable
+
+    def argv(self) -> list[str]:
+        return [*self.command.split(), *config.to_argv(self.config)]
+
+    def run(self) -> None:
+        self.recipe(self.config)
+
+
+@dataclass
+class Stage:
+    """One stage: a folder under OUT and the jobs that fill it."""
+
+    name: str
+    what: str
+    jobs: list[Job]
+
+
+def spread(ids: list[str], n: int) -> list[str]:
+    """n ids taken evenly across the list (programs of one activity sit together, so this mixes activities)."""
+    if n >= len(ids):
+        return ids
+    return [ids[i * len(ids) // n] for i in range(n)]
+
+
+def eval_data(settings: DemoConfig, build_dir: Path) -> Path:
+    if settings.eval_data is not None:
+        return Path(settings.eval_data)
+    return DEV_SLICE if DEV_SLICE.is_dir() else build_dir / "heldout"
+
+
+def plan(settings: DemoConfig) -> list[Stage]:
+    """The stages and their jobs."""
+    from e2wm.world.programs import program_ids
+
+    out, s = Path(settings.out), settings
+    collect, built, fisher, train, evaluated, reported = (
+        str(out / name) for name in ("collect", "build", "fisher", "train", "eval", "report"))
+    data = eval_data(s, Path(built))
+    mixture = " ".join(f"{weight:g} {task}" for task, weight in paper_mixture().items())
+    scoring = dict(model=s.model, data=[str(data)], limit=s.limit, max_new_tokens=s.max_new_tokens, batch_size=4,
+                   ppl_data=str(general_text_file(out)))
+    return [
+        Stage("collect", f"MCTS plans for {s.programs} RobotHow programs and {s.episodes} exploration episodes", [
+            Job("collect plans", CollectPlansConfig(
+                out=f"{collect}/plans.jsonl", programs=spread(program_ids(None), s.programs),
+                simulations=s.simulations, workers=s.workers), collect_plans),
+            Job("collect explore", CollectExploreConfig(out=f"{collect}/explore.jsonl", episodes=s.episodes,
+                                                        workers=s.workers), collect_explore),
+        ]),
+        Stage("build", f"the four training tasks, {s.holdout_activities} activities held out", [
+            Job("build", BuildConfig(plans=f"{collect}/plans.jsonl", explore=f"{collect}/explore.jsonl", out=built,
+                                     holdout_activities=s.holdout_activities), build),
+        ]),
+        Stage("fisher", f"diagonal Fisher on {s.fisher_n} texts sampled from the base model", [
+            Job("fisher", FisherConfig(model=s.model, n=s.fisher_n, max_len=s.fisher_len, batch_size=8,
+                                       write_samples=f"{fisher}/samples.jsonl", out=f"{fisher}/fisher.safetensors"),
+                compute_fisher),
+        ]),
+        Stage("train", f"EWC-LoRA for {s.train_steps} steps of {s.batch_size} examples", [
+            Job("train", TrainConfig(model=s.model, train=mixture, data_dir=built,
+                                     fisher=f"{fisher}/fisher.safetensors", max_steps=s.train_steps, epochs=100,
+                                     batch_size=s.batch_size, max_len=s.max_len, save_every=10, out=train), finetune),
+        ]),
+        Stage("eval", f"base and finetuned on {data} ({s.limit} items per task) and general-text perplexity", [
+            Job("eval", EvalConfig(**scoring, out=f"{evaluated}/base"), evaluate),
+            Job("eval", EvalConfig(**scoring, adapter=f"{train}/adapter", out=f"{evaluated}/finetuned"), evaluate),
+        ]),
+        Stage("report", "the comparison table and charts", [
+            Job("report", ReportConfig(runs=[f"{evaluated}/base", f"{evaluated}/finetuned"], train_log=[train],
+                                       out=f"{reported}/report.md",
+                                       title=f"e2wm demo: {s.model}, base vs EWC-LoRA"), report),
+        ]),
+    ]
+
+
+def general_text_file(out: Path) -> Path:
+    """Held-out general text for perplexity (no stage trains on it), written from e2wm.general_text."""
+    return out / "data" / "general.jsonl"
+
+
+def prepare(stage: Stage, folder: Path, resume: bool) -> list[Job]:
+    """The jobs of a stage that is not done: resuming what an interrupted run left, or from a clean folder."""
+    if resume and stage.name == "train" and (folder / "checkpoint" / "state.json").is_file():
+        return [replace(job, config=replace(job.config, resume=True)) for job in stage.jobs]
+    if not resume or stage.name == "train":
+        shutil.rmtree(folder, ignore_errors=True)
+    return stage.jobs
+
+
+def run_stages(settings: DemoConfig, log=print) -> dict[str, float]:
+    """Run (or skip) every stage in order; returns each stage's seconds (0 where skipped)."""
+    stages = plan(settings)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(general_text_file(out), [{"text": text} for text in PARAGRAPHS])
+    upstream_ran, seconds, cpu, start = False, {}, {}, time.time()
+    for number, stage in enumerate(stages, start=1):
+        folder = out / stage.name
+        marker = folder / "stage.json"
+        recorded = json.loads(marker.read_text()) if marker.is_file() else {}
+        commands = [job.argv() for job in stage.jobs]
+        same = recorded.get("commands") == commands
+        header = f"[{number}/{len(stages)}] {stage.name}: {stage.what}"
+        fresh = settings.force or upstream_ran or not same  # else the stage's earlier output is still valid
+        if not fresh and recorded.get("done"):
+            log(f"{header}\n    done before in {recorded['seconds']:.0f} s; skipped (--force redoes it)")
+            seconds[stage.name] = 0.0
+            continue
+        upstream_ran = True  # every later stage depends on this one's output
+        jobs = prepare(stage, folder, resume=not fresh and stage.name in RESUMABLE)
+        write_json(marker, {"commands": commands, "done": False})
+        log(f"{header}  (demo time so far {time.time() - start:.0f} s)")
+        began, began_cpu = time.time(), cpu_seconds()
+        for job in jobs:
+            log("    $ e2wm " + " ".join(quote(a) for a in job.argv()))
+            job.run()
+        seconds[stage.name], cpu[stage.name] = time.time() - began, cpu_seconds() - began_cpu
+        log(f"    {stage.name} done in {seconds[stage.name]:.0f} s ({cpu[stage.name]:.0f} s of CPU time)")
+        write_json(marker, {"commands": commands, "done": True,
+                            "seconds": seconds[stage.name], "cpu_seconds": cpu[stage.name]})
+    write_json(out / "timings.json", {"wall_seconds": seconds, "cpu_seconds": cpu,
+                                      "total_wall_seconds": time.time() - start})
+    return seconds
+
+
+def run_demo(settings: DemoConfig, log=print) -> Path:
+    """Set the torch threads, run every stage (skipping those done before); returns the report's path."""
+    set_threads(settings.threads, log)
+    run_stages(settings, log)
+    return Path(settings.out) / "report" / "report.md"
+
+
+def set_threads(threads: int | None, log=print) -> None:
+    """Use the given thread count; by default 1 when other work already keeps every core busy."""
+    import torch
+
+    if threads is None:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if load < cores:
+            return
+        threads = 1
+        log(f"e2wm demo: the machine is busy (load {load:.1f} on {cores} cores): 1 torch thread (--threads overrides)")
+    torch.set_num_threads(threads)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children (the collect workers)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+def quote(arg: str) -> str:
+    return f"'{arg}'" if not arg or any(c in arg for c in " \"'$") else arg

@@ -1,0 +1,87 @@
+"""Evaluation recipe: a causal LM (optionally with a LoRA adapter) on E2WM files, plus general-text perplexity.
+
+    from e2wm import EvalConfig, evaluate
+    metrics = evaluate(EvalConfig(model="smollm2-135m", data=["eval-dev"], limit=8, out="runs/eval-base"))
+
+Every file is checked before the model loads. With num_processes > 1 the job re-runs itself under
+`accelerate launch` (GPUs when there are enough, else CPU processes over gloo), each process scoring a
+strided shard; the main process writes what one process would.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from e2wm.config import as_dict, to_argv
+from e2wm.errors import RunError
+from e2wm.eval import vllm_backend
+from e2wm.eval.config import EvalConfig
+from e2wm.eval.items import load_eval_files
+from e2wm.eval.perplexity import read_texts
+from e2wm.eval.run import Shard, evaluate_model
+from e2wm.files import write_json
+from e2wm.models import context_length, load_model, resolve_model_path
+
+
+def launch(num_processes: int, argv: list[str]) -> None:
+    """Run `e2wm eval argv` under `accelerate launch` with N processes (GPUs if present, else CPU/gloo).
+
+    Raises RunError when a process fails.
+    """
+    import torch
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += ["--multi_gpu"] if torch.cuda.device_count() >= num_processes else ["--cpu"]
+    code = subprocess.call([*command, "-m", "e2wm", "eval", *argv])
+    if code != 0:
+        raise RunError(f"`accelerate launch` of {num_processes} eval processes exited with code {code}")
+
+
+def current_shard() -> tuple[Shard, str | None]:
+    """This process's shard and device under `accelerate launch` (one process: everything, default device)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Shard(), None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return Shard(state.process_index, state.num_processes), str(state.device)
+
+
+def evaluate(config: EvalConfig) -> dict:
+    """Evaluate as config says; returns {task: metrics} (also in OUT/metrics.json, with results.md).
+
+    Raises InputError on a bad file, option or model before any scoring starts.
+    """
+    tasks = load_eval_files(config.data)  # every file checked before the model is loaded
+    if config.ppl_data:
+        read_texts(config.ppl_data)
+    if config.backend == "vllm":
+        vllm_backend.check_available()
+    out = Path(config.out)
+    if config.num_processes > 1:
+        launch(config.num_processes, to_argv(replace(config, num_processes=1)))
+        return json.loads((out / "metrics.json").read_text())
+    shard, device = current_shard()
+    spec = config.model_spec(config.adapter)
+    if device and not spec.device:
+        spec.device = device
+    model, tokenizer = load_model(spec)
+    if shard.is_main:
+        write_json(out / "config.json", as_dict(config))
+    generator = None
+    if config.backend == "vllm" and any(task.kind == "generation" for task in tasks):
+        generator = vllm_backend.VllmGenerator(
+            resolve_model_path(spec.model), spec.adapter, spec.dtype,
+            config.max_len or context_length(model, tokenizer), config.gpu_memory_utilization,
+        )
+    start = time.time()
+    results = evaluate_model(model, tokenizer, tasks, config, shard, generator)
+    if shard.is_main:
+        print((out / "results.md").read_text())
+        print(f"wrote {out / 'metrics.json'} in {time.time() - start:.0f} s")
+    return results

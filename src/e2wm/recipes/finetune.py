@@ -1,0 +1,226 @@
+"""Finetuning recipe: EWC-LoRA (or plain LoRA, or full) on a weighted mixture of E2WM files.
+
+    from e2wm import TrainConfig, finetune
+    result = finetune(TrainConfig(model="smollm2-135m", train={"plan_gen": 1.0}, data_dir="build",
+                                  method="lora", out="runs/lora"))
+
+Works the same on one CPU and under `accelerate launch` (DDP over GPUs or gloo CPU processes). The run
+directory holds config.json (the settings and every option), log.jsonl (one line per optimiser step),
+checkpoint/ (for `resume`) and adapter/ (a standard PEFT adapter; model/ for method "full").
+State lives on the recipe (torchtune's recipe shape): `setup()` builds the run directory, model, data
+and optimiser, `train()` runs the optimiser steps, `save()` writes the result.
+"""
+
+import contextlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from e2wm.config import as_dict, result_settings
+from e2wm.errors import InputError
+from e2wm.files import append_jsonl, read_jsonl, write_json, write_jsonl
+from e2wm.models import load_model
+from e2wm.train.checkpoint import NAME as CHECKPOINT
+from e2wm.train.checkpoint import load_checkpoint, save_checkpoint
+from e2wm.train.config import TrainConfig
+from e2wm.train.data import collate, load_examples, parse_mixture, ref_weight
+from e2wm.train.ewc import FullEwc, LoraEwc
+from e2wm.train.fisher import check_fisher, load_fisher
+from e2wm.train.loop import Diverged, Schedule, linear_decay, weighted_nll_sum
+from e2wm.train.targets import default_target_names, is_fan_in_fan_out, parse_modules, target_layers
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left: its directory, the adapter (or full model) folder, its steps and last loss."""
+
+    run_dir: Path
+    output: Path
+    steps: int
+    loss: float | None
+
+
+def prepare_run_dir(config: TrainConfig, is_main: bool) -> Path:
+    """Create (or, resuming, check) the run directory; config.json records the result settings and every option.
+
+    Raises InputError when resuming a run started with other result settings (every field not marked
+    result=False in TrainConfig), or when --out already holds a run and resume is off.
+    """
+    run_dir = Path(config.out)
+    settings = result_settings(config)
+    recorded = run_dir / "config.json"
+    if config.resume:
+        if not (run_dir / CHECKPOINT / "state.json").is_file():
+            raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
+        before = json.loads(recorded.read_text())["settings"]
+        changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
+        if changed:
+            raise InputError(f"--resume: {run_dir} was started with other options ({', '.join(changed)})")
+    elif (run_dir / "log.jsonl").exists() or (run_dir / CHECKPOINT).exists():
+        raise InputError(f"--out {run_dir}: a run is already there; use --resume or another --out")
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(recorded, {"settings": settings, "options": as_dict(config)})
+    return run_dir
+
+
+def build_model(config: TrainConfig, device: str):
+    """(model, tokenizer, penalty or None): the base model, wrapped with LoRA unless full, its Fisher checked.
+
+    penalty() returns sum F * dW^2 over the adapted matrices (a 0-d tensor; see train.ewc).
+    """
+    spec = config.model_spec()
+    spec.device = spec.device or device
+    header, fisher = load_fisher(config.fisher) if config.fisher else (None, None)
+    model, tokenizer = load_model(spec)
+    names = parse_modules(config.modules) or (header.modules if header else None) or default_target_names(model)
+    if header and names != header.modules:
+        raise InputError(f"--modules {','.join(names)}: the Fisher covers {','.join(header.modules)}")
+    layers = target_layers(model, names)
+    if fisher is not None:
+        check_fisher(config.fisher, fisher, layers)
+    if config.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    torch.manual_seed(config.seed)
+    if config.method == "full":
+        penalty = FullEwc.build(layers, fisher) if fisher is not None else None
+        return model, tokenizer, penalty
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.load_in_8bit or config.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, target_modules=names,
+        fan_in_fan_out=any(is_fan_in_fan_out(layer) for layer in layers.values()), task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    penalty = LoraEwc.build(model, fisher) if fisher is not None else None
+    return model, tokenizer, penalty
+
+
+class FinetuneRecipe:
+    """One training run; state on self. `setup()`, then `train()`, then `save()` (what `finetune` does)."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.loss: float | None = None
+
+    def setup(self) -> None:
+        """Run directory, model (+ LoRA, Fisher), examples, schedule, optimiser; a resumed run's checkpoint."""
+        from accelerate import Accelerator
+
+        config = self.config
+        mixture = parse_mixture(config.train, config.data_dir)
+        self.accelerator = accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu: gloo processes
+        self.run_dir = prepare_run_dir(config, accelerator.is_main_process)
+        model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
+        self.examples = load_examples(mixture, self.tokenizer, config.max_len)
+        self.schedule = Schedule(config.batch_size, config.grad_accum, accelerator.num_processes, config.epochs,
+                                 config.max_steps, config.seed)
+        self.total = self.schedule.total_steps(len(self.examples))
+        if self.total == 0:
+            raise InputError(
+                f"--train: {len(self.examples)} examples make no full optimiser step of --batch-size "
+                f"{config.batch_size} x --grad-accum {config.grad_accum} x {accelerator.num_processes} processes"
+            )
+        self.lam = 0.0 if config.method == "lora" else config.lam
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+        self.scheduler = linear_decay(optimizer, self.total)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.start = 0
+        if config.resume:
+            self.start = load_checkpoint(accelerator, self.run_dir, self.model, self.optimizer, self.scheduler)
+            if accelerator.is_main_process:
+                log = self.run_dir / "log.jsonl"
+                kept = [r for r in read_jsonl(log) if r["step"] <= self.start] if log.exists() else []
+                write_jsonl(log, kept)
+                print(f"resuming {self.run_dir} after step {self.start} of {self.total}")
+        accelerator.wait_for_everyone()
+
+    def train(self) -> None:
+        """Optimiser steps start+1 .. total, each logged to log.jsonl, checkpointed every save_every steps.
+
+        Raises Diverged when a step's loss is NaN or infinite (the last good checkpoint is kept).
+        """
+        accelerator, schedule, examples = self.accelerator, self.schedule, self.examples
+        lengths = [len(e.ids) for e in examples]
+        per_epoch = schedule.steps_per_epoch(len(examples))
+        chunk = schedule.grad_accum * schedule.processes
+        pad_id = self.tokenizer.pad_token_id
+        self.model.train()
+        bar = tqdm(total=self.total, initial=self.start, desc="train", unit="step",
+                   disable=not accelerator.is_main_process)
+        plan, plan_epoch = None, -1
+        for step in range(self.start, self.total):
+            epoch, position = divmod(step, per_epoch)
+            if epoch != plan_epoch:
+                plan, plan_epoch = schedule.batches(lengths, epoch), epoch
+            step_batches = plan[position * chunk : (position + 1) * chunk]
+            denominator = ref_weight([examples[i] for batch in step_batches for i in batch])
+            mine = step_batches[accelerator.process_index :: schedule.processes]
+            nll = torch.zeros((), device=accelerator.device)
+            ewc = torch.zeros((), device=accelerator.device)
+            for index, batch_indices in enumerate(mine):
+                last = index == len(mine) - 1
+                batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batch_indices],
+                                                                          pad_id).items()}
+                with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
+                    part = weighted_nll_sum(self.model, batch)
+                    loss = part * (schedule.processes / denominator)
+                    if last and self.penalty is not None:
+                        ewc = self.penalty()
+                        loss = loss + self.lam * ewc
+                    accelerator.backward(loss)
+                nll = nll + part.detach()
+            self.step_done(step + 1, (accelerator.reduce(nll, reduction="sum") / denominator).item(), ewc.item(),
+                           bar)
+        bar.close()
+
+    def step_done(self, step: int, ce: float, ewc: float, bar) -> None:
+        """Check the loss, take the optimiser step, log it and checkpoint when due."""
+        self.loss = ce + self.lam * ewc
+        if not math.isfinite(self.loss):
+            raise Diverged(
+                f"step {step}: the loss is {self.loss} (ce {ce}, ewc {ewc}); stopped. The last good checkpoint "
+                f"is in {self.run_dir / CHECKPOINT} (lower --lr or --lambda and --resume)"
+            )
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.accelerator.is_main_process:
+            append_jsonl(self.run_dir / "log.jsonl", {"step": step, "loss": self.loss, "ce": ce, "ewc": ewc, "lr": lr})
+        bar.set_postfix(loss=f"{self.loss:.4f}", ce=f"{ce:.4f}", ewc=f"{ewc:.3g}")
+        bar.update(1)
+        if step % self.config.save_every == 0 or step == self.total:
+            save_checkpoint(self.accelerator, self.run_dir, self.model, self.optimizer, self.scheduler, step)
+
+    def save(self) -> TrainResult:
+        """Write adapter/ (or model/ and its tokenizer for full finetuning) into the run directory."""
+        target = self.run_dir / ("model" if self.config.method == "full" else "adapter")
+        if self.accelerator.is_main_process:
+            model = self.accelerator.unwrap_model(self.model)
+            model.save_pretrained(target)
+            if self.config.method == "full":
+                self.tokenizer.save_pretrained(target)
+            print(f"saved {target}")
+        self.accelerator.wait_for_everyone()
+        return TrainResult(self.run_dir, target, self.total, self.loss)
+
+
+def finetune(config: TrainConfig) -> TrainResult:
+    """Train as config says and save the adapter (or model); see TrainConfig for every setting.
+
+    Raises InputError on bad input (files, options, a resume with other settings) before training,
+    and Diverged if the loss becomes NaN or infinite.
+    """
+    recipe = FinetuneRecipe(config)
+    recipe.setup()
+    recipe.train()
+    return recipe.save()

@@ -1,0 +1,112 @@
+"""Configs of the training-stage jobs: finetuning, the Fisher (computed or imported) and the memory plan.
+
+Each field is an option of its command (see e2wm.config); `__post_init__` checks the values, so a bad
+config fails the same way from Python and from the command line.
+"""
+
+from dataclasses import dataclass
+
+from e2wm import config
+from e2wm.config import option
+from e2wm.errors import InputError
+from e2wm.models import LoadedModelOptions, ModelOptions
+from e2wm.train.corpus import MODEL_SAMPLES
+
+METHODS = ("ewc-lora", "lora", "full")
+MODULES_HELP = "comma-separated module names to adapt (default: PEFT's LoRA targets for the architecture)"
+
+
+def mixture_text(mixture: str | dict[str, float]) -> str:
+    """A mixture mapping {file or task: weight} as the option's text 'WEIGHT NAME ...'; text is kept as it is."""
+    if isinstance(mixture, dict):
+        return " ".join(f"{weight} {name}" for name, weight in mixture.items())
+    return mixture
+
+
+@dataclass(kw_only=True)
+class TrainConfig(LoadedModelOptions):
+    """`e2wm train` / `e2wm.finetune`: EWC-LoRA (or LoRA, or full) finetuning on a weighted mixture.
+
+    The paper's recipe (section 4.1): LoRA r 8, alpha 32, dropout 0.1; AdamW lr 8e-4 with linear decay;
+    lambda 2 (GPT-Neo-1.3B) or 0.5 (GPT-J-6B); up to 800 tokens; mixture weights in e2wm.benchmark.
+    """
+
+    train: str = option(help="mixture 'WEIGHT FILE_OR_TASK ...' of E2WM training files; a task name (plan_gen) "
+                        "means train_<task>.jsonl/.json in --data-dir (a YAML config may give a mapping)")
+    data_dir: str = option(".", "folder where the task names of --train find their train_<task> files",
+                           result=False)
+    fisher: str | None = option(None, "Fisher file from `e2wm fisher` (needed by ewc-lora)")
+    method: str = option("ewc-lora", "ewc-lora, lora (lambda 0) or full finetuning", choices=METHODS)
+    lam: float = option(2.0, "EWC weight lambda (paper: 2 for 1.3B, 0.5 for 6B)", flag="--lambda", minimum=0)
+    lr: float = option(8e-4, "AdamW learning rate (linear decay to 0, no warm-up)", above=0)
+    epochs: int = option(3, "passes over the mixture", minimum=1)
+    max_steps: int | None = option(None, "stop after this many optimiser steps", minimum=1)
+    batch_size: int = option(4, "examples per micro-batch per process", minimum=1)
+    grad_accum: int = option(1, "micro-batches per optimiser step", minimum=1)
+    max_len: int = option(800, "tokens per example (longer ones keep their end)", minimum=2)
+    lora_r: int = option(8, "LoRA rank", minimum=1)
+    lora_alpha: float = option(32, "LoRA alpha (scaling alpha / r)", above=0)
+    lora_dropout: float = option(0.1, "dropout on the LoRA input", minimum=0)
+    modules: str | None = option(None, MODULES_HELP + "; with a Fisher, the Fisher's modules")
+    gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory)", result=False)
+    seed: int = option(0, "seed of the LoRA initialisation and the data order")
+    save_every: int = option(100, "checkpoint every N optimiser steps", minimum=1, result=False)
+    out: str = option(help="run directory", result=False)
+    resume: bool = option(False, "continue the run in --out from its checkpoint", result=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.train = mixture_text(self.train)
+        if self.method == "ewc-lora" and not self.fisher:
+            raise InputError("--method ewc-lora needs --fisher F.safetensors (from `e2wm fisher`); "
+                             "or use --method lora")
+
+
+@dataclass(kw_only=True)
+class FisherConfig(LoadedModelOptions):
+    """`e2wm fisher` / `e2wm.compute_fisher`: the diagonal Fisher of the LoRA target weights on general text."""
+
+    corpus: str = option(MODEL_SAMPLES, f"JSONL with 'text', a plain-text file (one text per paragraph), a saved "
+                         f"HF dataset directory, or '{MODEL_SAMPLES}'")
+    n: int = option(1000, "number of texts (the paper: 20000)", minimum=1)
+    max_len: int = option(800, "tokens per text at most", minimum=2)
+    modules: str | None = option(None, MODULES_HELP)
+    batch_size: int = option(8, "texts per batch (sampling and gradients)", minimum=1)
+    seed: int = option(0, "seed of the model samples")
+    save_every: int = option(200, "checkpoint the partial sums every N texts", minimum=1, result=False)
+    write_samples: str | None = option(None, "also write the texts used to this JSONL file", result=False)
+    samples_only: bool = option(False, "only draw/write the texts (needs --write-samples)", result=False)
+    out: str = option(help="output .safetensors file", result=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.samples_only and not self.write_samples:
+            raise InputError("--samples-only needs --write-samples FILE")
+
+
+@dataclass(kw_only=True)
+class FisherImportConfig:
+    """`e2wm fisher import` / `e2wm.import_fisher`: a released Fisher checkpoint as an e2wm Fisher file."""
+
+    checkpoint: str = option(help="directory or Hub id of the Fisher checkpoint")
+    model: str = option(help="the base model the Fisher belongs to (Hub id or directory)")
+    modules: str | None = option(None, MODULES_HELP)
+    n: int = option(0, "number of texts behind the Fisher, if known", minimum=0)
+    out: str = option(help="output .safetensors file")
+
+    def __post_init__(self) -> None:
+        config.check(self)
+
+
+@dataclass(kw_only=True)
+class PlanMemoryConfig(ModelOptions):
+    """`e2wm plan-memory`: the expected training memory per component, from the model's config alone."""
+
+    method: str = option("ewc-lora", "what is trained", choices=METHODS)
+    batch_size: int = option(1, "examples per micro-batch", minimum=1)
+    max_len: int = option(800, "tokens per example", minimum=1)
+    lora_r: int = option(8, "LoRA rank", minimum=1)
+    modules: str | None = option(None, MODULES_HELP)
+    no_ewc: bool = option(False, "full finetuning without the EWC penalty")
+    attention: str = option("fused", "fused (flash/memory-efficient SDPA on GPUs) or eager (keeps len^2 scores; "
+                            "CPU too)", choices=("fused", "eager"))
