@@ -76,7 +76,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows an option's default unless it is None/False, the option is required, or its help already says."""
 
     def _get_help_string(self, action):
-        if action.required or action.default in (None, False) or "default" in (action.help or ""):
+        if action.required or action.default is None or action.default is False or "(default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 

@@ -21,8 +21,7 @@ class BuildConfig:
                                      "files", minimum=0, metavar="K")
     story_steps: int | None = option(None, "tell only the first N successful steps of each episode (shorter "
                                      "stories; the whole episode is still verified)", minimum=1, metavar="N")
-    tokenizer: str | None = option(None, "a model (Hub id, folder or smollm2-135m) for token percentiles",
-                                   result=False)
+    tokenizer: str | None = option(None, "a model (Hub id, folder or smollm2-135m) for token percentiles")
 
     def __post_init__(self) -> None:
         config.check(self)

@@ -14,7 +14,7 @@ output is fixed by the seed.
 from pathlib import Path
 
 from e2wm.benchmark import TASKS, TRAINING_TASKS
-from e2wm.config import as_dict
+from e2wm.config import result_settings
 from e2wm.data.build import file_stats, plan_tasks, story_tasks
 from e2wm.data.config import BuildConfig
 from e2wm.data.records import read_episodes, read_plans
@@ -45,7 +45,7 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
     for file in files:
         write_jsonl(out / file.path, file.lines)
     stats = {
-        "config": {**as_dict(config), "shots": shots},
+        "config": {**result_settings(config), "shots": shots},
         "inputs": inputs,
         "files": {file.path: file_stats(file, tokenizer) for file in files},
     }

@@ -2,9 +2,11 @@
 
 from virtualhome_eval.simulation.evolving_graph.environment import EnvironmentState, Relation
 
-from e2wm.world.english import fact_text, name
-from e2wm.world.facts import Fact
-from e2wm.world.sim import World
+from e2wm.world.config import WorldConfig
+from e2wm.world.english import action_text, fact_text, name
+from e2wm.world.facts import Fact, fact_string, goal_facts
+from e2wm.world.programs import load_program
+from e2wm.world.sim import Action, World
 
 _SHOWN_STATES = ("OPEN", "CLOSED", "ON", "OFF", "PLUGGED_IN", "PLUGGED_OUT")
 _SCENERY = ("Floor", "Floors", "Walls", "Ceiling")  # not worth saying that the fridge is on the floor
@@ -41,3 +43,36 @@ def initial_text(world: World, state: EnvironmentState, objects: list[int]) -> l
                   if s.name in _SHOWN_STATES]
         sentences += [fact_text(fact, world.names, world.rooms) for fact in facts]
     return list(dict.fromkeys(sentences))
+
+
+def show_program(config: WorldConfig) -> list[str]:
+    """What `e2wm world` prints: the program, its initial facts, human program and goal, and the replay."""
+    program = load_program(config.program, config.robothow_dir)
+    lines = []
+    world = World(program.init_graph)
+    goal = goal_facts(program.init_graph, program.final_graph)
+    state = world.initial_state()
+    lines.append(f"{program.id} ({program.scene}): {program.activity}")
+    lines.append(f"  {program.description}")
+    lines.append("Initial facts:")
+    for sentence in initial_text(world, state, relevant_objects(world, goal)):
+        lines.append(f"  {sentence}")
+    lines.append("Human program:")
+    for number, step in enumerate(program.steps, start=1):
+        lines.append(f"  {number}. {action_text(step.verb, [name for name, _ in step.args])}")
+    lines.append(f"Goal facts ({len(goal)}):")
+    for fact in goal:
+        lines.append(f"  {fact_string(fact, world.names):45s} {fact_text(fact, world.names, world.rooms)}")
+    if not config.replay:
+        return lines
+    for number, step in enumerate(program.steps, start=1):
+        outcome = world.step(state, Action(step.verb, tuple(i for _, i in step.args)), in_place=True)
+        if not outcome.success:
+            lines.append(f"Replay stopped at step {number}: {outcome.reason}")
+            break
+        state = outcome.state
+    reached = [fact for fact in goal if world.holds(state, fact)]
+    lines.append(f"Replay reaches {len(reached)}/{len(goal)} goal facts:")
+    for fact in goal:
+        lines.append(f"  [{'x' if fact in reached else ' '}] {fact_string(fact, world.names)}")
+    return lines

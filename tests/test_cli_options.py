@@ -1,0 +1,134 @@
+"""One consistent command line, generated from the typed configs: help, names, bounds, no abbreviations."""
+
+import dataclasses
+import re
+
+import pytest
+
+from e2wm import config
+from e2wm.cli import COMMANDS, RENAMED, command_parser, main, parse
+from e2wm.recipes.demo import DemoConfig, plan
+from e2wm.train.config import TrainConfig
+
+
+def run_main(capsys, *argv) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as stop:
+        main([str(a) for a in argv])
+    return stop.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_help_has_a_line_and_the_default_for_every_option(name):
+    parser, module = command_parser(name)
+    for action in parser._actions:
+        assert action.help and action.help.strip(), f"{name} {action.option_strings}: no help"
+    text = parser.format_help()
+    for item in dataclasses.fields(module.CONFIG):
+        default = item.default
+        if isinstance(default, int | float | str) and not isinstance(default, bool) and default != "":
+            assert f"(default: {default})" in re.sub(r"\s+", " ", text), f"{name} {item.name}"
+
+
+def test_top_level_lists_every_command_and_has_a_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in COMMANDS) and "fisher import" in listing and "collect explore" in listing
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and re.fullmatch(r"e2wm \d+\.\d+\.\d+\n", capsys.readouterr().out)
+
+
+def test_unknown_and_incomplete_commands_say_what_to_do(capsys):
+    code, err = run_main(capsys, "trian")
+    assert code == 2 and "did you mean 'train'" in err
+    code, err = run_main(capsys, "collect")
+    assert code == 2 and "collect plans, collect explore" in err
+
+
+@pytest.mark.parametrize(("argv", "bad"), [
+    (["eval", "--data", "x", "--out", "y", "--max-le", "256"], "--max-le"),
+    (["train", "--train", "1 a.json", "--out", "y", "--lamb", "1"], "--lamb"),
+])
+def test_no_silent_abbreviations(capsys, argv, bad):
+    code, err = run_main(capsys, *argv)
+    assert code == 2 and f"unrecognized arguments: {bad}" in err
+
+
+@pytest.mark.parametrize(("command", "old", "new"), [(c, o, n) for c, m in RENAMED.items() for o, n in m.items()])
+def test_renamed_options_point_to_their_new_name(capsys, command, old, new):
+    code, err = run_main(capsys, *command.split(), old, "3", "--out", "x")
+    assert code == 2 and f"{old} is now {new}" in err
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["train", "--train", "1 a.json", "--out", "y", "--adapter", "a"], "--adapter"),
+    (["fisher", "--out", "y", "--adapter", "a"], "--adapter"),
+    (["collect", "explore", "--out", "y", "--programs", "file3_1"], "--programs"),
+    (["collect", "explore", "--out", "y", "--simulations", "5"], "--simulations"),
+    (["collect", "plans", "--out", "y", "--episodes", "5"], "--episodes"),
+    (["plan-memory", "--device", "cpu"], "--device"),
+])
+def test_options_a_command_would_ignore_are_not_offered(capsys, argv, option):
+    code, err = run_main(capsys, *argv)
+    assert code == 2 and f"unrecognized arguments: {option}" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--train", "1 a.json", "--method", "lora", "--out", "y", "--batch-size", "0"],
+     "--batch-size must be at least 1, got 0"),
+    (["train", "--train", "1 a.json", "--method", "lora", "--out", "y", "--lr", "0"], "--lr must be above 0, got 0.0"),
+    (["train", "--train", "1 a.json", "--method", "lora", "--out", "y", "--lambda", "-1"],
+     "--lambda must be at least 0, got -1.0"),
+    (["fisher", "--out", "y", "--n", "0"], "--n must be at least 1, got 0"),
+    (["eval", "--data", "x", "--out", "y", "--limit", "0"], "--limit must be at least 1, got 0"),
+    (["collect", "explore", "--out", "y", "--steps", "0"], "--steps must be at least 1, got 0"),
+    (["build", "--plans", "p", "--out", "y", "--shots", "-1"], "--shots must be at least 0, got -1"),
+    (["plan-memory", "--lora-r", "0"], "--lora-r must be at least 1, got 0"),
+    (["demo", "--threads", "0"], "--threads must be at least 1, got 0"),
+    (["plan-memory", "--load-in-8bit", "--load-in-4bit"], "--load-in-8bit and --load-in-4bit exclude each other"),
+    (["eval", "--data", "x", "--out", "y", "--load-in-8bit", "--load-in-4bit"],
+     "--load-in-8bit and --load-in-4bit exclude each other"),
+])
+def test_bounds_are_checked_once_in_one_wording(capsys, argv, message):
+    code, err = run_main(capsys, *argv)
+    assert code == 2 and err.strip() == f"e2wm {' '.join(argv[:2]) if argv[0] == 'collect' else argv[0]}: " \
+                                        f"error: {message}"
+
+
+def test_python_configs_check_themselves_like_the_command():
+    from e2wm.errors import InputError
+
+    with pytest.raises(InputError, match="--batch-size must be at least 1, got 0"):
+        TrainConfig(train="1 a.json", method="lora", out="y", batch_size=0)
+    with pytest.raises(InputError, match="--method ewc-lora needs --fisher"):
+        TrainConfig(train="1 a.json", out="y")
+    with pytest.raises(InputError, match="--dtype must be one of"):
+        TrainConfig(train="1 a.json", method="lora", out="y", dtype="float8")
+
+
+def test_demo_jobs_print_command_lines_that_rebuild_their_configs(tmp_path):
+    for stage in plan(DemoConfig(out=str(tmp_path), eval_data=str(tmp_path))):
+        for job in stage.jobs:
+            rebuilt, _ = parse(job.command, config.to_argv(job.config))
+            assert rebuilt == job.config, job.command
+
+
+def test_result_settings_leave_out_what_cannot_change_a_result():
+    settings = config.result_settings(TrainConfig(train="1 a.json", method="lora", out="y"))
+    assert {"lr", "lam", "lora_r", "train", "model", "dtype", "load_in_8bit"} <= settings.keys()
+    assert not {"out", "resume", "save_every", "device", "gradient_checkpointing", "data_dir"} & settings.keys()
+
+
+def test_mixture_names_tasks_and_files(tmp_path, capsys):
+    from e2wm.train.data import parse_mixture
+
+    (tmp_path / "train_count.json").write_text("")
+    (tmp_path / "train_plan_gen.jsonl").write_text("")
+    mixture = parse_mixture(TrainConfig(train={"plan_gen": 1.0, "count": 0.5, "mine.jsonl": 2}, data_dir=str(tmp_path),
+                                        method="lora", out="y").train, tmp_path)
+    assert mixture == [(1.0, str(tmp_path / "train_plan_gen.jsonl")), (0.5, str(tmp_path / "train_count.json")),
+                       (2.0, "mine.jsonl")]
+    code, err = run_main(capsys, "train", "--train", "1 obj_move", "--data-dir", tmp_path, "--method", "lora",
+                         "--out", tmp_path / "run")
+    assert code == 2 and "task obj_move: no train_obj_move.jsonl or train_obj_move.json in" in err
