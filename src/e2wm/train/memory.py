@@ -16,6 +16,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from e2wm.errors import InputError
+from e2wm.models import resolve_model_path
+from e2wm.train.config import PlanMemoryConfig
+from e2wm.train.targets import default_target_names, no_targets, parse_modules
+
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -60,8 +65,6 @@ def model_shapes(config, target_names: list[str] | None = None) -> ModelShapes:
     """
     from transformers import AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
-
-    from e2wm.train.targets import default_target_names
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -159,3 +162,27 @@ def format_plan(plan: MemoryPlan, title: str) -> str:
     lines.append(f"  {'total with gradient checkpointing':<38} {plan.total(True) / GIB:9.3f} GiB")
     lines.append("  (plus the CUDA context and allocator slack, typically 0.5-1 GiB)")
     return "\n".join(lines)
+
+
+def plan_for(config: PlanMemoryConfig) -> tuple[MemoryPlan, str]:
+    """(the plan, a one-line title) for `e2wm plan-memory`: reads only the model's config (no weights).
+
+    Raises InputError when the model's config cannot be read or no module has the --modules names.
+    """
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(resolve_model_path(config.model))
+    except OSError as error:
+        raise InputError(f"--model {config.model}: cannot read its config ({str(error).splitlines()[0]})") from None
+    names = parse_modules(config.modules)
+    shapes = model_shapes(model_config, names)
+    if not shapes.targets:
+        raise no_targets(names or [])
+    quant = "8bit" if config.load_in_8bit else "4bit" if config.load_in_4bit else None
+    plan = plan_memory(shapes, config.method, config.batch_size, config.max_len, config.dtype, quant,
+                       config.lora_r, ewc=not config.no_ewc, attention=config.attention)
+    title = (f"{config.model}: {config.method}, batch {config.batch_size} x {config.max_len} tokens, {config.dtype}"
+             f"{', ' + quant if quant else ''}; {shapes.params / 1e6:.1f}M parameters, "
+             f"{len(shapes.targets)} adapted matrices")
+    return plan, title

@@ -31,8 +31,13 @@ def target_layers(model, names: list[str]) -> dict[str, torch.nn.Module]:
         if full.rsplit(".", 1)[-1] in names and isinstance(module, torch.nn.Linear | Conv1D)
     }
     if not layers:
-        raise InputError(f"--modules {','.join(names)}: no Linear/Conv1D module of the model has these names")
+        raise no_targets(names)
     return layers
+
+
+def no_targets(names: list[str]) -> InputError:
+    """The error for module names that match no Linear/Conv1D layer of the model."""
+    return InputError(f"--modules {','.join(names)}: no Linear/Conv1D module of the model has these names")
 
 
 def is_fan_in_fan_out(module: torch.nn.Module) -> bool:
