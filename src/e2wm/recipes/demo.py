@@ -17,6 +17,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 
 from e2wm import config
@@ -25,8 +26,7 @@ from e2wm.config import option
 from e2wm.data.config import BuildConfig
 from e2wm.eval.config import EvalConfig, ReportConfig
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
-from e2wm.files import write_json, write_jsonl
-from e2wm.general_text import PARAGRAPHS
+from e2wm.files import write_atomic, write_json
 from e2wm.models import EMBEDDED_NAME, MODEL_HELP
 from e2wm.recipes.build import build
 from e2wm.recipes.collect import collect_explore, collect_plans
@@ -38,6 +38,9 @@ from e2wm.train.config import FisherConfig, TrainConfig
 
 DEV_SLICE = Path("../shared/e2wm-benchmark/eval-dev")
 RESUMABLE = ("collect", "fisher", "train", "eval")  # their recipes pick up what an interrupted run left
+# a few paragraphs of plain general English written for this project (history, science, nature, travel),
+# far from household activities, for the demo's perplexity check; real runs use a large corpus (Pile)
+GENERAL_TEXT = resources.files("e2wm") / "assets" / "general_text.jsonl"
 SIZES = "sizes (the defaults fit 20 minutes on 2 CPU cores)"
 
 
@@ -154,7 +157,7 @@ def plan(settings: DemoConfig) -> list[Stage]:
 
 
 def general_text_file(out: Path) -> Path:
-    """Held-out general text for perplexity (no stage trains on it), written from e2wm.general_text."""
+    """Held-out general text for perplexity (no stage trains on it), a copy of GENERAL_TEXT."""
     return out / "data" / "general.jsonl"
 
 
@@ -172,7 +175,7 @@ def run_stages(settings: DemoConfig, log=print) -> dict[str, float]:
     stages = plan(settings)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(general_text_file(out), [{"text": text} for text in PARAGRAPHS])
+    write_atomic(general_text_file(out), GENERAL_TEXT.read_text(encoding="utf-8"))
     upstream_ran, seconds, cpu, start = False, {}, {}, time.time()
     for number, stage in enumerate(stages, start=1):
         folder = out / stage.name
