@@ -1,4 +1,8 @@
-"""Generation: greedy (or beam) decoding that stops at the first newline; prediction = first line, stripped."""
+"""Generation: greedy (or beam) decoding that stops at the first newline; prediction = first line, stripped.
+
+Source: the authors' `eval_gen.py` (up to 256 new tokens, prediction `pred.split('\\n')[0].strip()`). It decodes
+with 4 beams and cuts at the newline afterwards; e2wm decodes greedily by default and stops at the newline.
+"""
 
 import copy
 from functools import cache
@@ -13,11 +17,20 @@ STOP = "\n"
 
 
 def first_line(text: str) -> str:
+    """The prediction: text before the first newline, stripped of surrounding whitespace."""
     return text.split(STOP, 1)[0].strip()
 
 
 def encode_prompts(tokenizer, prompts: list[str], max_length: int, max_new_tokens: int):
-    """Prompt ids cut from the left so that prompt + new tokens fit; also how many were cut."""
+    """Prompt ids cut from the left so that prompt + new tokens fit; also how many were cut.
+
+    Args:
+        prompts: the items' input texts; each is encoded here with `encode` (leading special tokens kept).
+        max_length: the model's context, in tokens.
+        max_new_tokens: the decoding budget, in tokens.
+    Returns:
+        (per prompt its last max_length - max_new_tokens token ids, the number of prompts that were cut).
+    """
     budget = max_length - max_new_tokens
     encoded = [encode(tokenizer, prompt) for prompt in prompts]
     truncated = sum(len(ids) > budget for ids in encoded)
@@ -26,7 +39,7 @@ def encode_prompts(tokenizer, prompts: list[str], max_length: int, max_new_token
 
 @cache
 def newline_token_ids(tokenizer) -> tuple[int, ...]:
-    """Every token whose text contains a newline (found once per tokenizer by decoding the vocabulary)."""
+    """Ids of every token whose text contains a newline (found once per tokenizer by decoding all V tokens)."""
     return tuple(i for i in range(len(tokenizer)) if STOP in tokenizer.decode([i]))
 
 
@@ -37,10 +50,16 @@ class StopAtNewline(StoppingCriteria):
         self.ids = torch.tensor(newline_token_ids(tokenizer))
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        return torch.isin(input_ids[:, -1], self.ids.to(input_ids.device))
+        """input_ids: (B, T) long, prompts + tokens so far -> (B,) bool: the last token holds a newline."""
+        return torch.isin(input_ids[:, -1], self.ids.to(input_ids.device))  # (B,) bool
 
 
 def generation_kwargs(tokenizer, max_new_tokens: int, num_beams: int, stop_at_newline: bool) -> dict:
+    """Keyword arguments for `model.generate`: greedy (num_beams 1) or beam search, never sampling.
+
+    max_new_tokens is in tokens; pad and EOS ids come from the tokenizer; with stop_at_newline a
+    `StopAtNewline` criterion ends each sequence at its first newline token.
+    """
     kwargs = dict(
         max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -57,7 +76,21 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
     """Decoded continuations (full text, not yet cut at the newline) of the prompts at indices (default all).
 
     batch_size 1 with greedy decoding reuses one cache of all the prompts' common prefix (deep-copied
-    per prompt); larger batches decode left-padded prompts together (faster on GPUs).
+    per prompt); larger batches decode left-padded prompts together (faster on GPUs). The cached prefix
+    stops one token short of the shortest prompt and is used only when it has >= 8 tokens and the model's
+    cache is a plain dynamic one (`supports_prefix_cache`).
+
+    Args:
+        prompts: token ids of every prompt of the file (from `encode_prompts`); the shared prefix is taken
+            over all of them, so that a shard computes what the whole would.
+        max_new_tokens: the most tokens generated per prompt.
+        num_beams: 1 for greedy decoding, K for beam search (no prefix cache then).
+        batch_size: prompts decoded together; 1 allows the prefix cache.
+        stop_at_newline: stop each sequence at its first newline token.
+        progress: called with the number of prompts done after each prompt or batch.
+        indices: positions in prompts to decode (a process's shard); None for all.
+    Returns:
+        one string per chosen prompt, in order: the new tokens decoded with special tokens skipped.
     """
     kwargs = generation_kwargs(tokenizer, max_new_tokens, num_beams, stop_at_newline)
     device = model_device(model)
@@ -69,10 +102,10 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
         if prefix is not None and not supports_prefix_cache(prefix.cache):
             prefix = None
         for prompt in chosen:
-            ids = torch.tensor([prompt], device=device)
+            ids = torch.tensor([prompt], device=device)  # (1, T) long
             extra = {"cache": copy.deepcopy(prefix.cache)} if prefix is not None else {}
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs, **extra)
-            outputs.append(tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True))
+            outputs.append(tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True))  # out: (1, T + new)
             if progress is not None:
                 progress(1)
         return outputs
@@ -80,9 +113,9 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
     for start in range(0, len(chosen), batch_size):
         batch = chosen[start : start + batch_size]
         width = max(len(p) for p in batch)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)
-        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)  # (B, W) long, left-padded
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)  # (B, W), 0 on pads
+        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)  # (B, W + new) long
         outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True) for row in out)
         if progress is not None:
             progress(len(batch))

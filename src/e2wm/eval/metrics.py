@@ -1,4 +1,8 @@
-"""Metrics: accuracy, ROUGE-1/2/L F1 with stemming (rouge-score), and the longest common run of room lists."""
+"""Metrics: accuracy, ROUGE-1/2/L F1 with stemming (rouge-score), and the longest common run of room lists.
+
+Source: the authors' `eval_gen.py` (ROUGE through `evaluate` with use_stemmer=True; `longest_common_substring`
+for obj_move_path) and `eval_qa.py` (accuracy). All scores are fractions in [0, 1].
+"""
 
 from functools import cache
 
@@ -11,7 +15,12 @@ def _rouge_scorer():
 
 
 def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 (stemmed) over pairs."""
+    """Mean ROUGE-1/2/L F1 (Porter-stemmed, rouge-score's tokenizer) over (prediction, reference) pairs.
+
+    Returns:
+        {"rouge1", "rouge2", "rougeL"} -> the mean F1 over the pairs, each in [0, 1] (a plain mean, where
+        `evaluate`'s default reports the bootstrap aggregate's mid value). Needs at least one pair.
+    """
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
     for prediction, reference in zip(predictions, references):
         scores = _rouge_scorer().score(reference, prediction)
@@ -21,12 +30,19 @@ def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
 
 
 def split_list(text: str) -> list[str]:
-    """'hallway, dining room' -> ['hallway', 'dining room'] (blank entries dropped)."""
+    """'hallway, dining room' -> ['hallway', 'dining room'] (split at commas, stripped, blank entries dropped).
+
+    The authors' `eval_gen.py` splits at ', ' and keeps blank entries.
+    """
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def longest_common_run(a: list[str], b: list[str]) -> int:
-    """Length of the longest contiguous run that appears in both lists."""
+    """Length, in items, of the longest contiguous run that appears in both lists (0 when none).
+
+    Dynamic programming in O(len(a) * len(b)) time, O(len(b)) memory: `eval_gen.py`'s
+    `longest_common_substring` before its division.
+    """
     best = 0
     previous = [0] * (len(b) + 1)
     for x in a:
@@ -40,22 +56,31 @@ def longest_common_run(a: list[str], b: list[str]) -> int:
 
 
 def lcs_score(prediction: str, reference: str) -> float:
-    """Longest common contiguous run of the comma-separated lists / the longer list's length."""
+    """Longest common contiguous run of the comma-separated lists / the longer list's length, in [0, 1].
+
+    1.0 when both lists are empty.
+    """
     pred, ref = split_list(prediction), split_list(reference)
     longer = max(len(pred), len(ref))
     return longest_common_run(pred, ref) / longer if longer else 1.0
 
 
 def lcs(predictions: list[str], references: list[str]) -> float:
+    """Mean `lcs_score` over (prediction, reference) pairs, in [0, 1]; needs at least one pair."""
     return sum(lcs_score(p, r) for p, r in zip(predictions, references)) / len(predictions)
 
 
 def accuracy(predictions: list[int], answers: list[int]) -> float:
+    """Fraction of predicted option indices equal to the answer's, in [0, 1]; needs at least one answer."""
     return sum(p == a for p, a in zip(predictions, answers)) / len(answers)
 
 
 def headline(result: dict) -> tuple[str, float]:
-    """The main metric of a task result: accuracy, ROUGE-L, LCS or perplexity; KeyError when none is there."""
+    """The main metric of a task result as (name, value): the first of accuracy, rougeL, lcs, perplexity present.
+
+    Raises:
+        KeyError: when the result has none of them.
+    """
     for key in ("accuracy", "rougeL", "lcs", "perplexity"):
         if key in result:
             return key, result[key]

@@ -16,10 +16,12 @@ NAME = "checkpoint"
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
+    """name -> detached, contiguous CPU copy of every parameter that requires grad (LoRA's A and B for LoRA)."""
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def rng_state() -> dict:
+    """This process's RNG states: Python's random, torch's CPU generator and, when CUDA is there, every GPU's."""
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -27,6 +29,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore the states `rng_state` returned (the CUDA ones only when both the state and CUDA have them)."""
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -34,7 +37,17 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler, step: int) -> None:
-    """Write run_dir/checkpoint (all processes call this; the main one writes the shared files)."""
+    """Write run_dir/checkpoint (all processes call this; the main one writes the shared files).
+
+    Layout: trainable.safetensors (`trainable_state` of the unwrapped model), optimizer.pt, scheduler.pt,
+    rng-<process index>.pt (one per process) and state.json ({"step": step}). Everything is written to
+    checkpoint.tmp, which then replaces checkpoint by renames; the old one is removed last.
+
+    Args:
+        accelerator: the run's `accelerate.Accelerator` (collective: every process must call this).
+        run_dir: the run's output folder.
+        step: optimiser steps taken so far.
+    """
     final, staging = run_dir / NAME, run_dir / f"{NAME}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
@@ -56,7 +69,17 @@ def save_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler, ste
 
 
 def load_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler) -> int:
-    """Restore the state saved by save_checkpoint; returns the step it was taken after."""
+    """Restore the state saved by save_checkpoint; returns the step it was taken after.
+
+    In place: the trainable weights (non-strict: weights absent from the file keep their values), the
+    optimiser, the scheduler and this process's RNG states (rng-<process index>.pt).
+
+    Returns:
+        the number of optimiser steps taken when it was saved.
+    Raises:
+        RuntimeError: when the file holds weights the model does not have.
+        FileNotFoundError: when a file of the checkpoint is missing.
+    """
     folder = run_dir / NAME
     weights = load_file(str(folder / "trainable.safetensors"))
     missing = accelerator.unwrap_model(model).load_state_dict(weights, strict=False)

@@ -3,6 +3,8 @@
 Training text = input + " " + ref + "\n"; the loss covers the ref tokens (" " + ref + "\n"), each
 weighted by its file's mixture weight. Sequences longer than max_len keep their last max_len tokens,
 so the ref (the part that is learnt) survives and the start of a long story is cut.
+Source: the authors' `run.py` (text f'{inp} {ref}\\n', loss weights = the file's weight on the tokens after the
+input; it cut sequences on the right at 800 tokens); the mixture weights are the paper's section 4.1.
 """
 
 import random
@@ -20,16 +22,27 @@ from e2wm.files import iter_jsonl, require
 class Example:
     """One tokenised training text: ids, which of them are ref tokens, and its file's weight."""
 
-    ids: list[int]
-    is_ref: list[bool]
-    weight: float
+    ids: list[int]  # at most max_len token ids
+    is_ref: list[bool]  # per id: part of " " + ref + "\n" (the loss covers it)
+    weight: float  # its file's mixture weight, > 0
 
 
 def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, str]]:
     """'1 a.json 0.7 plan_gen' -> [(1.0, 'a.json'), (0.7, 'DIR/train_plan_gen.jsonl')]; InputError naming the bad token.
 
     An item that is a known training task's name (e2wm.benchmark) means that task's training file in
-    data_dir: train_<task>.jsonl as `e2wm build` writes it, else train_<task>.json as released.
+    data_dir: train_<task>.jsonl as `e2wm build` writes it, else train_<task>.json as released. The
+    'WEIGHT FILE ...' form is the authors' `run.py` --train_file (which also took one file without a weight).
+
+    Args:
+        text: the --train string, whitespace-separated pairs of weight and file (or task name).
+        data_dir: where task names are looked up (--data-dir).
+    Returns:
+        (weight, path) per pair, in order; weights are finite and > 0. Files other than tasks' are not checked
+        here (`read_pairs` does).
+    Raises:
+        InputError: when the string is empty or has an odd number of items, a weight is not a number or not
+            a finite positive one, or a task's training file is missing (`task_file`).
     """
     tokens = text.split()
     if not tokens or len(tokens) % 2:
@@ -48,7 +61,11 @@ def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, st
 
 
 def task_file(task: str, data_dir: Path) -> str:
-    """The training file of a task in data_dir (.jsonl first); InputError when neither is there."""
+    """The path of a task's training file in data_dir: train_<task>.jsonl, else train_<task>.json.
+
+    Raises:
+        InputError: when neither file is there.
+    """
     for suffix in (".jsonl", ".json"):
         path = data_dir / f"train_{task}{suffix}"
         if path.is_file():
@@ -57,7 +74,12 @@ def task_file(task: str, data_dir: Path) -> str:
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
-    """(input, ref) of each line of an E2WM training file; InputError with file, line and field otherwise."""
+    """(input, ref) of each line of an E2WM training file ({"input": str, "ref": str} per line).
+
+    Raises:
+        InputError: with file, line and field: the file is missing or has no lines, a line is not a JSON
+            object, "input" or "ref" is missing or not a string, or "ref" is blank.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--train: {path}: no such file")
@@ -74,7 +96,18 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
 
 
 def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int) -> Example:
-    """Tokenise input + " " + ref + "\\n" once; ref tokens are those whose characters end past the input."""
+    """Tokenise input + " " + ref + "\\n" once; ref tokens are those whose characters end past the input.
+
+    Needs a fast tokenizer (`return_offsets_mapping`). A token that straddles the boundary counts as ref;
+    special tokens (offsets (0, 0)) never do. The tokenizer's own special tokens are added.
+
+    Args:
+        text, ref: the training line's "input" and "ref".
+        weight: its file's mixture weight.
+        max_len: the most tokens kept; longer texts keep their last max_len tokens (the ref's end).
+    Returns:
+        an Example with ids and is_ref of the same length, at most max_len.
+    """
     full = text + " " + ref + "\n"
     encoding = tokenizer(full, return_offsets_mapping=True)
     is_ref = [end > len(text) for _, end in encoding["offset_mapping"]]
@@ -83,7 +116,11 @@ def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int) 
 
 
 def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int) -> list[Example]:
-    """All examples of the mixture's files, in file order."""
+    """All examples of the mixture's files, in file order, each file's lines with its weight.
+
+    Raises:
+        InputError: from `read_pairs`, for a missing or malformed file.
+    """
     examples = []
     for weight, path in mixture:
         for text, ref in read_pairs(path):
@@ -95,6 +132,14 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group
     """Indices in batches of similar length: shuffle, sort within groups of group*batch_size, shuffle the batches.
 
     Seeded by (seed, epoch) through `seed`, so a resumed run rebuilds exactly the same order.
+
+    Args:
+        lengths: each example's length, in tokens.
+        batch_size: examples per batch (the last batch of a group may be smaller).
+        seed: the random.Random seed; the same seed gives the same batches.
+        group: batches per length-sorted group (larger: less padding, less randomness).
+    Returns:
+        batches of example indices; every index appears exactly once.
     """
     rng = random.Random(seed)
     order = list(range(len(lengths)))
@@ -112,21 +157,30 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded to the longest example of the batch: input_ids, attention_mask, token weights.
 
     weights[b, t] is the weight of predicting token t (0 for non-ref and padding); position 0 is never
-    predicted.
+    predicted. The run.py equivalent is its label_weights (attention mask * not-input * file weight).
+
+    Returns:
+        {"input_ids": (B, T) long, pad_id after each example; "attention_mask": (B, T) long, 1 on real
+        tokens; "weights": (B, T) float32, the example's weight on its ref tokens, 0 elsewhere and at t = 0},
+        on the CPU. B = len(examples), T = the longest example's length, in tokens.
     """
     width = max(len(e.ids) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    weights = torch.zeros((len(examples), width), dtype=torch.float32)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)  # (B, T)
+    weights = torch.zeros((len(examples), width), dtype=torch.float32)  # (B, T)
     for row, example in enumerate(examples):
         n = len(example.ids)
         ids[row, :n] = torch.tensor(example.ids)
         mask[row, :n] = 1
         weights[row, :n] = torch.tensor(example.is_ref, dtype=torch.float32) * example.weight
-    weights[:, 0] = 0.0
+    weights[:, 0] = 0.0  # nothing predicts the first token
     return {"input_ids": ids, "attention_mask": mask, "weights": weights}
 
 
 def ref_weight(examples: list[Example]) -> float:
-    """Sum of token weights over predicted ref tokens (the loss's denominator)."""
+    """Sum of token weights over predicted ref tokens (the loss's denominator).
+
+    Equals collate(examples, pad_id)["weights"].sum(): sum over examples of weight * (ref tokens after
+    position 0). A step's cross-entropy is the weighted_nll_sum of its batches / this: nats per weighted ref token.
+    """
     return sum(e.weight * sum(e.is_ref[1:]) for e in examples)

@@ -3,6 +3,9 @@
 For LoRA, dW = scaling * B @ A (transposed for fan-in-fan-out layers) is what PEFT's
 `get_delta_weight(adapter)` returns, also over 8/4-bit base layers. The (layer, Fisher) pairs are
 collected once, so each step costs one small matmul per adapted layer and no module lookups.
+Source: the paper's section 3.2 (EWC-LoRA) and the authors' `run.py` (`EWCLoRAModel.forward`: the sum of
+fisher * (transpose(B @ A, fan_in_fan_out) * scaling)**2 over LoRA layers, loss = ce + lambda * that sum).
+lambda is applied by the caller (train.loop), not here.
 """
 
 from dataclasses import dataclass
@@ -13,7 +16,10 @@ PEFT_PREFIX = "base_model.model."
 
 
 def lora_layers(peft_model) -> dict[str, torch.nn.Module]:
-    """Base-model module name -> PEFT LoRA layer (the names match the Fisher's and the base model's)."""
+    """Base-model module name -> PEFT LoRA layer (the names match the Fisher's and the base model's).
+
+    "base_model.model." is removed from PEFT's names, e.g. "model.layers.0.self_attn.q_proj".
+    """
     from peft.tuners.lora import LoraLayer
 
     return {
@@ -32,13 +38,25 @@ class LoraEwc:
 
     @classmethod
     def build(cls, peft_model, fisher: dict[str, torch.Tensor], adapter: str = "default") -> "LoraEwc":
+        """Pair every LoRA layer of peft_model (sorted by name) with its Fisher, moved to the layer's device.
+
+        Args:
+            fisher: name -> Fisher tensor of the base weight's shape ((out, in); (in, out) for Conv1D), as
+                from `fisher.load_fisher`; `fisher.check_fisher` should have passed (a missing name is a KeyError).
+            adapter: the PEFT adapter name whose delta is penalised.
+        """
         layers = lora_layers(peft_model)
         pairs = [(layers[name], fisher[name].to(layers[name].lora_A[adapter].weight.device)) for name in sorted(layers)]
         return cls(pairs, adapter)
 
     def __call__(self) -> torch.Tensor:
+        """sum over layers of sum(F * dW**2), dW = scaling * B @ A: a 0-d float32 tensor, differentiable in A and B.
+
+        On the first Fisher's device; multiply by lambda for the loss. 0 at the start (PEFT initialises B to 0).
+        """
         total = torch.zeros((), device=self.pairs[0][1].device)
         for layer, f in self.pairs:
+            # f, get_delta_weight: (out, in) ((in, out) for fan-in-fan-out layers); B: (out, r), A: (r, in)
             total = total + (f * layer.get_delta_weight(self.adapter).float().pow(2)).sum()
         return total
 
@@ -51,6 +69,12 @@ class FullEwc:
 
     @classmethod
     def build(cls, layers: dict[str, torch.nn.Module], fisher: dict[str, torch.Tensor]) -> "FullEwc":
+        """Snapshot each layer's weight now (a float32 copy) with its Fisher, moved to the weight's device.
+
+        Args:
+            layers: full module name -> Linear/Conv1D layer (`targets.target_layers`), sorted by name here.
+            fisher: name -> Fisher tensor of the weight's shape (a missing name is a KeyError).
+        """
         triples = []
         for name in sorted(layers):
             weight = layers[name].weight
@@ -58,7 +82,11 @@ class FullEwc:
         return cls(triples)
 
     def __call__(self) -> torch.Tensor:
+        """sum over weights of sum(F * (W - W_start)**2): a 0-d float32 tensor, differentiable in W.
+
+        On the first Fisher's device; multiply by lambda for the loss.
+        """
         total = torch.zeros((), device=self.triples[0][2].device)
         for weight, start, f in self.triples:
-            total = total + (f * (weight.float() - start).pow(2)).sum()
+            total = total + (f * (weight.float() - start).pow(2)).sum()  # weight, start, f: the weight's shape
         return total

@@ -8,6 +8,8 @@ equals a loop over the texts one by one (tested), in one batched pass per batch:
 CPU it is as fast as the loop (benchmarks/train_speed.py); on a GPU batching is what fills the device
 (not measured here). Transient memory: batch x out x in floats for one layer at a time. Sums
 are kept in float32.
+Source: the authors' `compute_fisher_matrix.py` (per text, batch size 1: the squared gradient of its mean
+token NLL, averaged over 20000 Pile validation texts cut to 800 tokens); the paper's section 3.2 (EWC-LoRA).
 """
 
 import json
@@ -28,41 +30,71 @@ HEADER_KEY = "e2wm_fisher"
 class FisherHeader:
     """What a Fisher file was computed from (stored as JSON in the safetensors metadata)."""
 
-    base_model: str
-    modules: list[str]
-    shapes: dict[str, list[int]]
-    n: int
-    corpus: str
-    max_len: int
-    dtype: str
+    base_model: str  # the --model it was computed on
+    modules: list[str]  # the target names (e.g. q_proj, v_proj)
+    shapes: dict[str, list[int]]  # full module name -> its weight's shape
+    n: int  # texts averaged over
+    corpus: str  # the --corpus (a path, or model-samples); 'imported from ...' for `e2wm fisher import`
+    max_len: int  # tokens per text at most (0 for an imported Fisher)
+    dtype: str  # the --dtype the model ran in (the sums are float32 whatever it is)
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
 
 def encode_texts(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
-    """Token ids of each text, cut to max_len tokens; texts shorter than 2 tokens are dropped (no loss)."""
+    """Token ids of each text, cut to its first max_len tokens; texts of fewer than 2 tokens are dropped (no loss).
+
+    The tokenizer's own special tokens are added (`tokenizer(text)`), as in `compute_fisher_matrix.py`.
+    """
     encoded = [tokenizer(text).input_ids[:max_len] for text in texts]
     return [ids for ids in encoded if len(ids) >= 2]
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (ids, attention mask) of the longest sequence's length."""
+    """Right-padded (ids, attention mask) of the longest sequence's length.
+
+    Returns:
+        input_ids: (B, T) long, pad_id after each sequence; attention_mask: (B, T) long, 1 on real tokens.
+        B = len(sequences), T = the longest sequence's length, in tokens.
+    """
     width = max(len(s) for s in sequences)
-    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in sequences], device=device)
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=device)
+    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in sequences], device=device)  # (B, T) long
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=device)  # (B, T) long
     return ids, mask
 
 
 def per_text_losses(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token NLL of each row (padding excluded), shape (batch,)."""
-    logits = model(input_ids=ids, attention_mask=mask).logits.float()
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
-    keep = mask[:, 1:].to(nll.dtype)
+    """Mean next-token NLL of each row (padding excluded), the loss_text of the Fisher.
+
+    Args:
+        ids: (B, T) long, right-padded; mask: (B, T) long, 1 on real tokens. Each row needs >= 2 real tokens.
+    Returns:
+        (B,) float32, in nats per predicted token: row b's sum of NLL over its real tokens 1.. / their count,
+        as `compute_fisher_matrix.py`'s CrossEntropyLoss (mean over one text's tokens, padding at -100).
+        Differentiable (not under no_grad).
+    """
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()  # (B, T, V) float32
+    # logits[:, :-1]: (B, T - 1, V) predict ids[:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T - 1)
+    keep = mask[:, 1:].to(nll.dtype)  # (B, T - 1) float32: 1 where the predicted token is real
     return (nll * keep).sum(1) / keep.sum(1)
 
 
 def squared_grad_sums(model, layers: dict[str, torch.nn.Module], ids, mask) -> dict[str, torch.Tensor]:
-    """For each layer, the sum over the batch's texts of the squared per-text weight gradient (float32)."""
+    """For each layer, the sum over the batch's texts of the squared per-text weight gradient (float32).
+
+    One forward and one backward pass: hooks capture each layer's input x and output; the gradient g of
+    sum_b loss_b at each output is row b's own gradient (rows do not interact), so text b's weight gradient
+    is sum_t g[b, t]^T x[b, t], formed for all b at once by an einsum.
+
+    Args:
+        layers: full module name -> Linear/Conv1D layer (`target_layers`), weights requiring grad
+            (`prepare_for_fisher`).
+        ids, mask: (B, T) long each, as from `pad_batch`.
+    Returns:
+        name -> sum_b (d loss_b / d W)**2, float32 on the layer's device, shape (out, in) for a Linear and
+        (in, out) for a Conv1D (the weight's own layout).
+    """
     inputs: dict[str, torch.Tensor] = {}
     outputs: dict[str, torch.Tensor] = {}
 
@@ -79,17 +111,20 @@ def squared_grad_sums(model, layers: dict[str, torch.nn.Module], ids, mask) -> d
         for handle in handles:
             handle.remove()
     names = list(layers)
-    grads = torch.autograd.grad(losses.sum(), [outputs[name] for name in names])
+    grads = torch.autograd.grad(losses.sum(), [outputs[name] for name in names])  # d sum_b loss_b / d output
     sums = {}
     for name, grad in zip(names, grads):
-        x, g = inputs[name].float(), grad.float()
+        x, g = inputs[name].float(), grad.float()  # x: (B, T, in), g: (B, T, out)
         pattern = "bti,bto->bio" if is_fan_in_fan_out(layers[name]) else "bti,bto->boi"
-        sums[name] = torch.einsum(pattern, x, g).pow(2).sum(0)
+        sums[name] = torch.einsum(pattern, x, g).pow(2).sum(0)  # per-text grads (B, out, in) or (B, in, out), summed
     return sums
 
 
 def prepare_for_fisher(model, layers: dict[str, torch.nn.Module]) -> None:
-    """Gradients flow only to the adapted weights (so their outputs are in the graph); dropout off."""
+    """Gradients flow only to the adapted weights (so their outputs are in the graph); dropout off.
+
+    In place: model.eval(), requires_grad off for every parameter, then on for each layer's weight.
+    """
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -99,7 +134,19 @@ def prepare_for_fisher(model, layers: dict[str, torch.nn.Module]) -> None:
 
 def accumulate(model, layers, sequences: list[list[int]], pad_id: int, sums: dict[str, torch.Tensor],
                batch_size: int, progress=None) -> None:
-    """Add the squared per-text gradients of sequences (in batches) into sums, in place."""
+    """Add the squared per-text gradients of sequences (in batches) into sums, in place.
+
+    Dividing the sums by the number of texts gives the Fisher (mean over texts), as `e2wm fisher` does.
+
+    Args:
+        layers: full module name -> adapted layer, as for `squared_grad_sums`.
+        sequences: token ids per text (from `encode_texts`), each of 2..max_len tokens.
+        pad_id: right padding id (its positions are masked out of the loss).
+        sums: name -> float32 running sum of squared gradients, the weight's shape (from `zero_sums`); each
+            batch's contribution is moved to the sum's device and added.
+        batch_size: texts per forward/backward pass.
+        progress: called with the number of texts done after each batch.
+    """
     device = next(model.parameters()).device
     for start in range(0, len(sequences), batch_size):
         batch = sequences[start : start + batch_size]
@@ -111,11 +158,16 @@ def accumulate(model, layers, sequences: list[list[int]], pad_id: int, sums: dic
 
 
 def zero_sums(layers: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """name -> zeros of the layer's weight shape, float32 on the CPU: the start of `accumulate`'s sums."""
     return {name: torch.zeros(layer.weight.shape, dtype=torch.float32) for name, layer in layers.items()}
 
 
 def save_fisher(path: str | Path, tensors: dict[str, torch.Tensor], header: FisherHeader) -> None:
-    """Write the tensors plus the JSON header atomically (a temporary file, then a rename)."""
+    """Write the tensors plus the JSON header atomically (a temporary file, then a rename).
+
+    The file is safetensors: one tensor per full module name (the weight's shape, float32 as e2wm writes it),
+    and the header as JSON under the metadata key "e2wm_fisher". Parent directories are created.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp")
@@ -125,7 +177,12 @@ def save_fisher(path: str | Path, tensors: dict[str, torch.Tensor], header: Fish
 
 
 def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]]:
-    """(header, name -> float32 tensor) of a Fisher file; InputError when it is not one."""
+    """(header, name -> tensor) of a Fisher file; the tensors as stored (float32 from `e2wm fisher`), on the CPU.
+
+    Raises:
+        InputError: (naming --fisher) when the path is not a file, not a safetensors file, or has no
+            e2wm Fisher header.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--fisher {path}: no such file")
@@ -141,7 +198,16 @@ def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]
 
 
 def check_fisher(path, tensors: dict[str, torch.Tensor], layers: dict[str, torch.nn.Module]) -> None:
-    """The Fisher must cover exactly the adapted layers, with the same shapes; InputError naming the first misfit."""
+    """The Fisher must cover exactly the adapted layers, with the same shapes.
+
+    Args:
+        path: the Fisher file, for the message only.
+        tensors: name -> Fisher tensor (from `load_fisher`).
+        layers: full module name -> layer the run adapts (`target_layers` on the base model).
+    Raises:
+        InputError: naming the first misfit: a layer without a Fisher tensor, a Fisher tensor without a
+            layer, or a shape that differs from the layer's `weight_shape`.
+    """
     missing = sorted(set(layers) - set(tensors))
     extra = sorted(set(tensors) - set(layers))
     if missing or extra:

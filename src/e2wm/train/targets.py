@@ -7,7 +7,11 @@ from e2wm.errors import InputError
 
 
 def default_target_names(model) -> list[str]:
-    """PEFT's default LoRA target module names for the model's architecture (e.g. q_proj, v_proj)."""
+    """PEFT's default LoRA target module names for the model's architecture (e.g. q_proj, v_proj).
+
+    Raises:
+        InputError: when PEFT knows no defaults for model.config.model_type (pass --modules).
+    """
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
     model_type = model.config.model_type
@@ -24,7 +28,13 @@ def parse_modules(text: str | None) -> list[str] | None:
 
 
 def target_layers(model, names: list[str]) -> dict[str, torch.nn.Module]:
-    """Full name -> Linear/Conv1D module for every module whose last name part is in names."""
+    """Full name -> Linear/Conv1D module for every module whose last name part is in names.
+
+    e.g. names ["q_proj"] -> {"model.layers.0.self_attn.q_proj": Linear, ...}, in the model's module order.
+
+    Raises:
+        InputError: when no Linear/Conv1D module has one of these names.
+    """
     layers = {
         full: module
         for full, module in model.named_modules()
@@ -41,11 +51,14 @@ def no_targets(names: list[str]) -> InputError:
 
 
 def is_fan_in_fan_out(module: torch.nn.Module) -> bool:
-    """GPT-2 style Conv1D keeps its weight as (in, out); Linear as (out, in)."""
+    """True for a GPT-2 style Conv1D, whose weight is (in, out); a Linear's is (out, in)."""
     return isinstance(module, Conv1D)
 
 
 def weight_shape(module: torch.nn.Module) -> tuple[int, ...]:
-    """The logical shape of a layer's weight (4-bit weights are stored packed; their quant state knows)."""
+    """The logical shape of a layer's weight: (out, in) for a Linear, (in, out) for a Conv1D.
+
+    4-bit weights are stored packed; their quant state knows the unpacked shape.
+    """
     quant_state = getattr(module.weight, "quant_state", None)
     return tuple(quant_state.shape) if quant_state is not None else tuple(module.weight.shape)
