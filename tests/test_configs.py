@@ -6,6 +6,7 @@ import pytest
 
 from e2wm.benchmark import paper_mixture
 from e2wm.cli import parse
+from e2wm.train.data import parse_mixture
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODELS = ["gpt-neo-1.3b", "gpt-j-6b", "smollm2-135m", "llama-3.2-1b"]
@@ -23,13 +24,16 @@ def test_config_fits_its_command(model, command):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_training_recipe_is_the_papers(model):
+def test_training_recipe_is_the_papers(model, tmp_path):
     config = load(model, "train")
     assert (config.method, config.lora_r, config.lora_alpha, config.lora_dropout, config.lr) == (
         "ewc-lora", 8, 32, 0.1, 8e-4)
     assert config.max_len == 800 and config.data_dir == "data/e2wm-benchmark/train"
-    items = config.train.split()
-    assert {name: float(weight) for weight, name in zip(items[::2], items[1::2])} == paper_mixture()
+    for task in paper_mixture():  # 'paper' means the registry's four tasks and weights, files in --data-dir
+        (tmp_path / f"train_{task}.json").write_text("")
+    assert config.train == "paper" and parse_mixture(config.train, tmp_path) == [
+        (weight, str(tmp_path / f"train_{task}.json")) for task, weight in paper_mixture().items()]
+    assert paper_mixture() == {"plan_gen": 1.0, "act_recog": 0.7, "count": 1.0, "obj_move": 1.0}  # section 4.1
     fisher = load(model, "fisher")
     assert config.fisher == fisher.out and config.model == fisher.model
 

@@ -21,7 +21,6 @@ from importlib import resources
 from pathlib import Path
 
 from e2wm import config
-from e2wm.benchmark import paper_mixture
 from e2wm.config import option
 from e2wm.data.config import BuildConfig
 from e2wm.eval.config import EvalConfig, ReportConfig
@@ -35,6 +34,7 @@ from e2wm.recipes.finetune import finetune
 from e2wm.recipes.fisher import compute_fisher
 from e2wm.recipes.report import report
 from e2wm.train.config import FisherConfig, TrainConfig
+from e2wm.train.data import PAPER_MIXTURE
 
 DEV_SLICE = Path("../shared/e2wm-benchmark/eval-dev")
 RESUMABLE = ("collect", "fisher", "train", "eval")  # their recipes pick up what an interrupted run left
@@ -119,7 +119,6 @@ def plan(settings: DemoConfig) -> list[Stage]:
     collect, built, fisher, train, evaluated, reported = (
         str(out / name) for name in ("collect", "build", "fisher", "train", "eval", "report"))
     data = eval_data(s, Path(built))
-    mixture = " ".join(f"{weight:g} {task}" for task, weight in paper_mixture().items())
     scoring = dict(model=s.model, data=[str(data)], limit=s.limit, max_new_tokens=s.max_new_tokens, batch_size=4,
                    ppl_data=str(general_text_file(out)))
     return [
@@ -140,7 +139,7 @@ def plan(settings: DemoConfig) -> list[Stage]:
                 compute_fisher),
         ]),
         Stage("train", f"EWC-LoRA for {s.train_steps} steps of {s.batch_size} examples", [
-            Job("train", TrainConfig(model=s.model, train=mixture, data_dir=built,
+            Job("train", TrainConfig(model=s.model, train=PAPER_MIXTURE, data_dir=built,
                                      fisher=f"{fisher}/fisher.safetensors", max_steps=s.train_steps, epochs=100,
                                      batch_size=s.batch_size, max_len=s.max_len, save_every=10, out=train), finetune),
         ]),

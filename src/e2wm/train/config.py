@@ -32,7 +32,8 @@ class TrainConfig(LoadedModelOptions):
     """
 
     train: str = option(help="mixture 'WEIGHT FILE_OR_TASK ...' of E2WM training files; a task name (plan_gen) "
-                        "means train_<task>.jsonl/.json in --data-dir (a YAML config may give a mapping)")
+                        "means train_<task>.jsonl/.json in --data-dir; 'paper' means the paper's four tasks and "
+                        "weights (e2wm.benchmark); a YAML config may give a mapping")
     data_dir: str = option(".", "folder where the task names of --train find their train_<task> files",
                            result=False)
     fisher: str | None = option(None, "Fisher file from `e2wm fisher` (needed by ewc-lora)")

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
-from e2wm.benchmark import TRAINING_TASKS
+from e2wm.benchmark import TRAINING_TASKS, paper_mixture
 from e2wm.errors import InputError, at
 from e2wm.files import iter_jsonl, require
+
+PAPER_MIXTURE = "paper"  # the --train value that means the paper's four tasks with their weights
 
 
 @dataclass
@@ -31,7 +33,8 @@ def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, st
     """'1 a.json 0.7 plan_gen' -> [(1.0, 'a.json'), (0.7, 'DIR/train_plan_gen.jsonl')]; InputError naming the bad token.
 
     An item that is a known training task's name (e2wm.benchmark) means that task's training file in
-    data_dir: train_<task>.jsonl as `e2wm build` writes it, else train_<task>.json as released. The
+    data_dir: train_<task>.jsonl as `e2wm build` writes it, else train_<task>.json as released. The text
+    'paper' alone is the paper's mixture of its four training tasks and weights (e2wm.benchmark). The
     'WEIGHT FILE ...' form is the authors' `run.py` --train_file (which also took one file without a weight).
 
     Args:
@@ -44,6 +47,8 @@ def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, st
         InputError: when the string is empty or has an odd number of items, a weight is not a number or not
             a finite positive one, or a task's training file is missing (`task_file`).
     """
+    if text.strip() == PAPER_MIXTURE:
+        text = " ".join(f"{weight} {task}" for task, weight in paper_mixture().items())
     tokens = text.split()
     if not tokens or len(tokens) % 2:
         raise InputError(f"--train '{text}': expected pairs 'WEIGHT FILE ...' (got {len(tokens)} items)")
