@@ -3,7 +3,7 @@
 For LoRA, dW = scaling * B @ A (transposed for fan-in-fan-out layers) is what PEFT's
 `get_delta_weight(adapter)` returns, also over 8/4-bit base layers. The (layer, Fisher) pairs are
 collected once, so each step costs one small matmul per adapted layer and no module lookups.
-Source: the paper's section 3.2 (EWC-LoRA) and the authors' `run.py` (`EWCLoRAModel.forward`: the sum of
+Source: the paper's method section (EWC-LoRA) and the authors' `run.py` (`EWCLoRAModel.forward`: the sum of
 fisher * (transpose(B @ A, fan_in_fan_out) * scaling)**2 over LoRA layers, loss = ce + lambda * that sum).
 lambda is applied by the caller (train.loop), not here.
 """

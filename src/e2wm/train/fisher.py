@@ -9,7 +9,7 @@ CPU it is as fast as the loop (benchmarks/train_speed.py); on a GPU batching is 
 (not measured here). Transient memory: batch x out x in floats for one layer at a time. Sums
 are kept in float32.
 Source: the authors' `compute_fisher_matrix.py` (per text, batch size 1: the squared gradient of its mean
-token NLL, averaged over 20000 Pile validation texts cut to 800 tokens); the paper's section 3.2 (EWC-LoRA).
+token NLL, averaged over 20000 Pile validation texts cut to 800 tokens); the paper's method section (EWC-LoRA).
 """
 
 import json
