@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny random causal LMs with offline-trained tokenizers (no network, seconds to build)."""
+"""Shared fixtures: tiny random causal LMs with offline-trained tokenizers (no network, seconds to build).
+
+tests/ mirrors the package: unit/<stage>/ (and unit/ for the shared modules) tests components, commands/ goes
+through `e2wm <command>`, recipes/ calls a recipe's Python API, helpers/ holds what several folders share;
+package-wide checks (architecture, configs, CLI options, README) stay at the top."""
 
 from pathlib import Path
 

@@ -4,6 +4,7 @@ import dataclasses
 import re
 
 import pytest
+from helpers.files import write
 
 from e2wm import config
 from e2wm.cli import COMMANDS, RENAMED, command_parser, main, parse
@@ -132,3 +133,12 @@ def test_mixture_names_tasks_and_files(tmp_path, capsys):
     code, err = run_main(capsys, "train", "--train", "1 obj_move", "--data-dir", tmp_path, "--method", "lora",
                          "--out", tmp_path / "run")
     assert code == 2 and "task obj_move: no train_obj_move.jsonl or train_obj_move.json in" in err
+
+
+def test_config_keys_may_be_option_names(tmp_path):
+    """`lambda:` (the option --lambda) and `lam:` (its dest) both work; unknown keys name the field."""
+    from e2wm.cli import command_parser, load_config
+
+    parser, _ = command_parser("train")
+    config = write(tmp_path / "train.yaml", ["lambda: 0.5", "max-len: 64"])
+    assert load_config(str(config), parser) == {"lam": 0.5, "max_len": 64}

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from experience_fixtures import inputs
+from helpers.experience_fixtures import inputs
 
 from e2wm import BuildConfig, build
 

@@ -1,21 +1,15 @@
 """`e2wm eval` end to end with a tiny model: outputs, resume, and every bad input (exit 2, one clear line)."""
 
 import json
-from pathlib import Path
 
 import pytest
+from helpers.files import write
 
 from e2wm.cli import main
 
 QA = {"input": "Question: To wash dishes, a related item could be\nAnswer:", "answer_list": ["sink", "bed"],
       "answer": "sink"}
 GEN = {"input": "Q: How to watch tv?\nA:", "ref": "Walk to home office. Switch on tv."}
-
-
-def write(path: Path, lines: list) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
-    return path
 
 
 def run_eval(*args) -> None:
@@ -145,12 +139,3 @@ def test_vllm_backend_fails_clearly_without_vllm_or_gpu(tmp_path, capsys):
     err = fails(capsys, "--data", data, "--out", tmp_path / "o", "--backend", "vllm")
     assert "--backend vllm needs" in err
     assert not (tmp_path / "o").exists()
-
-
-def test_config_keys_may_be_option_names(tmp_path):
-    """`lambda:` (the option --lambda) and `lam:` (its dest) both work; unknown keys name the field."""
-    from e2wm.cli import command_parser, load_config
-
-    parser, _ = command_parser("train")
-    config = write(tmp_path / "train.yaml", ["lambda: 0.5", "max-len: 64"])
-    assert load_config(str(config), parser) == {"lam": 0.5, "max_len": 64}

@@ -1,155 +1,21 @@
-"""e2wm train: EWC penalty and weighted loss by hand, lambda 0 = LoRA, data errors, resume, NaN, overfitting."""
+"""`e2wm train`: data errors, resume, NaN, overfitting, adapters for plain PEFT, two processes, checkpointing."""
 
 import json
 
 import pytest
 import torch
+from helpers.training import PAIRS
 
 from e2wm.cli import main
-from e2wm.errors import InputError
 from e2wm.models import ModelSpec, load_model
 from e2wm.recipes import finetune
-from e2wm.train.data import collate, encode_example, length_grouped_batches, parse_mixture, read_pairs, ref_weight
-from e2wm.train.ewc import FullEwc, LoraEwc, lora_layers
 from e2wm.train.fisher import FisherHeader, save_fisher
-from e2wm.train.loop import weighted_nll_sum
 from e2wm.train.targets import target_layers
-
-PAIRS = [
-    ("Q: How many items are on the table?\nA:", "There are 3 items."),
-    ("Walk to kitchen. Grab cup.", "Open fridge."),
-    ("Given a task plan: Switch on tv. What is the name of this task?", "Watch TV"),
-    ("John picked up the apple.", "kitchen, hallway"),
-]
-
-
-def peft_model(path, seed=0, dropout=0.0):
-    from peft import LoraConfig, get_peft_model
-
-    model, tokenizer = load_model(ModelSpec(str(path), device="cpu"))
-    torch.manual_seed(seed)
-    gpt2 = model.config.model_type == "gpt2"
-    config = LoraConfig(r=4, lora_alpha=16, lora_dropout=dropout, target_modules=["c_attn"] if gpt2 else None,
-                        fan_in_fan_out=gpt2, task_type="CAUSAL_LM")
-    model = get_peft_model(model, config)
-    for name, parameter in model.named_parameters():  # B starts at zero; give the deltas something to weigh
-        if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.5)
-    return model, tokenizer
-
-
-def random_fisher(model, seed=1):
-    generator = torch.Generator().manual_seed(seed)
-    return {name: torch.rand(layer.base_layer.weight.shape, generator=generator)
-            for name, layer in lora_layers(model).items()}
-
-
-@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
-def test_lora_penalty_equals_hand_computation(fixture, request):
-    model, _ = peft_model(request.getfixturevalue(fixture))
-    fisher = random_fisher(model)
-    expected = 0.0
-    for name, layer in lora_layers(model).items():
-        a, b = layer.lora_A["default"].weight.double(), layer.lora_B["default"].weight.double()
-        delta = (16 / 4) * b @ a  # scaling = alpha / r
-        if fixture == "tiny_gpt2":
-            delta = delta.T  # Conv1D keeps (in, out)
-        assert delta.shape == layer.base_layer.weight.shape
-        expected += (fisher[name].double() * delta**2).sum().item()
-    value = LoraEwc.build(model, fisher)()
-    assert expected > 0 and value.item() == pytest.approx(expected, rel=1e-5)
-    value.backward()
-    assert all(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)
-
-
-def test_full_penalty_is_fisher_weighted_distance(tiny_llama):
-    model, _ = load_model(ModelSpec(str(tiny_llama), device="cpu"))
-    layers = target_layers(model, ["q_proj"])
-    fisher = {name: torch.full(layer.weight.shape, 2.0) for name, layer in layers.items()}
-    penalty = FullEwc.build(layers, fisher)
-    assert penalty().item() == 0.0
-    with torch.no_grad():
-        next(iter(layers.values())).weight += 0.5
-    assert penalty().item() == pytest.approx(2.0 * 0.25 * 32 * 32)
-
-
-def test_weighted_loss_equals_hand_computation(tiny_llama):
-    model, tokenizer = load_model(ModelSpec(str(tiny_llama), device="cpu"))
-    examples = [encode_example(tokenizer, text, ref, weight, 64) for (text, ref), weight in zip(PAIRS, [1, 0.7, 1, 2])]
-    batch = collate(examples, tokenizer.pad_token_id)
-    got = weighted_nll_sum(model, batch).item() / ref_weight(examples)
-    numerator = denominator = 0.0
-    with torch.no_grad():
-        for example in examples:
-            ids = torch.tensor([example.ids])
-            logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
-            for t in range(1, len(example.ids)):
-                if example.is_ref[t]:
-                    numerator -= example.weight * logp[t - 1, example.ids[t]].item()
-                    denominator += example.weight
-    assert got == pytest.approx(numerator / denominator, rel=1e-5)
-
-
-def test_ref_tokens_are_the_reference(tiny_gpt2, tiny_llama):
-    for path in (tiny_gpt2, tiny_llama):
-        _, tokenizer = load_model(ModelSpec(str(path), device="cpu"))
-        example = encode_example(tokenizer, "Walk to kitchen.", "Open fridge.", 1.0, 64)
-        ref_ids = [i for i, r in zip(example.ids, example.is_ref) if r]
-        assert tokenizer.decode(ref_ids).replace("<unk>", "\n").strip() == "Open fridge."  # tiny llama: no "\n"
-        short = encode_example(tokenizer, "Walk to kitchen. " * 20, "Open fridge.", 1.0, 10)
-        assert len(short.ids) == 10 and short.ids[-len(ref_ids):] == ref_ids  # the ref survives truncation
-
-
-@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
-def test_lambda_zero_gradients_equal_plain_lora(fixture, request):
-    path = request.getfixturevalue(fixture)
-    grads = []
-    for with_penalty in (True, False):
-        model, tokenizer = peft_model(path)
-        examples = [encode_example(tokenizer, t, r, 1.0, 64) for t, r in PAIRS]
-        loss = weighted_nll_sum(model, collate(examples, tokenizer.pad_token_id)) / ref_weight(examples)
-        if with_penalty:
-            loss = loss + 0.0 * LoraEwc.build(model, random_fisher(model))()
-        loss.backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
-    assert grads[0].keys() == grads[1].keys() and grads[0]
-    for name in grads[0]:
-        assert torch.equal(grads[0][name], grads[1][name])
-
-
-def test_length_grouped_batches_cover_every_example_once():
-    lengths = [5, 50, 7, 48, 6, 49, 8, 47, 3]
-    batches = length_grouped_batches(lengths, 2, seed=3, group=8)
-    assert sorted(i for b in batches for i in b) == list(range(9))
-    assert length_grouped_batches(lengths, 2, seed=3, group=8) == batches
-    spreads = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches if len(b) == 2]
-    assert max(spreads) <= 3  # grouped: short with short, long with long
-
-
-def test_mixture_parsing():
-    assert parse_mixture("1 a.json 0.7 b.json") == [(1.0, "a.json"), (0.7, "b.json")]
-    for bad, message in [("1 a.json 0.7", "pairs"), ("x a.json", "not a weight"), ("-1 a.json", "positive"),
-                         ("", "pairs"), ("nan a.json", "positive")]:
-        with pytest.raises(InputError, match=message):
-            parse_mixture(bad)
 
 
 def write_pairs(path, pairs=PAIRS, repeat=1):
     path.write_text("".join(json.dumps({"input": t, "ref": r}) + "\n" for t, r in pairs * repeat))
     return path
-
-
-@pytest.mark.parametrize("content, message", [
-    ("", "the file is empty"),
-    ('{"input": "a", "ref": "b"}\n{"ref": "b"}\n', ":2: field 'input' is missing"),
-    ('{"input": "a", "ref": 3}\n', ":1: field 'ref' must be str"),
-    ('{"input": "a", "ref": "b"}\nnot json\n', ":2: bad JSON"),
-])
-def test_bad_training_files_name_file_line_and_field(tmp_path, content, message):
-    path = tmp_path / "t.json"
-    path.write_text(content)
-    with pytest.raises(InputError, match=message):
-        read_pairs(path)
 
 
 def run_train(capsys, *args):
@@ -293,7 +159,7 @@ def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(tiny_lla
     common = ["--model", tiny_llama, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
               "--lora-dropout", "0", "--epochs", "2", "--lr", "1e-2"]
     assert run_train(capsys, *common, "--grad-accum", "2", "--out", tmp_path / "one")[0] == 0
-    config = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "cpu-2proc.yaml"
+    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "cpu-2proc.yaml"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
                "--main_process_port", str(free_port()), "-m", "e2wm", "train", *map(str, common),
                "--out", str(tmp_path / "two")]

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from experience_fixtures import House, inputs, programs, random_episode, write_jsonl
-from task_formats import read_act_recog, read_act_recog_qa, read_plan_gen
+from helpers.experience_fixtures import House, inputs, programs, random_episode, write_jsonl
+from helpers.task_formats import read_act_recog, read_act_recog_qa, read_plan_gen
 
 from e2wm.cli import main
 

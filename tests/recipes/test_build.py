@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from experience_fixtures import inputs
-from task_formats import (
+from helpers.experience_fixtures import inputs
+from helpers.task_formats import (
     count_items,
     read_act_recog,
     read_act_recog_qa,

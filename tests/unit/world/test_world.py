@@ -1,10 +1,10 @@
-"""The world API: bundled programs, goal facts, English, simulator steps, `e2wm world` and its bad inputs."""
+"""The world API: bundled programs, goal facts, English, simulator steps, RobotHow directories."""
 
 import json
 
 import pytest
+from helpers.world import _robothow
 
-from e2wm.cli import main
 from e2wm.errors import InputError
 from e2wm.world.english import action_text, fact_text
 from e2wm.world.facts import Fact, fact_string, goal_facts, graph_facts
@@ -102,45 +102,6 @@ def test_replaying_human_programs_reaches_their_goals():
                 break
         reached += all(world.holds(state, f) for f in goal_facts(program.init_graph, program.final_graph))
     assert reached >= 235  # the others miss CLOSE facts of an older simulator, or grab an object twice
-
-
-def test_world_command_replay(capsys):
-    main(["world", "--program", "file1004_2", "--replay"])
-    out = capsys.readouterr().out
-    assert "Put groceries in Fridge" in out and "The freezer is closed." in out
-    assert "1. Walk to dining room." in out and "Replay reaches 5/5 goal facts" in out
-
-
-def _robothow(tmp_path, graph_text: str):
-    scripts = tmp_path / "executable_programs" / "Scene_graph" / "g"
-    graphs = tmp_path / "init_and_final_graphs" / "Scene_graph" / "g"
-    scripts.mkdir(parents=True)
-    graphs.mkdir(parents=True)
-    (scripts / "file1_1.txt").write_text("Walk\nGo there\n\n[WALK] <kitchen> (1.2)\n")
-    (graphs / "file1_1.json").write_text(graph_text)
-    return tmp_path
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["world", "--program", "file0_0"], "unknown program id 'file0_0'"),
-    (["collect", "plans", "--programs", "file0_0", "--out", "x.jsonl"], "unknown program id 'file0_0'"),
-])
-def test_unknown_program_exits_2(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
-
-
-def test_bad_layout_and_bad_graph_exit_2(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["world", "--program", "file1_1", "--robothow-dir", str(tmp_path)])
-    assert exit_info.value.code == 2 and "not a RobotHow directory" in capsys.readouterr().err
-    root = _robothow(tmp_path / "r", '{"init_graph": {"nodes": [],\n "edges": [}')
-    with pytest.raises(SystemExit) as exit_info:
-        main(["world", "--program", "file1_1", "--robothow-dir", str(root)])
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and "file1_1.json:2: bad graph JSON" in err and len(err.splitlines()) == 1
 
 
 def test_graph_without_nodes_is_refused(tmp_path):

@@ -5,7 +5,7 @@ import random
 import re
 
 import pytest
-from experience_fixtures import House, plan_record, write_jsonl
+from helpers.experience_fixtures import House, plan_record, write_jsonl
 
 from e2wm.data import counting, object_path, plan_gen
 from e2wm.data.records import Inconsistent, PlanRecord, read_episodes

@@ -1,64 +1,18 @@
-"""e2wm fisher: batched per-sample gradients equal a naive loop; files, headers, resume, model samples, mismatch."""
+"""`e2wm fisher`: files and headers, resume from partial sums, model samples, a saved dataset as corpus."""
 
 import json
 
 import pytest
 import torch
+from helpers.training import TEXTS, naive_fisher
 from safetensors import safe_open
 
 from e2wm.cli import main
-from e2wm.errors import InputError
 from e2wm.models import ModelSpec, load_model
 from e2wm.recipes import fisher as fisher_recipe
 from e2wm.text import read_corpus
-from e2wm.train.corpus import sample_texts
-from e2wm.train.fisher import (
-    accumulate,
-    check_fisher,
-    encode_texts,
-    load_fisher,
-    per_text_losses,
-    prepare_for_fisher,
-    zero_sums,
-)
-from e2wm.train.targets import default_target_names, target_layers
-
-TEXTS = [
-    "Walk to kitchen. Grab cup. Open fridge.",
-    "Q: How to brush teeth? Given items include toothbrush.",
-    "There are 3 items on the table.",
-    "John picked up the apple. Mary went to the office. How many items are there?",
-    "Answer: hallway, dining room, bathroom",
-]
-
-
-def naive_fisher(model, layers, sequences):
-    """Mean over texts of the squared weight gradient, one backward pass per text."""
-    sums = {name: torch.zeros_like(layer.weight, dtype=torch.float32) for name, layer in layers.items()}
-    for ids in sequences:
-        model.zero_grad(set_to_none=True)
-        x = torch.tensor([ids])
-        per_text_losses(model, x, torch.ones_like(x))[0].backward()
-        for name, layer in layers.items():
-            sums[name] += layer.weight.grad.float() ** 2
-    return {name: s / len(sequences) for name, s in sums.items()}
-
-
-@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
-def test_batched_fisher_equals_naive_loop(fixture, request):
-    model, tokenizer = load_model(ModelSpec(str(request.getfixturevalue(fixture)), device="cpu"))
-    layers = target_layers(model, default_target_names(model))
-    prepare_for_fisher(model, layers)
-    sequences = encode_texts(tokenizer, TEXTS, max_len=12)
-    assert max(len(s) for s in sequences) == 12 and min(len(s) for s in sequences) < 12  # padding exercised
-    sums = zero_sums(layers)
-    accumulate(model, layers, sequences, tokenizer.pad_token_id, sums, batch_size=3)
-    expected = naive_fisher(model, layers, sequences)
-    assert set(sums) == set(expected) and len(sums) == (4 if fixture == "tiny_llama" else 2)
-    for name in sums:
-        assert sums[name].dtype == torch.float32
-        assert sums[name].abs().sum() > 0
-        torch.testing.assert_close(sums[name] / len(sequences), expected[name], rtol=1e-4, atol=1e-10)
+from e2wm.train.fisher import encode_texts, load_fisher
+from e2wm.train.targets import target_layers
 
 
 def write_corpus(path, texts=TEXTS):
@@ -110,14 +64,6 @@ def test_fisher_resumes_from_partial_sums(tiny_llama, tmp_path, monkeypatch):
         assert torch.equal(whole[1][name], resumed[1][name])
 
 
-def test_model_samples_are_seeded(tiny_llama):
-    model, tokenizer = load_model(ModelSpec(str(tiny_llama), device="cpu"))
-    first = sample_texts(model, tokenizer, 3, max_len=8, seed=1, batch_size=2)
-    assert len(first) == 3 and all(isinstance(t, str) and t for t in first)
-    assert sample_texts(model, tokenizer, 3, max_len=8, seed=1, batch_size=2) == first
-    assert sample_texts(model, tokenizer, 3, max_len=8, seed=2, batch_size=2) != first
-
-
 def test_fisher_command_with_model_samples(tiny_llama, tmp_path):
     out = tmp_path / "f.safetensors"
     samples = tmp_path / "samples.jsonl"
@@ -126,25 +72,6 @@ def test_fisher_command_with_model_samples(tiny_llama, tmp_path):
     header, tensors = load_fisher(out)
     assert header.corpus == "model-samples" and header.n == 3 and len(tensors) == 4
     assert len(read_corpus(samples)) == 3
-
-
-def test_plain_text_corpus_is_split_into_paragraphs(tmp_path):
-    path = tmp_path / "c.txt"
-    path.write_text("One paragraph\nstill one.\n\nTwo.\n\n\n")
-    assert read_corpus(path) == ["One paragraph\nstill one.", "Two."]
-
-
-def test_mismatched_fisher_is_rejected(tiny_llama, tiny_gpt2, tmp_path):
-    model, _ = load_model(ModelSpec(str(tiny_llama), device="cpu"))
-    layers = target_layers(model, ["q_proj", "v_proj"])
-    good = {name: torch.zeros(layer.weight.shape) for name, layer in layers.items()}
-    check_fisher("f", good, layers)
-    missing = dict(list(good.items())[1:])
-    with pytest.raises(InputError, match="modules do not match"):
-        check_fisher("f", missing, layers)
-    wrong_shape = {**good, "model.layers.0.self_attn.q_proj": torch.zeros(3, 3)}
-    with pytest.raises(InputError, match=r"q_proj has shape \[3, 3\]"):
-        check_fisher("f", wrong_shape, layers)
 
 
 def test_corpus_from_a_saved_hf_dataset(tmp_path, capsys):

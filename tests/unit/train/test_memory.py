@@ -1,10 +1,9 @@
-"""`e2wm plan-memory`: component sizes equal exact counts on real (tiny) models; CLI output and errors."""
+"""Memory plans: component sizes equal exact counts on real (tiny) models, and order sensibly."""
 
 import pytest
 from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from e2wm.cli import main
 from e2wm.train.memory import DTYPE_BYTES, model_shapes, plan_memory
 
 
@@ -53,14 +52,3 @@ def test_gpt_j_shapes_on_paper():
     plan = plan_memory(shapes, "ewc-lora", 5, 800, dtype="bfloat16")
     assert plan.fisher / (4 * shapes.params) < 1 / 6  # q_proj and v_proj only: 28 x 2 x 4096^2 float32
     assert plan.fisher == 4 * 28 * 2 * 4096 * 4096
-
-
-def test_cli_prints_components_and_rejects_bad_options(tiny_gpt2, capsys):
-    main(["plan-memory", "--model", str(tiny_gpt2), "--batch-size", "2", "--max-len", "128"])
-    out = capsys.readouterr().out
-    for label in ("base weights", "LoRA adapter", "AdamW states", "Fisher", "activations", "expected peak"):
-        assert label in out
-    with pytest.raises(SystemExit) as exit_info:
-        main(["plan-memory", "--model", str(tiny_gpt2), "--max-len", "0"])
-    assert exit_info.value.code == 2
-    assert "--max-len must be at least 1" in capsys.readouterr().err

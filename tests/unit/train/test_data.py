@@ -1,0 +1,47 @@
+"""Training data: reference tokens, length-grouped batches, mixtures and bad training files."""
+
+import pytest
+
+from e2wm.errors import InputError
+from e2wm.models import ModelSpec, load_model
+from e2wm.train.data import encode_example, length_grouped_batches, parse_mixture, read_pairs
+
+
+def test_ref_tokens_are_the_reference(tiny_gpt2, tiny_llama):
+    for path in (tiny_gpt2, tiny_llama):
+        _, tokenizer = load_model(ModelSpec(str(path), device="cpu"))
+        example = encode_example(tokenizer, "Walk to kitchen.", "Open fridge.", 1.0, 64)
+        ref_ids = [i for i, r in zip(example.ids, example.is_ref) if r]
+        assert tokenizer.decode(ref_ids).replace("<unk>", "\n").strip() == "Open fridge."  # tiny llama: no "\n"
+        short = encode_example(tokenizer, "Walk to kitchen. " * 20, "Open fridge.", 1.0, 10)
+        assert len(short.ids) == 10 and short.ids[-len(ref_ids):] == ref_ids  # the ref survives truncation
+
+
+def test_length_grouped_batches_cover_every_example_once():
+    lengths = [5, 50, 7, 48, 6, 49, 8, 47, 3]
+    batches = length_grouped_batches(lengths, 2, seed=3, group=8)
+    assert sorted(i for b in batches for i in b) == list(range(9))
+    assert length_grouped_batches(lengths, 2, seed=3, group=8) == batches
+    spreads = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches if len(b) == 2]
+    assert max(spreads) <= 3  # grouped: short with short, long with long
+
+
+def test_mixture_parsing():
+    assert parse_mixture("1 a.json 0.7 b.json") == [(1.0, "a.json"), (0.7, "b.json")]
+    for bad, message in [("1 a.json 0.7", "pairs"), ("x a.json", "not a weight"), ("-1 a.json", "positive"),
+                         ("", "pairs"), ("nan a.json", "positive")]:
+        with pytest.raises(InputError, match=message):
+            parse_mixture(bad)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "the file is empty"),
+    ('{"input": "a", "ref": "b"}\n{"ref": "b"}\n', ":2: field 'input' is missing"),
+    ('{"input": "a", "ref": 3}\n', ":1: field 'ref' must be str"),
+    ('{"input": "a", "ref": "b"}\nnot json\n', ":2: bad JSON"),
+])
+def test_bad_training_files_name_file_line_and_field(tmp_path, content, message):
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    with pytest.raises(InputError, match=message):
+        read_pairs(path)
