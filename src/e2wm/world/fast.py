@@ -3,7 +3,7 @@
 `virtualhome-eval` finds "every edge between X and anything" by trying all ~300 nodes of the scene, so a
 walk costs ~1,300 edge deletions. We look up the edges that exist instead: forward ones from the state,
 backward ones from a reverse index of the (immutable) base graph plus the state's few new edges. The
-resulting states are the same (tests/test_world.py compares them with the originals).
+resulting states are the same (tests/unit/world/test_world.py compares them with the originals).
 """
 
 from virtualhome_eval.simulation.evolving_graph import environment as env
