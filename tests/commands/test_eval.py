@@ -139,3 +139,88 @@ def test_vllm_backend_fails_clearly_without_vllm_or_gpu(tmp_path, capsys):
     err = fails(capsys, "--data", data, "--out", tmp_path / "o", "--backend", "vllm")
     assert "--backend vllm needs" in err
     assert not (tmp_path / "o").exists()
+
+
+def adapter_for(model_dir, target, seed):
+    """A LoRA adapter saved at target with seeded non-zero weights (a 'retrained' adapter is another seed)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from e2wm.models import ModelSpec, load_model
+
+    model, _ = load_model(ModelSpec(str(model_dir), device="cpu"))
+    model = get_peft_model(model, LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True,
+                                             task_type="CAUSAL_LM"))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    model.save_pretrained(target)
+
+
+def test_adapter_retrained_in_place_is_evaluated_again(tiny_gpt2, tmp_path, capsys):
+    data = write(tmp_path / "housework_qa.json", [QA, QA | {"answer": "bed"}, QA | {"input": "Q: Cup?\nA:"}])
+    adapter, out = tmp_path / "adapter", tmp_path / "run"
+    adapter_for(tiny_gpt2, adapter, seed=1)
+    run_eval("--model", tiny_gpt2, "--adapter", adapter, "--data", data, "--out", out)
+    first = json.loads((out / "predictions" / "housework_qa.jsonl").read_text().splitlines()[0])["scores"]
+    run_eval("--model", tiny_gpt2, "--adapter", adapter, "--data", data, "--out", out)
+    assert "housework_qa: already evaluated" in capsys.readouterr().out  # same adapter: reused
+    adapter_for(tiny_gpt2, adapter, seed=2)  # retrained at the same path
+    run_eval("--model", tiny_gpt2, "--adapter", adapter, "--data", data, "--out", out)
+    assert "already evaluated" not in capsys.readouterr().out
+    second = json.loads((out / "predictions" / "housework_qa.jsonl").read_text().splitlines()[0])["scores"]
+    assert second != first
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--limit", "1"), ("--batch-size", "2"), ("--num-beams", "2"), ("--max-new-tokens", "3"), ("--norm", "ln"),
+    ("--max-len", "100"), ("--dtype", "bfloat16"),
+])
+def test_each_result_setting_changes_the_fingerprint(tiny_gpt2, tmp_path, capsys, option, value):
+    data = write(tmp_path / "housework_qa.json", [QA, QA | {"answer": "bed"}])
+    out = tmp_path / "run"
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--max-new-tokens", 4)
+    capsys.readouterr()
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--max-new-tokens", 4, option, value)
+    assert "already evaluated" not in capsys.readouterr().out
+
+
+def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
+    import dataclasses
+
+    from e2wm.eval.config import EvalConfig
+    from e2wm.eval.items import read_eval_file
+    from e2wm.eval.run import fingerprint
+
+    task = read_eval_file(write(tmp_path / "housework_qa.json", [QA]))
+    base = EvalConfig(data=["d"], out="o")
+    identity = {"model_revision": "a", "adapter_sha256": None, "device_type": "cpu"}
+    key = fingerprint(task, base, identity)
+    changed = {"model": "other", "dtype": "bfloat16", "load_in_8bit": True, "load_in_4bit": True, "adapter": "x",
+               "limit": 3, "batch_size": 3, "num_beams": 3, "max_new_tokens": 3, "norm": "un", "max_len": 64,
+               "backend": "vllm"}
+    result_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.metadata.get("result", True)}
+    assert result_fields - {"data", "ppl_data"} == set(changed)  # a new result field must be added here
+    for name, value in changed.items():
+        assert fingerprint(task, dataclasses.replace(base, **{name: value}), identity) != key, name
+    for name in identity:
+        assert fingerprint(task, base, identity | {name: "changed"}) != key, name
+    assert fingerprint(task, dataclasses.replace(base, out="elsewhere", num_processes=2), identity) == key
+
+
+def test_outputs_carry_provenance_and_limit_warning(tiny_gpt2, tmp_path):
+    data = write(tmp_path / "housework_qa.json", [QA, QA | {"answer": "bed"}, QA])
+    out = tmp_path / "run"
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--limit", 2)
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["config"]["limit"] == 2 and recorded["identity"]["device_type"] == "cpu"
+    assert len(recorded["identity"]["model_revision"]) == 64  # a local model: the digest of its files
+    versions = recorded["provenance"]["versions"]
+    assert versions["torch"] and versions["transformers"] and versions["peft"] and versions["e2wm"]
+    assert recorded["provenance"]["date"].endswith("Z") and recorded["provenance"]["device"] == "cpu"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["housework_qa"]["n"], metrics["housework_qa"]["n_original"]) == (2, 3)
+    assert "Warning: --limit 2 scored only the first 2 items of 1 file(s) (housework_qa)" in (
+        out / "results.md").read_text()

@@ -87,6 +87,13 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     assert resumed == whole  # steps 7..12, re-run from the mid-epoch step-6 checkpoint, give identical losses
     changed = [*common[:-2], "--lr", "1e-3"]
     assert "other options (lr)" in run_train(capsys, *changed, "--out", tmp_path / "cut", "--resume")[1]
+    recorded = json.loads((tmp_path / "cut" / "config.json").read_text())
+    assert set(recorded["settings"]["inputs"]) == {str(data), str(other), str(fisher)}
+    assert recorded["provenance"]["versions"]["torch"] and recorded["provenance"]["device"] == "cpu"
+    with open(other, "a") as handle:  # the same file name with other contents is not silently reused
+        handle.write(json.dumps({"input": "Walk to bedroom.", "ref": "Lie on bed."}) + "\n")
+    code, err = run_train(capsys, *common, "--out", tmp_path / "cut", "--resume")
+    assert code == 2 and f"was started on other contents of {other}" in err
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tiny_gpt2, tmp_path, capsys, monkeypatch):

@@ -77,6 +77,22 @@ def test_interrupted_train_stage_resumes(tiny_llama, tmp_path, monkeypatch):
     assert not stale.exists()  # downstream of a re-run stage starts clean
 
 
+def test_a_changed_input_file_reruns_its_stage(tiny_llama, tmp_path, monkeypatch):
+    """Same command lines but other contents in a file a stage reads: that stage and the later ones run again."""
+    monkeypatch.setattr(Job, "run", lambda job: None)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "housework_qa.json").write_text('{"input": "Q?", "answer_list": ["a", "b"], "answer": "a"}\n')
+    settings = tiny(tiny_llama, tmp_path / "demo", eval_data=str(dev))
+    run_stages(settings, log=lambda _: None)
+    assert all(s == 0 for s in run_stages(settings, log=lambda _: None).values())  # nothing changed: skipped
+    marker = json.loads((tmp_path / "demo" / "eval" / "stage.json").read_text())
+    assert str(dev) in marker["inputs"] and len(marker["inputs"][str(dev)]) == 64
+    (dev / "housework_qa.json").write_text('{"input": "Q?", "answer_list": ["a", "b"], "answer": "b"}\n')
+    seconds = run_stages(settings, log=lambda _: None)
+    assert [name for name, s in seconds.items() if s > 0] == ["eval", "report"]
+
+
 def test_spread_mixes_the_list():
     assert spread([str(i) for i in range(10)], 3) == ["0", "3", "6"]
     assert spread(["a", "b"], 5) == ["a", "b"]

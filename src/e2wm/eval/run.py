@@ -50,11 +50,13 @@ def gather_rows(rows: list[dict], shard: Shard) -> list[dict]:
     return sorted(rows, key=lambda row: row["index"])
 
 
-def fingerprint(task: EvalFile, config: EvalConfig) -> str:
-    """What a saved task result depends on: the file's bytes and the config's result settings."""
+def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
+    """What a saved task result depends on: the file's bytes, the config's result settings (every EvalConfig
+    field not marked result=False, so a field added later is covered) and the model's identity (the base
+    model's revision or weight digest, the adapter's digest, the device type: see recipes.evaluate)."""
     settings = {k: v for k, v in result_settings(config).items() if k not in ("data", "ppl_data")}
     digest = hashlib.sha256(task.path.read_bytes())
-    digest.update(json.dumps([settings, PPL_WINDOW], sort_keys=True).encode())
+    digest.update(json.dumps([settings, identity, PPL_WINDOW], sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -113,21 +115,25 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
     return result, rows
 
 
-def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, shard: Shard | None = None,
-                   generator=None, log=print) -> dict:
+def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, identity: dict,
+                   shard: Shard | None = None, generator=None, log=print) -> dict:
     """Run every task (resuming finished ones), then perplexity; write metrics.json and results.md in config.out.
 
-    generator, if given, decodes the generation tasks instead of the hf model (see vllm_backend).
-    Returns {task: metrics}, "ppl" among them when config.ppl_data is set.
+    identity: what the config cannot say about the model (its revision or weight digest, the adapter's
+    digest, the device type); part of each task's resume fingerprint. generator, if given, decodes the
+    generation tasks instead of the hf model (see vllm_backend). Returns {task: metrics}, "ppl" among
+    them when config.ppl_data is set; each task's metrics hold n (items scored) and n_original (items in
+    its file).
     """
     shard = shard or Shard()
     out = Path(config.out)
     max_length = config.max_len or context_length(model, tokenizer)
     results: dict[str, dict] = {}
     for task in tasks:
+        n_original = len(task.items)
         if config.limit:
             task.items = task.items[: config.limit]
-        key = fingerprint(task, config)
+        key = fingerprint(task, config, identity)
         saved = out / "tasks" / f"{task.name}.json"
         previous = json.loads(saved.read_text()) if saved.is_file() else {}
         if previous.get("fingerprint") == key:
@@ -139,6 +145,7 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
             result, rows = qa_rows(model, tokenizer, task, config, max_length, shard, log)
         else:
             result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator)
+        result["n_original"] = n_original
         if shard.is_main:
             write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
             write_json(saved, {"fingerprint": key, "metrics": result})
@@ -152,14 +159,19 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     if shard.is_main:
         write_json(out / "metrics.json", results)
         model_id = config.model + (f" + {config.adapter}" if config.adapter else "")
-        write_atomic(out / "results.md", results_table(results, model_id))
+        write_atomic(out / "results.md", results_table(results, model_id, config.limit))
     return results
 
 
-def results_table(results: dict, model_id: str) -> str:
-    """results.md: a row per task (its label, headline metric, score, items, truncated prompts)."""
-    lines = [f"# E2WM evaluation: {model_id}", "", "| task | metric | score | n | truncated |",
-             "|---|---|---:|---:|---:|"]
+def results_table(results: dict, model_id: str, limit: int | None = None) -> str:
+    """results.md: a row per task (its name, headline metric, score, items, truncated prompts); a warning
+    first when --limit cut the files, since such scores are not the benchmark's."""
+    lines = [f"# E2WM evaluation: {model_id}", ""]
+    cut = [name for name, result in results.items() if result.get("n", 0) < result.get("n_original", 0)]
+    if limit and cut:
+        lines += [f"**Warning: --limit {limit} scored only the first {limit} items of {len(cut)} file(s) "
+                  f"({', '.join(cut)}); these are not full-benchmark scores.**", ""]
+    lines += ["| task | metric | score | n | truncated |", "|---|---|---:|---:|---:|"]
     for name, result in results.items():
         metric, value = headline(result)
         extra = ""

@@ -4,8 +4,9 @@ collect (MCTS plans + random exploration) -> build (four training tasks + held-o
 (on model samples) -> train (EWC-LoRA, a small budget) -> eval (base and finetuned, E2WM tasks +
 perplexity on general text) -> report (table + charts). Each stage calls the recipes with typed configs
 and prints, before each job, the `e2wm` command line that does the same, so that a user can rerun one
-stage by hand. A finished stage records those command lines in OUT/<stage>/stage.json and is skipped
-when re-run with the same ones; `force` redoes everything, and a stage that runs again makes every later
+stage by hand. A finished stage records those command lines and the digests of the files they read
+(outside the stage's own folder) in OUT/<stage>/stage.json, and is skipped when re-run with the same
+ones; `force` redoes everything, and a stage that runs again makes every later
 stage run again. An interrupted stage resumes where its recipe can (collect, fisher, train, eval) and
 starts over otherwise.
 """
@@ -27,6 +28,7 @@ from e2wm.eval.config import EvalConfig, ReportConfig
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.files import write_atomic, write_json
 from e2wm.models import EMBEDDED_NAME, MODEL_HELP
+from e2wm.provenance import path_digest
 from e2wm.recipes.build import build
 from e2wm.recipes.collect import collect_explore, collect_plans
 from e2wm.recipes.evaluate import evaluate
@@ -87,6 +89,17 @@ class Job:
 
     def run(self) -> None:
         self.recipe(self.config)
+
+    def inputs(self, own_folder: Path) -> dict[str, str | None]:
+        """Digests of the existing files and folders the config names outside the stage's own folder."""
+        values = [v for value in config.as_dict(self.config).values()
+                  for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+        found = {}
+        for value in values:
+            path = Path(value)
+            if path.exists() and own_folder.resolve() not in (path.resolve(), *path.resolve().parents):
+                found[value] = path_digest(path)
+        return found
 
 
 @dataclass
@@ -181,7 +194,8 @@ def run_stages(settings: DemoConfig, log=print) -> dict[str, float]:
         marker = folder / "stage.json"
         recorded = json.loads(marker.read_text()) if marker.is_file() else {}
         commands = [job.argv() for job in stage.jobs]
-        same = recorded.get("commands") == commands
+        inputs = {k: v for job in stage.jobs for k, v in job.inputs(folder).items()}
+        same = recorded.get("commands") == commands and recorded.get("inputs") == inputs
         header = f"[{number}/{len(stages)}] {stage.name}: {stage.what}"
         fresh = settings.force or upstream_ran or not same  # else the stage's earlier output is still valid
         if not fresh and recorded.get("done"):
@@ -190,7 +204,7 @@ def run_stages(settings: DemoConfig, log=print) -> dict[str, float]:
             continue
         upstream_ran = True  # every later stage depends on this one's output
         jobs = prepare(stage, folder, resume=not fresh and stage.name in RESUMABLE)
-        write_json(marker, {"commands": commands, "done": False})
+        write_json(marker, {"commands": commands, "inputs": inputs, "done": False})
         log(f"{header}  (demo time so far {time.time() - start:.0f} s)")
         began, began_cpu = time.time(), cpu_seconds()
         for job in jobs:
@@ -198,7 +212,7 @@ def run_stages(settings: DemoConfig, log=print) -> dict[str, float]:
             job.run()
         seconds[stage.name], cpu[stage.name] = time.time() - began, cpu_seconds() - began_cpu
         log(f"    {stage.name} done in {seconds[stage.name]:.0f} s ({cpu[stage.name]:.0f} s of CPU time)")
-        write_json(marker, {"commands": commands, "done": True,
+        write_json(marker, {"commands": commands, "inputs": inputs, "done": True,
                             "seconds": seconds[stage.name], "cpu_seconds": cpu[stage.name]})
     write_json(out / "timings.json", {"wall_seconds": seconds, "cpu_seconds": cpu,
                                       "total_wall_seconds": time.time() - start})

@@ -22,9 +22,11 @@ from e2wm.eval import vllm_backend
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import load_eval_files
 from e2wm.eval.perplexity import read_texts
+from e2wm.eval.prefix_cache import model_device
 from e2wm.eval.run import Shard, evaluate_model
 from e2wm.files import write_json
 from e2wm.models import context_length, load_model, resolve_model_path
+from e2wm.provenance import environment, model_revision, path_digest, tree_digest
 
 
 def launch(num_processes: int, argv: list[str]) -> None:
@@ -52,6 +54,17 @@ def current_shard() -> tuple[Shard, str | None]:
     return Shard(state.process_index, state.num_processes), str(state.device)
 
 
+def model_identity(config: EvalConfig, model) -> dict:
+    """What changes scores beyond the config's text: the base model's Hub revision (or, for a local or the
+    embedded model, the digest of its files), the adapter's digest and the device type."""
+    local = resolve_model_path(config.model)
+    return {
+        "model_revision": model_revision(model) or path_digest(local),
+        "adapter_sha256": tree_digest(config.adapter) if config.adapter else None,
+        "device_type": model_device(model).type,
+    }
+
+
 def evaluate(config: EvalConfig) -> dict:
     """Evaluate as config says; returns {task: metrics} (also in OUT/metrics.json, with results.md).
 
@@ -71,8 +84,10 @@ def evaluate(config: EvalConfig) -> dict:
     if device and not spec.device:
         spec.device = device
     model, tokenizer = load_model(spec)
+    identity = model_identity(config, model)
     if shard.is_main:
-        write_json(out / "config.json", as_dict(config))
+        write_json(out / "config.json", {"config": as_dict(config), "identity": identity,
+                                         "provenance": environment(str(model_device(model)))})
     generator = None
     if config.backend == "vllm" and any(task.kind == "generation" for task in tasks):
         generator = vllm_backend.VllmGenerator(
@@ -80,7 +95,7 @@ def evaluate(config: EvalConfig) -> dict:
             config.max_len or context_length(model, tokenizer), config.gpu_memory_utilization,
         )
     start = time.time()
-    results = evaluate_model(model, tokenizer, tasks, config, shard, generator)
+    results = evaluate_model(model, tokenizer, tasks, config, identity, shard, generator)
     if shard.is_main:
         print((out / "results.md").read_text())
         print(f"wrote {out / 'metrics.json'} in {time.time() - start:.0f} s")

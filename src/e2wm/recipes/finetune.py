@@ -23,7 +23,8 @@ from tqdm import tqdm
 from e2wm.config import as_dict, result_settings
 from e2wm.errors import InputError
 from e2wm.files import append_jsonl, read_jsonl, write_json, write_jsonl
-from e2wm.models import load_model
+from e2wm.models import default_device, load_model
+from e2wm.provenance import environment, path_digest
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, save_checkpoint
 from e2wm.train.config import TrainConfig
@@ -44,27 +45,34 @@ class TrainResult:
     loss: float | None
 
 
-def prepare_run_dir(config: TrainConfig, is_main: bool) -> Path:
-    """Create (or, resuming, check) the run directory; config.json records the result settings and every option.
+def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_main: bool) -> Path:
+    """Create (or, resuming, check) the run directory; config.json records the result settings (with the
+    digests of the training files and the Fisher), every option and the provenance (versions, git commit, date).
 
     Raises InputError when resuming a run started with other result settings (every field not marked
-    result=False in TrainConfig), or when --out already holds a run and resume is off.
+    result=False in TrainConfig) or other input file contents, or when --out already holds a run and resume
+    is off.
     """
     run_dir = Path(config.out)
-    settings = result_settings(config)
+    inputs = [path for _, path in mixture] + ([config.fisher] if config.fisher else [])
+    settings = {**result_settings(config), "inputs": {path: path_digest(path) for path in inputs}}
     recorded = run_dir / "config.json"
     if config.resume:
         if not (run_dir / CHECKPOINT / "state.json").is_file():
             raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
         before = json.loads(recorded.read_text())["settings"]
         changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
+        if changed == ["inputs"]:
+            files = [p for p in settings["inputs"] if before["inputs"].get(p) != settings["inputs"][p]]
+            raise InputError(f"--resume: {run_dir} was started on other contents of {', '.join(files) or 'its inputs'}")
         if changed:
             raise InputError(f"--resume: {run_dir} was started with other options ({', '.join(changed)})")
     elif (run_dir / "log.jsonl").exists() or (run_dir / CHECKPOINT).exists():
         raise InputError(f"--out {run_dir}: a run is already there; use --resume or another --out")
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(recorded, {"settings": settings, "options": as_dict(config)})
+        write_json(recorded, {"settings": settings, "options": as_dict(config),
+                              "provenance": environment(config.device or default_device())})
     return run_dir
 
 
@@ -117,7 +125,7 @@ class FinetuneRecipe:
         config = self.config
         mixture = parse_mixture(config.train, config.data_dir)
         self.accelerator = accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu: gloo processes
-        self.run_dir = prepare_run_dir(config, accelerator.is_main_process)
+        self.run_dir = prepare_run_dir(config, mixture, accelerator.is_main_process)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
         self.examples = load_examples(mixture, self.tokenizer, config.max_len)
         self.schedule = Schedule(config.batch_size, config.grad_accum, accelerator.num_processes, config.epochs,
