@@ -8,6 +8,7 @@ command runs, so `e2wm --help` stays fast.
 import argparse
 import difflib
 import importlib
+import logging
 import sys
 from pathlib import Path
 
@@ -125,8 +126,20 @@ def command_name(argv: list[str]) -> str | None:
     return None
 
 
+def configure_logging() -> None:
+    """The library's messages (logger 'e2wm', INFO and up) as plain lines on the current standard output."""
+    logger = logging.getLogger("e2wm")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    configure_logging()
     name = command_name(argv)
     if name is None:
         groups = sorted({n.split()[0] for n in COMMANDS if " " in n})

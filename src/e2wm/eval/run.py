@@ -8,6 +8,7 @@ the original order and the main process writes the same files a single process w
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from e2wm.eval.metrics import headline
 from e2wm.eval.perplexity import perplexity, read_texts
 from e2wm.files import write_atomic, write_json, write_jsonl
 from e2wm.models import context_length
+
+logger = logging.getLogger(__name__)
 
 PPL_WINDOW = 1024  # tokens per perplexity window at most (the model's context length if shorter)
 
@@ -64,11 +67,11 @@ def progress_bar(task: EvalFile, total: int, label: str, shard: Shard):
     return tqdm(total=total, desc=f"{task.name} ({label})", unit="item", disable=not shard.is_main)
 
 
-def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard, log=print):
+def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard):
     """Score every option of the shard's items; (result, rows) gathered over the processes."""
     norm = config.norm or task.spec.norm
     if config.norm is None and task.name not in TASKS and shard.is_main:
-        log(f"{task.name}: task not known, using length-normalised scores (ln); --norm overrides")
+        logger.warning("%s: task not known, using length-normalised scores (ln); --norm overrides", task.name)
     encoded = [qa.encode_item(tokenizer, item, max_length) for item in task.items]
     mine = shard.indices(len(encoded))
     with progress_bar(task, len(mine), f"qa, {norm}", shard) as bar:
@@ -116,7 +119,7 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
 
 
 def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, identity: dict,
-                   shard: Shard | None = None, generator=None, log=print) -> dict:
+                   shard: Shard | None = None, generator=None) -> dict:
     """Run every task (resuming finished ones), then perplexity; write metrics.json and results.md in config.out.
 
     identity: what the config cannot say about the model (its revision or weight digest, the adapter's
@@ -139,10 +142,10 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
         if previous.get("fingerprint") == key:
             results[task.name] = previous["metrics"]
             if shard.is_main:
-                log(f"{task.name}: already evaluated, reusing {saved}")
+                logger.info("%s: already evaluated, reusing %s", task.name, saved)
             continue
         if task.kind == "multiple_choice":
-            result, rows = qa_rows(model, tokenizer, task, config, max_length, shard, log)
+            result, rows = qa_rows(model, tokenizer, task, config, max_length, shard)
         else:
             result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator)
         result["n_original"] = n_original

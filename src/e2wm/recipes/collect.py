@@ -6,6 +6,7 @@
 Records already in the output file are kept and their jobs skipped, so an interrupted run resumes.
 """
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from e2wm.experience.mcts import SearchConfig
 from e2wm.experience.plans import plan_record
 from e2wm.experience.runner import collect, done_keys
 from e2wm.world.programs import check_ids, program_ids
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +57,6 @@ def _run(work, jobs: list[tuple], done: set, config: CollectPlansConfig | Collec
          label: str) -> CollectResult:
     out = Path(config.out)
     if done:
-        print(f"{out}: {len(done)} records already there, {len(jobs)} to go")
+        logger.info("%s: %d records already there, %d to go", out, len(done), len(jobs))
     written, successes = collect(work, jobs, out, config.workers, config.ray, label)
     return CollectResult(out, len(done), written, successes)

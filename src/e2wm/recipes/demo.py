@@ -12,6 +12,7 @@ starts over otherwise.
 """
 
 import json
+import logging
 import os
 import resource
 import shutil
@@ -37,6 +38,8 @@ from e2wm.recipes.fisher import compute_fisher
 from e2wm.recipes.report import report
 from e2wm.train.config import FisherConfig, TrainConfig
 from e2wm.train.data import PAPER_MIXTURE
+
+logger = logging.getLogger(__name__)
 
 DEV_SLICE = Path("../shared/e2wm-benchmark/eval-dev")
 RESUMABLE = ("collect", "fisher", "train", "eval")  # their recipes pick up what an interrupted run left
@@ -182,7 +185,7 @@ def prepare(stage: Stage, folder: Path, resume: bool) -> list[Job]:
     return stage.jobs
 
 
-def run_stages(settings: DemoConfig, log=print) -> dict[str, float]:
+def run_stages(settings: DemoConfig) -> dict[str, float]:
     """Run (or skip) every stage in order; returns each stage's seconds (0 where skipped)."""
     stages = plan(settings)
     out = Path(settings.out)
@@ -199,19 +202,19 @@ def run_stages(settings: DemoConfig, log=print) -> dict[str, float]:
         header = f"[{number}/{len(stages)}] {stage.name}: {stage.what}"
         fresh = settings.force or upstream_ran or not same  # else the stage's earlier output is still valid
         if not fresh and recorded.get("done"):
-            log(f"{header}\n    done before in {recorded['seconds']:.0f} s; skipped (--force redoes it)")
+            logger.info(f"{header}\n    done before in {recorded['seconds']:.0f} s; skipped (--force redoes it)")
             seconds[stage.name] = 0.0
             continue
         upstream_ran = True  # every later stage depends on this one's output
         jobs = prepare(stage, folder, resume=not fresh and stage.name in RESUMABLE)
         write_json(marker, {"commands": commands, "inputs": inputs, "done": False})
-        log(f"{header}  (demo time so far {time.time() - start:.0f} s)")
+        logger.info(f"{header}  (demo time so far {time.time() - start:.0f} s)")
         began, began_cpu = time.time(), cpu_seconds()
         for job in jobs:
-            log("    $ e2wm " + " ".join(quote(a) for a in job.argv()))
+            logger.info("    $ e2wm " + " ".join(quote(a) for a in job.argv()))
             job.run()
         seconds[stage.name], cpu[stage.name] = time.time() - began, cpu_seconds() - began_cpu
-        log(f"    {stage.name} done in {seconds[stage.name]:.0f} s ({cpu[stage.name]:.0f} s of CPU time)")
+        logger.info(f"    {stage.name} done in {seconds[stage.name]:.0f} s ({cpu[stage.name]:.0f} s of CPU time)")
         write_json(marker, {"commands": commands, "inputs": inputs, "done": True,
                             "seconds": seconds[stage.name], "cpu_seconds": cpu[stage.name]})
     write_json(out / "timings.json", {"wall_seconds": seconds, "cpu_seconds": cpu,
@@ -219,14 +222,14 @@ def run_stages(settings: DemoConfig, log=print) -> dict[str, float]:
     return seconds
 
 
-def run_demo(settings: DemoConfig, log=print) -> Path:
+def run_demo(settings: DemoConfig) -> Path:
     """Set the torch threads, run every stage (skipping those done before); returns the report's path."""
-    set_threads(settings.threads, log)
-    run_stages(settings, log)
+    set_threads(settings.threads)
+    run_stages(settings)
     return Path(settings.out) / "report" / "report.md"
 
 
-def set_threads(threads: int | None, log=print) -> None:
+def set_threads(threads: int | None) -> None:
     """Use the given thread count; by default 1 when other work already keeps every core busy."""
     import torch
 
@@ -235,7 +238,8 @@ def set_threads(threads: int | None, log=print) -> None:
         if load < cores:
             return
         threads = 1
-        log(f"e2wm demo: the machine is busy (load {load:.1f} on {cores} cores): 1 torch thread (--threads overrides)")
+        logger.info("e2wm demo: the machine is busy (load %.1f on %d cores): 1 torch thread (--threads overrides)",
+                    load, cores)
     torch.set_num_threads(threads)
 
 

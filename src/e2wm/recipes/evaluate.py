@@ -9,6 +9,7 @@ strided shard; the main process writes what one process would.
 """
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from e2wm.eval.run import Shard, evaluate_model
 from e2wm.files import write_json
 from e2wm.models import context_length, load_model, resolve_model_path
 from e2wm.provenance import environment, model_revision, path_digest, tree_digest
+
+logger = logging.getLogger(__name__)
 
 
 def launch(num_processes: int, argv: list[str]) -> None:
@@ -97,6 +100,6 @@ def evaluate(config: EvalConfig) -> dict:
     start = time.time()
     results = evaluate_model(model, tokenizer, tasks, config, identity, shard, generator)
     if shard.is_main:
-        print((out / "results.md").read_text())
-        print(f"wrote {out / 'metrics.json'} in {time.time() - start:.0f} s")
+        logger.info("%s", (out / "results.md").read_text())
+        logger.info("wrote %s in %.0f s", out / "metrics.json", time.time() - start)
     return results

@@ -9,6 +9,7 @@ run again with the same result settings (every FisherConfig field not marked res
 """
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from e2wm.train.fisher import (
 )
 from e2wm.train.targets import default_target_names, parse_modules, target_layers, weight_shape
 
+logger = logging.getLogger(__name__)
+
 
 def compute_fisher(config: FisherConfig) -> FisherHeader | None:
     """Compute the Fisher as config says and write it to config.out; returns its header (None with samples_only).
@@ -57,11 +60,11 @@ def compute_fisher(config: FisherConfig) -> FisherHeader | None:
     if config.write_samples:
         write_jsonl(config.write_samples, [{"text": text} for text in texts])
     if config.samples_only:
-        print(f"wrote {len(texts)} texts to {config.write_samples}")
+        logger.info("wrote %d texts to %s", len(texts), config.write_samples)
         return None
     sequences = encode_texts(tokenizer, texts, config.max_len)[: config.n]
     if len(sequences) < config.n:
-        print(f"the corpus has {len(sequences)} usable texts (>= 2 tokens); using all of them")
+        logger.warning("the corpus has %d usable texts (>= 2 tokens); using all of them", len(sequences))
     sums = sums or zero_sums(layers)
     prepare_for_fisher(model, layers)
     with tqdm(total=len(sequences), initial=done, desc="fisher", unit="text") as bar:
@@ -74,7 +77,7 @@ def compute_fisher(config: FisherConfig) -> FisherHeader | None:
     save_fisher(out, {name: total / done for name, total in sums.items()}, header)
     shutil.rmtree(partial, ignore_errors=True)
     size = sum(t.numel() for t in sums.values())
-    print(f"wrote {out}: {len(sums)} matrices, {size:,} values, N={done}")
+    logger.info("wrote %s: %d matrices, %s values, N=%d", out, len(sums), f"{size:,}", done)
     return header
 
 
@@ -96,7 +99,7 @@ def resume(partial: Path, key: str) -> tuple[dict[str, torch.Tensor] | None, int
             )
         sums = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
     done = int(metadata["done"])
-    print(f"resuming from {partial}: {done} texts done")
+    logger.info("resuming from %s: %d texts done", partial, done)
     return sums, done
 
 
