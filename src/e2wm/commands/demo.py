@@ -1,5 +1,5 @@
-"""`e2wm demo`: every stage on the embedded SmolLM2-135M, on a CPU, in about 20 minutes; the job is
-recipes.demo.run_demo."""
+"""`e2wm demo`: every stage on the embedded model (de-quantised SmolLM2-135M-Instruct), on a CPU, in about
+20 minutes; the job is recipes.demo.run_demo."""
 
 import time
 

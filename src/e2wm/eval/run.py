@@ -22,7 +22,7 @@ from e2wm.eval.items import EvalFile
 from e2wm.eval.metrics import headline
 from e2wm.eval.perplexity import perplexity, read_texts
 from e2wm.files import write_atomic, write_json, write_jsonl
-from e2wm.models import context_length
+from e2wm.models import context_length, describe
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
             )
     if shard.is_main:
         write_json(out / "metrics.json", results)
-        model_id = config.model + (f" + {config.adapter}" if config.adapter else "")
+        model_id = describe(config.model) + (f" + {config.adapter}" if config.adapter else "")
         write_atomic(out / "results.md", results_table(results, model_id, config.limit))
     return results
 

@@ -1,4 +1,5 @@
-"""Demo recipe: the whole E2WM pipeline on the embedded SmolLM2-135M, sized for a laptop CPU.
+"""Demo recipe: the whole E2WM pipeline on the embedded model (SmolLM2-135M-Instruct de-quantised from a Q4_1
+GGUF), sized for a laptop CPU.
 
 collect (MCTS plans + random exploration) -> build (four training tasks + held-out split) -> fisher
 (on model samples) -> train (EWC-LoRA, a small budget) -> eval (base and finetuned, E2WM tasks +
@@ -28,7 +29,7 @@ from e2wm.data.config import BuildConfig
 from e2wm.eval.config import EvalConfig, ReportConfig
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.files import write_atomic, write_json
-from e2wm.models import EMBEDDED_NAME, MODEL_HELP
+from e2wm.models import EMBEDDED_NAME, MODEL_HELP, describe
 from e2wm.provenance import path_digest
 from e2wm.recipes.build import build
 from e2wm.recipes.collect import collect_explore, collect_plans
@@ -166,7 +167,7 @@ def plan(settings: DemoConfig) -> list[Stage]:
         Stage("report", "the comparison table and charts", [
             Job("report", ReportConfig(runs=[f"{evaluated}/base", f"{evaluated}/finetuned"], train_log=[train],
                                        out=f"{reported}/report.md",
-                                       title=f"e2wm demo: {s.model}, base vs EWC-LoRA"), report),
+                                       title=f"e2wm demo: {describe(s.model)}, base vs EWC-LoRA"), report),
         ]),
     ]
 

@@ -26,7 +26,7 @@ from e2wm.eval.perplexity import read_texts
 from e2wm.eval.prefix_cache import model_device
 from e2wm.eval.run import Shard, evaluate_model
 from e2wm.files import write_json
-from e2wm.models import context_length, load_model, resolve_model_path
+from e2wm.models import context_length, describe, load_model, resolve_model_path
 from e2wm.provenance import environment, model_revision, path_digest, tree_digest
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ def model_identity(config: EvalConfig, model) -> dict:
     embedded model, the digest of its files), the adapter's digest and the device type."""
     local = resolve_model_path(config.model)
     return {
+        "model": describe(config.model),
         "model_revision": model_revision(model) or path_digest(local),
         "adapter_sha256": tree_digest(config.adapter) if config.adapter else None,
         "device_type": model_device(model).type,
