@@ -21,13 +21,49 @@ def run_main(capsys, *argv) -> tuple[int, str]:
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_help_has_a_line_and_the_default_for_every_option(name):
     parser, module = command_parser(name)
+    text = re.sub(r"\s+", "", parser.format_help())  # argparse wraps lines, also at hyphens
     for action in parser._actions:
         assert action.help and action.help.strip(), f"{name} {action.option_strings}: no help"
-    text = parser.format_help()
+        if action.option_strings and not action.required and action.dest not in ("help", "config"):
+            assert re.sub(r"\s+", "", f"{action.help} (default:") in text or "(default" in action.help, action.dest
+        if action.choices:  # the values an option takes are listed
+            assert "{" + ",".join(action.choices) + "}" in text, f"{name} {action.dest}"
     for item in dataclasses.fields(module.CONFIG):
         default = item.default
         if isinstance(default, int | float | str) and not isinstance(default, bool) and default != "":
-            assert f"(default: {default})" in re.sub(r"\s+", " ", text), f"{name} {item.name}"
+            assert f"(default:{default})".replace(" ", "") in text or "(default" in item.metadata["help"], item.name
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, err = run_main(capsys, "train", "--train", "1 a.json", "--out", "y", "--method", "foo")
+    assert code == 2 and err.count("\n") == 1 and "argument --method: invalid choice: 'foo'" in err
+
+
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("resume: 'no'", "--resume must be true or false, got 'no'"),
+    ("train:", "--train needs a value"),
+    ("batch_size: 4.5", "--batch-size must be an integer, got 4.5"),
+    ("max_steps: [1, 2]", "--max-steps must be an integer, got [1, 2]"),
+    ("max_length: 5", "field 'max_length' is now max_len"),
+])
+def test_config_file_values_are_checked_like_options(tmp_path, capsys, yaml, message):
+    command = "eval" if "max_length" in yaml else "train"
+    file = tmp_path / "c.yaml"
+    file.write_text(f"out: {tmp_path / 'run'}\nmethod: lora\ntrain: '1 a.json'\n" if command == "train" else
+                    "out: x\ndata: [d]\n")
+    file.write_text(file.read_text() + yaml + "\n")
+    code, err = run_main(capsys, command, "--config", file)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_python_values_of_the_wrong_type_are_input_errors():
+    from e2wm.errors import InputError
+    from e2wm.eval.config import EvalConfig
+
+    with pytest.raises(InputError, match="--data must be a list, got 'dir'"):
+        EvalConfig(data="dir", out="o")
+    with pytest.raises(InputError, match="--batch-size must be an integer, got '4'"):
+        TrainConfig(train="1 a.json", method="lora", out="y", batch_size="4")
 
 
 def test_top_level_lists_every_command_and_has_a_version(capsys):

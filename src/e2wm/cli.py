@@ -39,10 +39,11 @@ RENAMED = {
 }
 
 
-def load_config(path: str, parser: argparse.ArgumentParser) -> dict:
+def load_config(path: str, parser: argparse.ArgumentParser, renamed: dict[str, str] | None = None) -> dict:
     """Read a YAML mapping of option names (dashes or underscores) to values, checked against parser.
 
-    A mapping value (a training mixture `{plan_gen: 1.0, ...}`) is kept as a mapping for the config to read.
+    A mapping value (a training mixture `{plan_gen: 1.0, ...}`) is kept as a mapping for the config to read;
+    the config's own checks see every value (types included). renamed: old flag -> new flag.
     """
     file = Path(path)
     if not file.is_file():
@@ -62,6 +63,9 @@ def load_config(path: str, parser: argparse.ArgumentParser) -> dict:
     values = {}
     for key, value in data.items():
         dest = known.get(str(key).replace("-", "_"))
+        old = "--" + str(key).replace("_", "-")
+        if dest is None and old in (renamed or {}):
+            raise InputError(f"{file}: field '{key}' is now {renamed[old].lstrip('-').replace('-', '_')}")
         if dest is None or dest in ("help", "config"):
             raise InputError(f"{file}: field '{key}' is not an option of this command")
         values[dest] = value
@@ -73,13 +77,29 @@ def load_config(path: str, parser: argparse.ArgumentParser) -> dict:
     return values
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default unless it is None/False, the option is required, or its help already says."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default after its help ("not set" for None, "off" for a flag), unless the help
+    already says it or the option is required."""
 
     def _get_help_string(self, action):
-        if action.required or action.default is None or action.default is False or "(default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
+        text = action.help or ""
+        if action.required or "(default" in text or action.default == argparse.SUPPRESS:
+            return text
+        default = action.default
+        if default is None:
+            default = "not set"
+        elif default is False:
+            default = "off"
+        elif isinstance(default, list):
+            default = " ".join(map(str, default)) or "none"
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """A parser whose usage errors are one line, like every other error of e2wm (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     """(parser, module) of one command: the parser's options come from the module's CONFIG dataclass."""
     module = importlib.import_module(f"e2wm.commands.{COMMANDS[name][0]}")
-    parser = argparse.ArgumentParser(prog=f"e2wm {name}", description=COMMANDS[name][1], allow_abbrev=False,
-                                     formatter_class=HelpFormatter)
+    parser = OneLineErrors(prog=f"e2wm {name}", description=COMMANDS[name][1], allow_abbrev=False,
+                           formatter_class=HelpFormatter)
     parser.add_argument("--config", help="YAML file of option values (command-line options win)")
     config.add_arguments(parser, module.CONFIG)
     return parser, module
@@ -113,7 +133,7 @@ def parse(name: str, argv: list[str]):
     config_only.add_argument("--config")
     pre, _ = config_only.parse_known_args(argv)
     if pre.config:
-        parser.set_defaults(**load_config(pre.config, parser))
+        parser.set_defaults(**load_config(pre.config, parser, RENAMED.get(name)))
     return config.from_namespace(module.CONFIG, parser.parse_args(argv)), module
 
 

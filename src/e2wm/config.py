@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         kwargs: dict[str, Any] = {"help": meta["help"] or " "}
         if meta["choices"]:
             kwargs["choices"] = list(meta["choices"])
-        if meta["metavar"] or kind is not bool:
+        if meta["metavar"] or (kind is not bool and not meta["choices"]):  # argparse lists the choices itself
             kwargs["metavar"] = meta["metavar"] or flag_of(item).lstrip("-").replace("-", "_").upper()
         default = item.default_factory() if item.default_factory is not MISSING else item.default
         if kind is bool:
@@ -103,10 +103,18 @@ def from_namespace(cls: type, namespace: argparse.Namespace):
 
 
 def check(config) -> None:
-    """Check every field's choices and bounds; InputError `--flag must be ..., got X` on the first misfit."""
+    """Check every field's type, choices and bounds; InputError `--flag must be ..., got X` on the first misfit.
+
+    Types are checked because values also come from YAML files and Python, which argparse never sees: an
+    int where a float is expected is accepted, a bool is not an int, a string is not a list.
+    """
+    hints = typing.get_type_hints(type(config))
     for item in fields(config):
         meta, value = item.metadata, getattr(config, item.name)
-        if "help" not in meta or value is None or isinstance(value, bool):
+        if "help" not in meta:
+            continue
+        _check_type(item, hints[item.name], value)
+        if value is None or isinstance(value, bool):
             continue
         values = value if isinstance(value, list) else [value]
         for one in values:
@@ -117,6 +125,28 @@ def check(config) -> None:
                 raise InputError(f"{flag_of(item)} must be at least {meta['minimum']:g}, got {one}")
             if meta["above"] is not None and not one > meta["above"]:
                 raise InputError(f"{flag_of(item)} must be above {meta['above']:g}, got {one}")
+
+
+def _check_type(item: Field, annotation, value) -> None:
+    optional = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    kind, is_list = _base_type(annotation)
+    if value is None:
+        if not optional:
+            raise InputError(f"{flag_of(item)} needs a value")
+        return
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if is_list:
+        if not isinstance(value, list):
+            raise InputError(f"{flag_of(item)} must be a list, got {value!r}")
+        values = value
+    else:
+        values = [value]
+    for one in values:
+        fits = isinstance(one, kind) and not (kind is int and isinstance(one, bool))
+        if kind is float:
+            fits = isinstance(one, int | float) and not isinstance(one, bool)
+        if not fits and not (kind is str and isinstance(one, dict) and item.name == "train"):  # a mixture mapping
+            raise InputError(f"{flag_of(item)} must be {names.get(kind, kind.__name__)}, got {one!r}")
 
 
 def as_dict(config) -> dict[str, Any]:

@@ -81,6 +81,21 @@ class LoadedModelOptions(ModelOptions):
         return ModelSpec(self.model, adapter, self.dtype, self.device, self.load_in_8bit, self.load_in_4bit)
 
 
+def check_device(device: str) -> str:
+    """The device, checked to be a torch device this machine has; InputError naming what is wrong otherwise."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise InputError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: this machine has no CUDA GPU (or torch was built without CUDA)")
+    if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available here")
+    return device
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -274,8 +289,8 @@ def load_model(spec: ModelSpec):
         adapter_dir(spec.adapter)  # fail before spending time on the base model
     path = resolve_model_path(spec.model)
     if spec.dtype not in DTYPES:
-        raise InputError(f"--dtype {spec.dtype}: choose one of {', '.join(sorted(DTYPES))}")
-    device = spec.device or default_device()
+        raise InputError(f"--dtype must be one of {', '.join(sorted(DTYPES))}, got {spec.dtype!r}")
+    device = check_device(spec.device or default_device())
     quant = quantization_config(spec)
     kwargs = {"dtype": DTYPES[spec.dtype]}
     if quant is not None:

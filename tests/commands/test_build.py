@@ -106,7 +106,7 @@ def test_duplicate_records_give_no_duplicate_examples(tmp_path):
         assert stats["files"][name]["skipped"]["duplicate"] > 0, name
 
 
-def test_shots_option_and_too_few_shots(tmp_path):
+def test_shots_option_and_too_few_shots(tmp_path, capsys):
     house = House().grab(1, "12").walk(1, "2").put(1, "12", "21")
     write_jsonl(tmp_path / "explore.jsonl", [house.record(seed=s) for s in range(3)] + [random_episode(7)])
     cli("--explore", tmp_path / "explore.jsonl", "--out", tmp_path / "out", "--shots", 1)
@@ -114,7 +114,12 @@ def test_shots_option_and_too_few_shots(tmp_path):
     assert stats["config"]["shots"] == {"plan_gen": 1, "act_recog": 1, "count": 1, "obj_move": 1}
     for line in lines(tmp_path / "out" / "train_obj_move.jsonl"):
         assert line["input"].count("\nAnswer:") == 2
-    cli("--explore", tmp_path / "explore.jsonl", "--out", tmp_path / "few", "--shots", 9)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:  # every file empty: an error, with the stats still written
+        cli("--explore", tmp_path / "explore.jsonl", "--out", tmp_path / "few", "--shots", 9)
+    captured = capsys.readouterr()
+    assert stop.value.code == 2 and "no example was built from the records" in captured.err
+    assert "train_obj_move.jsonl has no examples (" in captured.out and "too_few_shots" in captured.out
     stats = json.loads((tmp_path / "few" / "stats.json").read_text())
     assert stats["files"]["train_obj_move.jsonl"]["examples"] == 0
     assert stats["files"]["train_obj_move.jsonl"]["skipped"]["too_few_shots"] > 0

@@ -98,7 +98,7 @@ def test_bad_data_exits_2_with_file_line_field(tmp_path, capsys, lines, message)
 def test_bad_paths_exit_2(tmp_path, capsys, tiny_gpt2):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "directory holds no .json or .jsonl files" in fails(capsys, "--data", empty, "--out", tmp_path / "o")
+    assert "directory holds no evaluation files" in fails(capsys, "--data", empty, "--out", tmp_path / "o")
     data = write(tmp_path / "count.json", [QA])
     assert "no such directory" in fails(capsys, "--model", tmp_path / "missing", "--data", data, "--out", tmp_path)
     err = fails(capsys, "--model", tiny_gpt2, "--adapter", tmp_path / "nope", "--data", data, "--out", tmp_path / "o")
@@ -224,3 +224,12 @@ def test_outputs_carry_provenance_and_limit_warning(tiny_gpt2, tmp_path):
     assert (metrics["housework_qa"]["n"], metrics["housework_qa"]["n_original"]) == (2, 3)
     assert "Warning: --limit 2 scored only the first 2 items of 1 file(s) (housework_qa)" in (
         out / "results.md").read_text()
+
+
+def test_a_build_folder_evaluates_its_heldout_files_only(tmp_path):
+    from e2wm.eval.items import find_eval_files
+
+    write(tmp_path / "train_plan_gen.jsonl", [GEN])
+    (tmp_path / "stats.json").write_text('{\n  "config": {}\n}\n')
+    write(tmp_path / "heldout" / "plan_gen_unseen.jsonl", [GEN])
+    assert find_eval_files([str(tmp_path)]) == [tmp_path / "heldout" / "plan_gen_unseen.jsonl"]

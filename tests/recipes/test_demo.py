@@ -92,6 +92,7 @@ def test_a_changed_input_file_reruns_its_stage(tiny_llama, tmp_path, monkeypatch
     (dev / "housework_qa.json").write_text('{"input": "Q?", "answer_list": ["a", "b"], "answer": "b"}\n')
     seconds = run_stages(settings)
     assert [name for name, s in seconds.items() if s > 0] == ["eval", "report"]
+    assert all(s == 0 for s in run_stages(replace(settings, workers=1)).values())  # workers cannot change a result
 
 
 def test_spread_mixes_the_list():

@@ -46,3 +46,13 @@ def test_the_embedded_model_is_named_for_what_it_is():
 
     assert "de-quantised from the Q4_1 GGUF" in describe(EMBEDDED_NAME) and "not the original weights" in MODEL_HELP
     assert describe("EleutherAI/gpt-j-6B") == "EleutherAI/gpt-j-6B"
+
+
+@pytest.mark.parametrize(("device", "message"), [("gpu", "not a torch device"), ("cuda:7", "CUDA")])
+def test_bad_devices_are_one_line_errors(tiny_llama, device, message):
+    from e2wm.errors import InputError
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    with pytest.raises(InputError, match=f"--device {device}: .*{message}"):
+        load_model(ModelSpec(str(tiny_llama), device=device))

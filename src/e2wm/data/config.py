@@ -20,7 +20,8 @@ class BuildConfig:
     holdout_activities: int = option(0, "hold K activities out of training and write them as unseen evaluation "
                                      "files", minimum=0, metavar="K")
     story_steps: int | None = option(None, "tell only the first N successful steps of each episode (shorter "
-                                     "stories; the whole episode is still verified)", minimum=1, metavar="N")
+                                     "stories; the whole episode is still verified; default: every step)", minimum=1,
+                                     metavar="N")
     tokenizer: str | None = option(None, "a model (Hub id, folder or smollm2-135m) for token percentiles")
 
     def __post_init__(self) -> None:

@@ -20,17 +20,19 @@ class EvalConfig(LoadedModelOptions):
     """
 
     adapter: str | None = option(None, "PEFT adapter directory to apply", group="model")
-    data: list[str] = option(help="E2WM .json/.jsonl files or directories")
+    data: list[str] = option(help="E2WM .json/.jsonl files, or directories searched for them (training files "
+                             "train_* and stats.json left out)")
     out: str = option(help="run directory for metrics.json, results.md, predictions/", result=False)
-    limit: int | None = option(None, "evaluate only the first N items of each file", minimum=1)
+    limit: int | None = option(None, "evaluate only the first N items of each file (default: every item)", minimum=1)
     batch_size: int = option(1, "prompts decoded together (generation) and windows per pass (perplexity)",
                              minimum=1)
     num_beams: int = option(1, "beam size for generation (1: greedy)", minimum=1)
     max_new_tokens: int = option(256, "tokens generated at most per answer", minimum=1)
-    norm: str | None = option(None, "override the per-task QA normalisation (e2wm.benchmark)", choices=NORMS)
+    norm: str | None = option(None, "QA normalisation for every task (default: each task's, from e2wm.benchmark)",
+                              choices=NORMS)
     max_len: int | None = option(None, "token limit of prompt + answer (default: the model's)", minimum=2)
     ppl_data: str | None = option(None, "general text (JSONL with 'text', plain text, or a saved HF dataset) for "
-                                  "perplexity")
+                                  "perplexity (default: none computed)")
     backend: str = option("hf", "generation backend: hf (transformers) or vllm (extra e2wm[vllm], CUDA)",
                           choices=BACKENDS)
     gpu_memory_utilization: float = option(0.5, "share of GPU memory vLLM may take (the hf model for QA shares "

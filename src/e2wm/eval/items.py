@@ -75,15 +75,24 @@ def read_eval_file(path: Path) -> EvalFile:
     return EvalFile(name, path, kind, items)
 
 
+def is_eval_file(path: Path) -> bool:
+    """A .json/.jsonl file that is not one of `e2wm build`'s training files (train_*) or its stats.json."""
+    return path.is_file() and path.suffix in SUFFIXES and not path.name.startswith("train_") and (
+        path.name != "stats.json")
+
+
 def find_eval_files(paths: list[str]) -> list[Path]:
-    """Expand --data arguments: files as given, directories searched recursively for .json/.jsonl."""
+    """Expand --data arguments: files as given, directories searched recursively for evaluation files
+    (`is_eval_file`, so that a build folder can be given whole). InputError for a missing path or a folder
+    without any."""
     found: list[Path] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            files = sorted(p for p in path.rglob("*") if is_eval_file(p))
             if not files:
-                raise InputError(f"{path}: directory holds no .json or .jsonl files")
+                raise InputError(f"{path}: directory holds no evaluation files (.json or .jsonl, not train_* or "
+                                 "stats.json)")
             found.extend(files)
         elif path.is_file():
             found.append(path)

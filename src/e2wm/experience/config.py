@@ -18,7 +18,8 @@ class CollectOptions(RobotHowOptions):
     workers: int = option(default_factory=default_workers, help="processes (default: all cores)", minimum=1,
                           result=False)
     ray: str | None = option(None, "run jobs as Ray tasks (extra e2wm[ray]) on the cluster at ADDRESS, or locally "
-                             "when given alone", const="local", metavar="ADDRESS", result=False)
+                             "when given alone (default: local processes)", const="local", metavar="ADDRESS",
+                             result=False)
 
 
 @dataclass(kw_only=True)
@@ -26,7 +27,8 @@ class CollectPlansConfig(CollectOptions):
     """`e2wm collect plans` / `e2wm.collect_plans`: an MCTS plan record per RobotHow program."""
 
     programs: list[str] = option(default_factory=lambda: ["all"], help="program ids, or 'all'")
-    max_programs: int | None = option(None, "only the first N of the selected programs", minimum=1)
+    max_programs: int | None = option(None, "only the first N of the selected programs (default: all of them)",
+                                      minimum=1)
     simulations: int = option(SearchConfig.simulations, "MCTS budget per program", minimum=1)
 
 

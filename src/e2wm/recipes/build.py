@@ -11,6 +11,7 @@ from its record before it is written; records that contradict themselves are ski
 output is fixed by the seed.
 """
 
+import logging
 from pathlib import Path
 
 from e2wm.benchmark import TASKS, TRAINING_TASKS
@@ -18,14 +19,18 @@ from e2wm.config import result_settings
 from e2wm.data.build import file_stats, plan_tasks, story_tasks
 from e2wm.data.config import BuildConfig
 from e2wm.data.records import read_episodes, read_plans
+from e2wm.errors import InputError
 from e2wm.files import write_json, write_jsonl
+
+logger = logging.getLogger(__name__)
 
 
 def build(config: BuildConfig, tokenizer=None) -> dict:
     """Build every file into config.out and return the stats (also written to OUT/stats.json).
 
     tokenizer (else the one config.tokenizer names, if any) adds token-length percentiles to the stats.
-    Raises InputError naming file, line and field on a bad record.
+    Raises InputError naming file, line and field on a bad record, and when no file got any example
+    (an empty file among others is a warning).
     """
     if tokenizer is None and config.tokenizer:
         from e2wm.models import load_tokenizer
@@ -50,4 +55,10 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
         "files": {file.path: file_stats(file, tokenizer) for file in files},
     }
     write_json(out / "stats.json", stats)
+    for file in files:
+        if not file.lines:
+            reasons = ", ".join(f"{n} {why}" for why, n in file.skipped.most_common()) or "no records for it"
+            logger.warning("%s has no examples (%s); more programs or episodes give more", out / file.path, reasons)
+    if files and not any(file.lines for file in files):
+        raise InputError(f"--out {out}: no example was built from the records (see {out / 'stats.json'})")
     return stats

@@ -5,11 +5,11 @@ collect (MCTS plans + random exploration) -> build (four training tasks + held-o
 (on model samples) -> train (EWC-LoRA, a small budget) -> eval (base and finetuned, E2WM tasks +
 perplexity on general text) -> report (table + charts). Each stage calls the recipes with typed configs
 and prints, before each job, the `e2wm` command line that does the same, so that a user can rerun one
-stage by hand. A finished stage records those command lines and the digests of the files they read
-(outside the stage's own folder) in OUT/<stage>/stage.json, and is skipped when re-run with the same
-ones; `force` redoes everything, and a stage that runs again makes every later
-stage run again. An interrupted stage resumes where its recipe can (collect, fisher, train, eval) and
-starts over otherwise.
+stage by hand. A finished stage records those command lines, its jobs' result settings and the digests
+of the files they read (outside the stage's own folder) in OUT/<stage>/stage.json, and is skipped when
+re-run with the same settings and inputs (so --workers alone changes nothing); `force` redoes
+everything, and a stage that runs again makes every later stage run again. An interrupted stage resumes
+where its recipe can (collect, fisher, train, eval) and starts over otherwise.
 """
 
 import json
@@ -24,10 +24,11 @@ from importlib import resources
 from pathlib import Path
 
 from e2wm import config
-from e2wm.config import option
+from e2wm.config import option, result_settings
 from e2wm.data.config import BuildConfig
 from e2wm.eval.config import EvalConfig, ReportConfig
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
+from e2wm.experience.runner import default_workers
 from e2wm.files import write_atomic, write_json
 from e2wm.models import EMBEDDED_NAME, MODEL_HELP, describe
 from e2wm.provenance import path_digest
@@ -73,8 +74,8 @@ class DemoConfig:
     max_len: int = option(256, "tokens per training example", minimum=2, group=SIZES)
     limit: int = option(4, "evaluation items per task", minimum=1, group=SIZES)
     max_new_tokens: int = option(128, "tokens generated at most per evaluation answer", minimum=1, group=SIZES)
-    workers: int = option(default_factory=lambda: os.cpu_count() or 1, help="collection processes", minimum=1,
-                          group=SIZES, result=False)
+    workers: int = option(default_factory=default_workers, help="collection processes (default: the cores this "
+                          "process may use)", minimum=1, group=SIZES, result=False)
 
     def __post_init__(self) -> None:
         config.check(self)
@@ -198,8 +199,9 @@ def run_stages(settings: DemoConfig) -> dict[str, float]:
         marker = folder / "stage.json"
         recorded = json.loads(marker.read_text()) if marker.is_file() else {}
         commands = [job.argv() for job in stage.jobs]
+        results = json.loads(json.dumps([[job.command, result_settings(job.config)] for job in stage.jobs]))
         inputs = {k: v for job in stage.jobs for k, v in job.inputs(folder).items()}
-        same = recorded.get("commands") == commands and recorded.get("inputs") == inputs
+        same = recorded.get("settings") == results and recorded.get("inputs") == inputs
         header = f"[{number}/{len(stages)}] {stage.name}: {stage.what}"
         fresh = settings.force or upstream_ran or not same  # else the stage's earlier output is still valid
         if not fresh and recorded.get("done"):
@@ -208,7 +210,7 @@ def run_stages(settings: DemoConfig) -> dict[str, float]:
             continue
         upstream_ran = True  # every later stage depends on this one's output
         jobs = prepare(stage, folder, resume=not fresh and stage.name in RESUMABLE)
-        write_json(marker, {"commands": commands, "inputs": inputs, "done": False})
+        write_json(marker, {"commands": commands, "settings": results, "inputs": inputs, "done": False})
         logger.info(f"{header}  (demo time so far {time.time() - start:.0f} s)")
         began, began_cpu = time.time(), cpu_seconds()
         for job in jobs:
@@ -216,7 +218,7 @@ def run_stages(settings: DemoConfig) -> dict[str, float]:
             job.run()
         seconds[stage.name], cpu[stage.name] = time.time() - began, cpu_seconds() - began_cpu
         logger.info(f"    {stage.name} done in {seconds[stage.name]:.0f} s ({cpu[stage.name]:.0f} s of CPU time)")
-        write_json(marker, {"commands": commands, "inputs": inputs, "done": True,
+        write_json(marker, {"commands": commands, "settings": results, "inputs": inputs, "done": True,
                             "seconds": seconds[stage.name], "cpu_seconds": cpu[stage.name]})
     write_json(out / "timings.json", {"wall_seconds": seconds, "cpu_seconds": cpu,
                                       "total_wall_seconds": time.time() - start})
