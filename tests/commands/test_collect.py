@@ -90,3 +90,16 @@ def test_collect_then_build(tmp_path):
             blocks = read(line)
             if task == "obj_move":
                 assert all(solve_path(story, obj) == rooms for story, obj, rooms in blocks)
+
+
+def test_a_collection_grows_but_never_mixes_settings(tmp_path, capsys):
+    out = tmp_path / "episodes.jsonl"
+    main(["collect", "explore", "--episodes", "1", "--steps", "4", "--out", str(out), "--workers", "1"])
+    main(["collect", "explore", "--episodes", "2", "--steps", "4", "--out", str(out), "--workers", "1"])  # grows
+    assert len(out.read_text().splitlines()) == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["collect", "explore", "--episodes", "3", "--steps", "5", "--seed", "7", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "were collected with other --seed, --steps; use another --out" in err
+    assert len(out.read_text().splitlines()) == 2

@@ -3,18 +3,24 @@
     from e2wm import CollectPlansConfig, collect_plans
     result = collect_plans(CollectPlansConfig(programs=["file3_1"], out="plans.jsonl"))
 
-Records already in the output file are kept and their jobs skipped, so an interrupted run resumes.
+Records already in the output file are kept and their jobs skipped, so an interrupted run resumes, or a
+collection grows by more programs or episodes. The settings a record depends on are kept beside the file
+(OUT.settings.json); a run with other ones is refused rather than mixing records of two settings.
 """
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from e2wm.config import flag_of, result_settings
+from e2wm.errors import InputError
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.experience.explore import ExploreConfig, explore
 from e2wm.experience.mcts import SearchConfig
 from e2wm.experience.plans import plan_record
 from e2wm.experience.runner import collect, done_keys
+from e2wm.files import write_json
 from e2wm.world.programs import check_ids, program_ids
 
 logger = logging.getLogger(__name__)
@@ -53,9 +59,27 @@ def collect_explore(config: CollectExploreConfig) -> CollectResult:
     return _run(explore, jobs, done, config, "episodes")
 
 
+SELECTION = ("programs", "max_programs", "episodes")  # choose which records there are, not what one holds
+
+
+def check_settings(config: CollectPlansConfig | CollectExploreConfig, done: set) -> None:
+    """Record the settings beside the output, or, with records there, refuse other ones (InputError)."""
+    out = Path(config.out)
+    kept = out.with_name(out.name + ".settings.json")
+    settings = {k: v for k, v in result_settings(config).items() if k not in SELECTION}
+    if done and kept.is_file():
+        before = json.loads(kept.read_text(encoding="utf-8"))
+        changed = [flag_of(f) for f in fields(config) if f.name in settings and before.get(f.name) != settings[f.name]]
+        if changed:
+            raise InputError(f"--out {out}: its records were collected with other {', '.join(changed)}; "
+                             "use another --out")
+    write_json(kept, settings)
+
+
 def _run(work, jobs: list[tuple], done: set, config: CollectPlansConfig | CollectExploreConfig,
          label: str) -> CollectResult:
     out = Path(config.out)
+    check_settings(config, done)
     if done:
         logger.info("%s: %d records already there, %d to go", out, len(done), len(jobs))
     written, successes = collect(work, jobs, out, config.workers, config.ray, label)
