@@ -157,9 +157,11 @@ def test_result_settings_leave_out_what_cannot_change_a_result():
     assert not {"out", "resume", "save_every", "device", "gradient_checkpointing", "data_dir"} & settings.keys()
 
 
-def test_mixture_names_tasks_and_files(tmp_path, capsys):
+def test_mixture_names_tasks_and_files(tmp_path, capsys, monkeypatch):
     from e2wm.train.data import parse_mixture
 
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.jsonl").write_text("")
     (tmp_path / "train_count.json").write_text("")
     (tmp_path / "train_plan_gen.jsonl").write_text("")
     mixture = parse_mixture(TrainConfig(train={"plan_gen": 1.0, "count": 0.5, "mine.jsonl": 2}, data_dir=str(tmp_path),

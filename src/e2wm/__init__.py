@@ -22,6 +22,7 @@ _API = {
     "build": "e2wm.recipes.build", "BuildConfig": "e2wm.data.config",
     "report": "e2wm.recipes.report", "ReportConfig": "e2wm.eval.config",
     "run_demo": "e2wm.recipes.demo", "DemoConfig": "e2wm.recipes.demo",
+    "plan_for": "e2wm.train.memory", "PlanMemoryConfig": "e2wm.train.config",
     "TASKS": "e2wm.benchmark", "TaskSpec": "e2wm.benchmark",
 }
 __all__ = ["__version__", *_API]

@@ -36,6 +36,7 @@ RENAMED = {
     "eval": {"--max-length": "--max-len"},
     "build": {"--max-steps": "--story-steps"},
     "collect plans": {"--limit": "--max-programs"},
+    "demo": {"--programs": "--num-programs"},  # a count here, program ids in `collect plans`
 }
 
 

@@ -13,7 +13,7 @@ STAGES = ["collect", "build", "fisher", "train", "eval", "report"]
 
 
 def tiny(model, out, **changes) -> DemoConfig:
-    settings = DemoConfig(model=str(model), out=str(out), programs=6, simulations=20, episodes=6,
+    settings = DemoConfig(model=str(model), out=str(out), num_programs=6, simulations=20, episodes=6,
                           holdout_activities=1, fisher_n=4, fisher_len=32, train_steps=3, batch_size=2, max_len=128,
                           limit=2, max_new_tokens=8, workers=2)
     return replace(settings, **changes)

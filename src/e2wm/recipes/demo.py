@@ -62,7 +62,8 @@ class DemoConfig:
     force: bool = option(False, "redo every stage, even those done before")
     threads: int | None = option(None, "torch threads (default: torch's, or 1 on a machine already busy, where "
                                  "more threads contend for the cores and run many times slower)", minimum=1)
-    programs: int = option(24, "RobotHow programs to plan for (spread over the activities)", minimum=1, group=SIZES)
+    num_programs: int = option(24, "RobotHow programs to plan for (spread over the activities)", minimum=1,
+                               group=SIZES)
     simulations: int = option(50, "MCTS simulations per program", minimum=1, group=SIZES)
     episodes: int = option(24, "exploration episodes", minimum=1, group=SIZES)
     holdout_activities: int = option(2, "activities held out of training (the unseen evaluation files)",
@@ -140,9 +141,9 @@ def plan(settings: DemoConfig) -> list[Stage]:
     scoring = dict(model=s.model, data=[str(data)], limit=s.limit, max_new_tokens=s.max_new_tokens, batch_size=4,
                    ppl_data=str(general_text_file(out)))
     return [
-        Stage("collect", f"MCTS plans for {s.programs} RobotHow programs and {s.episodes} exploration episodes", [
+        Stage("collect", f"MCTS plans for {s.num_programs} RobotHow programs and {s.episodes} exploration episodes", [
             Job("collect plans", CollectPlansConfig(
-                out=f"{collect}/plans.jsonl", programs=spread(program_ids(None), s.programs),
+                out=f"{collect}/plans.jsonl", programs=spread(program_ids(None), s.num_programs),
                 simulations=s.simulations, workers=s.workers), collect_plans),
             Job("collect explore", CollectExploreConfig(out=f"{collect}/explore.jsonl", episodes=s.episodes,
                                                         workers=s.workers), collect_explore),

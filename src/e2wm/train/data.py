@@ -41,8 +41,8 @@ def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, st
         text: the --train string, whitespace-separated pairs of weight and file (or task name).
         data_dir: where task names are looked up (--data-dir).
     Returns:
-        (weight, path) per pair, in order; weights are finite and > 0. Files other than tasks' are not checked
-        here (`read_pairs` does).
+        (weight, path) per pair, in order; weights are finite and > 0; every file exists (its contents are
+        checked by `read_pairs`).
     Raises:
         InputError: when the string is empty or has an odd number of items, a weight is not a number or not
             a finite positive one, or a task's training file is missing (`task_file`).
@@ -61,7 +61,11 @@ def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, st
             raise InputError(f"--train '{text}': item {position + 1} '{weight}' is not a weight (a number)") from None
         if not value > 0 or value == float("inf"):
             raise InputError(f"--train '{text}': weight '{weight}' of {path} must be a positive number")
-        mixture.append((value, task_file(path, Path(data_dir)) if path in TRAINING_TASKS else path))
+        if path in TRAINING_TASKS:
+            path = task_file(path, Path(data_dir))
+        elif not Path(path).is_file():  # found before any model is loaded
+            raise InputError(f"--train: {path}: no such file (nor a training task: {', '.join(TRAINING_TASKS)})")
+        mixture.append((value, path))
     return mixture
 
 

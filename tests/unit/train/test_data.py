@@ -26,10 +26,13 @@ def test_length_grouped_batches_cover_every_example_once():
     assert max(spreads) <= 3  # grouped: short with short, long with long
 
 
-def test_mixture_parsing():
+def test_mixture_parsing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.json").write_text("")
+    (tmp_path / "b.json").write_text("")
     assert parse_mixture("1 a.json 0.7 b.json") == [(1.0, "a.json"), (0.7, "b.json")]
     for bad, message in [("1 a.json 0.7", "pairs"), ("x a.json", "not a weight"), ("-1 a.json", "positive"),
-                         ("", "pairs"), ("nan a.json", "positive")]:
+                         ("", "pairs"), ("nan a.json", "positive"), ("1 missing.json", "missing.json: no such file")]:
         with pytest.raises(InputError, match=message):
             parse_mixture(bad)
 
