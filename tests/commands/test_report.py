@@ -22,6 +22,38 @@ def test_train_log_curves(tmp_path):
     assert not (tmp_path / "train.png").exists()
 
 
+def write_log(run, rows):
+    run.mkdir()
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_two_runs_forgetting_curves(tmp_path):
+    """EWC-LoRA against LoRA: eval_ppl and eval_accuracy at every 2nd step (and the last) of both runs."""
+    def rows(ppl_rise, accuracy_gain, steps=9):
+        out = []
+        for s in range(1, steps + 1):
+            row = {"step": s, "loss": 2.0, "ce": 2.0, "ewc": 0.0, "lr": 1e-3, "grad_norm": 0.5}
+            if s % 2 == 0 or s == steps:
+                row.update(eval_ppl=20.0 + ppl_rise * s, eval_accuracy=0.25 + accuracy_gain * s)
+            out.append(row)
+        return out
+
+    ewc = write_log(tmp_path / "ewc-lora", rows(0.1, 0.02))
+    lora = write_log(tmp_path / "lora", rows(1.0, 0.03))
+    out = tmp_path / "curves.md"
+    main(["report", "--train-log", str(ewc), str(lora), "--out", str(out)])
+    text = out.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| run |"))
+    assert header.endswith("| last lr | last eval_ppl | last eval_accuracy |")
+    assert text.count("---:|") == 9  # one alignment row: 7 training columns and the 2 curve columns
+    assert re.search(r"\| ewc-lora \| 9 \|.*\| 20\.9000 \| 0\.4300 \|$", text, re.M)  # 20 + 0.1 * 9, 0.25 + 0.18
+    assert re.search(r"\| lora \| 9 \|.*\| 29\.0000 \| 0\.5200 \|$", text, re.M)
+    chart = tmp_path / "curves-eval.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
+    assert "](curves-eval.png)" in text and "](curves-train.png)" in text
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [

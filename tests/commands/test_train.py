@@ -1,14 +1,17 @@
-"""`e2wm train`: data errors, resume, NaN, overfitting, adapters for plain PEFT, two processes, checkpointing."""
+"""`e2wm train`: data errors, resume, NaN, overfitting, adapters for plain PEFT, two processes, checkpointing,
+evaluable checkpoint-N adapters, the forgetting curve (--eval-every), the gradient norm and its clipping."""
 
 import json
 
 import pytest
 import torch
-from helpers.training import PAIRS
+from helpers.training import PAIRS, TEXTS
 
 from e2wm.cli import main
+from e2wm.eval.perplexity import perplexity, read_texts
 from e2wm.models import ModelSpec, load_model
 from e2wm.recipes import finetune
+from e2wm.train.data import encode_example
 from e2wm.train.fisher import FisherHeader, save_fisher
 from e2wm.train.targets import target_layers
 
@@ -129,6 +132,8 @@ def test_tiny_model_overfits_a_tiny_set(tiny_llama, tmp_path, capsys):
     assert log[0]["ewc"] == 0.0 and log[-1]["ewc"] > 0  # EWC on the full weights of the Fisher's modules
     assert log[0]["lr"] == 1e-2 and log[-1]["lr"] == pytest.approx(1e-2 / 30)
     assert (tmp_path / "r" / "model" / "config.json").is_file()
+    step = tmp_path / "r" / "checkpoint-30" / "model"  # full finetuning: each checkpoint-N holds model and tokenizer
+    assert (step / "config.json").is_file() and (step / "tokenizer.json").is_file()
 
 
 def test_adapter_loads_with_plain_peft(tiny_gpt2, tmp_path, capsys):
@@ -177,6 +182,7 @@ def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(tiny_lla
     assert [r["step"] for r in two] == [1, 2, 3, 4]
     for a, b in zip(one, two):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5) and b["lr"] == a["lr"]
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)  # the norm of the all-reduced gradient
     assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").is_file()
 
 
@@ -188,3 +194,140 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_llama, tmp_path, caps
     assert run_train(capsys, *common, "--gradient-checkpointing", "--out", tmp_path / "ckpt")[0] == 0
     plain, ckpt = read_log(tmp_path / "plain"), read_log(tmp_path / "ckpt")
     assert [r["loss"] for r in ckpt] == pytest.approx([r["loss"] for r in plain], rel=1e-6)
+
+
+def write_qa(path, items):
+    path.write_text("".join(json.dumps({"input": q, "answer_list": o, "answer": a}) + "\n" for q, o, a in items))
+    return path
+
+
+DEV = [
+    ("There are 3 items on the table. How many items are there?", ["1", "2", "3", "4"], "3"),
+    ("John picked up the apple and the cup. How many items does John hold?", ["1", "2", "3", "4"], "2"),
+    ("Mary went to the office. She took a pen. How many items are there?", ["1", "2", "3", "4"], "1"),
+    ("The plate, the apple, the cup and the fork are in the kitchen. How many items?", ["1", "2", "3", "4"], "4"),
+]
+
+
+def test_checkpoints_evaluate_and_log_the_forgetting_curve(tiny_llama, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    general = tmp_path / "general.jsonl"
+    general.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    dev = write_qa(tmp_path / "count.jsonl", DEV)
+    run = tmp_path / "r"
+    code, _ = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--method", "lora", "--lr", "1e-2",
+                        "--batch-size", "2", "--epochs", "2", "--max-steps", "5", "--save-every", "2",
+                        "--eval-every", "2", "--eval-ppl-data", general, "--eval-data", dev, "--out", run)
+    assert code == 0
+    log = {row["step"]: row for row in read_log(run)}
+    assert list(log) == [1, 2, 3, 4, 5] and all(row["grad_norm"] > 0 for row in log.values())
+    assert [s for s, row in log.items() if "eval_ppl" in row] == [2, 4, 5]  # every 2 steps and the last
+    assert [s for s, row in log.items() if "eval_accuracy" in row] == [2, 4, 5]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("checkpoint")) == [
+        "checkpoint", "checkpoint-2", "checkpoint-4", "checkpoint-5"]
+    texts, curve = read_texts(general), []
+    for step in (2, 4, 5):  # the logged point is the perplexity of the adapter saved at that step
+        model, tokenizer = load_model(ModelSpec(str(tiny_llama), adapter=str(run / f"checkpoint-{step}" / "adapter"),
+                                                device="cpu"))
+        curve.append(perplexity(model, tokenizer, texts, 512)["perplexity"])  # 512: the tiny model's context
+        assert curve[-1] == pytest.approx(log[step]["eval_ppl"], rel=1e-5)
+    assert len(set(curve)) == 3  # the adapter moves the general-text perplexity
+    # the exact-resume state at the last step holds the same weights as checkpoint-5/adapter
+    params = dict(model.named_parameters())
+    state = load_file(str(run / "checkpoint" / "trainable.safetensors"))
+    assert state and all(torch.equal(params[name], value) for name, value in state.items())
+    # `e2wm eval --adapter RUN/checkpoint-4/adapter` scores what the run measured on its model at step 4
+    main(["eval", "--model", str(tiny_llama), "--adapter", str(run / "checkpoint-4" / "adapter"), "--data", str(dev),
+          "--ppl-data", str(general), "--out", str(tmp_path / "eval")])
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["count"]["accuracy"] == log[4]["eval_accuracy"] and metrics["count"]["n"] == 4
+    assert metrics["ppl"]["perplexity"] == pytest.approx(log[4]["eval_ppl"], rel=1e-5)
+
+
+def test_keep_last_leaves_one_checkpoint_step(tiny_gpt2, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    data = write_pairs(tmp_path / "a.json")
+    run = tmp_path / "r"
+    code, _ = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--lr", "1e-2",
+                        "--batch-size", "2", "--epochs", "2", "--save-every", "1", "--keep-last", "1", "--out", run)
+    assert code == 0 and [r["step"] for r in read_log(run)] == [1, 2, 3, 4]
+    assert sorted(p.name for p in run.iterdir()) == ["adapter", "checkpoint", "checkpoint-4", "config.json",
+                                                     "log.jsonl"]
+    last = load_file(str(run / "checkpoint-4" / "adapter" / "adapter_model.safetensors"))
+    final = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    assert last.keys() == final.keys() and all(torch.equal(last[k], final[k]) for k in last)
+
+
+def hand_grad_norm(model_dir) -> float:
+    """The L2 norm of the gradient of the mean ref-token NLL over PAIRS (weight 1 each), one text at a time."""
+    model, tokenizer = load_model(ModelSpec(str(model_dir), device="cpu"))
+    total, count = torch.zeros(()), 0
+    for text, ref in PAIRS:
+        example = encode_example(tokenizer, text, ref, 1.0, 800)
+        logp = torch.log_softmax(model(input_ids=torch.tensor([example.ids])).logits[0].float(), -1)  # (T, V)
+        for t in range(1, len(example.ids)):
+            if example.is_ref[t]:
+                total = total - logp[t - 1, example.ids[t]]
+                count += 1
+    (total / count).backward()
+    return sum(p.grad.double().pow(2).sum().item() for p in model.parameters() if p.grad is not None) ** 0.5
+
+
+def test_grad_norm_is_the_gradients_l2_norm_and_max_grad_norm_clips(tiny_llama, tmp_path, capsys, monkeypatch):
+    # full finetuning of the tiny Llama (no dropout): one step of all four pairs, the whole gradient by hand
+    data = write_pairs(tmp_path / "a.json")
+    expected = hand_grad_norm(tiny_llama)
+    seen = []  # the gradient's norm when AdamW steps, i.e. what the update uses
+    real_step = torch.optim.AdamW.step
+
+    def spy(optimizer, *args, **kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        seen.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+        return real_step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    common = ["--model", tiny_llama, "--train", f"1 {data}", "--method", "full", "--batch-size", "4",
+              "--max-steps", "1", "--lr", "1e-3"]
+    assert run_train(capsys, *common, "--out", tmp_path / "plain")[0] == 0
+    logged = read_log(tmp_path / "plain")[0]["grad_norm"]
+    assert logged == pytest.approx(expected, rel=1e-5) and seen == [pytest.approx(expected, rel=1e-5)]
+    limit = expected / 4
+    assert run_train(capsys, *common, "--max-grad-norm", limit, "--out", tmp_path / "clipped")[0] == 0
+    assert read_log(tmp_path / "clipped")[0]["grad_norm"] == pytest.approx(logged, rel=1e-6)  # before clipping
+    assert seen[1] == pytest.approx(limit, rel=1e-5)  # the optimiser stepped with the clipped gradient
+
+
+def test_bad_eval_and_distributed_options_exit_2(tiny_llama, tmp_path, capsys, monkeypatch):
+    import accelerate
+    from accelerate.utils import DistributedType
+
+    data = write_pairs(tmp_path / "a.json")
+    general = tmp_path / "general.txt"
+    general.write_text("\n\n".join(TEXTS))
+    generation = tmp_path / "plan_gen.jsonl"
+    generation.write_text(json.dumps({"input": "Q: How to watch TV?", "ref": "Switch on tv."}) + "\n")
+    common = ["--model", tiny_llama, "--train", f"1 {data}", "--method", "lora", "--out", tmp_path / "r"]
+    cases = [
+        (["--eval-every", "2"], "--eval-every needs --eval-ppl-data FILE"),
+        (["--eval-data", generation], "--eval-data needs --eval-every N"),
+        (["--eval-every", "2", "--eval-ppl-data", general, "--eval-data", generation], "a generation file"),
+        (["--eval-every", "2", "--eval-ppl-data", tmp_path / "none.jsonl"], "--eval-ppl-data"),
+        (["--max-grad-norm", "0"], "--max-grad-norm must be above 0, got 0.0"),
+        (["--keep-last", "0"], "--keep-last must be at least 1, got 0"),
+    ]
+    for options, message in cases:
+        code, err = run_train(capsys, *common, *options)
+        assert code == 2 and message in err and err.strip().count("\n") == 0, (options, err)
+
+    class Fsdp(accelerate.Accelerator):
+        @property
+        def distributed_type(self):
+            return DistributedType.FSDP
+
+    monkeypatch.setattr(accelerate, "Accelerator", Fsdp)
+    code, err = run_train(capsys, *common)
+    assert code == 2 and "accelerate's FSDP is not supported yet" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "r").exists()

@@ -1,7 +1,8 @@
 """Reports: evaluation runs side by side (markdown table + bar chart) and training curves from log.jsonl.
 
 A run directory is what `e2wm eval` writes (metrics.json); a training directory is what `e2wm train`
-writes (log.jsonl). Charts are PNGs saved next to the markdown and linked from it.
+writes (log.jsonl; with `--eval-every`, its rows at the evaluated steps also hold the forgetting curve,
+eval_ppl and eval_accuracy). Charts are PNGs saved next to the markdown and linked from it.
 """
 
 import json
@@ -16,6 +17,10 @@ from e2wm.files import read_jsonl, write_atomic
 
 PPL = "ppl"
 METRIC_NAMES = {"accuracy": "accuracy", "rougeL": "ROUGE-L F1", "lcs": "LCS ratio", "perplexity": "perplexity"}
+CURVE = {  # log.jsonl's held-out fields (train --eval-every): (panel title, y-axis label)
+    "eval_ppl": ("general-text perplexity (lower is better)", "exp(mean token NLL)"),
+    "eval_accuracy": ("dev accuracy (higher is better)", "accuracy"),
+}
 
 
 @dataclass
@@ -37,6 +42,10 @@ class TrainLog:
     label: str
     path: Path
     rows: list[dict]
+
+    def last(self, key: str) -> float | None:
+        """The value of key in the last row that has it (eval fields are only in the evaluated steps' rows)."""
+        return next((row[key] for row in reversed(self.rows) if key in row), None)
 
 
 def labels_for(paths: list[Path]) -> list[str]:
@@ -146,11 +155,7 @@ def chart_order(runs: list[Run]) -> list[tuple[str, str]]:
 
 def score_chart(runs: list[Run], file: Path) -> None:
     """Grouped bars of every task's score by run on a 0-1 axis; perplexity in its own panel on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     pairs = chart_order(runs)
     tasks = [task for task, _ in pairs]
     has_ppl = any(PPL in run.metrics for run in runs)
@@ -211,11 +216,7 @@ def score_chart(runs: list[Run], file: Path) -> None:
 
 def train_chart(logs: list[TrainLog], file: Path) -> None:
     """Three panels over optimiser steps: total loss, cross-entropy on ref tokens, and the EWC penalty."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [("loss", "total loss = CE + λ·EWC"), ("ce", "cross-entropy (nats / ref token)"),
               ("ewc", "EWC penalty Σ F·ΔW² (before λ)")]
     figure, axes = plt.subplots(1, 3, figsize=(14, 4.2))
@@ -244,6 +245,43 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
     save_figure(figure, file)
 
 
+def curve_keys(logs: list[TrainLog]) -> list[str]:
+    """The forgetting-curve fields (eval_ppl, eval_accuracy, in that order) that some log's rows have."""
+    return [key for key in CURVE if any(key in row for log in logs for row in log.rows)]
+
+
+def curve_chart(logs: list[TrainLog], file: Path) -> None:
+    """A panel per curve_keys field against the optimiser step, a line per run (its evaluated steps only);
+    run i has the colour it has in train_chart."""
+    plt = pyplot()
+    keys = curve_keys(logs)
+    figure, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for i, log in enumerate(logs):
+            points = [(row["step"], row[key]) for row in log.rows if key in row]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, color=f"C{i % 10}", marker="o", markersize=3, linewidth=1.4, label=log.label)
+        title, ylabel = CURVE[key]
+        ax.set_title(title, pad=14)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(title="run", fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, file)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def moving_average(values: list[float], window: int) -> list[float]:
     """Mean of each value and the (up to) window - 1 before it."""
     return [sum(values[max(0, i - window + 1) : i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(values))]
@@ -261,12 +299,17 @@ def save_figure(figure, file: Path) -> None:
 
 
 def train_table(logs: list[TrainLog]) -> str:
-    lines = ["| run | steps | first loss | last loss | first CE | last CE | last EWC | last lr |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """A row per run: steps, first and last loss and CE, last EWC and lr, then the last value of each
+    curve_keys field (— for a run that has none)."""
+    keys = curve_keys(logs)
+    lines = ["| run | steps | first loss | last loss | first CE | last CE | last EWC | last lr |"
+             + "".join(f" last {key} |" for key in keys), "|---|" + "---:|" * (7 + len(keys))]
     for log in logs:
         first, last = log.rows[0], log.rows[-1]
+        curve = "".join(" — |" if log.last(key) is None else f" {log.last(key):.4f} |" for key in keys)
         lines.append(f"| {log.label} | {last['step']} | {first['loss']:.4f} | {last['loss']:.4f} | "
-                     f"{first['ce']:.4f} | {last['ce']:.4f} | {last['ewc']:.3g} | {last.get('lr', math.nan):.2e} |")
+                     f"{first['ce']:.4f} | {last['ce']:.4f} | {last['ewc']:.3g} | {last.get('lr', math.nan):.2e} |"
+                     + curve)
     return "\n".join(lines)
 
 
@@ -293,6 +336,12 @@ def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str
         chart = out.with_name(out.stem + "-train.png")
         train_chart(logs, chart)
         parts += ["## Training", "", train_table(logs), "", f"![Training curves]({chart.name})", ""]
+        if curve_keys(logs):
+            chart = out.with_name(out.stem + "-eval.png")
+            curve_chart(logs, chart)
+            parts += ["Held out during training (`e2wm train --eval-every`): perplexity on general text, whose rise "
+                      "is the forgetting, and the accuracy on the dev file.", "",
+                      f"![Held-out curves]({chart.name})", ""]
     text = "\n".join(parts)
     write_atomic(out, text)
     return text

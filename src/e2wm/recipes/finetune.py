@@ -4,15 +4,17 @@
     result = finetune(TrainConfig(model="smollm2-135m", train={"plan_gen": 1.0}, data_dir="build",
                                   method="lora", out="runs/lora"))
 
-Works the same on one CPU and under `accelerate launch` (DDP over GPUs or gloo CPU processes). The run
-directory holds config.json (the settings and every option), log.jsonl (one line per optimiser step),
-checkpoint/ (for `resume`) and adapter/ (a standard PEFT adapter; model/ for method "full").
+Works the same on one CPU and under `accelerate launch` (DDP over GPUs or gloo CPU processes; FSDP and
+DeepSpeed are refused). The run directory holds config.json (the settings and every option), log.jsonl (one
+line per optimiser step, with the forgetting curve when `eval_every` is set), checkpoint/ (for `resume`),
+checkpoint-N/adapter/ per checkpointed step N and adapter/ (standard PEFT adapters; model/ for method "full").
 State lives on the recipe (torchtune's recipe shape): `setup()` builds the run directory, model, data
 and optimiser, `train()` runs the optimiser steps, `save()` writes the result.
 """
 
 import contextlib
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +24,24 @@ from tqdm import tqdm
 
 from e2wm.config import as_dict, result_settings
 from e2wm.errors import InputError
+from e2wm.eval.config import EvalConfig
+from e2wm.eval.items import EvalFile, read_eval_file
+from e2wm.eval.perplexity import perplexity
+from e2wm.eval.run import PPL_WINDOW, Shard, qa_rows
 from e2wm.files import append_jsonl, read_jsonl, write_json, write_jsonl
-from e2wm.models import default_device, load_model
+from e2wm.models import context_length, default_device, load_model
 from e2wm.provenance import environment, path_digest
+from e2wm.text import read_corpus
 from e2wm.train.checkpoint import NAME as CHECKPOINT
-from e2wm.train.checkpoint import load_checkpoint, save_checkpoint
+from e2wm.train.checkpoint import load_checkpoint, prune_steps, save_checkpoint, save_pretrained
 from e2wm.train.config import TrainConfig
 from e2wm.train.data import collate, load_examples, parse_mixture, ref_weight
 from e2wm.train.ewc import FullEwc, LoraEwc
 from e2wm.train.fisher import check_fisher, load_fisher
 from e2wm.train.loop import Diverged, Schedule, linear_decay, weighted_nll_sum
 from e2wm.train.targets import default_target_names, is_fan_in_fan_out, parse_modules, target_layers
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,16 +54,55 @@ class TrainResult:
     loss: float | None
 
 
+@dataclass
+class ForgettingCurve:
+    """What `eval_every` measures: perplexity on general text and, optionally, the accuracy on one multiple-choice
+    dev file, each as `e2wm eval` computes it (eval.perplexity.perplexity in windows of eval.run.PPL_WINDOW
+    tokens; eval.run.qa_rows with the task's normalisation), so a point equals `e2wm eval` of that step's adapter
+    up to float rounding (the perplexity here batches --batch-size windows per pass).
+    """
+
+    texts: list[str]
+    dev: EvalFile | None
+    scoring: EvalConfig | None  # the `e2wm eval` settings the dev file is scored with (qa_rows reads its norm)
+    batch_size: int  # perplexity windows per forward pass
+
+    @classmethod
+    def load(cls, config: TrainConfig) -> "ForgettingCurve":
+        """Read --eval-ppl-data and --eval-data. Raises InputError on a bad file or a dev file that is not QA."""
+        texts = read_corpus(config.eval_ppl_data, "--eval-ppl-data")
+        dev = scoring = None
+        if config.eval_data:
+            dev = read_eval_file(Path(config.eval_data))
+            if dev.kind != "multiple_choice":
+                raise InputError(f"--eval-data {config.eval_data}: a generation file; give a multiple-choice one "
+                                 f"(input, answer_list, answer)")
+            scoring = EvalConfig(model=config.model, data=[config.eval_data], out=config.out, norm=dev.spec.norm)
+        return cls(texts, dev, scoring, config.batch_size)
+
+    def measure(self, model, tokenizer) -> dict[str, float]:
+        """{"eval_ppl": exp(mean token NLL) on the texts (nats-based), "eval_accuracy": the dev file's accuracy
+        in [0, 1] (only with a dev file)} of model as it is; the caller puts it in eval mode."""
+        max_length = context_length(model, tokenizer)
+        window = min(PPL_WINDOW, max_length)
+        point = {"eval_ppl": perplexity(model, tokenizer, self.texts, window, self.batch_size)["perplexity"]}
+        if self.dev is not None:
+            result, _ = qa_rows(model, tokenizer, self.dev, self.scoring, max_length, Shard())
+            point["eval_accuracy"] = result["accuracy"]
+        return point
+
+
 def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_main: bool) -> Path:
     """Create (or, resuming, check) the run directory; config.json records the result settings (with the
-    digests of the training files and the Fisher), every option and the provenance (versions, git commit, date).
+    digests of the training files, the Fisher and the evaluation files), every option and the provenance
+    (versions, git commit, date).
 
     Raises InputError when resuming a run started with other result settings (every field not marked
     result=False in TrainConfig) or other input file contents, or when --out already holds a run and resume
     is off.
     """
     run_dir = Path(config.out)
-    inputs = [path for _, path in mixture] + ([config.fisher] if config.fisher else [])
+    inputs = [path for _, path in mixture] + [p for p in (config.fisher, config.eval_ppl_data, config.eval_data) if p]
     settings = {**result_settings(config), "inputs": {path: path_digest(path) for path in inputs}}
     recorded = run_dir / "config.json"
     if config.resume:
@@ -119,12 +167,21 @@ class FinetuneRecipe:
         self.loss: float | None = None
 
     def setup(self) -> None:
-        """Run directory, model (+ LoRA, Fisher), examples, schedule, optimiser; a resumed run's checkpoint."""
+        """Run directory, model (+ LoRA, Fisher), examples, schedule, optimiser; a resumed run's checkpoint.
+
+        Raises InputError under FSDP or DeepSpeed (accelerate's distributed_type): the checkpoints and the
+        gradient norm here assume every process holds the whole model (DDP or one process).
+        """
         from accelerate import Accelerator
+        from accelerate.utils import DistributedType
 
         config = self.config
         mixture = parse_mixture(config.train, config.data_dir)
+        self.curve = ForgettingCurve.load(config) if config.eval_every else None
         self.accelerator = accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu: gloo processes
+        if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            raise InputError(f"accelerate's {accelerator.distributed_type.value} is not supported yet by e2wm train; "
+                             f"use DDP (multi-GPU) or one process")
         self.run_dir = prepare_run_dir(config, mixture, accelerator.is_main_process)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
         self.examples = load_examples(mixture, self.tokenizer, config.max_len)
@@ -137,8 +194,8 @@ class FinetuneRecipe:
                 f"{config.batch_size} x --grad-accum {config.grad_accum} x {accelerator.num_processes} processes"
             )
         self.lam = 0.0 if config.method == "lora" else config.lam
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=0.0)
         self.scheduler = linear_decay(optimizer, self.total)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.start = 0
@@ -148,11 +205,12 @@ class FinetuneRecipe:
                 log = self.run_dir / "log.jsonl"
                 kept = [r for r in read_jsonl(log) if r["step"] <= self.start] if log.exists() else []
                 write_jsonl(log, kept)
-                print(f"resuming {self.run_dir} after step {self.start} of {self.total}")
+                logger.info("resuming %s after step %d of %d", self.run_dir, self.start, self.total)
         accelerator.wait_for_everyone()
 
     def train(self) -> None:
-        """Optimiser steps start+1 .. total, each logged to log.jsonl, checkpointed every save_every steps.
+        """Optimiser steps start+1 .. total, each logged to log.jsonl, evaluated every eval_every steps and
+        checkpointed every save_every steps (both also at the last step).
 
         Raises Diverged when a step's loss is NaN or infinite (the last good checkpoint is kept).
         """
@@ -191,7 +249,13 @@ class FinetuneRecipe:
         bar.close()
 
     def step_done(self, step: int, ce: float, ewc: float, bar) -> None:
-        """Check the loss, take the optimiser step, log it and checkpoint when due."""
+        """Check the loss, clip and take the optimiser step, evaluate, log it and checkpoint when due.
+
+        The logged grad_norm is the total L2 norm of the trainable parameters' gradients of the step's loss
+        (summed over its micro-batches and averaged over processes, after accelerate's unscaling), before
+        clipping to max_grad_norm; with max_grad_norm None the gradients are left as they are.
+        """
+        config, accelerator = self.config, self.accelerator
         self.loss = ce + self.lam * ewc
         if not math.isfinite(self.loss):
             raise Diverged(
@@ -199,25 +263,60 @@ class FinetuneRecipe:
                 f"is in {self.run_dir / CHECKPOINT} (lower --lr or --lambda and --resume)"
             )
         lr = self.scheduler.get_last_lr()[0]
+        limit = math.inf if config.max_grad_norm is None else config.max_grad_norm  # inf: scales by exactly 1
+        grad_norm = accelerator.clip_grad_norm_(self.trainable, limit).item()
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.accelerator.is_main_process:
-            append_jsonl(self.run_dir / "log.jsonl", {"step": step, "loss": self.loss, "ce": ce, "ewc": ewc, "lr": lr})
-        bar.set_postfix(loss=f"{self.loss:.4f}", ce=f"{ce:.4f}", ewc=f"{ewc:.3g}")
+        row = {"step": step, "loss": self.loss, "ce": ce, "ewc": ewc, "lr": lr, "grad_norm": grad_norm}
+        if config.eval_every and (step % config.eval_every == 0 or step == self.total):
+            point = self.evaluate()
+            row.update(point)
+            if point:
+                logger.info("step %d: %s", step, ", ".join(f"{key} {value:.4f}" for key, value in point.items()))
+        if accelerator.is_main_process:
+            append_jsonl(self.run_dir / "log.jsonl", row)
+        bar.set_postfix(loss=f"{self.loss:.4f}", ce=f"{ce:.4f}", ewc=f"{ewc:.3g}", grad_norm=f"{grad_norm:.3g}")
         bar.update(1)
-        if step % self.config.save_every == 0 or step == self.total:
-            save_checkpoint(self.accelerator, self.run_dir, self.model, self.optimizer, self.scheduler, step)
+        if step % config.save_every == 0 or step == self.total:
+            if accelerator.is_main_process:  # the evaluable step first: a crash before the state reruns the step
+                self.write_model(self.run_dir / f"checkpoint-{step}", self.output_name)
+                if config.keep_last:
+                    prune_steps(self.run_dir, config.keep_last)
+            save_checkpoint(accelerator, self.run_dir, self.model, self.optimizer, self.scheduler, step)
 
-    def save(self) -> TrainResult:
-        """Write adapter/ (or model/ and its tokenizer for full finetuning) into the run directory."""
-        target = self.run_dir / ("model" if self.config.method == "full" else "adapter")
+    def evaluate(self) -> dict[str, float]:
+        """The forgetting curve's point of the model as it is (ForgettingCurve.measure), in eval mode.
+
+        Runs on the main process only, on the unwrapped model (no DDP collective), while the other processes
+        wait (accelerator.wait_for_everyone); they return {}, and only the main process writes the log.
+        """
+        point = {}
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.model)
-            model.save_pretrained(target)
-            if self.config.method == "full":
-                self.tokenizer.save_pretrained(target)
-            print(f"saved {target}")
+            model.eval()
+            point = self.curve.measure(model, self.tokenizer)
+            model.train()
+        self.accelerator.wait_for_everyone()
+        return point
+
+    @property
+    def output_name(self) -> str:
+        """The model's folder in the run directory and in each checkpoint-N: adapter, or model for full."""
+        return "model" if self.config.method == "full" else "adapter"
+
+    def write_model(self, final: Path, inside: str | None = None) -> None:
+        """The adapter (or, for full finetuning, the model and tokenizer) into final[/inside], atomically
+        (checkpoint.save_pretrained); call on the main process only."""
+        tokenizer = self.tokenizer if self.config.method == "full" else None
+        save_pretrained(self.accelerator.unwrap_model(self.model), tokenizer, final, inside)
+
+    def save(self) -> TrainResult:
+        """Write adapter/ (or model/ and its tokenizer for full finetuning) into the run directory, atomically."""
+        target = self.run_dir / self.output_name
+        if self.accelerator.is_main_process:
+            self.write_model(target)
+            logger.info("saved %s", target)
         self.accelerator.wait_for_everyone()
         return TrainResult(self.run_dir, target, self.total, self.loss)
 

@@ -1,11 +1,15 @@
-"""Checkpoints that resume exactly: trainable weights, optimiser, scheduler, step and every process's RNG.
+"""Checkpoints: the state that resumes exactly, and the evaluable model of each checkpointed step.
 
-The data order needs no saving: it is rebuilt from (seed, epoch), and the step says how far it got.
-A checkpoint is written beside the old one and swapped in by renames, so a crash keeps the last good one.
+checkpoint/ (one, the latest) holds the trainable weights, optimiser, scheduler, step and every process's RNG;
+the data order needs no saving: it is rebuilt from (seed, epoch), and the step says how far it got.
+checkpoint-N/ (one per checkpointed step N, the older ones pruned by `prune_steps`) holds what
+`save_pretrained` writes: a standard PEFT adapter in adapter/, or the whole model and tokenizer in model/.
+Every folder is written beside the old one and swapped in by renames, so a crash keeps the last good one.
 """
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 NAME = "checkpoint"
+STEP = re.compile(r"checkpoint-(\d+)")  # the name of a step's folder, checkpoint-N
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -60,12 +65,59 @@ def save_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler, ste
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (staging / "state.json").write_text(json.dumps({"step": step}) + "\n")
-        old = run_dir / f"{NAME}.old"
-        if final.exists():
-            final.rename(old)
-        staging.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_in(staging, final)
     accelerator.wait_for_everyone()
+
+
+def swap_in(staging: Path, final: Path) -> None:
+    """Replace the folder final by staging with renames; the old final (final.old) is removed last."""
+    old = final.with_name(f"{final.name}.old")
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_pretrained(model, tokenizer, final: Path, inside: str | None = None) -> None:
+    """Write `model.save_pretrained` (and the tokenizer's, when given) atomically; main process only.
+
+    Everything goes to final.tmp (into its subfolder `inside`, when given), which then replaces final by
+    `swap_in`; a failed write removes final.tmp and leaves final as it was. For a PeftModel this is a
+    standard PEFT adapter (adapter_config.json and adapter_model.safetensors), for a plain model its config
+    and weights.
+
+    Args:
+        model: the unwrapped model (accelerator.unwrap_model).
+        tokenizer: saved beside the model, or None.
+        final: the folder to write, e.g. run_dir / "adapter" or run_dir / "checkpoint-N".
+        inside: the subfolder of final that holds the files, e.g. "adapter" for checkpoint-N/adapter.
+    """
+    staging = final.with_name(f"{final.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    target = staging / inside if inside else staging
+    try:
+        model.save_pretrained(target)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_in(staging, final)
+
+
+def step_folders(run_dir: Path) -> list[tuple[int, Path]]:
+    """(N, run_dir/checkpoint-N) for every step folder there, by increasing N (not checkpoint/, nor .tmp/.old)."""
+    found = [(int(match[1]), path) for path in run_dir.iterdir()
+             if (match := STEP.fullmatch(path.name)) and path.is_dir()]
+    return sorted(found)
+
+
+def prune_steps(run_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the last `keep` (by step) checkpoint-N folders of run_dir; returns the deleted ones."""
+    gone = [path for _, path in step_folders(run_dir)[:-keep]]
+    for path in gone:
+        shutil.rmtree(path)
+    return gone
 
 
 def load_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler) -> int:

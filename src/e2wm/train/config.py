@@ -51,7 +51,17 @@ class TrainConfig(LoadedModelOptions):
     modules: str | None = option(None, MODULES_HELP + "; with a Fisher, the Fisher's modules")
     gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory)", result=False)
     seed: int = option(0, "seed of the LoRA initialisation and the data order")
-    save_every: int = option(100, "checkpoint every N optimiser steps", minimum=1, result=False)
+    save_every: int = option(100, "checkpoint every N optimiser steps (checkpoint/ to resume, checkpoint-N/ to "
+                             "evaluate)", minimum=1, result=False)
+    keep_last: int | None = option(None, "keep only the last K checkpoint-N folders (default: all)", minimum=1,
+                                   result=False)
+    max_grad_norm: float | None = option(None, "clip the gradients' total L2 norm to this (default: no clipping, "
+                                         "as in the paper)", above=0)
+    eval_every: int | None = option(None, "every N optimiser steps and at the last, log the perplexity on "
+                                    "--eval-ppl-data (and the accuracy on --eval-data)", minimum=1)
+    eval_ppl_data: str | None = option(None, "general text for --eval-every's perplexity (JSONL with 'text', plain "
+                                       "text, or a saved HF dataset)")
+    eval_data: str | None = option(None, "an E2WM multiple-choice dev file whose accuracy --eval-every logs")
     out: str = option(help="run directory", result=False)
     resume: bool = option(False, "continue the run in --out from its checkpoint", result=False)
 
@@ -61,6 +71,10 @@ class TrainConfig(LoadedModelOptions):
         if self.method == "ewc-lora" and not self.fisher:
             raise InputError("--method ewc-lora needs --fisher F.safetensors (from `e2wm fisher`); "
                              "or use --method lora")
+        if self.eval_every and not self.eval_ppl_data:
+            raise InputError("--eval-every needs --eval-ppl-data FILE (general text for the perplexity curve)")
+        if not self.eval_every and (self.eval_ppl_data or self.eval_data):
+            raise InputError(f"{'--eval-ppl-data' if self.eval_ppl_data else '--eval-data'} needs --eval-every N")
 
 
 @dataclass(kw_only=True)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from e2wm.errors import InputError
-from e2wm.eval.report import moving_average, relative_change, write_report
+from e2wm.eval.report import TrainLog, curve_keys, moving_average, relative_change, train_table, write_report
 
 BASE = {
     "act_recog": {"accuracy": 0.5, "n": 16, "norm": "ln", "truncated": 0},
@@ -84,3 +84,29 @@ def test_bad_requests(tmp_path):
         write_report([write_run(tmp_path / "a", BASE)], [], tmp_path / "r.txt")
     with pytest.raises(InputError, match="no log.jsonl"):
         write_report([], [tmp_path / "a"], tmp_path / "r.md")
+
+
+def test_train_table_adds_the_last_curve_values_only_when_a_log_has_them():
+    plain = TrainLog("lora", None, [{"step": s, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 1e-3} for s in (1, 2, 3)])
+    curve = TrainLog("ewc", None, [{"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0},
+                                   {"step": 2, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "eval_ppl": 12.5},
+                                   {"step": 3, "loss": 1.0, "ce": 1.0, "ewc": 0.0}])
+    assert curve_keys([plain]) == [] and "eval" not in train_table([plain])
+    assert curve_keys([plain, curve]) == ["eval_ppl"]
+    lines = train_table([plain, curve]).splitlines()
+    assert lines[0].endswith("| last lr | last eval_ppl |") and lines[1].count("---:|") == 8
+    assert lines[2].endswith("| — |") and lines[3].endswith("| 12.5000 |")  # the last row that has it: step 2
+    assert curve.last("eval_ppl") == 12.5 and curve.last("eval_accuracy") is None
+
+
+def test_curve_chart_only_when_the_logs_have_eval_fields(tmp_path):
+    rows = [{"step": s, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "eval_accuracy": 0.1 * s} for s in (1, 2)]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = write_report([], [run], tmp_path / "r.md")
+    assert (tmp_path / "r-eval.png").stat().st_size > 10_000 and "](r-eval.png)" in text
+    assert "| last eval_accuracy |" in text and "last eval_ppl" not in text
+    (run / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0}) + "\n")
+    text = write_report([], [run], tmp_path / "plain.md")
+    assert not (tmp_path / "plain-eval.png").exists() and "eval" not in text
