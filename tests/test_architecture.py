@@ -70,3 +70,11 @@ def test_package_root_exports_the_recipes_and_configs():
         assert getattr(e2wm, name) is not None
     with pytest.raises(AttributeError):
         e2wm.not_an_api  # noqa: B018
+
+
+def test_library_code_logs_instead_of_printing():
+    """Only the command layer prints; everything below reports through `logging` (logger 'e2wm.<module>')."""
+    printing = [name for name, path in modules() if level(name) < LEVELS["commands"]
+                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"]
+    assert printing == []

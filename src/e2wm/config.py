@@ -145,7 +145,7 @@ def _check_type(item: Field, annotation, value) -> None:
         fits = isinstance(one, kind) and not (kind is int and isinstance(one, bool))
         if kind is float:
             fits = isinstance(one, int | float) and not isinstance(one, bool)
-        if not fits and not (kind is str and isinstance(one, dict) and item.name == "train"):  # a mixture mapping
+        if not fits:
             raise InputError(f"{flag_of(item)} must be {names.get(kind, kind.__name__)}, got {one!r}")
 
 

@@ -89,7 +89,7 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     assert [r["step"] for r in resumed] == list(range(1, 13))
     assert resumed == whole  # steps 7..12, re-run from the mid-epoch step-6 checkpoint, give identical losses
     changed = [*common[:-2], "--lr", "1e-3"]
-    assert "other options (lr)" in run_train(capsys, *changed, "--out", tmp_path / "cut", "--resume")[1]
+    assert "other options (--lr)" in run_train(capsys, *changed, "--out", tmp_path / "cut", "--resume")[1]
     recorded = json.loads((tmp_path / "cut" / "config.json").read_text())
     assert set(recorded["settings"]["inputs"]) == {str(data), str(other), str(fisher)}
     assert recorded["provenance"]["versions"]["torch"] and recorded["provenance"]["device"] == "cpu"

@@ -48,7 +48,7 @@ class ReportConfig:
     runs: list[str] = option(default_factory=list, help="`e2wm eval` run directories; the first is the baseline "
                              "of the relative changes", positional=True, metavar="RUN_DIR")
     train_log: list[str] = option(default_factory=list, help="`e2wm train` directories whose log.jsonl to plot "
-                                  "(loss, CE, EWC)", metavar="DIR")
+                                  "(loss, CE, EWC; the eval_ppl / eval_accuracy curves when logged)", metavar="DIR")
     out: str = option(help="markdown file; the PNG charts are written beside it")
     title: str = option("E2WM report", "the report's heading")
 

@@ -16,13 +16,13 @@ import contextlib
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from e2wm.config import as_dict, result_settings
+from e2wm.config import as_dict, flag_of, result_settings
 from e2wm.errors import InputError
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import EvalFile, read_eval_file
@@ -112,9 +112,11 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_ma
         changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
         if changed == ["inputs"]:
             files = [p for p in settings["inputs"] if before["inputs"].get(p) != settings["inputs"][p]]
-            raise InputError(f"--resume: {run_dir} was started on other contents of {', '.join(files) or 'its inputs'}")
+            raise InputError(f"--resume: {run_dir} was started on other contents of {', '.join(files)}")
         if changed:
-            raise InputError(f"--resume: {run_dir} was started with other options ({', '.join(changed)})")
+            flags = [flag_of(f) for f in fields(config) if f.name in changed]
+            raise InputError(f"--resume: {run_dir} was started with other options ({', '.join(flags)}); a longer run "
+                             "is a new --out (resume continues the same schedule)")
     elif (run_dir / "log.jsonl").exists() or (run_dir / CHECKPOINT).exists():
         raise InputError(f"--out {run_dir}: a run is already there; use --resume or another --out")
     if is_main:
@@ -155,7 +157,7 @@ def build_model(config: TrainConfig, device: str):
         fan_in_fan_out=any(is_fan_in_fan_out(layer) for layer in layers.values()), task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
-    penalty = LoraEwc.build(model, fisher) if fisher is not None else None
+    penalty = LoraEwc.build(model, fisher) if fisher is not None and config.method == "ewc-lora" else None
     return model, tokenizer, penalty
 
 

@@ -66,8 +66,8 @@ class TrainConfig(LoadedModelOptions):
     resume: bool = option(False, "continue the run in --out from its checkpoint", result=False)
 
     def __post_init__(self) -> None:
+        self.train = mixture_text(self.train)  # a mapping becomes the option's text before the checks
         super().__post_init__()
-        self.train = mixture_text(self.train)
         if self.method == "ewc-lora" and not self.fisher:
             raise InputError("--method ewc-lora needs --fisher F.safetensors (from `e2wm fisher`); "
                              "or use --method lora")
