@@ -220,6 +220,7 @@ def test_outputs_carry_provenance_and_limit_warning(tiny_gpt2, tmp_path):
     versions = recorded["provenance"]["versions"]
     assert versions["torch"] and versions["transformers"] and versions["peft"] and versions["e2wm"]
     assert recorded["provenance"]["date"].endswith("Z") and recorded["provenance"]["device"] == "cpu"
+    assert recorded["provenance"]["wall_seconds"] > 0 and "smollm2" not in recorded["identity"]["model"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["housework_qa"]["n"], metrics["housework_qa"]["n_original"]) == (2, 3)
     assert "Warning: --limit 2 scored only the first 2 items of 1 file(s) (housework_qa)" in (

@@ -93,6 +93,7 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     recorded = json.loads((tmp_path / "cut" / "config.json").read_text())
     assert set(recorded["settings"]["inputs"]) == {str(data), str(other), str(fisher)}
     assert recorded["provenance"]["versions"]["torch"] and recorded["provenance"]["device"] == "cpu"
+    assert recorded["provenance"]["wall_seconds"] > 0
     with open(other, "a") as handle:  # the same file name with other contents is not silently reused
         handle.write(json.dumps({"input": "Walk to bedroom.", "ref": "Lie on bed."}) + "\n")
     code, err = run_train(capsys, *common, "--out", tmp_path / "cut", "--resume")

@@ -87,11 +87,12 @@ def evaluate(config: EvalConfig) -> dict:
     spec = config.model_spec(config.adapter)
     if device and not spec.device:
         spec.device = device
+    began = time.time()
     model, tokenizer = load_model(spec)
     identity = model_identity(config, model)
+    record = {"config": as_dict(config), "identity": identity, "provenance": environment(str(model_device(model)))}
     if shard.is_main:
-        write_json(out / "config.json", {"config": as_dict(config), "identity": identity,
-                                         "provenance": environment(str(model_device(model)))})
+        write_json(out / "config.json", record)
     generator = None
     if config.backend == "vllm" and any(task.kind == "generation" for task in tasks):
         generator = vllm_backend.VllmGenerator(
@@ -101,6 +102,8 @@ def evaluate(config: EvalConfig) -> dict:
     start = time.time()
     results = evaluate_model(model, tokenizer, tasks, config, identity, shard, generator)
     if shard.is_main:
+        record["provenance"]["wall_seconds"] = round(time.time() - began, 3)  # model loading included
+        write_json(out / "config.json", record)
         logger.info("%s", (out / "results.md").read_text())
         logger.info("wrote %s in %.0f s", out / "metrics.json", time.time() - start)
     return results

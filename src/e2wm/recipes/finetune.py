@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -166,6 +167,7 @@ class FinetuneRecipe:
 
     def __init__(self, config: TrainConfig):
         self.config = config
+        self.began = time.time()
         self.loss: float | None = None
 
     def setup(self) -> None:
@@ -318,6 +320,9 @@ class FinetuneRecipe:
         target = self.run_dir / self.output_name
         if self.accelerator.is_main_process:
             self.write_model(target)
+            recorded = json.loads((self.run_dir / "config.json").read_text())
+            recorded["provenance"]["wall_seconds"] = round(time.time() - self.began, 3)  # this session's
+            write_json(self.run_dir / "config.json", recorded)
             logger.info("saved %s", target)
         self.accelerator.wait_for_everyone()
         return TrainResult(self.run_dir, target, self.total, self.loss)
