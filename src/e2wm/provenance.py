@@ -1,8 +1,9 @@
 """Where a result came from: content digests of inputs (files, adapters, models) and the software it ran on.
 
-Digests are sha256 hex strings of file bytes. A large file is hashed once per (path, size, mtime) and the
-digest kept in $E2WM_CACHE/digests.json (~/.cache/e2wm), so re-hashing GPT-J's 24 GB of weights on every
-eval does not happen; a changed file has a new mtime or size and is hashed again. What lm-evaluation-
+Digests are sha256 hex strings of file bytes. A large file is hashed once per (path, inode, size, mtime,
+ctime) and the digest kept in $E2WM_CACHE/digests.json (~/.cache/e2wm), so re-hashing GPT-J's 24 GB of
+weights on every eval does not happen; a rewritten file has a new ctime (which `touch` cannot set back)
+and is hashed again. What lm-evaluation-
 harness records in its results file (versions, git hash, model revision, date) is `environment()`.
 """
 
@@ -27,10 +28,10 @@ def _cache_file() -> Path:
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (hex); cached by (absolute path, size, mtime) for files above 64 MiB."""
+    """sha256 of a file's bytes (hex); cached by (absolute path, inode, size, mtime, ctime) above 64 MiB."""
     path = Path(path).resolve()
     stat = path.stat()
-    key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = f"{path}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
     cache = _cache_file()
     known: dict[str, str] = {}
     if stat.st_size > CACHED_ABOVE and cache.is_file():
@@ -72,6 +73,23 @@ def path_digest(path: str | Path) -> str | None:
     return None
 
 
+def model_fingerprint(name: str) -> str | None:
+    """What identifies a base model before it is loaded: the sha256 of a local (or the embedded) model's
+    files, else the commit of a Hub id's cached snapshot, else None (a Hub id not downloaded yet)."""
+    from e2wm.models import resolve_model_path
+
+    path = Path(resolve_model_path(name))
+    if path.is_dir():
+        return tree_digest(path)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception:  # an id the hub library rejects: nothing cached
+        return None
+    return Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
+
+
 def model_revision(model) -> str | None:
     """The loaded model's Hub commit (transformers records it on the config), else None (a local directory)."""
     config = getattr(model, "config", None)
@@ -91,9 +109,14 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_commit() -> str | None:
-    """The commit of the e2wm checkout the package runs from (with '+dirty' for uncommitted changes), else None."""
+    """The commit of the e2wm checkout the package runs from (with '+dirty' for uncommitted changes), else None
+    (an installed package: a git repository around it, e.g. a project whose venv holds e2wm, is not e2wm's)."""
     source = Path(__file__).resolve().parent
     try:
+        top = subprocess.run(["git", "-C", str(source), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        if (Path(top) / "src" / "e2wm").resolve() != source:
+            return None
         commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],

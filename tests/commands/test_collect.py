@@ -103,3 +103,12 @@ def test_a_collection_grows_but_never_mixes_settings(tmp_path, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "were collected with other --seed, --steps; use another --out" in err
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_records_without_their_settings_file_are_not_extended(tmp_path, capsys):
+    out = tmp_path / "episodes.jsonl"
+    main(["collect", "explore", "--episodes", "1", "--steps", "4", "--out", str(out), "--workers", "1"])
+    (tmp_path / "episodes.jsonl.settings.json").unlink()  # a copied file, or one of an older e2wm
+    with pytest.raises(SystemExit) as stop:
+        main(["collect", "explore", "--episodes", "2", "--steps", "4", "--out", str(out), "--workers", "1"])
+    assert stop.value.code == 2 and "holds records but no episodes.jsonl.settings.json" in capsys.readouterr().err

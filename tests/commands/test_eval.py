@@ -234,3 +234,35 @@ def test_a_build_folder_evaluates_its_heldout_files_only(tmp_path):
     (tmp_path / "stats.json").write_text('{\n  "config": {}\n}\n')
     write(tmp_path / "heldout" / "plan_gen_unseen.jsonl", [GEN])
     assert find_eval_files([str(tmp_path)]) == [tmp_path / "heldout" / "plan_gen_unseen.jsonl"]
+
+
+def test_an_interrupted_rerun_leaves_no_earlier_metrics(tiny_gpt2, tmp_path, capsys, monkeypatch):
+    from e2wm.recipes import evaluate as recipe
+
+    data = write(tmp_path / "housework_qa.json", [QA])
+    out = tmp_path / "run"
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", out)
+    assert (out / "metrics.json").is_file()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe, "evaluate_model", interrupted)
+    with pytest.raises(SystemExit):
+        run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--limit", 1)
+    assert not (out / "metrics.json").exists() and not (out / "results.md").exists()  # config.json is the new run's
+    assert json.loads((out / "config.json").read_text())["config"]["limit"] == 1
+
+
+def test_messages_are_printed_once_even_with_a_root_handler(tiny_gpt2, tmp_path, capsys):
+    import logging
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler()  # what a library such as absl adds
+    root.addHandler(handler)
+    try:
+        run_eval("--model", tiny_gpt2, "--data", write(tmp_path / "my_quiz.json", [QA]), "--out", tmp_path / "r")
+    finally:
+        root.removeHandler(handler)
+    captured = capsys.readouterr()
+    assert captured.out.count("my_quiz: task not known") == 1 and "task not known" not in captured.err

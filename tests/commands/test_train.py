@@ -89,7 +89,7 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     assert [r["step"] for r in resumed] == list(range(1, 13))
     assert resumed == whole  # steps 7..12, re-run from the mid-epoch step-6 checkpoint, give identical losses
     changed = [*common[:-2], "--lr", "1e-3"]
-    assert "other options (--lr)" in run_train(capsys, *changed, "--out", tmp_path / "cut", "--resume")[1]
+    assert "was started with other --lr;" in run_train(capsys, *changed, "--out", tmp_path / "cut", "--resume")[1]
     recorded = json.loads((tmp_path / "cut" / "config.json").read_text())
     assert set(recorded["settings"]["inputs"]) == {str(data), str(other), str(fisher)}
     assert recorded["provenance"]["versions"]["torch"] and recorded["provenance"]["device"] == "cpu"
@@ -97,7 +97,7 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     with open(other, "a") as handle:  # the same file name with other contents is not silently reused
         handle.write(json.dumps({"input": "Walk to bedroom.", "ref": "Lie on bed."}) + "\n")
     code, err = run_train(capsys, *common, "--out", tmp_path / "cut", "--resume")
-    assert code == 2 and f"was started on other contents of {other}" in err
+    assert code == 2 and f"was started with other contents of {other};" in err
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tiny_gpt2, tmp_path, capsys, monkeypatch):
@@ -113,10 +113,46 @@ def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tiny_gpt2, tmp_path
     monkeypatch.setattr(finetune, "weighted_nll_sum", nan_on_third_step)
     code, err = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora",
                           "--batch-size", "2", "--save-every", "2", "--out", tmp_path / "r")
-    assert code == 1 and "step 3: the loss is nan" in err
+    assert code == 1 and "step 3: the loss is nan" in err and "stopped before updating" in err
     state = json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2 and [r["step"] for r in read_log(tmp_path / "r")] == [1, 2]
 
+
+def test_nan_gradients_stop_before_the_update(tiny_gpt2, tmp_path, capsys, monkeypatch):
+    """A finite loss with non-finite gradients (an overflowing step) stops before AdamW applies them."""
+    from safetensors.torch import load_file
+
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    real = finetune.weighted_nll_sum
+    calls = []
+
+    def nan_gradients_on_third_step(model, batch):
+        calls.append(1)
+        value = real(model, batch)
+        if len(calls) == 3:
+            value.register_hook(lambda grad: grad * float("nan"))  # the loss stays finite, its gradients do not
+        return value
+
+    monkeypatch.setattr(finetune, "weighted_nll_sum", nan_gradients_on_third_step)
+    code, err = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora",
+                          "--batch-size", "2", "--save-every", "1", "--out", tmp_path / "r")
+    assert code == 1 and "step 3: the loss is" in err and "the loss is nan" not in err and "gradient norm nan" in err
+    assert [r["step"] for r in read_log(tmp_path / "r")] == [1, 2]  # no NaN row in log.jsonl
+    state = load_file(str(tmp_path / "r" / "checkpoint" / "trainable.safetensors"))
+    assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def test_resume_refuses_other_base_model_files(tiny_gpt2, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_gpt2, model)
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    args = ["--model", model, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2", "--out", tmp_path / "r"]
+    assert run_train(capsys, *args, "--max-steps", "1")[0] == 0
+    (model / "config.json").write_text((model / "config.json").read_text().replace("}", ', "e2wm_test": 1}', 1))
+    code, err = run_train(capsys, *args, "--max-steps", "1", "--resume")
+    assert code == 2 and "base model files" in err
 
 def test_tiny_model_overfits_a_tiny_set(tiny_llama, tmp_path, capsys):
     # full finetuning: on a random 32-wide model, LoRA's low-rank deltas pass through near-zero random

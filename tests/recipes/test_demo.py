@@ -12,6 +12,17 @@ from e2wm.recipes.demo import DemoConfig, Job, run_stages, spread
 STAGES = ["collect", "build", "fisher", "train", "eval", "report"]
 
 
+class Lines(logging.Handler):
+    """Keeps the messages of the loggers it is added to."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def tiny(model, out, **changes) -> DemoConfig:
     settings = DemoConfig(model=str(model), out=str(out), num_programs=6, simulations=20, episodes=6,
                           holdout_activities=1, fisher_n=4, fisher_len=32, train_steps=3, batch_size=2, max_len=128,
@@ -20,10 +31,13 @@ def tiny(model, out, **changes) -> DemoConfig:
 
 
 @pytest.mark.slow
-def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, monkeypatch, caplog):
+def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, monkeypatch):
     monkeypatch.setattr(e2wm.recipes.demo, "DEV_SLICE", tmp_path / "absent")  # use the held-out generated split
     out = tmp_path / "demo"
-    caplog.set_level(logging.INFO, logger="e2wm")
+    lines = Lines()
+    logger = logging.getLogger("e2wm")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(lines)
     seconds = run_stages(tiny(tiny_llama, out))
     assert list(seconds) == STAGES and all(s > 0 for s in seconds.values())
     assert len((out / "collect" / "plans.jsonl").read_text().splitlines()) == 6
@@ -43,12 +57,14 @@ def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, mo
         assert f"| {task} |" in report
     assert (out / "report" / "report.png").stat().st_size > 10_000
     assert (out / "report" / "report-train.png").stat().st_size > 10_000
-    assert any(line.startswith("    $ e2wm train --model") for line in caplog.messages)
+    assert any(line.startswith("    $ e2wm train --model") for line in lines.messages)
 
-    caplog.clear()  # a second run skips everything
+    lines.messages.clear()  # a second run skips everything
     seconds = run_stages(tiny(tiny_llama, out))
     assert all(s == 0 for s in seconds.values())
-    assert sum("skipped" in line for line in caplog.messages) == 6
+    assert sum("skipped" in line for line in lines.messages) == 6
+
+    logger.removeHandler(lines)
 
     # a changed training budget redoes train and what follows it, nothing before it
     seconds = run_stages(tiny(tiny_llama, out, train_steps=4))

@@ -67,7 +67,10 @@ def check_settings(config: CollectPlansConfig | CollectExploreConfig, done: set)
     out = Path(config.out)
     kept = out.with_name(out.name + ".settings.json")
     settings = {k: v for k, v in result_settings(config).items() if k not in SELECTION}
-    if done and kept.is_file():
+    if done and not kept.is_file():
+        raise InputError(f"--out {out}: it holds records but no {kept.name} saying how they were collected (a "
+                         "copy, or an older e2wm); use another --out")
+    if done:
         before = json.loads(kept.read_text(encoding="utf-8"))
         changed = [flag_of(f) for f in fields(config) if f.name in settings and before.get(f.name) != settings[f.name]]
         if changed:

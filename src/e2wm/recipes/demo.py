@@ -31,7 +31,7 @@ from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.experience.runner import default_workers
 from e2wm.files import write_atomic, write_json
 from e2wm.models import EMBEDDED_NAME, MODEL_HELP, describe
-from e2wm.provenance import path_digest
+from e2wm.provenance import model_fingerprint, path_digest
 from e2wm.recipes.build import build
 from e2wm.recipes.collect import collect_explore, collect_plans
 from e2wm.recipes.evaluate import evaluate
@@ -97,10 +97,14 @@ class Job:
         self.recipe(self.config)
 
     def inputs(self, own_folder: Path) -> dict[str, str | None]:
-        """Digests of the existing files and folders the config names outside the stage's own folder."""
+        """Digests of the existing files and folders the config names outside the stage's own folder, and of
+        the base model it loads (the embedded one and Hub ids too: provenance.model_fingerprint)."""
         values = [v for value in config.as_dict(self.config).values()
                   for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
         found = {}
+        model = getattr(self.config, "model", None)
+        if model is not None and not Path(model).exists():
+            found[f"model {model}"] = model_fingerprint(model)
         for value in values:
             path = Path(value)
             if path.exists() and own_folder.resolve() not in (path.resolve(), *path.resolve().parents):

@@ -27,7 +27,7 @@ from e2wm.eval.prefix_cache import model_device
 from e2wm.eval.run import Shard, evaluate_model
 from e2wm.files import write_json
 from e2wm.models import context_length, describe, load_model, resolve_model_path
-from e2wm.provenance import environment, model_revision, path_digest, tree_digest
+from e2wm.provenance import environment, git_commit, model_revision, package_versions, path_digest, tree_digest
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,15 @@ def current_shard() -> tuple[Shard, str | None]:
 
 def model_identity(config: EvalConfig, model) -> dict:
     """What changes scores beyond the config's text: the base model's Hub revision (or, for a local or the
-    embedded model, the digest of its files), the adapter's digest and the device type."""
+    embedded model, the digest of its files), the adapter's digest, the device type, and the software
+    (e2wm's and the libraries' versions, the git commit of a checkout: a scoring fix recomputes)."""
     local = resolve_model_path(config.model)
     return {
         "model": describe(config.model),
         "model_revision": model_revision(model) or path_digest(local),
         "adapter_sha256": tree_digest(config.adapter) if config.adapter else None,
         "device_type": model_device(model).type,
+        "software": {"versions": package_versions(), "git_commit": git_commit()},
     }
 
 
@@ -92,6 +94,8 @@ def evaluate(config: EvalConfig) -> dict:
     identity = model_identity(config, model)
     record = {"config": as_dict(config), "identity": identity, "provenance": environment(str(model_device(model)))}
     if shard.is_main:
+        for stale in ("metrics.json", "results.md"):  # an earlier run's, until this one writes its own
+            (out / stale).unlink(missing_ok=True)
         write_json(out / "config.json", record)
     generator = None
     if config.backend == "vllm" and any(task.kind == "generation" for task in tasks):

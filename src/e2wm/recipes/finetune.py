@@ -31,7 +31,7 @@ from e2wm.eval.perplexity import perplexity
 from e2wm.eval.run import PPL_WINDOW, Shard, qa_rows
 from e2wm.files import append_jsonl, read_jsonl, write_json, write_jsonl
 from e2wm.models import context_length, default_device, load_model
-from e2wm.provenance import environment, path_digest
+from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, save_checkpoint, save_pretrained
@@ -104,20 +104,23 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_ma
     """
     run_dir = Path(config.out)
     inputs = [path for _, path in mixture] + [p for p in (config.fisher, config.eval_ppl_data, config.eval_data) if p]
-    settings = {**result_settings(config), "inputs": {path: path_digest(path) for path in inputs}}
+    settings = {**result_settings(config), "inputs": {path: path_digest(path) for path in inputs},
+                "base_model": model_fingerprint(config.model)}
     recorded = run_dir / "config.json"
     if config.resume:
         if not (run_dir / CHECKPOINT / "state.json").is_file():
             raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
         before = json.loads(recorded.read_text())["settings"]
         changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
-        if changed == ["inputs"]:
-            files = [p for p in settings["inputs"] if before["inputs"].get(p) != settings["inputs"][p]]
-            raise InputError(f"--resume: {run_dir} was started on other contents of {', '.join(files)}")
-        if changed:
-            flags = [flag_of(f) for f in fields(config) if f.name in changed]
-            raise InputError(f"--resume: {run_dir} was started with other options ({', '.join(flags)}); a longer run "
-                             "is a new --out (resume continues the same schedule)")
+        what = [flag_of(f) for f in fields(config) if f.name in changed]
+        if "inputs" in changed:
+            what.append("contents of " + ", ".join(p for p in settings["inputs"]
+                                                   if before.get("inputs", {}).get(p) != settings["inputs"][p]))
+        if "base_model" in changed:
+            what.append(f"base model files ({config.model})")
+        if what:
+            raise InputError(f"--resume: {run_dir} was started with other {'; '.join(what)}; resume continues the "
+                             "same run: other settings are a new --out")
     elif (run_dir / "log.jsonl").exists() or (run_dir / CHECKPOINT).exists():
         raise InputError(f"--out {run_dir}: a run is already there; use --resume or another --out")
     if is_main:
@@ -216,16 +219,22 @@ class FinetuneRecipe:
         """Optimiser steps start+1 .. total, each logged to log.jsonl, evaluated every eval_every steps and
         checkpointed every save_every steps (both also at the last step).
 
-        Raises Diverged when a step's loss is NaN or infinite (the last good checkpoint is kept).
+        Raises Diverged when a step's loss or gradient norm is NaN or infinite (before that step's update, so
+        the last checkpoint holds finite weights).
         """
-        accelerator, schedule, examples = self.accelerator, self.schedule, self.examples
-        lengths = [len(e.ids) for e in examples]
-        per_epoch = schedule.steps_per_epoch(len(examples))
-        chunk = schedule.grad_accum * schedule.processes
-        pad_id = self.tokenizer.pad_token_id
+        schedule, examples = self.schedule, self.examples
         self.model.train()
         bar = tqdm(total=self.total, initial=self.start, desc="train", unit="step",
-                   disable=not accelerator.is_main_process)
+                   disable=not self.accelerator.is_main_process)
+        try:
+            self.steps([len(e.ids) for e in examples], schedule.steps_per_epoch(len(examples)),
+                       schedule.grad_accum * schedule.processes, self.tokenizer.pad_token_id, bar)
+        finally:
+            bar.close()  # an error message then starts on a line of its own
+
+    def steps(self, lengths: list[int], per_epoch: int, chunk: int, pad_id: int, bar) -> None:
+        """The optimiser steps of `train` (see there)."""
+        accelerator, schedule, examples = self.accelerator, self.schedule, self.examples
         plan, plan_epoch = None, -1
         for step in range(self.start, self.total):
             epoch, position = divmod(step, per_epoch)
@@ -250,7 +259,6 @@ class FinetuneRecipe:
                 nll = nll + part.detach()
             self.step_done(step + 1, (accelerator.reduce(nll, reduction="sum") / denominator).item(), ewc.item(),
                            bar)
-        bar.close()
 
     def step_done(self, step: int, ce: float, ewc: float, bar) -> None:
         """Check the loss, clip and take the optimiser step, evaluate, log it and checkpoint when due.
@@ -261,14 +269,16 @@ class FinetuneRecipe:
         """
         config, accelerator = self.config, self.accelerator
         self.loss = ce + self.lam * ewc
-        if not math.isfinite(self.loss):
-            raise Diverged(
-                f"step {step}: the loss is {self.loss} (ce {ce}, ewc {ewc}); stopped. The last good checkpoint "
-                f"is in {self.run_dir / CHECKPOINT} (lower --lr or --lambda and --resume)"
-            )
-        lr = self.scheduler.get_last_lr()[0]
         limit = math.inf if config.max_grad_norm is None else config.max_grad_norm  # inf: scales by exactly 1
         grad_norm = accelerator.clip_grad_norm_(self.trainable, limit).item()
+        if not (math.isfinite(self.loss) and math.isfinite(grad_norm)):  # stop before a NaN update is taken
+            raise Diverged(
+                f"step {step}: the loss is {self.loss} (ce {ce}, ewc {ewc}), the gradient norm {grad_norm}; "
+                f"stopped before updating. The last checkpoint ({self.run_dir / CHECKPOINT}, and its adapter in "
+                f"checkpoint-N/) holds finite weights; train again into a new --out with a lower --lr or --lambda "
+                f"(or --max-grad-norm)"
+            )
+        lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
