@@ -100,17 +100,21 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     assert code == 2 and f"was started with other contents of {other};" in err
 
 
-def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tiny_gpt2, tmp_path, capsys, monkeypatch):
-    data = write_pairs(tmp_path / "a.json", repeat=2)
-    real = finetune.weighted_nll_sum
-    calls = []
+def spoil_third_step(monkeypatch, spoil) -> None:
+    """Make the third micro-batch's weighted NLL go through spoil (value -> value) before training uses it."""
+    real, calls = finetune.weighted_nll_sum, []
 
-    def nan_on_third_step(model, batch):
+    def patched(model, batch):
         calls.append(1)
         value = real(model, batch)
-        return value * float("nan") if len(calls) == 3 else value
+        return spoil(value) if len(calls) == 3 else value
 
-    monkeypatch.setattr(finetune, "weighted_nll_sum", nan_on_third_step)
+    monkeypatch.setattr(finetune, "weighted_nll_sum", patched)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tiny_gpt2, tmp_path, capsys, monkeypatch):
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    spoil_third_step(monkeypatch, lambda value: value * float("nan"))
     code, err = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora",
                           "--batch-size", "2", "--save-every", "2", "--out", tmp_path / "r")
     assert code == 1 and "step 3: the loss is nan" in err and "stopped before updating" in err
@@ -122,18 +126,12 @@ def test_nan_gradients_stop_before_the_update(tiny_gpt2, tmp_path, capsys, monke
     """A finite loss with non-finite gradients (an overflowing step) stops before AdamW applies them."""
     from safetensors.torch import load_file
 
-    data = write_pairs(tmp_path / "a.json", repeat=2)
-    real = finetune.weighted_nll_sum
-    calls = []
-
-    def nan_gradients_on_third_step(model, batch):
-        calls.append(1)
-        value = real(model, batch)
-        if len(calls) == 3:
-            value.register_hook(lambda grad: grad * float("nan"))  # the loss stays finite, its gradients do not
+    def nan_gradients(value):
+        value.register_hook(lambda grad: grad * float("nan"))  # the loss stays finite, its gradients do not
         return value
 
-    monkeypatch.setattr(finetune, "weighted_nll_sum", nan_gradients_on_third_step)
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    spoil_third_step(monkeypatch, nan_gradients)
     code, err = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora",
                           "--batch-size", "2", "--save-every", "1", "--out", tmp_path / "r")
     assert code == 1 and "step 3: the loss is" in err and "the loss is nan" not in err and "gradient norm nan" in err
