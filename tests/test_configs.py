@@ -29,6 +29,7 @@ def test_training_recipe_is_the_papers(model, tmp_path):
     assert (config.method, config.lora_r, config.lora_alpha, config.lora_dropout, config.lr) == (
         "ewc-lora", 8, 32, 0.1, 8e-4)
     assert config.max_len == 800 and config.data_dir == "data/e2wm-benchmark/train"
+    assert config.fisher_scale == "paper"  # the lambdas are the scripts', on the authors' 8-bit Fisher codes
     for task in paper_mixture():  # 'paper' means the registry's four tasks and weights, files in --data-dir
         (tmp_path / f"train_{task}.json").write_text("")
     assert config.train == "paper" and parse_mixture(config.train, tmp_path) == [
@@ -42,3 +43,4 @@ def test_paper_sizes():
     neo, gptj = load("gpt-neo-1.3b", "train"), load("gpt-j-6b", "train")
     assert (neo.batch_size, neo.grad_accum, neo.epochs, neo.lam) == (20, 1, 3, 2.0)
     assert (gptj.batch_size, gptj.grad_accum, gptj.epochs, gptj.lam) == (5, 4, 5, 0.5)
+    assert neo.scheduler_steps is None and gptj.scheduler_steps == 5320  # 1064 micro-batches x 5 epochs

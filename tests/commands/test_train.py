@@ -366,3 +366,36 @@ def test_bad_eval_and_distributed_options_exit_2(tiny_llama, tmp_path, capsys, m
     code, err = run_train(capsys, *common)
     assert code == 2 and "accelerate's FSDP is not supported yet" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("scale", ["paper", "mean"])
+def test_the_logged_penalty_uses_the_scaled_fisher(tiny_llama, tmp_path, capsys, scale):
+    """Step 2's logged EWC term equals sum(scaled F * dW**2) with dW from the step-1 checkpoint's adapter."""
+    from safetensors.torch import load_file
+
+    from e2wm.train.fisher import load_fisher
+    from e2wm.train.fisher_scale import scale_fisher
+
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    fisher = tmp_path / "f.safetensors"
+    main(["fisher", "--model", str(tiny_llama), "--n", "2", "--max-len", "8", "--out", str(fisher)])
+    code, _ = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--fisher", fisher, "--fisher-scale",
+                        scale, "--lambda", "1", "--batch-size", "2", "--max-steps", "2", "--save-every", "1",
+                        "--lr", "1e-2", "--lora-dropout", "0", "--out", tmp_path / "r")
+    assert code == 0
+    weights = load_file(str(tmp_path / "r" / "checkpoint-1" / "adapter" / "adapter_model.safetensors"))
+    scaled = scale_fisher(load_fisher(fisher)[1], scale)
+    expected = 0.0
+    for name, f in scaled.items():
+        prefix = f"base_model.model.{name}"
+        a, b = weights[f"{prefix}.lora_A.weight"].double(), weights[f"{prefix}.lora_B.weight"].double()
+        expected += float((f.double() * ((32 / 8) * b @ a) ** 2).sum())  # scaling alpha / r
+    assert expected > 0 and read_log(tmp_path / "r")[1]["ewc"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_scheduler_steps_sizes_the_decay(tiny_gpt2, tmp_path, capsys):
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    code, _ = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
+                        "--max-steps", "4", "--scheduler-steps", "16", "--lr", "1e-3", "--out", tmp_path / "r")
+    assert code == 0
+    assert [round(row["lr"], 8) for row in read_log(tmp_path / "r")] == [1e-3, 9.375e-4, 8.75e-4, 8.125e-4]

@@ -39,6 +39,7 @@ from e2wm.train.config import TrainConfig
 from e2wm.train.data import collate, load_examples, parse_mixture, ref_weight
 from e2wm.train.ewc import FullEwc, LoraEwc
 from e2wm.train.fisher import check_fisher, load_fisher
+from e2wm.train.fisher_scale import scale_fisher
 from e2wm.train.loop import Diverged, Schedule, linear_decay, weighted_nll_sum
 from e2wm.train.targets import default_target_names, is_fan_in_fan_out, parse_modules, target_layers
 
@@ -145,6 +146,7 @@ def build_model(config: TrainConfig, device: str):
     layers = target_layers(model, names)
     if fisher is not None:
         check_fisher(config.fisher, fisher, layers)
+        fisher = scale_fisher(fisher, config.fisher_scale, {n: is_fan_in_fan_out(layer) for n, layer in layers.items()})
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
@@ -203,7 +205,7 @@ class FinetuneRecipe:
         self.lam = 0.0 if config.method == "lora" else config.lam
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=0.0)
-        self.scheduler = linear_decay(optimizer, self.total)
+        self.scheduler = linear_decay(optimizer, config.scheduler_steps or self.total)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.start = 0
         if config.resume:

@@ -11,6 +11,7 @@ from e2wm.config import option
 from e2wm.errors import InputError
 from e2wm.models import LoadedModelOptions, ModelOptions
 from e2wm.train.corpus import MODEL_SAMPLES
+from e2wm.train.fisher_scale import SCALES
 
 METHODS = ("ewc-lora", "lora", "full")
 MODULES_HELP = "comma-separated module names to adapt (default: PEFT's LoRA targets for the architecture)"
@@ -38,8 +39,15 @@ class TrainConfig(LoadedModelOptions):
                            result=False)
     fisher: str | None = option(None, "Fisher file from `e2wm fisher` (needed by ewc-lora)")
     method: str = option("ewc-lora", "ewc-lora, lora (lambda 0) or full finetuning", choices=METHODS)
-    lam: float = option(2.0, "EWC weight lambda (paper: 2 for 1.3B, 0.5 for 6B)", flag="--lambda", minimum=0)
+    lam: float = option(2.0, "EWC weight lambda on the --fisher-scale Fisher (the authors' scripts: 2 for 1.3B, "
+                        "0.5 for 6B, on the 'paper' scale)", flag="--lambda", minimum=0)
+    fisher_scale: str = option("raw", "how the Fisher weighs the penalty: raw (as computed), paper (the authors' "
+                               "effective LLM.int8 row codes 0..127), mean (divided by its mean entry); see "
+                               "e2wm.train.fisher_scale", choices=SCALES)
     lr: float = option(8e-4, "AdamW learning rate (linear decay to 0, no warm-up)", above=0)
+    scheduler_steps: int | None = option(None, "size the linear decay for N optimiser steps instead of the run's "
+                                         "(the authors' GPT-J run: 5320 for its 1330 steps, so its rate ends "
+                                         "near 6e-4; default: the run's steps, decaying to 0)", minimum=1)
     epochs: int = option(3, "passes over the mixture", minimum=1)
     max_steps: int | None = option(None, "stop after this many optimiser steps", minimum=1)
     batch_size: int = option(4, "examples per micro-batch per process", minimum=1)
