@@ -12,8 +12,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODELS = ["gpt-neo-1.3b", "gpt-j-6b", "smollm2-135m", "llama-3.2-1b"]
 
 
-def load(model: str, command: str):
-    return parse(command, ["--config", str(CONFIGS / model / f"{command}.yaml")])[0]
+def load(model: str, command: str, file: str | None = None):
+    return parse(command, ["--config", str(CONFIGS / model / f"{file or command}.yaml")])[0]
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -44,3 +44,11 @@ def test_paper_sizes():
     assert (neo.batch_size, neo.grad_accum, neo.epochs, neo.lam) == (20, 1, 3, 2.0)
     assert (gptj.batch_size, gptj.grad_accum, gptj.epochs, gptj.lam) == (5, 4, 5, 0.5)
     assert neo.scheduler_steps is None and gptj.scheduler_steps == 5320  # 1064 micro-batches x 5 epochs
+
+
+def test_paper_text_variants_differ_from_the_scripts_only_in_lambda_and_lr():
+    for model, lam in (("gpt-neo-1.3b", 0.5), ("gpt-j-6b", 2.0)):
+        scripts, text = load(model, "train"), load(model, "train", "train-paper-text")
+        assert (text.lam, text.lr) == (lam, 8e-5) and text.out.endswith("train-paper-text")
+        same = {k: v for k, v in vars(text).items() if k not in ("lam", "lr", "out")}
+        assert same == {k: v for k, v in vars(scripts).items() if k not in ("lam", "lr", "out")}
