@@ -176,7 +176,8 @@ def test_adapter_retrained_in_place_is_evaluated_again(tiny_gpt2, tmp_path, caps
 
 @pytest.mark.parametrize(("option", "value"), [
     ("--limit", "1"), ("--batch-size", "2"), ("--num-beams", "2"), ("--max-new-tokens", "3"), ("--norm", "ln"),
-    ("--max-len", "100"), ("--dtype", "bfloat16"),
+    ("--max-len", "100"), ("--dtype", "bfloat16"), ("--beam-stop", "full"), ("--ppl-mode", "paper"),
+    ("--ppl-texts", "3"),
 ])
 def test_each_result_setting_changes_the_fingerprint(tiny_gpt2, tmp_path, capsys, option, value):
     data = write(tmp_path / "housework_qa.json", [QA, QA | {"answer": "bed"}])
@@ -200,7 +201,7 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     key = fingerprint(task, base, identity)
     changed = {"model": "other", "dtype": "bfloat16", "load_in_8bit": True, "load_in_4bit": True, "adapter": "x",
                "limit": 3, "batch_size": 3, "num_beams": 3, "max_new_tokens": 3, "norm": "un", "max_len": 64,
-               "backend": "vllm"}
+               "backend": "vllm", "beam_stop": "full", "ppl_mode": "paper", "ppl_texts": 3}
     result_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.metadata.get("result", True)}
     assert result_fields - {"data", "ppl_data"} == set(changed)  # a new result field must be added here
     for name, value in changed.items():
@@ -266,3 +267,81 @@ def test_messages_are_printed_once_even_with_a_root_handler(tiny_gpt2, tmp_path,
         root.removeHandler(handler)
     captured = capsys.readouterr()
     assert captured.out.count("my_quiz: task not known") == 1 and "task not known" not in captured.err
+
+
+def test_beam_stop_and_ppl_options_are_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        run_eval("--help")
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("--beam-stop {newline,full}", "(default: newline)", "greedy decoding gives the same first line",
+                  "--ppl-mode {windows,paper}", "(default: windows)", "--ppl-texts PPL_TEXTS", "(default: 5000)"):
+        assert shown in text, shown
+
+
+def newline_prone(tiny_gpt2, target):
+    """A copy of the tiny GPT-2 whose (tied) newline embedding is scaled up, so that it does write newlines."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from e2wm.eval.generation import newline_token_ids
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_gpt2), AutoTokenizer.from_pretrained(tiny_gpt2)
+    with torch.no_grad():
+        for i in newline_token_ids(tokenizer):
+            model.transformer.wte.weight[i] *= 3
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return model.eval(), tokenizer
+
+
+def test_beam_stop_full_decodes_as_the_paper(tiny_gpt2, tmp_path):
+    """Greedy: newline and full give the same first lines. 4 beams: full equals a plain model.generate with no
+    stopping criterion, cut at the first newline afterwards (the authors' eval_gen.py); newline can differ."""
+    import torch
+
+    from e2wm.eval.generation import first_line
+
+    model, tokenizer = newline_prone(tiny_gpt2, tmp_path / "model")
+    prompts = [f"Q: How to {w}?\nA:" for w in ("cook", "sleep", "read", "watch tv", "wash dishes", "brush teeth")]
+    data = write(tmp_path / "plan_gen.json", [GEN | {"input": prompt} for prompt in prompts])
+    predictions = {}
+    for beams in (1, 4):
+        for stop in ("newline", "full"):
+            out = tmp_path / f"run-{beams}-{stop}"
+            run_eval("--model", tmp_path / "model", "--data", data, "--out", out, "--max-new-tokens", 24,
+                     "--num-beams", beams, "--beam-stop", stop)
+            rows = (out / "predictions" / "plan_gen.jsonl").read_text().splitlines()
+            predictions[beams, stop] = [json.loads(row)["prediction"] for row in rows]
+    assert predictions[1, "newline"] == predictions[1, "full"]
+    direct = []
+    for prompt in prompts:
+        ids = torch.tensor([tokenizer(prompt).input_ids])
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, num_beams=4,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        direct.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+    assert sum("\n" in text for text in direct) >= 3  # the whole beams do go past a newline
+    assert predictions[4, "full"] == [first_line(text) for text in direct]
+    assert predictions[4, "newline"] != predictions[4, "full"]  # stopping at the newline picks other beams here
+
+
+def test_ppl_mode_paper_through_the_command(tiny_llama, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from e2wm.eval.perplexity import paper_perplexity
+
+    texts = ["The river runs through the old town.", "Walk to kitchen. Grab cup.", "Mary went to the office."]
+    ppl = write(tmp_path / "general.jsonl", [{"text": text} for text in texts])
+    data = write(tmp_path / "housework_qa.json", [QA])
+    run_eval("--model", tiny_llama, "--data", data, "--out", tmp_path / "run", "--ppl-data", ppl,
+             "--ppl-mode", "paper", "--ppl-texts", 2)
+    got = json.loads((tmp_path / "run" / "metrics.json").read_text())["ppl"]
+    assert set(got) == {"perplexity", "perplexity_base2", "nll", "tokens", "texts", "mode"}
+    assert got["mode"] == "paper" and got["texts"] == 2
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    expected = paper_perplexity(model, AutoTokenizer.from_pretrained(tiny_llama), texts[:2])
+    assert got["tokens"] == expected["tokens"]
+    assert got["perplexity_base2"] == pytest.approx(expected["perplexity_base2"], rel=1e-5)
+    assert f"(paper's 2**NLL {got['perplexity_base2']:.4f})" in (tmp_path / "run" / "results.md").read_text()
+    run_eval("--model", tiny_llama, "--data", data, "--out", tmp_path / "run", "--ppl-data", ppl)
+    windows = json.loads((tmp_path / "run" / "metrics.json").read_text())["ppl"]
+    assert windows["mode"] == "windows" and windows["texts"] == 3 and "perplexity_base2" not in windows

@@ -8,6 +8,8 @@ from e2wm.config import option
 from e2wm.models import LoadedModelOptions
 
 BACKENDS = ("hf", "vllm")
+BEAM_STOPS = ("newline", "full")  # e2wm's default; the authors' eval_gen.py
+PPL_MODES = ("windows", "paper")  # e2wm's default; the authors' eval_ppl.py
 
 
 @dataclass(kw_only=True)
@@ -27,12 +29,22 @@ class EvalConfig(LoadedModelOptions):
     batch_size: int = option(1, "prompts decoded together (generation) and windows per pass (perplexity)",
                              minimum=1)
     num_beams: int = option(1, "beam size for generation (1: greedy)", minimum=1)
+    beam_stop: str = option("newline", "newline: a criterion ends each sequence at its first newline; full: decode "
+                            "all --max-new-tokens and keep the first line of the best whole beam (the authors' "
+                            "eval_gen.py; slower). Only matters with --num-beams > 1: greedy decoding gives the same "
+                            "first line either way", choices=BEAM_STOPS)
     max_new_tokens: int = option(256, "tokens generated at most per answer", minimum=1)
     norm: str | None = option(None, "QA normalisation for every task (default: each task's, from e2wm.benchmark)",
                               choices=NORMS)
     max_len: int | None = option(None, "token limit of prompt + answer (default: the model's)", minimum=2)
     ppl_data: str | None = option(None, "general text (JSONL with 'text', plain text, or a saved HF dataset) for "
                                   "perplexity (default: none computed)")
+    ppl_mode: str = option("windows", "windows: every text in non-overlapping windows of up to 1024 tokens, the "
+                           "tokenizer's BOS kept; paper: the first --ppl-texts texts, each cut to its first 800 "
+                           "tokens, no BOS (the authors' eval_ppl.py), also reporting perplexity_base2 = 2**NLL",
+                           choices=PPL_MODES)
+    ppl_texts: int = option(5000, "--ppl-mode paper: score only the first N texts (the authors took 5000)",
+                            minimum=1)
     backend: str = option("hf", "generation backend: hf (transformers) or vllm (extra e2wm[vllm], CUDA)",
                           choices=BACKENDS)
     gpu_memory_utilization: float = option(0.5, "share of GPU memory vLLM may take (the hf model for QA shares "

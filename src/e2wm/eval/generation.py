@@ -1,7 +1,12 @@
 """Generation: greedy (or beam) decoding that stops at the first newline; prediction = first line, stripped.
 
 Source: the authors' `eval_gen.py` (up to 256 new tokens, prediction `pred.split('\\n')[0].strip()`). It decodes
-with 4 beams and cuts at the newline afterwards; e2wm decodes greedily by default and stops at the newline.
+the whole 256-token budget with 4 beams and cuts at the newline afterwards; e2wm decodes greedily by default
+and stops each sequence at its first newline (`--beam-stop newline`). With beams the two can differ: a
+beam that reaches a newline is finished then and scored by its first line alone (length-normalised), so
+the winning beam need not be the one whose whole 256 tokens score best. `--beam-stop full`
+(stop_at_newline=False) decodes as the authors did. Under greedy decoding both give the same first line
+(the tokens up to the first newline are chosen the same way; stopping only drops what follows).
 """
 
 import copy
@@ -86,7 +91,8 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
         max_new_tokens: the most tokens generated per prompt.
         num_beams: 1 for greedy decoding, K for beam search (no prefix cache then).
         batch_size: prompts decoded together; 1 allows the prefix cache.
-        stop_at_newline: stop each sequence at its first newline token.
+        stop_at_newline: stop each sequence at its first newline token (`--beam-stop newline`); False decodes
+            the whole max_new_tokens budget, as the authors' eval_gen.py did (`--beam-stop full`).
         progress: called with the number of prompts done after each prompt or batch.
         indices: positions in prompts to decode (a process's shard); None for all.
     Returns:

@@ -1,8 +1,10 @@
-"""General-ability check: perplexity = exp(mean token NLL) over a text corpus.
+"""General-ability check: perplexity over a text corpus, in e2wm's way (windows) or the paper's.
 
-The paper's script reported 2**loss; we report exp(loss), the usual definition.
-Source: the authors' `eval_ppl.py` (first 5000 Pile test texts, each cut to 800 tokens, no BOS, 2**loss);
-here long texts are split into windows instead of cut, and the tokenizer's BOS is kept (`encode`).
+windows (the default): every text, encoded with the tokenizer's BOS kept (`encode`), split into
+non-overlapping windows; perplexity = exp(mean token NLL), the usual definition.
+paper: what the authors' `eval_ppl.py` did: the first N texts (5000 Pile test texts in their script), each
+cut to its first 800 tokens (`PAPER_TOKENS`), encoded without a BOS token, one sequence per text; their
+tables print 2 ** mean NLL (nats used as if bits), reported here as `perplexity_base2` beside exp(mean NLL).
 """
 
 import math
@@ -13,6 +15,8 @@ import torch
 from e2wm.eval.encoding import encode
 from e2wm.eval.prefix_cache import model_device
 from e2wm.text import read_corpus
+
+PAPER_TOKENS = 800  # --ppl-mode paper: each text cut to its first 800 tokens, as in the authors' eval_ppl.py
 
 
 def read_texts(path: str | Path) -> list[str]:
@@ -38,29 +42,22 @@ def windows(ids: list[int], length: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch_size: int = 4,
-               progress=None) -> dict[str, float]:
-    """Perplexity of the model on texts: exp of the mean next-token NLL over all predicted tokens.
+def mean_nll(model, sequences: list[list[int]], pad_id: int, batch_size: int = 4, progress=None) -> tuple[float, int]:
+    """Summed next-token NLL and the number of predicted tokens over sequences, each scored on its own.
 
-    Args:
-        texts: general text; each is encoded with `encode` and split into `windows` of max_length tokens.
-        max_length: window length, in tokens (at most the model's context).
-        batch_size: windows per forward pass (windows are sorted by length, then right-padded).
-        progress: called with the number of windows done after each batch.
+    Each sequence predicts its tokens 1.. from the ones before it (its first token is context only).
+    Sequences are sorted by length and right-padded into batches of batch_size (pads are masked out and
+    never predicted). progress is called with the number of sequences done after each batch.
     Returns:
-        {"perplexity": exp(nll), "nll": total NLL / tokens, in nats per token, "tokens": the number of
-        predicted tokens (an int)}. Every token counts once (a micro-average over texts).
-    Raises:
-        ZeroDivisionError: when no text gives a window of at least 2 tokens.
+        (total NLL in nats, predicted tokens).
     """
-    chunks = [w for text in texts for w in windows(encode(tokenizer, text), max_length)]
-    chunks.sort(key=len)
+    chunks = sorted(sequences, key=len)
     device = model_device(model)
     total, count = 0.0, 0
     for start in range(0, len(chunks), batch_size):
         batch = chunks[start : start + batch_size]
         width = max(len(c) for c in batch)
-        ids = torch.tensor([c + [tokenizer.pad_token_id] * (width - len(c)) for c in batch], device=device)  # (B, T)
+        ids = torch.tensor([c + [pad_id] * (width - len(c)) for c in batch], device=device)  # (B, T)
         mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in batch], device=device)  # (B, T), 0 on pads
         logits = model(input_ids=ids, attention_mask=mask).logits.float()  # (B, T, V) float32
         nll = torch.nn.functional.cross_entropy(  # logits[:, :-1]: (B, T - 1, V) predict ids[:, 1:]
@@ -71,5 +68,58 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch
         count += int(keep.sum())
         if progress is not None:
             progress(len(batch))
+    return total, count
+
+
+def perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch_size: int = 4,
+               progress=None) -> dict:
+    """Perplexity of the model on texts (e2wm's windows mode): exp of the mean next-token NLL.
+
+    Args:
+        texts: general text; each is encoded with `encode` (BOS kept) and split into `windows` of max_length tokens.
+        max_length: window length, in tokens (at most the model's context).
+        batch_size: windows per forward pass (windows are sorted by length, then right-padded).
+        progress: called with the number of windows done after each batch.
+    Returns:
+        {"perplexity": exp(nll), "nll": total NLL / tokens, in nats per token, "tokens": the number of
+        predicted tokens (an int), "texts": texts giving a window, "mode": "windows"}. Every token counts
+        once (a micro-average over texts).
+    Raises:
+        ZeroDivisionError: when no text gives a window of at least 2 tokens.
+    """
+    split = [windows(encode(tokenizer, text), max_length) for text in texts]
+    total, count = mean_nll(model, [w for ws in split for w in ws], tokenizer.pad_token_id, batch_size, progress)
     mean = total / count
-    return {"perplexity": math.exp(mean), "nll": mean, "tokens": count}
+    return {"perplexity": math.exp(mean), "nll": mean, "tokens": count, "texts": sum(map(bool, split)),
+            "mode": "windows"}
+
+
+def paper_sequences(tokenizer, texts: list[str], max_texts: int, max_tokens: int = PAPER_TOKENS) -> list[list[int]]:
+    """The authors' inputs: the first max_texts texts, each encoded WITHOUT special tokens (no BOS, whatever
+    the tokenizer adds by default) and cut to its first max_tokens tokens; texts under 2 tokens are dropped
+    (nothing to predict)."""
+    cut = [tokenizer(text, add_special_tokens=False).input_ids[:max_tokens] for text in texts[:max_texts]]
+    return [ids for ids in cut if len(ids) > 1]
+
+
+def paper_perplexity(model, tokenizer, texts: list[str], max_texts: int = 5000, max_tokens: int = PAPER_TOKENS,
+                     batch_size: int = 4, progress=None) -> dict:
+    """Perplexity the way the authors' eval_ppl.py computed it (`--ppl-mode paper`).
+
+    Args:
+        texts: general text, in order; only the first max_texts are scored (the authors took 5000).
+        max_tokens: each text's first tokens kept (PAPER_TOKENS, 800; at most the model's context).
+        batch_size: texts per forward pass (right-padded; the same numbers as one pass per text).
+        progress: called with the number of texts done after each batch.
+    Returns:
+        {"perplexity": exp(nll) (comparable with windows mode), "perplexity_base2": 2 ** nll (the number
+        the paper's tables print), "nll": total NLL / tokens, in nats per token, "tokens": predicted tokens
+        (each text's tokens 1..), "texts": texts scored, "mode": "paper"}.
+    Raises:
+        ZeroDivisionError: when none of the first max_texts texts has 2 tokens.
+    """
+    sequences = paper_sequences(tokenizer, texts, max_texts, max_tokens)
+    total, count = mean_nll(model, sequences, tokenizer.pad_token_id, batch_size, progress)
+    mean = total / count
+    return {"perplexity": math.exp(mean), "perplexity_base2": 2**mean, "nll": mean, "tokens": count,
+            "texts": len(sequences), "mode": "paper"}

@@ -20,7 +20,7 @@ from e2wm.eval import generation, metrics, qa
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import EvalFile
 from e2wm.eval.metrics import headline
-from e2wm.eval.perplexity import perplexity, read_texts
+from e2wm.eval.perplexity import PAPER_TOKENS, paper_perplexity, perplexity, read_texts
 from e2wm.files import write_atomic, write_json, write_jsonl
 from e2wm.models import context_length, describe
 
@@ -94,12 +94,17 @@ def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: in
 
 def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard,
                     generator=None):
-    """Decode the shard's prompts (first line of each answer) and score them; (result, rows) gathered."""
+    """Decode the shard's prompts (first line of each answer) and score them; (result, rows) gathered.
+
+    config.beam_stop "newline" stops each sequence at its first newline; "full" decodes the whole
+    --max-new-tokens budget, as the authors' eval_gen.py did, and the first line is cut afterwards.
+    """
     prompts, truncated = generation.encode_prompts(
         tokenizer, [item.input for item in task.items], max_length, config.max_new_tokens
     )
     mine = shard.indices(len(prompts))
-    options = dict(max_new_tokens=config.max_new_tokens, num_beams=config.num_beams, indices=mine)
+    options = dict(max_new_tokens=config.max_new_tokens, num_beams=config.num_beams, indices=mine,
+                   stop_at_newline=config.beam_stop == "newline")
     if generator is not None:  # another backend (vLLM) decodes the same prompt ids
         texts = generator.generate(tokenizer, prompts, **options)
     else:
@@ -125,8 +130,8 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     identity: what the config cannot say about the model (its revision or weight digest, the adapter's
     digest, the device type); part of each task's resume fingerprint. generator, if given, decodes the
     generation tasks instead of the hf model (see vllm_backend). Returns {task: metrics}, "ppl" among
-    them when config.ppl_data is set; each task's metrics hold n (items scored) and n_original (items in
-    its file).
+    them when config.ppl_data is set (computed as config.ppl_mode says); each task's metrics hold n (items
+    scored) and n_original (items in its file).
     """
     shard = shard or Shard()
     out = Path(config.out)
@@ -154,11 +159,7 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
             write_json(saved, {"fingerprint": key, "metrics": result})
         results[task.name] = result
     if config.ppl_data:
-        with tqdm(desc="perplexity", unit="window", disable=not shard.is_main) as bar:
-            results["ppl"] = perplexity(
-                model, tokenizer, read_texts(config.ppl_data), min(PPL_WINDOW, max_length), config.batch_size,
-                bar.update,
-            )
+        results["ppl"] = general_perplexity(model, tokenizer, config, max_length, shard)
     if shard.is_main:
         write_json(out / "metrics.json", results)
         model_id = describe(config.model) + (f" + {config.adapter}" if config.adapter else "")
@@ -166,9 +167,29 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     return results
 
 
+def general_perplexity(model, tokenizer, config: EvalConfig, max_length: int, shard: Shard) -> dict:
+    """Perplexity on config.ppl_data: windows of PPL_WINDOW tokens (--ppl-mode windows), or the authors' way
+    (--ppl-mode paper: the first --ppl-texts texts cut to PAPER_TOKENS, no BOS); see e2wm.eval.perplexity.
+    Every process computes all of it (the main one's is written)."""
+    texts = read_texts(config.ppl_data)
+    if config.ppl_mode == "windows":
+        with tqdm(desc="perplexity", unit="window", disable=not shard.is_main) as bar:
+            return perplexity(model, tokenizer, texts, min(PPL_WINDOW, max_length), config.batch_size, bar.update)
+    if max_length < PAPER_TOKENS and shard.is_main:
+        logger.warning("--ppl-mode paper: texts cut to %d tokens, the model's context, not the paper's %d",
+                       max_length, PAPER_TOKENS)
+    if len(texts) < config.ppl_texts and shard.is_main:
+        logger.info("--ppl-mode paper: %s holds %d texts, fewer than --ppl-texts %d; scoring all of them",
+                    config.ppl_data, len(texts), config.ppl_texts)
+    with tqdm(desc="perplexity (paper)", unit="text", disable=not shard.is_main) as bar:
+        return paper_perplexity(model, tokenizer, texts, config.ppl_texts, min(PAPER_TOKENS, max_length),
+                                config.batch_size, bar.update)
+
+
 def results_table(results: dict, model_id: str, limit: int | None = None) -> str:
-    """results.md: a row per task (its name, headline metric, score, items, truncated prompts); a warning
-    first when --limit cut the files, since such scores are not the benchmark's."""
+    """results.md: a row per task (its name, headline metric, score, items, truncated prompts; perplexity's
+    row also gives 2**NLL in paper mode); a warning first when --limit cut the files, since such scores are
+    not the benchmark's."""
     lines = [f"# E2WM evaluation: {model_id}", ""]
     cut = [name for name, result in results.items() if result.get("n", 0) < result.get("n_original", 0)]
     if limit and cut:
@@ -180,6 +201,8 @@ def results_table(results: dict, model_id: str, limit: int | None = None) -> str
         extra = ""
         if metric == "rougeL":
             extra = f" (R1 {result['rouge1']:.4f}, R2 {result['rouge2']:.4f})"
+        if "perplexity_base2" in result:  # --ppl-mode paper: also the number the paper's tables print
+            extra = f" (paper's 2**NLL {result['perplexity_base2']:.4f})"
         n = result.get("n", result.get("tokens", ""))
         lines.append(f"| {name} | {metric} | {value:.4f}{extra} | {n} | {result.get('truncated', '')} |")
     return "\n".join(lines) + "\n"
