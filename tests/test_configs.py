@@ -52,3 +52,10 @@ def test_paper_text_variants_differ_from_the_scripts_only_in_lambda_and_lr():
         assert (text.lam, text.lr) == (lam, 8e-5) and text.out.endswith("train-paper-text")
         same = {k: v for k, v in vars(text).items() if k not in ("lam", "lr", "out")}
         assert same == {k: v for k, v in vars(scripts).items() if k not in ("lam", "lr", "out")}
+
+
+@pytest.mark.parametrize("model", ["gpt-neo-1.3b", "gpt-j-6b"])
+def test_paper_eval_configs_use_the_authors_decoding_and_perplexity(model):
+    config = load(model, "eval")
+    assert (config.num_beams, config.beam_stop, config.max_new_tokens) == (4, "full", 256)
+    assert (config.ppl_mode, config.ppl_texts) == ("paper", 5000)
