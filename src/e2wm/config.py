@@ -64,8 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     groups: dict[str, Any] = {}
     for item in fields(cls):
         meta = item.metadata
-        if "help" not in meta:
-            continue  # a field that is not an option
         group = meta["group"]
         if group and group not in groups:
             groups[group] = parser.add_argument_group(group)
@@ -76,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["choices"] = list(meta["choices"])
         if meta["metavar"] or (kind is not bool and not meta["choices"]):  # argparse lists the choices itself
             kwargs["metavar"] = meta["metavar"] or flag_of(item).lstrip("-").replace("-", "_").upper()
-        default = item.default_factory() if item.default_factory is not MISSING else item.default
+        default = _default(item)
         if kind is bool:
             kwargs.update(action="store_true")
         else:
@@ -97,9 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         target.add_argument(flag_of(item), dest=item.name, **kwargs)
 
 
+def _default(item: Field) -> Any:
+    """The field's default value (MISSING for a required one)."""
+    return item.default_factory() if item.default_factory is not MISSING else item.default
+
+
 def from_namespace(cls: type, namespace: argparse.Namespace):
     """The config cls built from parsed arguments (its own checks run; InputError on a bad value)."""
-    return cls(**{item.name: getattr(namespace, item.name) for item in fields(cls) if hasattr(namespace, item.name)})
+    return cls(**{item.name: getattr(namespace, item.name) for item in fields(cls)})
 
 
 def check(config) -> None:
@@ -111,8 +114,6 @@ def check(config) -> None:
     hints = typing.get_type_hints(type(config))
     for item in fields(config):
         meta, value = item.metadata, getattr(config, item.name)
-        if "help" not in meta:
-            continue
         _check_type(item, hints[item.name], value)
         if value is None or isinstance(value, bool):
             continue
@@ -149,11 +150,6 @@ def _check_type(item: Field, annotation, value) -> None:
             raise InputError(f"{flag_of(item)} must be {names.get(kind, kind.__name__)}, got {one!r}")
 
 
-def as_dict(config) -> dict[str, Any]:
-    """Every field's value (what config.json records)."""
-    return {item.name: getattr(config, item.name) for item in fields(config)}
-
-
 def result_settings(config) -> dict[str, Any]:
     """The fields a result depends on: all but those declared with result=False."""
     return {item.name: getattr(config, item.name) for item in fields(config) if item.metadata.get("result", True)}
@@ -164,12 +160,10 @@ def to_argv(config) -> list[str]:
     positionals, options = [], []
     for item in fields(config):
         meta, value = item.metadata, getattr(config, item.name)
-        if "help" not in meta:
-            continue
         if meta["positional"]:
             positionals += [str(v) for v in value] if isinstance(value, list) else [str(value)]
             continue
-        default = item.default_factory() if item.default_factory is not MISSING else item.default
+        default = _default(item)
         if value == default and default is not MISSING:
             continue
         if isinstance(value, bool):

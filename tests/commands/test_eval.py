@@ -176,8 +176,7 @@ def test_adapter_retrained_in_place_is_evaluated_again(tiny_gpt2, tmp_path, caps
 
 @pytest.mark.parametrize(("option", "value"), [
     ("--limit", "1"), ("--batch-size", "2"), ("--num-beams", "2"), ("--max-new-tokens", "3"), ("--norm", "ln"),
-    ("--max-len", "100"), ("--dtype", "bfloat16"), ("--beam-stop", "full"), ("--ppl-mode", "paper"),
-    ("--ppl-texts", "3"),
+    ("--max-len", "100"), ("--dtype", "bfloat16"), ("--beam-stop", "full"),
 ])
 def test_each_result_setting_changes_the_fingerprint(tiny_gpt2, tmp_path, capsys, option, value):
     data = write(tmp_path / "housework_qa.json", [QA, QA | {"answer": "bed"}])
@@ -201,14 +200,16 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     key = fingerprint(task, base, identity)
     changed = {"model": "other", "dtype": "bfloat16", "load_in_8bit": True, "load_in_4bit": True, "adapter": "x",
                "limit": 3, "batch_size": 3, "num_beams": 3, "max_new_tokens": 3, "norm": "un", "max_len": 64,
-               "backend": "vllm", "beam_stop": "full", "ppl_mode": "paper", "ppl_texts": 3}
+               "backend": "vllm", "beam_stop": "full"}
+    perplexity_only = {"ppl_data": "g.jsonl", "ppl_mode": "paper", "ppl_texts": 3}  # the perplexity is always redone
     result_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.metadata.get("result", True)}
-    assert result_fields - {"data", "ppl_data"} == set(changed)  # a new result field must be added here
+    assert result_fields - {"data"} == set(changed) | set(perplexity_only)  # a new result field must be added here
     for name, value in changed.items():
         assert fingerprint(task, dataclasses.replace(base, **{name: value}), identity) != key, name
     for name in identity:
         assert fingerprint(task, base, identity | {name: "changed"}) != key, name
     assert fingerprint(task, dataclasses.replace(base, out="elsewhere", num_processes=2), identity) == key
+    assert fingerprint(task, dataclasses.replace(base, **perplexity_only), identity) == key
 
 
 def test_outputs_carry_provenance_and_limit_warning(tiny_gpt2, tmp_path):

@@ -8,6 +8,7 @@ from e2wm.config import option
 from e2wm.models import LoadedModelOptions
 
 BACKENDS = ("hf", "vllm")
+PERPLEXITY = "perplexity on general text"  # the --help group of the options that change only the ppl result
 BEAM_STOPS = ("newline", "full")  # e2wm's default; the authors' eval_gen.py
 PPL_MODES = ("windows", "paper")  # e2wm's default; the authors' eval_ppl.py
 
@@ -16,9 +17,9 @@ PPL_MODES = ("windows", "paper")  # e2wm's default; the authors' eval_ppl.py
 class EvalConfig(LoadedModelOptions):
     """`e2wm eval` / `e2wm.evaluate`: score a model (and adapter) on E2WM files, plus perplexity on general text.
 
-    A finished task is reused on a re-run only when its file's bytes and every result setting (all fields
-    not marked result=False, but data and ppl_data, which the file bytes and the perplexity stand for)
-    are the same.
+    A finished task is reused on a re-run only when its file's bytes and every result setting are the same:
+    all fields not marked result=False, but `data` (the file's bytes stand for it) and the PERPLEXITY group,
+    which changes only the perplexity (computed on every run).
     """
 
     adapter: str | None = option(None, "PEFT adapter directory to apply", group="model")
@@ -38,13 +39,13 @@ class EvalConfig(LoadedModelOptions):
                               choices=NORMS)
     max_len: int | None = option(None, "token limit of prompt + answer (default: the model's)", minimum=2)
     ppl_data: str | None = option(None, "general text (JSONL with 'text', plain text, or a saved HF dataset) for "
-                                  "perplexity (default: none computed)")
+                                  "perplexity (default: none computed)", group=PERPLEXITY)
     ppl_mode: str = option("windows", "windows: every text in non-overlapping windows of up to 1024 tokens, the "
                            "tokenizer's BOS kept; paper: the first --ppl-texts texts, each cut to its first 800 "
                            "tokens, no BOS (the authors' eval_ppl.py), also reporting perplexity_base2 = 2**NLL",
-                           choices=PPL_MODES)
+                           choices=PPL_MODES, group=PERPLEXITY)
     ppl_texts: int = option(5000, "--ppl-mode paper: score only the first N texts (the authors took 5000)",
-                            minimum=1)
+                            minimum=1, group=PERPLEXITY)
     backend: str = option("hf", "generation backend: hf (transformers) or vllm (extra e2wm[vllm], CUDA)",
                           choices=BACKENDS)
     gpu_memory_utilization: float = option(0.5, "share of GPU memory vLLM may take (the hf model for QA shares "

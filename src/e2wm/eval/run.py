@@ -9,7 +9,7 @@ the original order and the main process writes the same files a single process w
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,7 +17,7 @@ from tqdm import tqdm
 from e2wm.benchmark import TASKS
 from e2wm.config import result_settings
 from e2wm.eval import generation, metrics, qa
-from e2wm.eval.config import EvalConfig
+from e2wm.eval.config import PERPLEXITY, EvalConfig
 from e2wm.eval.items import EvalFile
 from e2wm.eval.metrics import headline
 from e2wm.eval.perplexity import PAPER_TOKENS, paper_perplexity, perplexity, read_texts
@@ -57,7 +57,8 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
     """What a saved task result depends on: the file's bytes, the config's result settings (every EvalConfig
     field not marked result=False, so a field added later is covered) and the model's identity (the base
     model's revision or weight digest, the adapter's digest, the device type: see recipes.evaluate)."""
-    settings = {k: v for k, v in result_settings(config).items() if k not in ("data", "ppl_data")}
+    perplexity_only = {f.name for f in fields(config) if f.metadata["group"] == PERPLEXITY}
+    settings = {k: v for k, v in result_settings(config).items() if k != "data" and k not in perplexity_only}
     digest = hashlib.sha256(task.path.read_bytes())
     digest.update(json.dumps([settings, identity, PPL_WINDOW], sort_keys=True).encode())
     return digest.hexdigest()

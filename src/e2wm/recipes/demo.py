@@ -19,7 +19,7 @@ import resource
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -99,7 +99,7 @@ class Job:
     def inputs(self, own_folder: Path) -> dict[str, str | None]:
         """Digests of the existing files and folders the config names outside the stage's own folder, and of
         the base model it loads (the embedded one and Hub ids too: provenance.model_fingerprint)."""
-        values = [v for value in config.as_dict(self.config).values()
+        values = [v for value in asdict(self.config).values()
                   for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
         found = {}
         model = getattr(self.config, "model", None)

@@ -14,10 +14,10 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from e2wm.config import as_dict, to_argv
+from e2wm.config import to_argv
 from e2wm.errors import RunError
 from e2wm.eval import vllm_backend
 from e2wm.eval.config import EvalConfig
@@ -27,7 +27,7 @@ from e2wm.eval.prefix_cache import model_device
 from e2wm.eval.run import Shard, evaluate_model
 from e2wm.files import write_json
 from e2wm.models import context_length, describe, load_model, resolve_model_path
-from e2wm.provenance import environment, git_commit, model_revision, package_versions, path_digest, tree_digest
+from e2wm.provenance import environment, git_commit, model_fingerprint, model_revision, package_versions, tree_digest
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,9 @@ def model_identity(config: EvalConfig, model) -> dict:
     """What changes scores beyond the config's text: the base model's Hub revision (or, for a local or the
     embedded model, the digest of its files), the adapter's digest, the device type, and the software
     (e2wm's and the libraries' versions, the git commit of a checkout: a scoring fix recomputes)."""
-    local = resolve_model_path(config.model)
     return {
         "model": describe(config.model),
-        "model_revision": model_revision(model) or path_digest(local),
+        "model_revision": model_revision(model) or model_fingerprint(config.model),
         "adapter_sha256": tree_digest(config.adapter) if config.adapter else None,
         "device_type": model_device(model).type,
         "software": {"versions": package_versions(), "git_commit": git_commit()},
@@ -92,7 +91,7 @@ def evaluate(config: EvalConfig) -> dict:
     began = time.time()
     model, tokenizer = load_model(spec)
     identity = model_identity(config, model)
-    record = {"config": as_dict(config), "identity": identity, "provenance": environment(str(model_device(model)))}
+    record = {"config": asdict(config), "identity": identity, "provenance": environment(str(model_device(model)))}
     if shard.is_main:
         for stale in ("metrics.json", "results.md"):  # an earlier run's, until this one writes its own
             (out / stale).unlink(missing_ok=True)

@@ -17,13 +17,13 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from e2wm.config import as_dict, flag_of, result_settings
+from e2wm.config import flag_of, result_settings
 from e2wm.errors import InputError
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import EvalFile, read_eval_file
@@ -126,7 +126,7 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_ma
         raise InputError(f"--out {run_dir}: a run is already there; use --resume or another --out")
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(recorded, {"settings": settings, "options": as_dict(config),
+        write_json(recorded, {"settings": settings, "options": asdict(config),
                               "provenance": environment(config.device or default_device())})
     return run_dir
 
