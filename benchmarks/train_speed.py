@@ -1,5 +1,6 @@
-"""Training speed and memory: length-grouped dynamic padding vs pad-to-800, the EWC term's share of a
-step, per-sample gradients batched vs looped, and the Fisher's size against a whole-model copy
+"""Training speed and memory: random batches (the default) and length-grouped ones, both with dynamic
+padding, against pad-to-800, the EWC term's share of a step, per-sample gradients batched vs looped, and the
+Fisher's size against a whole-model copy
 (measured, and on paper for GPT-J-6B / GPT-Neo-1.3B).
 
     python benchmarks/train_speed.py [--model smollm2-135m] [--examples 32] [--layers 2]
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from e2wm.models import ModelSpec, load_model
-from e2wm.train.data import Example, collate, encode_example, length_grouped_batches
+from e2wm.train.data import Example, collate, encode_example, length_grouped_batches, random_batches
 from e2wm.train.ewc import LoraEwc, lora_layers
 from e2wm.train.fisher import accumulate, per_text_losses, prepare_for_fisher, zero_sums
 from e2wm.train.loop import weighted_nll_sum
@@ -36,10 +37,13 @@ def released_examples(tokenizer) -> list[Example]:
 
 
 def padding_efficiency(lengths: list[int], batch_size: int) -> dict[str, float]:
-    """Real tokens / computed tokens over the whole released set, for both batchings."""
-    grouped = length_grouped_batches(lengths, batch_size, seed=0)
-    computed = sum(max(lengths[i] for i in b) * len(b) for b in grouped)
-    return {"real_tokens": sum(lengths), "grouped_computed": computed, "pad800_computed": MAX_LEN * len(lengths)}
+    """Computed tokens (batch x its longest example) over the whole released set, for each batching."""
+    def computed(batches):
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    return {"real_tokens": sum(lengths), "grouped_computed": computed(length_grouped_batches(lengths, batch_size, 0)),
+            "random_computed": computed(random_batches(len(lengths), batch_size, 0)),
+            "pad800_computed": MAX_LEN * len(lengths)}
 
 
 def with_lora(model, seed=0):
@@ -77,14 +81,17 @@ def batching(args, model, tokenizer, examples) -> dict:
     sample = rng.sample(examples, args.examples)
     lengths = [len(e.ids) for e in sample]
     grouped = [[sample[i] for i in b] for b in length_grouped_batches(lengths, args.batch_size, seed=0)]
-    plain = [sample[i : i + args.batch_size] for i in range(0, len(sample), args.batch_size)]
+    plain = [sample[i : i + args.batch_size] for i in range(0, len(sample), args.batch_size)]  # a random draw
     model = with_lora(truncate_layers(model, args.layers))
     model.train()
     time_steps(model, grouped[:1], tokenizer.pad_token_id, None)  # warm-up
     dynamic = time_steps(model, grouped, tokenizer.pad_token_id, None)
+    random_dynamic = time_steps(model, plain, tokenizer.pad_token_id, None)
     padded = time_steps(model, plain, tokenizer.pad_token_id, MAX_LEN)
     return {"examples": len(sample), "mean_len": sum(lengths) / len(lengths), "grouped_s": dynamic,
-            "pad800_s": padded, "grouped_ex_per_s": len(sample) / dynamic, "pad800_ex_per_s": len(sample) / padded,
+            "random_s": random_dynamic, "pad800_s": padded, "grouped_ex_per_s": len(sample) / dynamic,
+            "random_ex_per_s": len(sample) / random_dynamic, "pad800_ex_per_s": len(sample) / padded,
+            "grouped_over_random": random_dynamic / dynamic, "random_over_pad800": padded / random_dynamic,
             "speedup": padded / dynamic}
 
 
@@ -173,7 +180,7 @@ def main() -> None:
     model, tokenizer = load_model(ModelSpec(args.model, device="cpu"))
     examples = released_examples(tokenizer)
     lengths = [len(e.ids) for e in examples]
-    print(json.dumps({"released": padding_efficiency(lengths, args.batch_size)}))
+    print(json.dumps({"released": {size: padding_efficiency(lengths, size) for size in (args.batch_size, 20)}}))
     print(json.dumps({"paper_shapes": on_paper()}))
     print(json.dumps({"fisher_memory": fisher_memory(model, tokenizer)}))
     model, _ = load_model(ModelSpec(args.model, device="cpu"))

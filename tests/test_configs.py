@@ -46,6 +46,14 @@ def test_paper_sizes():
     assert neo.scheduler_steps is None and gptj.scheduler_steps == 5320  # 1064 micro-batches x 5 epochs
 
 
+@pytest.mark.parametrize("file", ["train", "train-paper-text"])
+@pytest.mark.parametrize("model", ["gpt-neo-1.3b", "gpt-j-6b"])
+def test_paper_configs_batch_and_normalise_as_the_authors(model, file):
+    config = load(model, "train", file)  # run.py: shuffled DataLoader, per-micro-batch loss, AdamW default decay
+    assert (config.batching, config.loss_norm, config.weight_decay, config.truncation) == (
+        "random", "micro-batch", 0.01, "right")
+
+
 def test_paper_text_variants_differ_from_the_scripts_only_in_lambda_and_lr():
     for model, lam in (("gpt-neo-1.3b", 0.5), ("gpt-j-6b", 2.0)):
         scripts, text = load(model, "train"), load(model, "train", "train-paper-text")

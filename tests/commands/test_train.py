@@ -399,3 +399,52 @@ def test_scheduler_steps_sizes_the_decay(tiny_gpt2, tmp_path, capsys):
                         "--max-steps", "4", "--scheduler-steps", "16", "--lr", "1e-3", "--out", tmp_path / "r")
     assert code == 0
     assert [round(row["lr"], 8) for row in read_log(tmp_path / "r")] == [1e-3, 9.375e-4, 8.75e-4, 8.125e-4]
+
+
+@pytest.mark.parametrize("norm", ["step", "micro-batch"])
+def test_logged_ce_is_each_normalisation_on_the_same_batches(tiny_llama, tmp_path, capsys, norm):
+    """Step 1's logged CE (before any update: LoRA's B is 0, so the model is the base) equals an independent
+    computation: the seeded shuffle cut into 2 micro-batches of 2, per-token NLL from one forward per example;
+    step: sum(w * NLL) / sum(w) over the step; micro-batch: the mean over micro-batches of sum(w * NLL) / ref tokens."""
+    import random
+
+    other = [("Sit on the sofa. Turn on the TV.", "Watch TV"), ("Grab the towel.", "bathroom, bedroom")]
+    a, b = write_pairs(tmp_path / "a.json"), write_pairs(tmp_path / "b.json", other)
+    code, _ = run_train(capsys, "--model", tiny_llama, "--train", f"1 {a} 0.5 {b}", "--method", "lora",
+                        "--batch-size", "2", "--grad-accum", "2", "--max-steps", "1", "--loss-norm", norm,
+                        "--lora-dropout", "0", "--out", tmp_path / "r")
+    assert code == 0
+    model, tokenizer = load_model(ModelSpec(str(tiny_llama), device="cpu"))
+    examples = [encode_example(tokenizer, t, r, w, 800) for w, pairs in ((1.0, PAIRS), (0.5, other)) for t, r in pairs]
+    order = list(range(len(examples)))
+    random.Random(0).shuffle(order)  # seed 0, epoch 0
+    sums, counts, weights = [], [], []
+    with torch.no_grad():
+        for index in order[:4]:
+            example = examples[index]
+            logp = torch.log_softmax(model(input_ids=torch.tensor([example.ids])).logits[0].double(), -1)
+            refs = [t for t in range(1, len(example.ids)) if example.is_ref[t]]
+            sums.append(-example.weight * sum(logp[t - 1, example.ids[t]].item() for t in refs))
+            counts.append(len(refs))
+            weights.append(example.weight * len(refs))
+    if norm == "step":
+        expected = sum(sums) / sum(weights)
+    else:
+        expected = ((sums[0] + sums[1]) / (counts[0] + counts[1]) + (sums[2] + sums[3]) / (counts[2] + counts[3])) / 2
+    assert read_log(tmp_path / "r")[0]["ce"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_weight_decay_and_length_batching_reach_the_optimiser(tiny_gpt2, tmp_path, capsys):
+    from e2wm.recipes.finetune import FinetuneRecipe
+    from e2wm.train.config import TrainConfig
+
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    recipe = FinetuneRecipe(TrainConfig(model=str(tiny_gpt2), train=f"1 {data}", method="lora", weight_decay=0.01,
+                                        batching="length", out=str(tmp_path / "r")))
+    recipe.setup()
+    assert recipe.optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert recipe.schedule.mean_step_weight == pytest.approx(
+        sum(sum(e.is_ref[1:]) for e in recipe.examples) * 4 / len(recipe.examples))
+    code, err = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batching",
+                          "length", "--loss-norm", "micro-batch", "--out", tmp_path / "r2")
+    assert code == 2 and "--loss-norm micro-batch is the authors' formula on their random batches" in err

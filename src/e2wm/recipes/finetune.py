@@ -36,11 +36,11 @@ from e2wm.text import read_corpus
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, save_checkpoint, save_pretrained
 from e2wm.train.config import TrainConfig
-from e2wm.train.data import collate, load_examples, parse_mixture, ref_weight
+from e2wm.train.data import collate, load_examples, parse_mixture
 from e2wm.train.ewc import FullEwc, LoraEwc
 from e2wm.train.fisher import check_fisher, load_fisher
 from e2wm.train.fisher_scale import scale_fisher
-from e2wm.train.loop import Diverged, Schedule, linear_decay, weighted_nll_sum
+from e2wm.train.loop import Diverged, Schedule, effective_mixture, linear_decay, weighted_nll_sum
 from e2wm.train.targets import default_target_names, is_fan_in_fan_out, parse_modules, target_layers
 
 logger = logging.getLogger(__name__)
@@ -193,18 +193,23 @@ class FinetuneRecipe:
                              f"use DDP (multi-GPU) or one process")
         self.run_dir = prepare_run_dir(config, mixture, accelerator.is_main_process)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
-        self.examples = load_examples(mixture, self.tokenizer, config.max_len)
+        self.examples = load_examples(mixture, self.tokenizer, config.max_len, config.truncation)
         self.schedule = Schedule(config.batch_size, config.grad_accum, accelerator.num_processes, config.epochs,
-                                 config.max_steps, config.seed)
+                                 config.max_steps, config.seed, config.batching, config.loss_norm)
+        self.schedule.fit(self.examples)
         self.total = self.schedule.total_steps(len(self.examples))
         if self.total == 0:
             raise InputError(
                 f"--train: {len(self.examples)} examples make no full optimiser step of --batch-size "
                 f"{config.batch_size} x --grad-accum {config.grad_accum} x {accelerator.num_processes} processes"
             )
+        if accelerator.is_main_process:
+            shares = effective_mixture(self.schedule, self.examples)
+            logger.info("effective mixture (share of the loss's token weight per file, epoch 1): %s",
+                        ", ".join(f"{Path(source).name} {share:.1%}" for source, share in shares.items()))
         self.lam = 0.0 if config.method == "lora" else config.lam
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = linear_decay(optimizer, config.scheduler_steps or self.total)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.start = 0
@@ -242,25 +247,23 @@ class FinetuneRecipe:
             epoch, position = divmod(step, per_epoch)
             if epoch != plan_epoch:
                 plan, plan_epoch = schedule.batches(lengths, epoch), epoch
-            step_batches = plan[position * chunk : (position + 1) * chunk]
-            denominator = ref_weight([examples[i] for batch in step_batches for i in batch])
-            mine = step_batches[accelerator.process_index :: schedule.processes]
-            nll = torch.zeros((), device=accelerator.device)
+            step_batches = [[examples[i] for i in batch] for batch in plan[position * chunk : (position + 1) * chunk]]
+            scaled = list(zip(step_batches, schedule.scales(step_batches)))
+            mine = scaled[accelerator.process_index :: schedule.processes]
+            ce = torch.zeros((), device=accelerator.device)
             ewc = torch.zeros((), device=accelerator.device)
-            for index, batch_indices in enumerate(mine):
+            for index, (micro_batch, scale) in enumerate(mine):
                 last = index == len(mine) - 1
-                batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batch_indices],
-                                                                          pad_id).items()}
+                batch = {k: v.to(accelerator.device) for k, v in collate(micro_batch, pad_id).items()}
                 with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
-                    part = weighted_nll_sum(self.model, batch)
-                    loss = part * (schedule.processes / denominator)
+                    part = weighted_nll_sum(self.model, batch) * scale
+                    loss = part * schedule.processes  # DDP averages the processes' gradients
                     if last and self.penalty is not None:
                         ewc = self.penalty()
                         loss = loss + self.lam * ewc
                     accelerator.backward(loss)
-                nll = nll + part.detach()
-            self.step_done(step + 1, (accelerator.reduce(nll, reduction="sum") / denominator).item(), ewc.item(),
-                           bar)
+                ce = ce + part.detach()
+            self.step_done(step + 1, accelerator.reduce(ce, reduction="sum").item(), ewc.item(), bar)
 
     def step_done(self, step: int, ce: float, ewc: float, bar) -> None:
         """Check the loss, clip and take the optimiser step, evaluate, log it and checkpoint when due.

@@ -1,12 +1,16 @@
-"""Training data: the mixture string, E2WM {"input", "ref"} files, ref-token masks and length-grouped batches.
+"""Training data: the mixture string, E2WM {"input", "ref"} files, ref-token masks and batches.
 
 Training text = input + " " + ref + "\n"; the loss covers the ref tokens (" " + ref + "\n"), each
-weighted by its file's mixture weight. Sequences longer than max_len keep their last max_len tokens,
-so the ref (the part that is learnt) survives and the start of a long story is cut.
+weighted by its file's mixture weight. Sequences longer than max_len keep their last max_len tokens by
+default (truncation "left": the ref, the part that is learnt, survives and the start of a long story is
+cut); truncation "right" keeps the first max_len tokens, as the authors' `run.py` did (a ref past max_len
+is then lost). Batches are random (the authors' shuffled DataLoader) or, opt-in, length-grouped.
 Source: the authors' `run.py` (text f'{inp} {ref}\\n', loss weights = the file's weight on the tokens after the
-input; it cut sequences on the right at 800 tokens); the mixture weights are the paper's section 4.1.
+input, `truncation=True` at max_src_len 800, `DataLoader(shuffle=True)`); the mixture weights are the paper's
+section 4.1.
 """
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +21,10 @@ from e2wm.benchmark import TRAINING_TASKS, paper_mixture
 from e2wm.errors import InputError, at
 from e2wm.files import iter_jsonl, require
 
+logger = logging.getLogger(__name__)
+
 PAPER_MIXTURE = "paper"  # the --train value that means the paper's four tasks with their weights
+TRUNCATIONS = ("left", "right")  # which end of an over-long example is cut
 
 
 @dataclass
@@ -27,6 +34,7 @@ class Example:
     ids: list[int]  # at most max_len token ids
     is_ref: list[bool]  # per id: part of " " + ref + "\n" (the loss covers it)
     weight: float  # its file's mixture weight, > 0
+    source: str = ""  # the training file it came from
 
 
 def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, str]]:
@@ -104,7 +112,8 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int) -> Example:
+def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int, truncation: str = "left",
+                   source: str = "") -> Example:
     """Tokenise input + " " + ref + "\\n" once; ref tokens are those whose characters end past the input.
 
     Needs a fast tokenizer (`return_offsets_mapping`). A token that straddles the boundary counts as ref;
@@ -113,7 +122,10 @@ def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int) 
     Args:
         text, ref: the training line's "input" and "ref".
         weight: its file's mixture weight.
-        max_len: the most tokens kept; longer texts keep their last max_len tokens (the ref's end).
+        max_len: the most tokens kept.
+        truncation: "left" keeps the last max_len tokens (the ref's end); "right" the first max_len (the
+            authors' run.py: a long input pushes its ref out, and such an example adds no loss).
+        source: the file it came from (kept on the Example).
     Returns:
         an Example with ids and is_ref of the same length, at most max_len.
     """
@@ -121,24 +133,44 @@ def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int) 
     encoding = tokenizer(full, return_offsets_mapping=True)
     is_ref = [end > len(text) for _, end in encoding["offset_mapping"]]
     ids = list(encoding["input_ids"])
-    return Example(ids[-max_len:], is_ref[-max_len:], weight)
+    kept = slice(None, max_len) if truncation == "right" else slice(-max_len, None)
+    return Example(ids[kept], is_ref[kept], weight, source)
 
 
-def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int) -> list[Example]:
-    """All examples of the mixture's files, in file order, each file's lines with its weight.
+def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int, truncation: str = "left") -> list[Example]:
+    """All examples of the mixture's files, in file order, each file's lines with its weight and path.
+
+    Logs a warning per file whose examples lost every ref token to right truncation (they add no loss).
 
     Raises:
         InputError: from `read_pairs`, for a missing or malformed file.
     """
     examples = []
     for weight, path in mixture:
+        lost = 0
         for text, ref in read_pairs(path):
-            examples.append(encode_example(tokenizer, text, ref, weight, max_len))
+            example = encode_example(tokenizer, text, ref, weight, max_len, truncation, path)
+            lost += not any(example.is_ref[1:])
+            examples.append(example)
+        if lost:
+            logger.warning("%s: %d examples keep no ref token within --max-len %d (--truncation %s): they add no "
+                           "loss", path, lost, max_len, truncation)
     return examples
+
+
+def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Indices 0..n-1 shuffled and cut into consecutive batches (the last may be smaller), as a shuffled
+    DataLoader draws them (the authors' run.py). Seeded: the same seed gives the same batches."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 64) -> list[list[int]]:
     """Indices in batches of similar length: shuffle, sort within groups of group*batch_size, shuffle the batches.
+
+    A batch then holds mostly one task (tasks differ in length): train.loop.Schedule divides such a step's loss
+    by a fixed expected weight, so that a file's mixture weight still scales its gradient.
 
     Seeded by (seed, epoch) through `seed`, so a resumed run rebuilds exactly the same order.
 
@@ -187,9 +219,15 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def ref_weight(examples: list[Example]) -> float:
-    """Sum of token weights over predicted ref tokens (the loss's denominator).
+    """Sum of token weights over predicted ref tokens (the step loss's denominator).
 
     Equals collate(examples, pad_id)["weights"].sum(): sum over examples of weight * (ref tokens after
     position 0). A step's cross-entropy is the weighted_nll_sum of its batches / this: nats per weighted ref token.
     """
     return sum(e.weight * sum(e.is_ref[1:]) for e in examples)
+
+
+def ref_tokens(examples: list[Example]) -> int:
+    """Number of predicted ref tokens (after position 0): the authors' micro-batch denominator
+    (run.py: `torch.sum(label_weights > 0)`)."""
+    return sum(sum(e.is_ref[1:]) for e in examples)

@@ -1,18 +1,31 @@
-"""Training-loop components: the step schedule, the weighted ref-token NLL, the learning-rate decay.
+"""Training-loop components: the batches and loss normalisation of a step, the weighted ref-token NLL, the
+learning-rate decay.
 
-The loop itself is e2wm.recipes.finetune.FinetuneRecipe.train. Loss normalisation: one optimiser
-step's CE is sum(weight * token NLL) / sum(weight) over every ref token of every micro-batch of every
-process in that step. So it does not depend on how the step's examples are split into micro-batches or
-processes, and a file's weight scales its tokens exactly.
+The loop itself is e2wm.recipes.finetune.FinetuneRecipe.train. A step's micro-batches (batch_size examples
+each, grad_accum x processes of them) each contribute scale * sum(weight * token NLL) to the step's loss,
+with the scale set by the loss normalisation (`Schedule.scales`):
+
+- "step" (default): 1 / sum(weight) over every ref token of every micro-batch of every process in the step,
+  so the step's CE is the weighted mean NLL of its ref tokens. It does not depend on how the step is split
+  into micro-batches or processes. With length-grouped batches the divisor is instead the mean of that sum
+  over a step (fixed for the run): a step of one task keeps its task's weight, and over an epoch every
+  weighted token counts the same.
+- "micro-batch": the authors' run.py: each micro-batch's loss is sum(weight * NLL) / its number of ref
+  tokens, and a step averages its micro-batches (accelerate's accumulation divides by grad_accum; DDP averages
+  processes). A token's pull then depends on how many ref tokens share its micro-batch.
 """
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
 
 from e2wm.errors import RunError
-from e2wm.train.data import length_grouped_batches
+from e2wm.train.data import Example, length_grouped_batches, random_batches, ref_tokens, ref_weight
+
+BATCHINGS = ("random", "length")
+LOSS_NORMS = ("step", "micro-batch")
 
 
 class Diverged(RunError):
@@ -21,7 +34,8 @@ class Diverged(RunError):
 
 @dataclass
 class Schedule:
-    """How the examples are cut into optimiser steps: batch x accumulation x processes examples each."""
+    """How the examples are cut into optimiser steps (batch x accumulation x processes examples each) and how
+    a step's loss is normalised (see the module's docstring)."""
 
     batch_size: int
     grad_accum: int
@@ -29,9 +43,23 @@ class Schedule:
     epochs: int
     max_steps: int | None
     seed: int
+    batching: str = "random"  # BATCHINGS
+    loss_norm: str = "step"  # LOSS_NORMS
+    mean_step_weight: float | None = None  # length batching with step norm: the fixed divisor (set by `fit`)
+
+    def fit(self, examples: list[Example]) -> None:
+        """Set the fixed divisor of length-grouped steps: sum(weight) over all ref tokens / steps' worth of
+        examples (the expected weighted ref tokens of a step)."""
+        if self.batching == "length" and self.loss_norm == "step":
+            per_step = self.batch_size * self.grad_accum * self.processes
+            self.mean_step_weight = ref_weight(examples) * per_step / len(examples)
 
     def batches(self, lengths: list[int], epoch: int) -> list[list[int]]:
-        return length_grouped_batches(lengths, self.batch_size, self.seed * 1_000_003 + epoch)
+        """Example indices in micro-batches for this epoch, seeded by (seed, epoch): a resumed run rebuilds them."""
+        seed = self.seed * 1_000_003 + epoch
+        if self.batching == "length":
+            return length_grouped_batches(lengths, self.batch_size, seed)
+        return random_batches(len(lengths), self.batch_size, seed)
 
     def steps_per_epoch(self, n_examples: int) -> int:
         return math.ceil(n_examples / self.batch_size) // (self.grad_accum * self.processes)
@@ -39,6 +67,45 @@ class Schedule:
     def total_steps(self, n_examples: int) -> int:
         total = self.epochs * self.steps_per_epoch(n_examples)
         return min(total, self.max_steps) if self.max_steps else total
+
+    def scales(self, step: list[list[Example]]) -> list[float]:
+        """Per micro-batch of one step, the factor on its weighted_nll_sum: the step's CE (nats) is
+        sum(scale * weighted_nll_sum) over its micro-batches. A divisor of 0 (no ref token left, possible
+        with right truncation) gives scale 0: that part adds no loss (the authors' code gave NaN)."""
+        if self.loss_norm == "micro-batch":
+            return [safe_inverse(ref_tokens(batch) * len(step)) for batch in step]
+        divisor = self.mean_step_weight or ref_weight([e for batch in step for e in batch])
+        return [safe_inverse(divisor)] * len(step)
+
+
+def safe_inverse(value: float) -> float:
+    return 1.0 / value if value > 0 else 0.0
+
+
+def effective_mixture(schedule: Schedule, examples: list[Example], epoch: int = 0) -> dict[str, float]:
+    """Each training file's share of the loss's token weight over one epoch's steps: sum over its ref tokens
+    of scale * weight (what the file pulls on the gradient, per unit NLL), divided by the total.
+
+    With random batches and "step" normalisation this is about the file's share of sum(weight) over all ref
+    tokens (the mixture's expectation); length grouping with a fixed divisor gives it exactly; "micro-batch"
+    normalisation favours files whose examples have few ref tokens beside long-answer ones.
+
+    Returns:
+        {file path: share in [0, 1]}, summing to 1, in the order files first appear.
+    """
+    n = len(examples)
+    per_step = schedule.grad_accum * schedule.processes
+    plan = schedule.batches([len(e.ids) for e in examples], epoch)
+    pull: dict[str, float] = defaultdict(float)
+    for e in examples:
+        pull[e.source] += 0.0
+    for first in range(0, schedule.steps_per_epoch(n) * per_step, per_step):
+        step = [[examples[i] for i in batch] for batch in plan[first : first + per_step]]
+        for batch, scale in zip(step, schedule.scales(step)):
+            for e in batch:
+                pull[e.source] += scale * e.weight * sum(e.is_ref[1:])
+    total = sum(pull.values())
+    return {source: value / total for source, value in pull.items()}
 
 
 def weighted_nll_sum(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -49,10 +116,12 @@ def weighted_nll_sum(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             of predicting token t, 0 off the ref and on padding (train.data.collate).
     Returns:
         a 0-d float32 tensor. Logits are computed only from the earliest predicted ref position on
-        (`logits_to_keep`), which saves the (B, T, V) head on the prompt.
+        (`logits_to_keep`), which saves the (B, T, V) head on the prompt. A batch without ref tokens gives
+        0, still attached to the graph (every DDP process must run backward).
     """
     weights = batch["weights"]
-    first = int(weights.sum(0).nonzero()[0])  # earliest predicted ref token in the batch
+    predicted = weights.sum(0).nonzero()
+    first = int(predicted[0]) if len(predicted) else weights.shape[1] - 1  # earliest predicted ref token
     keep = weights.shape[1] - first + 1
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
     nll = torch.nn.functional.cross_entropy(  # logits[:, :-1]: (B, T - first, V) predict ids[:, first:]

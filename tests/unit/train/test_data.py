@@ -1,10 +1,22 @@
-"""Training data: reference tokens, length-grouped batches, mixtures and bad training files."""
+"""Training data: reference tokens, truncation, random and length-grouped batches, mixtures and bad training files."""
+
+import logging
 
 import pytest
+import torch
 
 from e2wm.errors import InputError
 from e2wm.models import ModelSpec, load_model
-from e2wm.train.data import encode_example, length_grouped_batches, parse_mixture, read_pairs
+from e2wm.train.data import (
+    collate,
+    encode_example,
+    length_grouped_batches,
+    load_examples,
+    parse_mixture,
+    random_batches,
+    read_pairs,
+)
+from e2wm.train.loop import weighted_nll_sum
 
 
 def test_ref_tokens_are_the_reference(tiny_gpt2, tiny_llama):
@@ -15,6 +27,30 @@ def test_ref_tokens_are_the_reference(tiny_gpt2, tiny_llama):
         assert tokenizer.decode(ref_ids).replace("<unk>", "\n").strip() == "Open fridge."  # tiny llama: no "\n"
         short = encode_example(tokenizer, "Walk to kitchen. " * 20, "Open fridge.", 1.0, 10)
         assert len(short.ids) == 10 and short.ids[-len(ref_ids):] == ref_ids  # the ref survives truncation
+
+
+def test_right_truncation_keeps_the_start_and_can_lose_the_ref(tiny_gpt2, tmp_path, caplog):
+    model, tokenizer = load_model(ModelSpec(str(tiny_gpt2), device="cpu"))
+    whole = encode_example(tokenizer, "Walk to kitchen. " * 20, "Open fridge.", 1.0, 800)
+    cut = encode_example(tokenizer, "Walk to kitchen. " * 20, "Open fridge.", 1.0, 10, "right", "a.json")
+    assert cut.ids == whole.ids[:10] and not any(cut.is_ref) and cut.source == "a.json"
+    batch = collate([cut, cut], tokenizer.pad_token_id)
+    loss = weighted_nll_sum(model, batch)  # no ref token: 0, and still differentiable (DDP needs a backward)
+    loss.backward()
+    assert loss.item() == 0.0 and all(torch.all(p.grad == 0) for p in model.parameters() if p.grad is not None)
+    data = tmp_path / "long.json"
+    data.write_text('{"input": "%s", "ref": "Open fridge."}\n{"input": "Walk.", "ref": "Sit."}\n' % ("Walk. " * 40))
+    with caplog.at_level(logging.WARNING, logger="e2wm"):
+        examples = load_examples([(1.0, str(data))], tokenizer, 16, "right")
+    assert [any(e.is_ref) for e in examples] == [False, True]
+    assert f"{data}: 1 examples keep no ref token within --max-len 16 (--truncation right)" in caplog.text
+
+
+def test_random_batches_are_a_seeded_shuffle_cut_in_order():
+    batches = random_batches(10, 4, seed=5)
+    assert [len(b) for b in batches] == [4, 4, 2] and sorted(sum(batches, [])) == list(range(10))
+    assert batches == random_batches(10, 4, seed=5) and batches != random_batches(10, 4, seed=6)
+    assert random_batches(10, 2, seed=5) == [b[i : i + 2] for b in batches for i in range(0, len(b), 2)]
 
 
 def test_length_grouped_batches_cover_every_example_once():

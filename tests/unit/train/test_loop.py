@@ -1,12 +1,13 @@
-"""The weighted loss equals a hand computation."""
+"""The weighted loss equals a hand computation; batches and loss normalisations keep (or, as the authors', move)
+the task mixture."""
 
 import pytest
 import torch
 from helpers.training import PAIRS
 
 from e2wm.models import ModelSpec, load_model
-from e2wm.train.data import collate, encode_example, ref_weight
-from e2wm.train.loop import weighted_nll_sum
+from e2wm.train.data import Example, collate, encode_example, ref_weight
+from e2wm.train.loop import Schedule, effective_mixture, weighted_nll_sum
 
 
 def test_weighted_loss_equals_hand_computation(tiny_llama):
@@ -24,3 +25,64 @@ def test_weighted_loss_equals_hand_computation(tiny_llama):
                     numerator -= example.weight * logp[t - 1, example.ids[t]].item()
                     denominator += example.weight
     assert got == pytest.approx(numerator / denominator, rel=1e-5)
+
+
+def synthetic(source: str, n: int, length: int, refs: int, weight: float) -> list[Example]:
+    return [Example([1] * length, [False] * (length - refs) + [True] * refs, weight, source) for _ in range(n)]
+
+
+# two tasks as in E2WM: short examples with short answers (weight 1) and long ones with long answers (weight 0.5)
+SHORT, LONG = synthetic("short", 240, 12, 3, 1.0), synthetic("long", 240, 120, 40, 0.5)
+EXPECTED_SHORT = 240 * 3 * 1.0 / (240 * 3 * 1.0 + 240 * 40 * 0.5)  # the short file's share of sum(weight)
+
+
+def shares(batches, scales_of_step, per_step):
+    """Independent: each source's summed scale * weight over its ref tokens, over the given steps."""
+    pull = {"short": 0.0, "long": 0.0}
+    for first in range(0, len(batches) - len(batches) % per_step, per_step):
+        step = batches[first : first + per_step]
+        for batch, scale in zip(step, scales_of_step(step)):
+            for e in batch:
+                pull[e.source] += scale * e.weight * sum(e.is_ref[1:])
+    return pull["short"] / (pull["short"] + pull["long"])
+
+
+def test_random_batches_keep_each_tasks_share_of_answer_tokens():
+    examples = SHORT + LONG
+    schedule = Schedule(8, 2, 1, 1, None, 0)  # random batches, step normalisation (the defaults)
+    plan = schedule.batches([len(e.ids) for e in examples], epoch=0)
+    half = [[examples[i] for i in b] for b in plan[: len(plan) // 2]]  # many batches, not yet the whole epoch
+    short_tokens = sum(sum(e.is_ref[1:]) for b in half for e in b if e.source == "short")
+    all_tokens = sum(sum(e.is_ref[1:]) for b in half for e in b)
+    assert short_tokens / all_tokens == pytest.approx(240 * 3 / (240 * 3 + 240 * 40), abs=0.01)
+    assert effective_mixture(schedule, examples)["short"] == pytest.approx(EXPECTED_SHORT, abs=0.01)
+
+
+def test_length_batches_keep_the_mixture_with_a_fixed_divisor():
+    examples = SHORT + LONG
+    schedule = Schedule(8, 2, 1, 1, None, 0, batching="length")
+    schedule.fit(examples)
+    assert schedule.mean_step_weight == pytest.approx((240 * 3 + 240 * 40 * 0.5) * 16 / 480)
+    plan = [[examples[i] for i in b] for b in schedule.batches([len(e.ids) for e in examples], epoch=0)]
+    assert all(len({e.source for e in b}) == 1 for b in plan)  # grouped: each batch is one task
+    assert effective_mixture(schedule, examples)["short"] == pytest.approx(EXPECTED_SHORT, rel=1e-9)
+    # dividing each grouped step (one batch a step) by its own weight instead cancels the file weights: the
+    # short task's pull becomes its share of steps (half), far from the mixture's 0.13
+    per_step_weight = shares(plan, lambda step: [1 / ref_weight(sum(step, []))] * len(step), 1)
+    assert per_step_weight == pytest.approx(0.5, abs=0.05) and abs(per_step_weight - EXPECTED_SHORT) > 0.3
+
+
+def test_micro_batch_norm_is_the_authors_per_micro_batch_mean():
+    examples = SHORT[:3] + LONG[:1]
+    step = [examples[:2], examples[2:]]
+    schedule = Schedule(2, 2, 1, 1, None, 0, loss_norm="micro-batch")
+    assert schedule.scales(step) == pytest.approx([1 / (6 * 2), 1 / ((3 + 40) * 2)])  # ref tokens / micro-batches
+    assert Schedule(2, 2, 1, 1, None, 0).scales(step) == pytest.approx([1 / (3 * 3 + 40 * 0.5)] * 2)
+    # the authors' shares: a micro-batch's tokens share 1 / its ref tokens, so short answers beside long ones
+    # pull more than their weight (independent loop over the same batches)
+    schedule = Schedule(8, 1, 1, 1, None, 0, loss_norm="micro-batch")
+    full = SHORT + LONG
+    plan = [[full[i] for i in b] for b in schedule.batches([len(e.ids) for e in full], epoch=0)]
+    authors = shares(plan, lambda s: [1 / sum(sum(e.is_ref[1:]) for e in b) for b in s], 1)
+    assert effective_mixture(schedule, full)["short"] == pytest.approx(authors, rel=1e-9)
+    assert authors > 1.2 * EXPECTED_SHORT  # 0.163 against 0.130
