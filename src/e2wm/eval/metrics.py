@@ -14,19 +14,25 @@ def _rouge_scorer():
     return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
 
 
+def rouge_scores(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
+    """ROUGE-1/2/L F1 (Porter-stemmed, rouge-score's tokenizer) of each (prediction, reference) pair, in [0, 1].
+
+    Returns:
+        per pair {"rouge1", "rouge2", "rougeL"} -> its F1.
+    """
+    return [{key: score.fmeasure for key, score in _rouge_scorer().score(reference, prediction).items()}
+            for prediction, reference in zip(predictions, references)]
+
+
 def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 (Porter-stemmed, rouge-score's tokenizer) over (prediction, reference) pairs.
+    """Mean ROUGE-1/2/L F1 over (prediction, reference) pairs (`rouge_scores` averaged).
 
     Returns:
         {"rouge1", "rouge2", "rougeL"} -> the mean F1 over the pairs, each in [0, 1] (a plain mean, where
         `evaluate`'s default reports the bootstrap aggregate's mid value). Needs at least one pair.
     """
-    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for prediction, reference in zip(predictions, references):
-        scores = _rouge_scorer().score(reference, prediction)
-        for key in totals:
-            totals[key] += scores[key].fmeasure
-    return {key: value / len(predictions) for key, value in totals.items()}
+    scores = rouge_scores(predictions, references)
+    return {key: sum(s[key] for s in scores) / len(scores) for key in ("rouge1", "rouge2", "rougeL")}
 
 
 def split_list(text: str) -> list[str]:
