@@ -219,15 +219,16 @@ def below_baseline(run: Run, task: str) -> bool:
 def conclusion(task: str, n: int, pair: Paired, base: Run, other: Run) -> str:
     """One sentence: what the change of one task supports at its number of items."""
     change, half = pair.difference, (pair.difference.high - pair.difference.low) / 2
+    items = f"{n} item" + ("" if n == 1 else "s")
     span = f"{change.estimate:+.3f} (95% CI {change.low:+.3f} to {change.high:+.3f})"
     if change.verdict == "no change":
-        text = f"**{task}** ({n} items): both runs score every item alike, so there is no change to speak of"
+        text = f"**{task}** ({items}): both runs score every item alike, so there is no change to speak of"
     elif change.verdict == "noise":
-        text = (f"**{task}** ({n} items): the change {span} includes zero, so no gain or loss can be claimed; at "
+        text = (f"**{task}** ({items}): the change {span} includes zero, so no gain or loss can be claimed; at "
                 f"this size only a change beyond about ±{half:.2f} could be told from noise")
     else:
         direction = "higher" if change.verdict == "gain" else "lower"
-        text = (f"**{task}** ({n} items): `{other.label}` scores {direction} by {abs(change.estimate):.3f} (95% CI "
+        text = (f"**{task}** ({items}): `{other.label}` scores {direction} by {abs(change.estimate):.3f} (95% CI "
                 f"{change.low:+.3f} to {change.high:+.3f}); the interval excludes zero, so this is unlikely to be "
                 f"chance on these items, though its size is known only to about ±{half:.2f}")
     stuck = [run.label for run in (base, other) if below_baseline(run, task)]
