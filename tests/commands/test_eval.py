@@ -227,6 +227,17 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     assert fingerprint(task, dataclasses.replace(base, **perplexity_only), identity) == key
 
 
+def test_a_task_saved_by_an_older_metrics_version_is_recomputed(tmp_path, monkeypatch):
+    from e2wm.eval import run
+    from e2wm.eval.config import EvalConfig
+    from e2wm.eval.items import read_eval_file
+
+    task, config = read_eval_file(write(tmp_path / "housework_qa.json", [QA])), EvalConfig(data=["d"], out="o")
+    key = run.fingerprint(task, config, {})
+    monkeypatch.setattr(run, "METRICS_VERSION", run.METRICS_VERSION - 1)  # saved before the statistics existed
+    assert run.fingerprint(task, config, {}) != key
+
+
 def test_outputs_carry_provenance_and_limit_warning(tiny_gpt2, tmp_path):
     data = write(tmp_path / "housework_qa.json", [QA, QA | {"answer": "bed"}, QA])
     out = tmp_path / "run"
@@ -240,6 +251,7 @@ def test_outputs_carry_provenance_and_limit_warning(tiny_gpt2, tmp_path):
     assert recorded["provenance"]["wall_seconds"] > 0 and "smollm2" not in recorded["identity"]["model"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["housework_qa"]["n"], metrics["housework_qa"]["n_original"]) == (2, 3)
+    assert metrics["housework_qa"]["cut_by_limit"] is True
     assert "Warning: --limit 2 scored only the first 2 items of 1 file(s) (housework_qa)" in (
         out / "results.md").read_text()
 

@@ -19,9 +19,13 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 
 def short(answer: str) -> str:
-    """An answer cut to ANSWER_WIDTH characters for tables and charts (… marks a cut), '|' escaped."""
-    text = answer if len(answer) <= ANSWER_WIDTH else answer[: ANSWER_WIDTH - 1] + "…"
-    return text.replace("|", "\\|")
+    """An answer cut to ANSWER_WIDTH characters for tables and charts (… marks a cut)."""
+    return answer if len(answer) <= ANSWER_WIDTH else answer[: ANSWER_WIDTH - 1] + "…"
+
+
+def cell(answer: str) -> str:
+    """`short`, with '|' escaped for a markdown table."""
+    return short(answer).replace("|", "\\|")
 
 
 def warnings(results: dict, limit: int | None) -> list[str]:
@@ -87,13 +91,13 @@ def histogram_tables(results: dict) -> list[str]:
         answers = result["answers"]
         lines += [f"**{name}** ({len(answers['gold'])} distinct gold answers, {len(answers['predicted'])} "
                   "predicted)", "", "| answer | gold | predicted |", "|---|---:|---:|"]
-        lines += [f"| {short(a)} | {g} | {p} |" for a, g, p in answer_rows(answers)]
+        lines += [f"| {cell(a)} | {g} | {p} |" for a, g, p in answer_rows(answers)]
         lines.append("")
     return lines
 
 
 def stderr_note(results: dict) -> str:
-    """One line saying how the stderr column was computed in this run."""
+    """One line saying how the stderr column was computed in this run ('' when no result has a stderr)."""
     parts = []
     if any(r.get("stderr_method") == "binomial" for r in results.values()):
         parts.append("accuracy: binomial, sqrt(p (1 - p) / (n - 1)) as lm-evaluation-harness")
@@ -103,6 +107,8 @@ def stderr_note(results: dict) -> str:
                      f"{boot['seed']})")
     if any(r.get("perplexity_ci95") for r in results.values()):
         parts.append("perplexity: 95% percentile interval of a bootstrap over texts")
+    if not parts:
+        return ""
     return ("stderr: the standard error of the score (" + "; ".join(parts) + "); a 95% interval is about "
             "score ± 1.96 stderr. chance: the mean over items of 1 / options; majority: the accuracy of always "
             "giving the file's most frequent gold answer. See docs/statistics.md.")
@@ -118,7 +124,8 @@ def results_table(results: dict, model_id: str, limit: int | None = None, chart:
     lines += ["| task | metric | score | stderr | chance | majority | n | truncated |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     lines += [task_row(name, result) for name, result in results.items()]
-    lines += ["", stderr_note(results), ""]
+    note = stderr_note(results)
+    lines += ["", note, ""] if note else [""]
     tables = histogram_tables(results)
     if tables:
         lines += ["## Answers given (multiple choice)", "",
@@ -147,7 +154,7 @@ def answer_chart(results: dict, file: Path) -> Path | None:
         ax.barh([y + 0.2 for y in ys], [g for _, g, _ in table], 0.4, label="gold", color="0.6")
         ax.barh([y - 0.2 for y in ys], [p for _, _, p in table], 0.4, label="predicted", color="C3")
         ax.set_yticks(list(ys))
-        ax.set_yticklabels([short(a).replace("\\|", "|") for a, _, _ in table], fontsize=8)
+        ax.set_yticklabels([short(a) for a, _, _ in table], fontsize=8)
         ax.set_xlabel("items")
         result = results[name]
         ax.set_title(f"{name}: accuracy {result['accuracy']:.2f}, majority {result['majority']:.2f}", fontsize=9)

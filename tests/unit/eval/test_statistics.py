@@ -120,3 +120,13 @@ def test_perplexity_over_texts():
     low, high = stats["perplexity_ci95"]
     assert low < math.exp(14 / 10) < high and stats["nll_stderr"] > 0
     assert perplexity_statistics([3.0], [2], 100, seed=2)["perplexity_ci95"] is None
+
+
+def test_results_table_edge_cases():
+    """Perplexity alone: no stderr note for tasks; answers holding '|' stay one table cell."""
+    text = results_table({"ppl": {"perplexity": 10.0, "nll": 2.3, "tokens": 50, "texts": 1, "mode": "windows",
+                                  "nll_stderr": None, "perplexity_ci95": None}}, "m")
+    assert "| ppl | perplexity | 10.0000 | — | — | — | 50 |  |" in text and "stderr:" not in text
+    stats = multiple_choice_statistics(["a|b", "c"], ["a|b", "a|b"], [2, 2])
+    text = results_table({"quiz": {"accuracy": 0.5, "n": 2, "truncated": 0, **stats}}, "m")
+    assert "| a\\|b | 2 | 1 |" in text
