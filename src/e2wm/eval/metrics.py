@@ -18,21 +18,11 @@ def rouge_scores(predictions: list[str], references: list[str]) -> list[dict[str
     """ROUGE-1/2/L F1 (Porter-stemmed, rouge-score's tokenizer) of each (prediction, reference) pair, in [0, 1].
 
     Returns:
-        per pair {"rouge1", "rouge2", "rougeL"} -> its F1.
+        per pair {"rouge1", "rouge2", "rougeL"} -> its F1. A task's score is their plain mean (where
+        `evaluate`'s default reports the bootstrap aggregate's mid value).
     """
     return [{key: score.fmeasure for key, score in _rouge_scorer().score(reference, prediction).items()}
             for prediction, reference in zip(predictions, references)]
-
-
-def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 over (prediction, reference) pairs (`rouge_scores` averaged).
-
-    Returns:
-        {"rouge1", "rouge2", "rougeL"} -> the mean F1 over the pairs, each in [0, 1] (a plain mean, where
-        `evaluate`'s default reports the bootstrap aggregate's mid value). Needs at least one pair.
-    """
-    scores = rouge_scores(predictions, references)
-    return {key: sum(s[key] for s in scores) / len(scores) for key in ("rouge1", "rouge2", "rougeL")}
 
 
 def split_list(text: str) -> list[str]:
@@ -69,11 +59,6 @@ def lcs_score(prediction: str, reference: str) -> float:
     pred, ref = split_list(prediction), split_list(reference)
     longer = max(len(pred), len(ref))
     return longest_common_run(pred, ref) / longer if longer else 1.0
-
-
-def lcs(predictions: list[str], references: list[str]) -> float:
-    """Mean `lcs_score` over (prediction, reference) pairs, in [0, 1]; needs at least one pair."""
-    return sum(lcs_score(p, r) for p, r in zip(predictions, references)) / len(predictions)
 
 
 def accuracy(predictions: list[int], answers: list[int]) -> float:
