@@ -46,9 +46,24 @@ def test_eval_end_to_end_and_resume(tiny_gpt2, tmp_path, capsys):
     rows = [json.loads(line) for line in (out / "predictions" / "housework_qa.jsonl").read_text().splitlines()]
     assert [r["index"] for r in rows] == [0, 1] and len(rows[0]["scores"]) == 2
     assert rows[0]["prediction"] == rows[1]["prediction"] and rows[1]["answer"] == "bed"
-    gen_rows = (out / "predictions" / "plan_gen.jsonl").read_text().splitlines()
-    assert json.loads(gen_rows[0])["ref"] == GEN["ref"]
-    assert "| housework_qa | accuracy | 0.5000 | 2 |" in (out / "results.md").read_text()
+    gen_rows = [json.loads(line) for line in (out / "predictions" / "plan_gen.jsonl").read_text().splitlines()]
+    assert gen_rows[0]["ref"] == GEN["ref"]
+    assert metrics["plan_gen"]["rougeL"] == pytest.approx(sum(r["score"] for r in gen_rows) / 2)  # per-item scores
+    assert metrics["plan_gen"]["bootstrap_resamples"] == 10_000 and metrics["plan_gen"]["seed"] == 1234
+    # one answer for both items, right once: stderr sqrt(0.5 * 0.5 / (2 - 1)), chance 1/2, majority 'sink' (a tie,
+    # the first gold answer), and a flag
+    qa = metrics["housework_qa"]
+    assert (qa["accuracy_stderr"], qa["chance"], qa["majority"], qa["majority_answer"]) == (0.5, 0.5, 0.5, "sink")
+    assert qa["constant_prediction"] and qa["answers"]["gold"] == {"sink": 1, "bed": 1}
+    assert qa["answers"]["predicted"] == {rows[0]["prediction"]: 2} and qa["cut_by_limit"] is False
+    text = (out / "results.md").read_text()
+    assert "| housework_qa | accuracy | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 2 | 0 |" in text
+    assert f"housework_qa: the model gave the same answer ('{rows[0]['prediction']}') to all 2 items" in text
+    assert "](answers.png)" in text and (out / "answers.png").read_bytes()[:4] == b"\x89PNG"
+    texts = [json.loads(line) for line in (out / "predictions" / "ppl.jsonl").read_text().splitlines()]
+    assert len(texts) == 1 and texts[0]["tokens"] == metrics["ppl"]["tokens"]
+    assert texts[0]["nll"] / texts[0]["tokens"] == pytest.approx(metrics["ppl"]["nll"])
+    assert metrics["ppl"]["nll_stderr"] is None  # one text: no spread to resample
 
     run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--max-new-tokens", 6)
     assert "housework_qa: already evaluated" in capsys.readouterr().out
@@ -200,7 +215,7 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     key = fingerprint(task, base, identity)
     changed = {"model": "other", "dtype": "bfloat16", "load_in_8bit": True, "load_in_4bit": True, "adapter": "x",
                "limit": 3, "batch_size": 3, "num_beams": 3, "max_new_tokens": 3, "norm": "un", "max_len": 64,
-               "backend": "vllm", "beam_stop": "full"}
+               "backend": "vllm", "beam_stop": "full", "bootstrap_resamples": 500, "seed": 7}
     perplexity_only = {"ppl_data": "g.jsonl", "ppl_mode": "paper", "ppl_texts": 3}  # the perplexity is always redone
     result_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.metadata.get("result", True)}
     assert result_fields - {"data"} == set(changed) | set(perplexity_only)  # a new result field must be added here
@@ -210,6 +225,17 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
         assert fingerprint(task, base, identity | {name: "changed"}) != key, name
     assert fingerprint(task, dataclasses.replace(base, out="elsewhere", num_processes=2), identity) == key
     assert fingerprint(task, dataclasses.replace(base, **perplexity_only), identity) == key
+
+
+def test_a_task_saved_by_an_older_metrics_version_is_recomputed(tmp_path, monkeypatch):
+    from e2wm.eval import run
+    from e2wm.eval.config import EvalConfig
+    from e2wm.eval.items import read_eval_file
+
+    task, config = read_eval_file(write(tmp_path / "housework_qa.json", [QA])), EvalConfig(data=["d"], out="o")
+    key = run.fingerprint(task, config, {})
+    monkeypatch.setattr(run, "METRICS_VERSION", run.METRICS_VERSION - 1)  # saved before the statistics existed
+    assert run.fingerprint(task, config, {}) != key
 
 
 def test_outputs_carry_provenance_and_limit_warning(tiny_gpt2, tmp_path):
@@ -225,6 +251,7 @@ def test_outputs_carry_provenance_and_limit_warning(tiny_gpt2, tmp_path):
     assert recorded["provenance"]["wall_seconds"] > 0 and "smollm2" not in recorded["identity"]["model"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["housework_qa"]["n"], metrics["housework_qa"]["n_original"]) == (2, 3)
+    assert metrics["housework_qa"]["cut_by_limit"] is True
     assert "Warning: --limit 2 scored only the first 2 items of 1 file(s) (housework_qa)" in (
         out / "results.md").read_text()
 
@@ -336,7 +363,10 @@ def test_ppl_mode_paper_through_the_command(tiny_llama, tmp_path):
     run_eval("--model", tiny_llama, "--data", data, "--out", tmp_path / "run", "--ppl-data", ppl,
              "--ppl-mode", "paper", "--ppl-texts", 2)
     got = json.loads((tmp_path / "run" / "metrics.json").read_text())["ppl"]
-    assert set(got) == {"perplexity", "perplexity_base2", "nll", "tokens", "texts", "mode"}
+    assert set(got) == {"perplexity", "perplexity_base2", "nll", "tokens", "texts", "mode", "nll_stderr",
+                        "perplexity_ci95", "bootstrap_resamples", "seed"}
+    low, high = got["perplexity_ci95"]
+    assert low < got["perplexity"] < high and got["nll_stderr"] > 0
     assert got["mode"] == "paper" and got["texts"] == 2
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     expected = paper_perplexity(model, AutoTokenizer.from_pretrained(tiny_llama), texts[:2])

@@ -72,3 +72,36 @@ def test_bad_run_dirs_exit_2(tmp_path, capsys, setup, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("e2wm report: error:") and message in err and "\n" not in err
     assert not (tmp_path / "r.md").exists()
+
+
+def test_eval_runs_compared_item_by_item_and_different_limits_rejected(tiny_gpt2, tmp_path, capsys):
+    """Two real `e2wm eval` runs on the same items compare; a run with another --limit stops the report (exit 2)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    qa = {"input": "Q: To wash dishes, a related item could be\nAnswer:", "answer_list": ["sink", "bed"]}
+    (data / "housework_qa.json").write_text("".join(
+        json.dumps(qa | {"answer": answer}) + "\n" for answer in ["sink", "bed", "sink", "sink", "bed"]))
+    (data / "plan_gen.json").write_text("".join(
+        json.dumps({"input": f"Q: How to {w}?\nA:", "ref": "Walk to kitchen."}) + "\n" for w in ("cook", "read")))
+    runs = {}
+    for name, limit in (("a", 5), ("b", 5), ("short", 3)):
+        runs[name] = tmp_path / name
+        main(["eval", "--model", str(tiny_gpt2), "--data", str(data), "--out", str(runs[name]), "--limit", str(limit),
+              "--max-new-tokens", "4"])
+    capsys.readouterr()
+    out = tmp_path / "r.md"
+    main(["report", str(runs["a"]), str(runs["b"]), "--out", str(out), "--bootstrap-resamples", "500"])
+    text = out.read_text()
+    # the same model twice: every item alike, so no change, and nothing is claimed
+    assert re.search(r"\| housework_qa \| accuracy \| 5 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| "
+                     r"\+0\.0000 \[\+0\.0000, \+0\.0000\] \| no change \|", text)
+    assert "**housework_qa** (5 items): both runs score every item alike" in text
+    assert "fewer than 30 items in housework_qa (5), plan_gen (2)" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(runs["a"]), str(runs["short"]), "--out", str(tmp_path / "bad.md")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "scored different items" in err
+    assert (f"task housework_qa: {runs['a'] / 'predictions' / 'housework_qa.jsonl'} (5 items) and "
+            f"{runs['short'] / 'predictions' / 'housework_qa.jsonl'} (3 items)") in err
+    assert not (tmp_path / "bad.md").exists()

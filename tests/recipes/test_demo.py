@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 from dataclasses import replace
 
 import pytest
@@ -55,6 +56,11 @@ def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, mo
     report = (out / "report" / "report.md").read_text()
     for task in ("plan_gen_unseen", "act_recog_unseen", "perplexity (lower is better)"):
         assert f"| {task} |" in report
+    # a few items per task: the report warns, and says per task what so few items can show
+    assert re.search(r"\*\*Warning: fewer than 30 items in act_recog_unseen \(\d\), plan_gen_unseen \(\d\)", report)
+    for task in ("plan_gen_unseen", "act_recog_unseen"):
+        assert re.search(rf"- \*\*{task}\*\* \(\d items?\): ", report)
+    assert "- **perplexity**: " in report and "paired bootstrap interval" in report
     assert (out / "report" / "report.png").stat().st_size > 10_000
     assert (out / "report" / "report-train.png").stat().st_size > 10_000
     assert any(line.startswith("    $ e2wm train --model") for line in lines.messages)

@@ -11,6 +11,9 @@ BACKENDS = ("hf", "vllm")
 PERPLEXITY = "perplexity on general text"  # the --help group of the options that change only the ppl result
 BEAM_STOPS = ("newline", "full")  # e2wm's default; the authors' eval_gen.py
 PPL_MODES = ("windows", "paper")  # e2wm's default; the authors' eval_ppl.py
+STATISTICS = "statistics (docs/statistics.md)"
+RESAMPLES = 10_000  # bootstrap resamples by default (eval standard errors and report intervals)
+SEED = 1234  # the bootstrap's default seed
 
 
 @dataclass(kw_only=True)
@@ -52,6 +55,10 @@ class EvalConfig(LoadedModelOptions):
                                            "the GPU)", above=0, result=False)
     num_processes: int = option(1, "shard the items over N processes (runs `accelerate launch -m e2wm eval ...`)",
                                 minimum=1, result=False)
+    bootstrap_resamples: int = option(RESAMPLES, "resamples of the bootstrap standard errors (ROUGE, LCS, "
+                                      "perplexity)", minimum=100, group=STATISTICS)
+    seed: int = option(SEED, "seed of the bootstrap resampling (the same seed gives the same standard errors)",
+                       group=STATISTICS)
 
 
 @dataclass(kw_only=True)
@@ -64,6 +71,10 @@ class ReportConfig:
                                   "(loss, CE, EWC; the eval_ppl / eval_accuracy curves when logged)", metavar="DIR")
     out: str = option(help="markdown file; the PNG charts are written beside it")
     title: str = option("E2WM report", "the report's heading")
+    bootstrap_resamples: int = option(RESAMPLES, "resamples of the paired bootstrap intervals", minimum=100,
+                                      group=STATISTICS)
+    seed: int = option(SEED, "seed of the paired bootstrap (the same seed gives the same intervals)",
+                       group=STATISTICS)
 
     def __post_init__(self) -> None:
         config.check(self)

@@ -14,19 +14,15 @@ def _rouge_scorer():
     return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
 
 
-def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 (Porter-stemmed, rouge-score's tokenizer) over (prediction, reference) pairs.
+def rouge_scores(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
+    """ROUGE-1/2/L F1 (Porter-stemmed, rouge-score's tokenizer) of each (prediction, reference) pair, in [0, 1].
 
     Returns:
-        {"rouge1", "rouge2", "rougeL"} -> the mean F1 over the pairs, each in [0, 1] (a plain mean, where
-        `evaluate`'s default reports the bootstrap aggregate's mid value). Needs at least one pair.
+        per pair {"rouge1", "rouge2", "rougeL"} -> its F1. A task's score is their plain mean (where
+        `evaluate`'s default reports the bootstrap aggregate's mid value).
     """
-    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for prediction, reference in zip(predictions, references):
-        scores = _rouge_scorer().score(reference, prediction)
-        for key in totals:
-            totals[key] += scores[key].fmeasure
-    return {key: value / len(predictions) for key, value in totals.items()}
+    return [{key: score.fmeasure for key, score in _rouge_scorer().score(reference, prediction).items()}
+            for prediction, reference in zip(predictions, references)]
 
 
 def split_list(text: str) -> list[str]:
@@ -63,11 +59,6 @@ def lcs_score(prediction: str, reference: str) -> float:
     pred, ref = split_list(prediction), split_list(reference)
     longer = max(len(pred), len(ref))
     return longest_common_run(pred, ref) / longer if longer else 1.0
-
-
-def lcs(predictions: list[str], references: list[str]) -> float:
-    """Mean `lcs_score` over (prediction, reference) pairs, in [0, 1]; needs at least one pair."""
-    return sum(lcs_score(p, r) for p, r in zip(predictions, references)) / len(predictions)
 
 
 def accuracy(predictions: list[int], answers: list[int]) -> float:

@@ -7,7 +7,9 @@ cut to its first 800 tokens (`PAPER_TOKENS`), encoded without a BOS token, one s
 tables print 2 ** mean NLL (nats used as if bits), reported here as `perplexity_base2` beside exp(mean NLL).
 """
 
+import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,20 +44,22 @@ def windows(ids: list[int], length: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def mean_nll(model, sequences: list[list[int]], pad_id: int, batch_size: int = 4, progress=None) -> tuple[float, int]:
-    """Summed next-token NLL and the number of predicted tokens over sequences, each scored on its own.
+def sequence_nll(model, sequences: list[list[int]], pad_id: int, batch_size: int = 4,
+                 progress=None) -> list[tuple[float, int]]:
+    """Summed next-token NLL and the number of predicted tokens of each sequence, scored on its own.
 
     Each sequence predicts its tokens 1.. from the ones before it (its first token is context only).
     Sequences are sorted by length and right-padded into batches of batch_size (pads are masked out and
     never predicted). progress is called with the number of sequences done after each batch.
     Returns:
-        (total NLL in nats, predicted tokens).
+        per sequence, in the given order: (NLL in nats, predicted tokens).
     """
-    chunks = sorted(sequences, key=len)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     device = model_device(model)
-    total, count = 0.0, 0
-    for start in range(0, len(chunks), batch_size):
-        batch = chunks[start : start + batch_size]
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        batch = [sequences[i] for i in chosen]
         width = max(len(c) for c in batch)
         ids = torch.tensor([c + [pad_id] * (width - len(c)) for c in batch], device=device)  # (B, T)
         mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in batch], device=device)  # (B, T), 0 on pads
@@ -64,11 +68,67 @@ def mean_nll(model, sequences: list[list[int]], pad_id: int, batch_size: int = 4
             logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none"
         )  # (B, T - 1) nats
         keep = mask[:, 1:].bool()  # (B, T - 1): the predicted token is real, not padding
-        total += nll[keep].sum().item()
-        count += int(keep.sum())
+        sums, counts = (nll * keep).sum(dim=1).tolist(), keep.sum(dim=1).tolist()  # (B,) each
+        for i, total, count in zip(chosen, sums, counts):
+            results[i] = (total, int(count))
         if progress is not None:
             progress(len(batch))
-    return total, count
+    return results
+
+
+@dataclass
+class TextLoss:
+    """One scored text: its position in the texts read, a digest of it, its summed NLL and predicted tokens."""
+
+    index: int
+    sha256: str  # of the text's UTF-8 bytes, first 16 hex digits: tells whether two runs scored the same texts
+    nll: float  # nats, summed over the text's predicted tokens
+    tokens: int
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def window_losses(model, tokenizer, texts: list[str], max_length: int = 1024, batch_size: int = 4,
+                  progress=None) -> list[TextLoss]:
+    """Per text, e2wm's windows mode: the text encoded with `encode` (BOS kept), split into `windows` of
+    max_length tokens, its windows' NLL summed. Texts giving no window (under 2 tokens) are left out.
+    batch_size: windows per forward pass; progress: called with the windows done after each batch."""
+    split = [windows(encode(tokenizer, text), max_length) for text in texts]
+    scored = iter(sequence_nll(model, [w for ws in split for w in ws], tokenizer.pad_token_id, batch_size, progress))
+    losses = []
+    for index, (text, parts) in enumerate(zip(texts, split)):
+        pairs = [next(scored) for _ in parts]
+        if pairs:
+            losses.append(TextLoss(index, text_digest(text), sum(p[0] for p in pairs), sum(p[1] for p in pairs)))
+    return losses
+
+
+def paper_losses(model, tokenizer, texts: list[str], max_texts: int = 5000, max_tokens: int = PAPER_TOKENS,
+                 batch_size: int = 4, progress=None) -> list[TextLoss]:
+    """Per text, the authors' eval_ppl.py way: the first max_texts texts, each cut to its first max_tokens
+    tokens without BOS (`paper_sequences`); texts under 2 tokens are left out. batch_size: texts per pass."""
+    kept = [(i, ids) for i, ids in enumerate(paper_sequences(tokenizer, texts, max_texts, max_tokens, drop=False))
+            if len(ids) > 1]
+    scored = sequence_nll(model, [ids for _, ids in kept], tokenizer.pad_token_id, batch_size, progress)
+    return [TextLoss(i, text_digest(texts[i]), nll, count) for (i, _), (nll, count) in zip(kept, scored)]
+
+
+def summary(losses: list[TextLoss], mode: str) -> dict:
+    """{"perplexity": exp(nll), "nll": total NLL / tokens, in nats per token, "tokens": predicted tokens,
+    "texts": texts scored, "mode"}; with mode "paper" also "perplexity_base2": 2 ** nll (the number the
+    paper's tables print). Every token counts once (a micro-average over texts).
+
+    Raises:
+        ZeroDivisionError: when no text was scored.
+    """
+    tokens = sum(loss.tokens for loss in losses)
+    mean = sum(loss.nll for loss in losses) / tokens
+    result = {"perplexity": math.exp(mean), "nll": mean, "tokens": tokens, "texts": len(losses), "mode": mode}
+    if mode == "paper":
+        result["perplexity_base2"] = 2**mean
+    return result
 
 
 def perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch_size: int = 4,
@@ -81,25 +141,20 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch
         batch_size: windows per forward pass (windows are sorted by length, then right-padded).
         progress: called with the number of windows done after each batch.
     Returns:
-        {"perplexity": exp(nll), "nll": total NLL / tokens, in nats per token, "tokens": the number of
-        predicted tokens (an int), "texts": texts giving a window, "mode": "windows"}. Every token counts
-        once (a micro-average over texts).
+        `summary` of `window_losses` in mode "windows": perplexity, nll, tokens, texts (those giving a window).
     Raises:
         ZeroDivisionError: when no text gives a window of at least 2 tokens.
     """
-    split = [windows(encode(tokenizer, text), max_length) for text in texts]
-    total, count = mean_nll(model, [w for ws in split for w in ws], tokenizer.pad_token_id, batch_size, progress)
-    mean = total / count
-    return {"perplexity": math.exp(mean), "nll": mean, "tokens": count, "texts": sum(map(bool, split)),
-            "mode": "windows"}
+    return summary(window_losses(model, tokenizer, texts, max_length, batch_size, progress), "windows")
 
 
-def paper_sequences(tokenizer, texts: list[str], max_texts: int, max_tokens: int = PAPER_TOKENS) -> list[list[int]]:
+def paper_sequences(tokenizer, texts: list[str], max_texts: int, max_tokens: int = PAPER_TOKENS,
+                    drop: bool = True) -> list[list[int]]:
     """The authors' inputs: the first max_texts texts, each encoded WITHOUT special tokens (no BOS, whatever
-    the tokenizer adds by default) and cut to its first max_tokens tokens; texts under 2 tokens are dropped
-    (nothing to predict)."""
+    the tokenizer adds by default) and cut to its first max_tokens tokens; with drop, texts under 2 tokens are
+    dropped (nothing to predict)."""
     cut = [tokenizer(text, add_special_tokens=False).input_ids[:max_tokens] for text in texts[:max_texts]]
-    return [ids for ids in cut if len(ids) > 1]
+    return [ids for ids in cut if len(ids) > 1 or not drop]
 
 
 def paper_perplexity(model, tokenizer, texts: list[str], max_texts: int = 5000, max_tokens: int = PAPER_TOKENS,
@@ -112,14 +167,10 @@ def paper_perplexity(model, tokenizer, texts: list[str], max_texts: int = 5000, 
         batch_size: texts per forward pass (right-padded; the same numbers as one pass per text).
         progress: called with the number of texts done after each batch.
     Returns:
-        {"perplexity": exp(nll) (comparable with windows mode), "perplexity_base2": 2 ** nll (the number
-        the paper's tables print), "nll": total NLL / tokens, in nats per token, "tokens": predicted tokens
-        (each text's tokens 1..), "texts": texts scored, "mode": "paper"}.
+        `summary` of `paper_losses` in mode "paper": perplexity = exp(nll) (comparable with windows mode),
+        perplexity_base2 = 2 ** nll (the number the paper's tables print), nll, tokens (each text's tokens
+        1..), texts.
     Raises:
         ZeroDivisionError: when none of the first max_texts texts has 2 tokens.
     """
-    sequences = paper_sequences(tokenizer, texts, max_texts, max_tokens)
-    total, count = mean_nll(model, sequences, tokenizer.pad_token_id, batch_size, progress)
-    mean = total / count
-    return {"perplexity": math.exp(mean), "perplexity_base2": 2**mean, "nll": mean, "tokens": count,
-            "texts": len(sequences), "mode": "paper"}
+    return summary(paper_losses(model, tokenizer, texts, max_texts, max_tokens, batch_size, progress), "paper")

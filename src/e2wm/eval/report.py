@@ -1,8 +1,10 @@
 """Reports: evaluation runs side by side (markdown table + bar chart) and training curves from log.jsonl.
 
-A run directory is what `e2wm eval` writes (metrics.json); a training directory is what `e2wm train`
-writes (log.jsonl; with `--eval-every`, its rows at the evaluated steps also hold the forgetting curve,
-eval_ppl and eval_accuracy). Charts are PNGs saved next to the markdown and linked from it.
+A run directory is what `e2wm eval` writes (metrics.json, predictions/); a training directory is what
+`e2wm train` writes (log.jsonl; with `--eval-every`, its rows at the evaluated steps also hold the
+forgetting curve, eval_ppl and eval_accuracy). Every later run is compared with the first item by item
+(e2wm.eval.compare): each change comes with its 95% paired bootstrap interval, and a change whose interval
+includes zero is called noise, never a gain. Charts are PNGs saved next to the markdown and linked from it.
 """
 
 import json
@@ -12,10 +14,13 @@ from pathlib import Path
 
 from e2wm.benchmark import label as task_label
 from e2wm.errors import InputError
+from e2wm.eval.compare import PPL, Comparison, compare
+from e2wm.eval.config import RESAMPLES, SEED
 from e2wm.eval.metrics import headline
+from e2wm.eval.statistics import LEVEL, MIN_ITEMS, Interval, Paired
 from e2wm.files import read_jsonl, write_atomic
 
-PPL = "ppl"
+Z = 1.959964  # the standard normal's 97.5% quantile: error bars of ± Z stderr cover about 95%
 METRIC_NAMES = {"accuracy": "accuracy", "rougeL": "ROUGE-L F1", "lcs": "LCS ratio", "perplexity": "perplexity"}
 CURVE = {  # log.jsonl's held-out fields (train --eval-every): (panel title, y-axis label)
     "eval_ppl": ("general-text perplexity (lower is better)", "exp(mean token NLL)"),
@@ -33,6 +38,11 @@ class Run:
 
     def score(self, task: str) -> tuple[str, float] | None:
         return headline(self.metrics[task]) if task in self.metrics else None
+
+    def stderr(self, task: str) -> float | None:
+        """The standard error of the task's headline score, when eval recorded one."""
+        score = self.score(task)
+        return None if score is None else self.metrics[task].get(f"{score[0]}_stderr")
 
 
 @dataclass
@@ -90,13 +100,30 @@ def load_train_log(path: Path, label: str) -> TrainLog:
     return TrainLog(label, path, rows)
 
 
-def relative_change(value: float, base: float) -> float | None:
-    """(value - base) / base, or None where base is 0."""
-    return None if base == 0 else (value - base) / base
+def format_change(change: float) -> str:
+    """A relative change as a signed percentage (+∞ for an unbounded one)."""
+    return "+∞" if math.isinf(change) else f"{change * 100:+.1f}%"
 
 
-def format_change(change: float | None) -> str:
-    return "n/a" if change is None else f"{change * 100:+.1f}%"
+def format_interval(value: Interval, percent: bool = False) -> str:
+    """'+0.2500 [+0.0625, +0.4375]' (or in percent) for an estimate and its interval."""
+    form = format_change if percent else (lambda x: f"{x:+.4f}")
+    return f"{form(value.estimate)} [{form(value.low)}, {form(value.high)}]"
+
+
+def verdict(pair: Paired, lower_is_better: bool = False) -> str:
+    """The verdict cell: 'noise' when the difference's interval includes zero ('no change' when it is [0, 0]),
+    else 'gain' or 'loss' (for perplexity: 'higher, worse' or 'lower, better') with the relative change and
+    its interval."""
+    difference = pair.difference
+    if difference.verdict in ("noise", "no change"):
+        return difference.verdict
+    if lower_is_better:
+        word = "higher, worse" if difference.verdict == "gain" else "lower, better"
+    else:
+        word = difference.verdict
+    relative = pair.relative
+    return word if relative is None else f"{word} {format_interval(relative, percent=True)}"
 
 
 def tasks_of(runs: list[Run]) -> list[str]:
@@ -115,35 +142,143 @@ def mean_score(run: Run, tasks: list[str]) -> float | None:
     return None if not tasks or None in scores else sum(s[1] for s in scores) / len(scores)
 
 
-def comparison_table(runs: list[Run]) -> str:
-    """Markdown: a row per task, a column per run, and each later run's change relative to the first."""
+def comparisons(runs: list[Run], resamples: int, seed: int) -> list[Comparison]:
+    """Each later run against the first (`compare`), in order. InputError when two runs scored different items."""
+    base, tasks = runs[0], tasks_of(runs)
+    found = []
+    for run in runs[1:]:
+        shared = [task for task in tasks if task in base.metrics and task in run.metrics]
+        found.append(compare(base.path, run.path, shared, len(shared) == len(tasks),
+                             PPL in base.metrics and PPL in run.metrics, resamples, seed))
+    return found
+
+
+def score_cell(run: Run, task: str) -> str:
+    score = run.score(task)
+    if score is None:
+        return "—"
+    stderr = run.stderr(task)
+    return f"{score[1]:.4f}" + ("" if stderr is None else f" ± {stderr:.4f}")
+
+
+def comparison_table(runs: list[Run], found: list[Comparison]) -> str:
+    """Markdown: a row per task, then the unweighted mean, the mean relative gain (the paper's headline) and the
+    perplexity; per run its score (± stderr), and per later run the difference from the first with its 95%
+    paired bootstrap interval and the verdict (noise, or gain / loss with the relative change)."""
     base = runs[0]
     header = ["task", "metric", "n", base.label]
     for run in runs[1:]:
-        header += [run.label, f"Δ vs {base.label}"]
+        header += [run.label, f"Δ {run.label} − {base.label} [95% CI]", "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
-
-    def row(name: str, metric: str, n: str, values: list[float | None]) -> str:
-        cells = [name, metric, n, "—" if values[0] is None else f"{values[0]:.4f}"]
-        for value in values[1:]:
-            cells.append("—" if value is None else f"{value:.4f}")
-            change = None if value is None or values[0] is None else relative_change(value, values[0])
-            cells.append("—" if value is None or values[0] is None else format_change(change))
-        return "| " + " | ".join(cells) + " |"
-
     tasks = tasks_of(runs)
     for task in tasks:
-        scores = [run.score(task) for run in runs]
-        metric = next(s[0] for s in scores if s)
+        metric = next(run.score(task)[0] for run in runs if task in run.metrics)
         sizes = sorted({str(run.metrics[task].get("n", "")) for run in runs if task in run.metrics})
-        lines.append(row(task, METRIC_NAMES[metric], "/".join(sizes), [s[1] if s else None for s in scores]))
+        cells = [task, METRIC_NAMES[metric], "/".join(sizes), score_cell(base, task)]
+        for run, comparison in zip(runs[1:], found):
+            pair = comparison.tasks.get(task)
+            cells += [score_cell(run, task), "—" if pair is None else format_interval(pair.difference),
+                      "—" if pair is None else verdict(pair)]
+        lines.append("| " + " | ".join(cells) + " |")
     if len(tasks) > 1:
-        lines.append(row("**mean**", "unweighted", "", [mean_score(run, tasks) for run in runs]))
+        cells = ["**mean**", "unweighted", "", fmt(mean_score(base, tasks))]
+        for run, comparison in zip(runs[1:], found):
+            mean = comparison.mean
+            cells += [fmt(mean_score(run, tasks)), "—" if mean is None else format_interval(mean),
+                      "—" if mean is None else mean.verdict]
+        lines.append("| " + " | ".join(cells) + " |")
+        cells = ["**mean relative gain**", "paper's headline", "", ""]
+        for comparison in found:
+            gain = comparison.headline
+            cells += ["", "—" if gain is None else format_interval(gain, percent=True),
+                      "—" if gain is None else gain.verdict]
+        lines.append("| " + " | ".join(cells) + " |")
     if any(PPL in run.metrics for run in runs):
-        values = [run.metrics[PPL]["perplexity"] if PPL in run.metrics else None for run in runs]
         tokens = sorted({str(run.metrics[PPL].get("tokens", "")) for run in runs if PPL in run.metrics})
-        lines.append(row("perplexity (lower is better)", "exp(mean NLL)", "/".join(tokens) + " tok", values))
+        cells = ["perplexity (lower is better)", "exp(mean NLL)", "/".join(tokens) + " tok",
+                 fmt(base.metrics.get(PPL, {}).get("perplexity"))]
+        for run, comparison in zip(runs[1:], found):
+            pair = comparison.ppl
+            cells += [fmt(run.metrics.get(PPL, {}).get("perplexity")),
+                      "—" if pair is None else format_interval(pair.difference),
+                      "—" if pair is None else verdict(pair, lower_is_better=True)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def below_baseline(run: Run, task: str) -> bool:
+    """The run's accuracy on a QA task is not above the better of its chance and majority baselines."""
+    result = run.metrics.get(task, {})
+    return "majority" in result and result["accuracy"] <= max(result["majority"], result["chance"])
+
+
+def conclusion(task: str, n: int, pair: Paired, base: Run, other: Run) -> str:
+    """One sentence: what the change of one task supports at its number of items."""
+    change, half = pair.difference, (pair.difference.high - pair.difference.low) / 2
+    items = f"{n} item" + ("" if n == 1 else "s")
+    span = f"{change.estimate:+.3f} (95% CI {change.low:+.3f} to {change.high:+.3f})"
+    if change.verdict == "no change":
+        text = f"**{task}** ({items}): both runs score every item alike, so there is no change to speak of"
+    elif change.verdict == "noise":
+        text = (f"**{task}** ({items}): the change {span} includes zero, so no gain or loss can be claimed; at "
+                f"this size only a change beyond about ±{half:.2f} could be told from noise")
+    else:
+        direction = "higher" if change.verdict == "gain" else "lower"
+        text = (f"**{task}** ({items}): `{other.label}` scores {direction} by {abs(change.estimate):.3f} (95% CI "
+                f"{change.low:+.3f} to {change.high:+.3f}); the interval excludes zero, so this is unlikely to be "
+                f"chance on these items, though its size is known only to about ±{half:.2f}")
+    stuck = [run.label for run in (base, other) if below_baseline(run, task)]
+    if stuck:
+        result = base.metrics[task]
+        text += (f"; {' and '.join(f'`{label}`' for label in stuck)} {'is' if len(stuck) == 1 else 'are'} not above "
+                 f"the chance ({result['chance']:.3f}) or majority ({result['majority']:.3f}) baseline")
+    return text + "."
+
+
+def conclusions(runs: list[Run], found: list[Comparison]) -> list[str]:
+    """The section's lines: per later run a sentence per task, the means and the perplexity, and the warning
+    about many intervals at once."""
+    base, lines = runs[0], []
+    for run, comparison in zip(runs[1:], found):
+        if len(runs) > 2:
+            lines += [f"`{run.label}` against `{base.label}`:", ""]
+        for task, pair in comparison.tasks.items():
+            lines.append("- " + conclusion(task, base.metrics[task].get("n", 0), pair, base, run))
+        if comparison.mean is not None:
+            mean = comparison.mean
+            lines.append(f"- **mean over tasks**: {format_interval(mean)}, {mean.verdict}.")
+        if comparison.headline is not None:
+            left_out = (f"; {', '.join(comparison.headline_left_out)} left out: a base score of 0 has no relative "
+                        "change") if comparison.headline_left_out else ""
+            lines.append(f"- **mean relative gain** (the paper's headline{left_out}): "
+                         f"{format_interval(comparison.headline, percent=True)}, {comparison.headline.verdict}.")
+        if comparison.ppl is not None:
+            lines.append(f"- **perplexity**: {format_interval(comparison.ppl.difference)}, "
+                         f"{verdict(comparison.ppl, lower_is_better=True)}.")
+        elif comparison.ppl_note:
+            lines.append(f"- **perplexity**: {comparison.ppl_note}.")
+        lines.append("")
+    count = len(found[0].tasks) if found else 0
+    if count > 1:
+        lines += [f"{count} tasks are tested at once: even with no real change, about {count / 20:.1f} of their 95% "
+                  "intervals are expected to exclude zero by chance, so a single task's gain is weak evidence on "
+                  "its own.", ""]
+    return lines
+
+
+def small_tasks(runs: list[Run]) -> list[str]:
+    """'task (n)' for every task some run scored on fewer than MIN_ITEMS items."""
+    found = {}
+    for run in runs:
+        for task in tasks_of([run]):
+            n = run.metrics[task].get("n")
+            if n is not None and n < MIN_ITEMS:
+                found.setdefault(task, n)
+    return [f"{task} ({n})" for task, n in found.items()]
 
 
 def chart_order(runs: list[Run]) -> list[tuple[str, str]]:
@@ -153,8 +288,23 @@ def chart_order(runs: list[Run]) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda pair: order.index(pair[1]))
 
 
+def draw_baselines(ax, runs: list[Run], tasks: list[str]) -> None:
+    """Per QA task, its chance (dotted) and majority (dashed) baselines across the task's group of bars, from
+    the first run that has them."""
+    labelled = False
+    for t, task in enumerate(tasks):
+        result = next((run.metrics[task] for run in runs if "majority" in run.metrics.get(task, {})), None)
+        if result is None:
+            continue
+        for key, style in (("chance", ":"), ("majority", "--")):
+            ax.hlines(result[key], t - 0.45, t + 0.45, colors="0.15", linestyles=style, linewidth=1.2, zorder=3,
+                      label=None if labelled else f"{key} baseline")
+        labelled = True
+
+
 def score_chart(runs: list[Run], file: Path) -> None:
-    """Grouped bars of every task's score by run on a 0-1 axis; perplexity in its own panel on the right."""
+    """Grouped bars of every task's score by run on a 0-1 axis, with 95% error bars (± 1.96 stderr) and the QA
+    tasks' chance and majority baselines; perplexity in its own panel on the right, with its 95% interval."""
     plt = pyplot()
     pairs = chart_order(runs)
     tasks = [task for task, _ in pairs]
@@ -179,24 +329,31 @@ def score_chart(runs: list[Run], file: Path) -> None:
     for i, run in enumerate(runs):
         xs = [t + (i - (len(runs) - 1) / 2) * bar for t in range(len(tasks))]
         heights = [(run.score(t) or (None, math.nan))[1] for t in tasks]
-        ax.bar(xs, heights, bar, label=run.label, color=colors[i % 10], edgecolor="white", linewidth=0.5)
+        errors = [Z * (run.stderr(t) or 0.0) for t in tasks]
+        ax.bar(xs, heights, bar, yerr=errors, label=run.label, color=colors[i % 10], edgecolor="white",
+               linewidth=0.5, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.25"})
         if len(runs) * len(tasks) <= 40:
-            for x, h in zip(xs, heights):
+            for x, h, e in zip(xs, heights, errors):
                 if not math.isnan(h):
-                    ax.text(x, h + 0.01, f"{h:.2f}", ha="center", va="bottom", fontsize=7, rotation=90)
+                    ax.text(x, min(h + e, 1.0) + 0.01, f"{h:.2f}", ha="center", va="bottom", fontsize=7, rotation=90)
+    draw_baselines(ax, runs, tasks)
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels([task_label(t) for t in tasks], rotation=35, ha="right", fontsize=9)
     ax.set_xlim(-0.5, len(tasks) - 0.5)
     ax.set_ylim(0, 1.16)
     ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    ax.set_ylabel("score (0-1, higher is better)")
+    ax.set_ylabel("score (0-1, higher is better; bars: 95% interval)")
     ax.set_title("E2WM tasks")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     if has_ppl:
         ax = axes[1]
         values = [run.metrics[PPL]["perplexity"] if PPL in run.metrics else math.nan for run in runs]
-        ax.bar(range(len(runs)), values, 0.7, color=[colors[i % 10] for i in range(len(runs))])
+        intervals = [run.metrics.get(PPL, {}).get("perplexity_ci95") or [v, v] for run, v in zip(runs, values)]
+        yerr = [[max(v - low, 0) for v, (low, _) in zip(values, intervals)],
+                [max(high - v, 0) for v, (_, high) in zip(values, intervals)]]
+        ax.bar(range(len(runs)), values, 0.7, yerr=yerr, color=[colors[i % 10] for i in range(len(runs))],
+               error_kw={"elinewidth": 0.8, "capsize": 3, "ecolor": "0.25"})
         for x, v in enumerate(values):
             if not math.isnan(v):
                 ax.text(x, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
@@ -204,11 +361,11 @@ def score_chart(runs: list[Run], file: Path) -> None:
         ax.set_xticklabels([run.label for run in runs], rotation=35, ha="right", fontsize=9)
         ax.set_ylabel("perplexity (exp of mean token NLL)")
         ax.set_title("general text\n(lower is better)")
-        top = max((v for v in values if not math.isnan(v)), default=1.0)
+        top = max((high for (_, high), v in zip(intervals, values) if not math.isnan(v)), default=1.0)
         ax.set_ylim(0, top * 1.15)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=min(len(runs), 5), title="run",
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=min(len(runs) + 2, 6),
                   fontsize=9, frameon=False)
     figure.tight_layout(rect=(0, 0, 1, 0.88))
     save_figure(figure, file)
@@ -313,8 +470,32 @@ def train_table(logs: list[TrainLog]) -> str:
     return "\n".join(lines)
 
 
-def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str = "E2WM report") -> str:
-    """Write out (markdown) and its PNG charts; returns the markdown. InputError on a bad run directory."""
+def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) -> list[str]:
+    """The report's evaluation part: the runs, the warnings, the table, the chart and what can be concluded."""
+    found = comparisons(runs, resamples, seed)
+    parts = ["## Evaluation", "",
+             "Runs: " + ", ".join(f"`{r.label}` ({r.path})" for r in runs) + ". "
+             f"Scores ± their standard error; Δ is the difference from `{runs[0].label}` over the same items with its "
+             f"{LEVEL:.0%} paired bootstrap interval ({resamples} resamples, seed {seed}). A change whose interval "
+             "includes zero is noise; the verdict gives the relative change only for the others. For perplexity "
+             "lower is better. See docs/statistics.md.", ""]
+    small = small_tasks(runs)
+    if small:
+        parts += [f"**Warning: fewer than {MIN_ITEMS} items in {', '.join(small)}: at this size the intervals are "
+                  "rough and only large changes can be told from noise.**", ""]
+    parts += [comparison_table(runs, found), "", f"![Scores by task and run]({chart.name})", ""]
+    if found:
+        parts += ["### What these numbers support", "", *conclusions(runs, found)]
+    return parts
+
+
+def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str = "E2WM report",
+                 resamples: int = RESAMPLES, seed: int = SEED) -> str:
+    """Write out (markdown) and its PNG charts; returns the markdown.
+
+    resamples, seed: of the paired bootstrap intervals. InputError on a bad run directory, or when two runs
+    scored different items of a task.
+    """
     if not runs and not train_logs:
         raise InputError("give run directories (from `e2wm eval`), --train-log directories, or both")
     if out.suffix != ".md":
@@ -324,14 +505,9 @@ def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str
     parts = [f"# {title}", ""]
     if loaded:
         chart = out.with_name(out.stem + ".png")
+        section = evaluation_section(loaded, chart, resamples, seed)  # before the chart: it checks the items
         score_chart(loaded, chart)
-        parts += [
-            "## Evaluation", "",
-            "Runs: " + ", ".join(f"`{r.label}` ({r.path})" for r in loaded) + ". "
-            f"Δ is the relative change against `{loaded[0].label}`; for perplexity lower is better.", "",
-            comparison_table(loaded), "",
-            f"![Scores by task and run]({chart.name})", "",
-        ]
+        parts += section
     if logs:
         chart = out.with_name(out.stem + "-train.png")
         train_chart(logs, chart)

@@ -9,24 +9,27 @@ the original order and the main process writes the same files a single process w
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from tqdm import tqdm
 
 from e2wm.benchmark import TASKS
 from e2wm.config import result_settings
-from e2wm.eval import generation, metrics, qa
+from e2wm.eval import generation, metrics, qa, statistics
 from e2wm.eval.config import PERPLEXITY, EvalConfig
 from e2wm.eval.items import EvalFile
-from e2wm.eval.metrics import headline
-from e2wm.eval.perplexity import PAPER_TOKENS, paper_perplexity, perplexity, read_texts
+from e2wm.eval.perplexity import PAPER_TOKENS, paper_losses, read_texts, summary, window_losses
+from e2wm.eval.results import answer_chart, results_table
 from e2wm.files import write_atomic, write_json, write_jsonl
 from e2wm.models import context_length, describe
 
 logger = logging.getLogger(__name__)
 
 PPL_WINDOW = 1024  # tokens per perplexity window at most (the model's context length if shorter)
+# the version of a saved task's metrics: a task saved by an older version (without the statistics that
+# version 2 added) never matches the fingerprint and is recomputed
+METRICS_VERSION = 2
 
 
 @dataclass
@@ -60,7 +63,7 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
     perplexity_only = {f.name for f in fields(config) if f.metadata["group"] == PERPLEXITY}
     settings = {k: v for k, v in result_settings(config).items() if k != "data" and k not in perplexity_only}
     digest = hashlib.sha256(task.path.read_bytes())
-    digest.update(json.dumps([settings, identity, PPL_WINDOW], sort_keys=True).encode())
+    digest.update(json.dumps([settings, identity, PPL_WINDOW, METRICS_VERSION], sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -69,7 +72,11 @@ def progress_bar(task: EvalFile, total: int, label: str, shard: Shard):
 
 
 def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard):
-    """Score every option of the shard's items; (result, rows) gathered over the processes."""
+    """Score every option of the shard's items; (result, rows) gathered over the processes.
+
+    result: accuracy, n, norm, truncated and `statistics.multiple_choice_statistics` (stderr, baselines,
+    answer histogram); rows: per item index, scores, prediction and answer (option texts).
+    """
     norm = config.norm or task.spec.norm
     if config.norm is None and task.name not in TASKS and shard.is_main:
         logger.warning("%s: task not known, using length-normalised scores (ln); --norm overrides", task.name)
@@ -88,14 +95,20 @@ def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: in
         rows.append({"index": index, "scores": scores, "prediction": item.options[qa.argmax(scores)],
                      "answer": item.options[item.answer]})
     rows = gather_rows(rows, shard)
-    accuracy = metrics.accuracy([r["prediction"] for r in rows], [r["answer"] for r in rows])
-    result = {"accuracy": accuracy, "n": len(rows), "norm": norm, "truncated": sum(e.truncated for e in encoded)}
+    predictions, answers = [r["prediction"] for r in rows], [r["answer"] for r in rows]
+    result = {"accuracy": metrics.accuracy(predictions, answers), "n": len(rows), "norm": norm,
+              "truncated": sum(e.truncated for e in encoded)}
+    result |= statistics.multiple_choice_statistics(
+        predictions, answers, [len(task.items[r["index"]].options) for r in rows])
     return result, rows
 
 
 def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard,
                     generator=None):
     """Decode the shard's prompts (first line of each answer) and score them; (result, rows) gathered.
+
+    result: the mean scores (rouge1/rouge2/rougeL, or lcs), n, truncated and `statistics.generation_statistics`
+    (bootstrap stderr of each); rows: per item index, prediction, ref and score (its rougeL or lcs).
 
     config.beam_stop "newline" stops each sequence at its first newline; "full" decodes the whole
     --max-new-tokens budget, as the authors' eval_gen.py did, and the first line is cut afterwards.
@@ -117,10 +130,15 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
     rows = gather_rows(rows, shard)
     predictions, references = [r["prediction"] for r in rows], [r["ref"] for r in rows]
     if task.spec.metric == "lcs":
-        result = {"lcs": metrics.lcs(predictions, references)}
+        per_item = {"lcs": [metrics.lcs_score(p, r) for p, r in zip(predictions, references)]}
     else:
-        result = metrics.rouge(predictions, references)
+        scores = metrics.rouge_scores(predictions, references)
+        per_item = {key: [s[key] for s in scores] for key in ("rouge1", "rouge2", "rougeL")}
+    for row, score in zip(rows, per_item[task.spec.metric]):
+        row["score"] = float(score)
+    result = {key: sum(values) / len(values) for key, values in per_item.items()}
     result.update(n=len(rows), truncated=truncated)
+    result |= statistics.generation_statistics(per_item, config.bootstrap_resamples, config.seed, task.name)
     return result, rows
 
 
@@ -132,7 +150,7 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     digest, the device type); part of each task's resume fingerprint. generator, if given, decodes the
     generation tasks instead of the hf model (see vllm_backend). Returns {task: metrics}, "ppl" among
     them when config.ppl_data is set (computed as config.ppl_mode says); each task's metrics hold n (items
-    scored) and n_original (items in its file).
+    scored), n_original (items in its file) and cut_by_limit (n < n_original); docs/formats.md lists the rest.
     """
     shard = shard or Shard()
     out = Path(config.out)
@@ -154,7 +172,10 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
             result, rows = qa_rows(model, tokenizer, task, config, max_length, shard)
         else:
             result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator)
-        result["n_original"] = n_original
+        result.update(n_original=n_original, cut_by_limit=result["n"] < n_original)
+        if result["cut_by_limit"] and shard.is_main:
+            logger.warning("%s: --limit %d scored %d of the file's %d items; not a full-benchmark score",
+                           task.name, config.limit, result["n"], n_original)
         if shard.is_main:
             write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
             write_json(saved, {"fingerprint": key, "metrics": result})
@@ -164,46 +185,33 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     if shard.is_main:
         write_json(out / "metrics.json", results)
         model_id = describe(config.model) + (f" + {config.adapter}" if config.adapter else "")
-        write_atomic(out / "results.md", results_table(results, model_id, config.limit))
+        chart = answer_chart(results, out / "answers.png")
+        write_atomic(out / "results.md", results_table(results, model_id, config.limit, chart))
     return results
 
 
 def general_perplexity(model, tokenizer, config: EvalConfig, max_length: int, shard: Shard) -> dict:
     """Perplexity on config.ppl_data: windows of PPL_WINDOW tokens (--ppl-mode windows), or the authors' way
     (--ppl-mode paper: the first --ppl-texts texts cut to PAPER_TOKENS, no BOS); see e2wm.eval.perplexity.
-    Every process computes all of it (the main one's is written)."""
+    Every process computes all of it; the main one writes OUT/predictions/ppl.jsonl (per text: index,
+    sha256, nll, tokens). Returns `perplexity.summary` with `statistics.perplexity_statistics` (bootstrap over
+    texts)."""
     texts = read_texts(config.ppl_data)
     if config.ppl_mode == "windows":
         with tqdm(desc="perplexity", unit="window", disable=not shard.is_main) as bar:
-            return perplexity(model, tokenizer, texts, min(PPL_WINDOW, max_length), config.batch_size, bar.update)
-    if max_length < PAPER_TOKENS and shard.is_main:
-        logger.warning("--ppl-mode paper: texts cut to %d tokens, the model's context, not the paper's %d",
-                       max_length, PAPER_TOKENS)
-    if len(texts) < config.ppl_texts and shard.is_main:
-        logger.info("--ppl-mode paper: %s holds %d texts, fewer than --ppl-texts %d; scoring all of them",
-                    config.ppl_data, len(texts), config.ppl_texts)
-    with tqdm(desc="perplexity (paper)", unit="text", disable=not shard.is_main) as bar:
-        return paper_perplexity(model, tokenizer, texts, config.ppl_texts, min(PAPER_TOKENS, max_length),
-                                config.batch_size, bar.update)
-
-
-def results_table(results: dict, model_id: str, limit: int | None = None) -> str:
-    """results.md: a row per task (its name, headline metric, score, items, truncated prompts; perplexity's
-    row also gives 2**NLL in paper mode); a warning first when --limit cut the files, since such scores are
-    not the benchmark's."""
-    lines = [f"# E2WM evaluation: {model_id}", ""]
-    cut = [name for name, result in results.items() if result.get("n", 0) < result.get("n_original", 0)]
-    if limit and cut:
-        lines += [f"**Warning: --limit {limit} scored only the first {limit} items of {len(cut)} file(s) "
-                  f"({', '.join(cut)}); these are not full-benchmark scores.**", ""]
-    lines += ["| task | metric | score | n | truncated |", "|---|---|---:|---:|---:|"]
-    for name, result in results.items():
-        metric, value = headline(result)
-        extra = ""
-        if metric == "rougeL":
-            extra = f" (R1 {result['rouge1']:.4f}, R2 {result['rouge2']:.4f})"
-        if "perplexity_base2" in result:  # --ppl-mode paper: also the number the paper's tables print
-            extra = f" (paper's 2**NLL {result['perplexity_base2']:.4f})"
-        n = result.get("n", result.get("tokens", ""))
-        lines.append(f"| {name} | {metric} | {value:.4f}{extra} | {n} | {result.get('truncated', '')} |")
-    return "\n".join(lines) + "\n"
+            losses = window_losses(model, tokenizer, texts, min(PPL_WINDOW, max_length), config.batch_size,
+                                   bar.update)
+    else:
+        if max_length < PAPER_TOKENS and shard.is_main:
+            logger.warning("--ppl-mode paper: texts cut to %d tokens, the model's context, not the paper's %d",
+                           max_length, PAPER_TOKENS)
+        if len(texts) < config.ppl_texts and shard.is_main:
+            logger.info("--ppl-mode paper: %s holds %d texts, fewer than --ppl-texts %d; scoring all of them",
+                        config.ppl_data, len(texts), config.ppl_texts)
+        with tqdm(desc="perplexity (paper)", unit="text", disable=not shard.is_main) as bar:
+            losses = paper_losses(model, tokenizer, texts, config.ppl_texts, min(PAPER_TOKENS, max_length),
+                                  config.batch_size, bar.update)
+    if shard.is_main:
+        write_jsonl(Path(config.out) / "predictions" / "ppl.jsonl", [asdict(loss) for loss in losses])
+    return summary(losses, config.ppl_mode) | statistics.perplexity_statistics(
+        [loss.nll for loss in losses], [loss.tokens for loss in losses], config.bootstrap_resamples, config.seed)

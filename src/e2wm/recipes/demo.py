@@ -3,11 +3,12 @@ GGUF), sized for a laptop CPU.
 
 collect (MCTS plans + random exploration) -> build (four training tasks + held-out split) -> fisher
 (on model samples) -> train (EWC-LoRA, a small budget) -> eval (base and finetuned, E2WM tasks +
-perplexity on general text) -> report (table + charts). Each stage calls the recipes with typed configs
-and prints, before each job, the `e2wm` command line that does the same, so that a user can rerun one
-stage by hand. A finished stage records those command lines, its jobs' result settings and the digests
-of the files they read (outside the stage's own folder) in OUT/<stage>/stage.json, and is skipped when
-re-run with the same settings and inputs (so --workers alone changes nothing); `force` redoes
+perplexity on general text) -> report (table with paired intervals + charts; at the demo's few items per
+task it calls most changes noise, and says per task what its size can and cannot show). Each stage calls
+the recipes with typed configs and prints, before each job, the `e2wm` command line that does the same,
+so that a user can rerun one stage by hand. A finished stage records those command lines, its jobs' result
+settings and the digests of the files they read (outside the stage's own folder) in OUT/<stage>/stage.json,
+and is skipped when re-run with the same settings and inputs (so --workers alone changes nothing); `force` redoes
 everything, and a stage that runs again makes every later stage run again. An interrupted stage resumes
 where its recipe can (collect, fisher, train, eval) and starts over otherwise.
 """
@@ -170,7 +171,7 @@ def plan(settings: DemoConfig) -> list[Stage]:
             Job("eval", EvalConfig(**scoring, out=f"{evaluated}/base"), evaluate),
             Job("eval", EvalConfig(**scoring, adapter=f"{train}/adapter", out=f"{evaluated}/finetuned"), evaluate),
         ]),
-        Stage("report", "the comparison table and charts", [
+        Stage("report", "the comparison with paired intervals, what they support per task, and charts", [
             Job("report", ReportConfig(runs=[f"{evaluated}/base", f"{evaluated}/finetuned"], train_log=[train],
                                        out=f"{reported}/report.md",
                                        title=f"e2wm demo: {describe(s.model)}, base vs EWC-LoRA"), report),

@@ -11,6 +11,7 @@ from e2wm.eval.report import write_report
 
 
 def report(config: ReportConfig) -> str:
-    """Write config.out and its charts; returns the markdown. InputError on a missing or bad run directory."""
+    """Write config.out and its charts; returns the markdown. InputError on a missing or bad run directory, or
+    when two runs scored different items."""
     return write_report([Path(p) for p in config.runs], [Path(p) for p in config.train_log], Path(config.out),
-                        config.title)
+                        config.title, config.bootstrap_resamples, config.seed)

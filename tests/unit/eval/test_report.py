@@ -1,32 +1,58 @@
-"""Reports: comparison tables, relative changes, moving averages and PNG charts, from fixture runs."""
+"""Reports: item-by-item comparison tables with paired intervals, moving averages and PNG charts, from fixture runs."""
 
 import json
+import re
 
 import pytest
 
 from e2wm.errors import InputError
-from e2wm.eval.report import TrainLog, curve_keys, moving_average, relative_change, train_table, write_report
-
-BASE = {
-    "act_recog": {"accuracy": 0.5, "n": 16, "norm": "ln", "truncated": 0},
-    "count": {"accuracy": 0.25, "n": 16, "norm": "ln", "truncated": 0},
-    "plan_gen": {"rouge1": 0.4, "rouge2": 0.2, "rougeL": 0.3, "n": 16, "truncated": 1},
-    "obj_move_path": {"lcs": 0.0, "n": 16, "truncated": 0},
-    "ppl": {"perplexity": 10.0, "nll": 2.302585, "tokens": 500},
-}
-TUNED = {
-    "act_recog": {"accuracy": 0.75, "n": 16, "norm": "ln", "truncated": 0},
-    "count": {"accuracy": 0.2, "n": 16, "norm": "ln", "truncated": 0},
-    "plan_gen": {"rouge1": 0.5, "rouge2": 0.3, "rougeL": 0.45, "n": 16, "truncated": 1},
-    "obj_move_path": {"lcs": 0.5, "n": 16, "truncated": 0},
-    "ppl": {"perplexity": 11.0, "nll": 2.397895, "tokens": 500},
-}
+from e2wm.eval.report import TrainLog, curve_keys, moving_average, train_table, write_report
 
 
-def write_run(directory, metrics):
-    directory.mkdir(parents=True)
-    (directory / "metrics.json").write_text(json.dumps(metrics))
+def qa(correct: list[int], majority: float = 0.25, chance: float = 0.25) -> dict:
+    """A QA task: per item right (1) or wrong (0); its metrics and prediction rows."""
+    rows = [{"index": i, "scores": [0.0, 0.0], "prediction": "a" if c else "b", "answer": "a"}
+            for i, c in enumerate(correct)]
+    n = len(correct)
+    p = sum(correct) / n
+    metrics = {"accuracy": p, "n": n, "norm": "ln", "truncated": 0, "accuracy_stderr": (p * (1 - p) / (n - 1)) ** 0.5,
+               "chance": chance, "majority": majority, "majority_answer": "a", "constant_prediction": False,
+               "answers": {"gold": {"a": n}, "predicted": {"a": sum(correct), "b": n - sum(correct)}}}
+    return {"metrics": metrics, "rows": rows}
+
+
+def gen(scores: list[float], metric: str = "rougeL") -> dict:
+    rows = [{"index": i, "prediction": "x", "ref": f"ref {i}", "score": s} for i, s in enumerate(scores)]
+    metrics = {metric: sum(scores) / len(scores), "n": len(scores), "truncated": 0, f"{metric}_stderr": 0.01}
+    if metric == "rougeL":
+        metrics |= {"rouge1": 0.0, "rouge2": 0.0}
+    return {"metrics": metrics, "rows": rows}
+
+
+def ppl(nll: list[float], tokens: list[int]) -> dict:
+    rows = [{"index": i, "sha256": f"{i:016x}", "nll": x, "tokens": t} for i, (x, t) in enumerate(zip(nll, tokens))]
+    mean = sum(nll) / sum(tokens)
+    return {"metrics": {"perplexity": 2.718281828 ** mean, "nll": mean, "tokens": sum(tokens), "texts": len(nll),
+                        "mode": "windows"}, "rows": rows}
+
+
+def write_run(directory, tasks: dict[str, dict]):
+    """An `e2wm eval` run directory: metrics.json and predictions/<task>.jsonl."""
+    (directory / "predictions").mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps({name: task["metrics"] for name, task in tasks.items()}))
+    for name, task in tasks.items():
+        (directory / "predictions" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in task["rows"]))
     return directory
+
+
+# 40 items each: act_recog 20 -> 36 right (16 items turn right, none wrong), count 10 -> 9 right (one lost),
+# plan_gen the same scores, obj_move_path 0 -> 0.5 on 4 items (no relative change from 0)
+BASE = {"act_recog": qa([1] * 20 + [0] * 20), "count": qa([1] * 10 + [0] * 30, majority=0.25),
+        "plan_gen": gen([0.3] * 40), "obj_move_path": gen([0.0] * 40, "lcs"),
+        "ppl": ppl([20.0, 30.0, 25.0, 22.0], [10, 12, 11, 10])}
+TUNED = {"act_recog": qa([1] * 36 + [0] * 4), "count": qa([1] * 9 + [0] * 31, majority=0.25),
+         "plan_gen": gen([0.3] * 40), "obj_move_path": gen([0.5] * 4 + [0.0] * 36, "lcs"),
+         "ppl": ppl([22.0, 33.0, 27.0, 24.0], [10, 12, 11, 10])}
 
 
 def row(text: str, task: str) -> list[str]:
@@ -34,47 +60,124 @@ def row(text: str, task: str) -> list[str]:
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
-def test_table_has_every_task_and_the_right_changes(tmp_path):
+def numbers(cell: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[-+]?\d+\.\d+", cell)]
+
+
+def test_table_gives_paired_intervals_and_marks_noise(tmp_path):
     base = write_run(tmp_path / "base", BASE)
     tuned = write_run(tmp_path / "tuned", TUNED)
     out = tmp_path / "out" / "report.md"
     text = write_report([base, tuned], [], out)
     assert out.read_text() == text
-    for task in ("act_recog", "count", "plan_gen", "obj_move_path"):
-        assert f"| {task} |" in text
-    assert row(text, "act_recog") == ["act_recog", "accuracy", "16", "0.5000", "0.7500", "+50.0%"]
-    assert row(text, "count") == ["count", "accuracy", "16", "0.2500", "0.2000", "-20.0%"]
-    assert row(text, "plan_gen") == ["plan_gen", "ROUGE-L F1", "16", "0.3000", "0.4500", "+50.0%"]
-    assert row(text, "obj_move_path")[-1] == "n/a"  # the base scored 0: no relative change
-    assert row(text, "perplexity (lower is better)")[3:] == ["10.0000", "11.0000", "+10.0%"]
-    # mean of (0.5, 0.25, 0.3, 0.0) = 0.2625 and of (0.75, 0.2, 0.45, 0.5) = 0.475: +81.0%
-    assert row(text, "**mean**")[3:] == ["0.2625", "0.4750", "+81.0%"]
+    cells = row(text, "act_recog")
+    assert cells[:5] == ["act_recog", "accuracy", "40", "0.5000 ± 0.0801", "0.9000 ± 0.0480"]
+    # 16 of 40 items differ by +1: 0.4 +- 1.96 * sqrt(0.4 * 0.6 / 40) = 0.4 +- 0.152
+    estimate, low, high = numbers(cells[5])
+    assert estimate == 0.4 and low == pytest.approx(0.248, abs=0.03) and high == pytest.approx(0.552, abs=0.03)
+    assert cells[6].startswith("gain +80.0% [")  # 0.5 -> 0.9
+    count = row(text, "count")
+    assert numbers(count[5]) == [-0.025, pytest.approx(-0.075), 0.0]  # resamples without the lost item give 0
+    assert count[6] == "noise"  # never written as a change in percent
+    assert row(text, "plan_gen")[5:] == ["+0.0000 [+0.0000, +0.0000]", "no change"]
+    # +0.5 on 4 of 40 items: a resample misses all 4 with chance 0.9**40 = 1.5% < 2.5%; no relative change from 0
+    assert row(text, "obj_move_path")[5:] == ["+0.0500 [+0.0125, +0.1000]", "gain"]
+    assert numbers(row(text, "**mean**")[5])[0] == pytest.approx((0.4 - 0.025 + 0.0 + 0.05) / 4, abs=1e-4)
+    headline = row(text, "**mean relative gain**")  # obj_move_path left out: its base is 0
+    assert headline[5].startswith(f"{(0.8 - 0.1 + 0.0) / 3 * 100:+.1f}% [")
+    perplexity = row(text, "perplexity (lower is better)")
+    assert numbers(perplexity[5])[0] == pytest.approx(2.718281828 ** (106 / 43) - 2.718281828 ** (97 / 43), abs=1e-4)
+    assert perplexity[6].startswith("higher, worse +23.3% [")  # exp(9 / 43) - 1: every text got worse
+    assert "Warning: fewer than 30 items" not in text
+    assert ("- **count** (40 items): the change -0.025 (95% CI" in text
+            and "includes zero, so no gain or loss can be claimed" in text)
+    assert "- **act_recog** (40 items): `tuned` scores higher by 0.400" in text
+    assert "4 tasks are tested at once" in text
     chart = out.with_name("report.png")
     assert chart.stat().st_size > 10_000
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](report.png)" in text
 
 
+def test_the_same_seed_gives_the_same_report(tmp_path):
+    scores = [(i * 37 % 50) / 50 for i in range(50)]
+    base = write_run(tmp_path / "base", {"plan_gen": gen(scores)})
+    tuned = write_run(tmp_path / "tuned", {"plan_gen": gen([min(s + (i % 3) / 10, 1) for i, s in enumerate(scores)])})
+    first = write_report([base, tuned], [], tmp_path / "a" / "r.md", seed=5)
+    assert write_report([base, tuned], [], tmp_path / "b" / "r.md", seed=5) == first
+    other = write_report([base, tuned], [], tmp_path / "c" / "r.md", seed=6)
+    assert numbers(row(other, "plan_gen")[5]) != numbers(row(first, "plan_gen")[5])
+    assert numbers(row(other, "plan_gen")[5])[0] == numbers(row(first, "plan_gen")[5])[0]  # only the interval moves
+    assert "(10000 resamples, seed 5)" in first and "(500 resamples" in write_report(
+        [base, tuned], [], tmp_path / "d.md", resamples=500)
+
+
+def test_small_tasks_are_warned_about_and_noise_is_never_a_gain(tmp_path):
+    """The demo's case: 4 items, an accuracy from 0.25 to 0.75 (+200%) is noise at this size."""
+    base = write_run(tmp_path / "base", {"act_infer": qa([1, 0, 0, 0], majority=0.25)})
+    tuned = write_run(tmp_path / "tuned", {"act_infer": qa([1, 1, 1, 0], majority=0.25)})
+    text = write_report([base, tuned], [], tmp_path / "r.md")
+    assert "**Warning: fewer than 30 items in act_infer (4)" in text
+    assert row(text, "act_infer")[6] == "noise" and "+200" not in text
+    assert ("- **act_infer** (4 items): the change +0.500 (95% CI +0.000 to +1.000) includes zero, so no gain or "
+            "loss can be claimed; at this size only a change beyond about ±0.50 could be told from noise; `base` is "
+            "not above the chance (0.250) or majority (0.250) baseline.") in text
+
+
+def test_runs_over_different_items_are_rejected(tmp_path):
+    base = write_run(tmp_path / "base", BASE)
+    fewer = write_run(tmp_path / "fewer", BASE | {"count": qa([1] * 10 + [0] * 10)})  # another --limit
+    with pytest.raises(InputError, match=r"task count: .*base/predictions/count.jsonl \(40 items\) and "
+                                         r".*fewer/predictions/count.jsonl \(20 items\) scored different items"):
+        write_report([base, fewer], [], tmp_path / "r.md")
+    rows = [r | {"ref": "other"} if r["index"] == 7 else r for r in BASE["plan_gen"]["rows"]]
+    other = dict(BASE["plan_gen"], rows=rows)
+    changed = write_run(tmp_path / "changed", BASE | {"plan_gen": other})  # other data, same size
+    with pytest.raises(InputError, match="task plan_gen: .* scored different items \\(they first differ at row 8\\)"):
+        write_report([base, changed], [], tmp_path / "r.md")
+    assert not (tmp_path / "r.md").exists() and not (tmp_path / "r.png").exists()
+
+
+def test_old_or_incomplete_runs_get_a_clear_error(tmp_path):
+    base = write_run(tmp_path / "base", BASE)
+    old = write_run(tmp_path / "old", BASE)
+    rows = [json.loads(line) for line in (old / "predictions" / "plan_gen.jsonl").read_text().splitlines()]
+    (old / "predictions" / "plan_gen.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in r.items() if k != "score"}) + "\n" for r in rows))
+    with pytest.raises(InputError, match=r"plan_gen.jsonl:1: field 'score' is missing .* re-run `e2wm eval`"):
+        write_report([base, old], [], tmp_path / "r.md")
+    (old / "predictions" / "plan_gen.jsonl").unlink()
+    with pytest.raises(InputError, match=r"plan_gen.jsonl: missing; the report compares runs item by item"):
+        write_report([base, old], [], tmp_path / "r.md")
+
+
+def test_perplexity_without_the_same_texts_has_no_interval(tmp_path):
+    base = write_run(tmp_path / "base", {"count": BASE["count"], "ppl": BASE["ppl"]})
+    other_texts = dict(TUNED["ppl"], rows=[r | {"sha256": "f" * 16} for r in TUNED["ppl"]["rows"]])
+    tuned = write_run(tmp_path / "tuned", {"count": TUNED["count"], "ppl": other_texts})
+    text = write_report([base, tuned], [], tmp_path / "r.md")
+    assert row(text, "perplexity (lower is better)")[5:] == ["—", "—"]
+    assert "- **perplexity**: no interval: the runs scored different texts" in text
+
+
 def test_three_runs_missing_tasks_and_repeated_folder_names(tmp_path):
     a = write_run(tmp_path / "a" / "eval", BASE)
-    b = write_run(tmp_path / "b" / "eval", {"act_recog": {"accuracy": 1.0, "n": 8}})
+    b = write_run(tmp_path / "b" / "eval", {"act_recog": qa([1] * 40)})
     c = write_run(tmp_path / "c" / "eval", TUNED)
     text = write_report([a, b, c], [], tmp_path / "r.md")
     header = next(line for line in text.splitlines() if line.startswith("| task"))
-    assert "a/eval" in header and "Δ vs a/eval" in header
-    assert row(text, "act_recog")[2:] == ["16/8", "0.5000", "1.0000", "+100.0%", "0.7500", "+50.0%"]
-    assert row(text, "count")[4:6] == ["—", "—"]  # b has no count
+    assert "a/eval" in header and "Δ b/eval − a/eval [95% CI]" in header
+    cells = row(text, "act_recog")
+    assert cells[2:5] == ["40", "0.5000 ± 0.0801", "1.0000 ± 0.0000"] and numbers(cells[5])[0] == 0.5
+    assert row(text, "count")[4:7] == ["—", "—", "—"]  # b has no count
+    assert row(text, "**mean**")[4:7] == ["—", "—", "—"]  # nor a mean over every task
+    assert "`c/eval` against `a/eval`:" in text
     assert (tmp_path / "r.png").stat().st_size > 10_000
 
 
 def test_moving_average():
     assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
     assert moving_average([2.0, 4.0], 1) == [2.0, 4.0]
-
-
-def test_relative_change():
-    assert relative_change(0.6, 0.4) == pytest.approx(0.5)
-    assert relative_change(1.0, 0.0) is None
 
 
 def test_bad_requests(tmp_path):
