@@ -1,12 +1,11 @@
-"""The task mixture a training run actually follows: each released training file's share of the loss's token
-weight over one epoch (e2wm.train.loop.effective_mixture), for every batching and loss normalisation, at the
-paper's batch sizes.
+"""Each training file's share of the loss's token weight over an epoch, per batching and loss normalisation.
 
-    python benchmarks/mixture_shares.py [--model smollm2-135m] [--max-len 800]
+    python benchmarks/mixture_shares.py [--model smollm2-135m] [--max-len 800] [--data-dir DIR]
 
-"expected" is each file's share of sum(weight) over all ref tokens: what a random-batch, step-normalised run
-follows on average. Tokens are counted with --model's tokenizer (GPT-Neo's is not available offline; the shares
-move little between BPE tokenizers).
+The share (e2wm.train.loop.effective_mixture) is what a file pulls on the gradient per unit NLL: the task
+mixture a training run actually follows. "expected" is each file's share of sum(weight) over all answer
+tokens. Tokens are counted with --model's tokenizer (GPT-Neo's is not available offline; the shares move
+little between BPE tokenizers). The released training files are read from --data-dir.
 """
 
 import argparse
@@ -19,13 +18,18 @@ from e2wm.train.data import load_examples, parse_mixture, ref_weight
 from e2wm.train.loop import Schedule, effective_mixture
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "e2wm-benchmark" / "train"
-SETTINGS = [("random", "step", "left"), ("length", "step", "left"), ("random", "micro-batch", "right")]
+SETTINGS = [  # batching, loss normalisation, truncation, (batch size, accumulation) pairs
+    ("random", "mixture", "left", [(20, 1), (5, 4), (4, 1), (1, 1)]),
+    ("length", "mixture", "left", [(20, 1), (4, 1)]),
+    ("random", "step", "left", [(20, 1), (4, 1), (2, 1), (1, 1)]),
+    ("random", "micro-batch", "right", [(20, 1), (10, 1), (5, 4)]),
+]
 
 
 def own_weight_shares(examples, tasks: dict[str, str], epochs: int = 3) -> dict[str, float]:
     """The shares of the earlier default: length-grouped batches of 20, each divided by its own sum(weight)."""
     pull = {task: 0.0 for task in tasks.values()}
-    schedule = Schedule(20, 1, 1, 1, None, 0, "length", "step")
+    schedule = Schedule(20, 1, 1, 1, None, 0, "length", "mixture")  # its batches only
     for epoch in range(epochs):
         for batch in schedule.batches([len(e.ids) for e in examples], epoch):
             group = [examples[i] for i in batch]
@@ -39,9 +43,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--max-len", type=int, default=800)
+    parser.add_argument("--data-dir", type=Path, default=TRAIN, help="folder of the released train_<task>.json files")
     args = parser.parse_args()
     _, tokenizer = load_model(ModelSpec(args.model, device="cpu"))
-    mixture = parse_mixture("paper", TRAIN)
+    mixture = parse_mixture("paper", args.data_dir)
     tasks = {path: task for (_, path), task in zip(mixture, paper_mixture())}
     rows = []
     for truncation in ("left", "right"):
@@ -51,10 +56,10 @@ def main() -> None:
             pull[tasks[e.source]] += e.weight * sum(e.is_ref[1:])
         total = sum(pull.values())
         rows.append({"setting": f"expected (truncation {truncation})", **{t: v / total for t, v in pull.items()}})
-        for batching, norm, cut in SETTINGS:
+        for batching, norm, cut, sizes in SETTINGS:
             if cut != truncation:
                 continue
-            for batch_size, grad_accum in ((20, 1), (5, 4)):
+            for batch_size, grad_accum in sizes:
                 schedule = Schedule(batch_size, grad_accum, 1, 1, None, 0, batching, norm)
                 schedule.fit(examples)
                 epochs = [effective_mixture(schedule, examples, epoch) for epoch in range(3)]

@@ -11,6 +11,7 @@ sums, so that a field added later is covered without anyone listing it).
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import MISSING, Field, fields
@@ -146,6 +147,8 @@ def _check_type(item: Field, annotation, value) -> None:
         fits = isinstance(one, kind) and not (kind is int and isinstance(one, bool))
         if kind is float:
             fits = isinstance(one, int | float) and not isinstance(one, bool)
+            if fits and not math.isfinite(one):  # NaN passes every bound check; inf is no setting either
+                raise InputError(f"{flag_of(item)} must be a finite number, got {one!r}")
         if not fits:
             raise InputError(f"{flag_of(item)} must be {names.get(kind, kind.__name__)}, got {one!r}")
 

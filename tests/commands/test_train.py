@@ -89,7 +89,8 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     assert [r["step"] for r in resumed] == list(range(1, 13))
     assert resumed == whole  # steps 7..12, re-run from the mid-epoch step-6 checkpoint, give identical losses
     changed = [*common[:-2], "--lr", "1e-3"]
-    assert "was started with other --lr;" in run_train(capsys, *changed, "--out", tmp_path / "cut", "--resume")[1]
+    refused = run_train(capsys, *changed, "--out", tmp_path / "cut", "--resume")[1]
+    assert "was started with other --lr 0.001 (was 0.005);" in refused
     recorded = json.loads((tmp_path / "cut" / "config.json").read_text())
     assert set(recorded["settings"]["inputs"]) == {str(data), str(other), str(fisher)}
     assert recorded["provenance"]["versions"]["torch"] and recorded["provenance"]["device"] == "cpu"
@@ -368,9 +369,10 @@ def test_bad_eval_and_distributed_options_exit_2(tiny_llama, tmp_path, capsys, m
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("scale", ["paper", "mean"])
-def test_the_logged_penalty_uses_the_scaled_fisher(tiny_llama, tmp_path, capsys, scale):
-    """Step 2's logged EWC term equals sum(scaled F * dW**2) with dW from the step-1 checkpoint's adapter."""
+@pytest.mark.parametrize(("scale", "method"), [("paper", "ewc-lora"), ("mean", "ewc-lora"), ("paper", "lora")])
+def test_the_logged_penalty_uses_the_scaled_fisher(tiny_llama, tmp_path, capsys, scale, method):
+    """Step 2's logged EWC term equals sum(scaled F * dW**2) with dW from the step-1 checkpoint's adapter; plain
+    LoRA with a Fisher logs it too (measured, not in its loss)."""
     from safetensors.torch import load_file
 
     from e2wm.train.fisher import load_fisher
@@ -381,7 +383,7 @@ def test_the_logged_penalty_uses_the_scaled_fisher(tiny_llama, tmp_path, capsys,
     main(["fisher", "--model", str(tiny_llama), "--n", "2", "--max-len", "8", "--out", str(fisher)])
     code, _ = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--fisher", fisher, "--fisher-scale",
                         scale, "--lambda", "1", "--batch-size", "2", "--max-steps", "2", "--save-every", "1",
-                        "--lr", "1e-2", "--lora-dropout", "0", "--out", tmp_path / "r")
+                        "--lr", "1e-2", "--lora-dropout", "0", "--method", method, "--out", tmp_path / "r")
     assert code == 0
     weights = load_file(str(tmp_path / "r" / "checkpoint-1" / "adapter" / "adapter_model.safetensors"))
     scaled = scale_fisher(load_fisher(fisher)[1], scale)
@@ -390,7 +392,15 @@ def test_the_logged_penalty_uses_the_scaled_fisher(tiny_llama, tmp_path, capsys,
         prefix = f"base_model.model.{name}"
         a, b = weights[f"{prefix}.lora_A.weight"].double(), weights[f"{prefix}.lora_B.weight"].double()
         expected += float((f.double() * ((32 / 8) * b @ a) ** 2).sum())  # scaling alpha / r
-    assert expected > 0 and read_log(tmp_path / "r")[1]["ewc"] == pytest.approx(expected, rel=1e-4)
+    row = read_log(tmp_path / "r")[1]
+    assert expected > 0 and row["ewc"] == pytest.approx(expected, rel=1e-4)
+    if method == "lora":  # measured only: the same run without the Fisher trains and logs the same losses
+        code, _ = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--batch-size", "2",
+                            "--max-steps", "2", "--lr", "1e-2", "--lora-dropout", "0", "--method", "lora",
+                            "--out", tmp_path / "plain")
+        plain = read_log(tmp_path / "plain")
+        assert code == 0 and [r["loss"] for r in plain] == [r["loss"] for r in read_log(tmp_path / "r")]
+        assert all(r["ewc"] == 0 for r in plain)
 
 
 def test_scheduler_steps_sizes_the_decay(tiny_gpt2, tmp_path, capsys):
@@ -401,11 +411,13 @@ def test_scheduler_steps_sizes_the_decay(tiny_gpt2, tmp_path, capsys):
     assert [round(row["lr"], 8) for row in read_log(tmp_path / "r")] == [1e-3, 9.375e-4, 8.75e-4, 8.125e-4]
 
 
-@pytest.mark.parametrize("norm", ["step", "micro-batch"])
+@pytest.mark.parametrize("norm", ["mixture", "step", "micro-batch"])
 def test_logged_ce_is_each_normalisation_on_the_same_batches(tiny_llama, tmp_path, capsys, norm):
-    """Step 1's logged CE (before any update: LoRA's B is 0, so the model is the base) equals an independent
-    computation: the seeded shuffle cut into 2 micro-batches of 2, per-token NLL from one forward per example;
-    step: sum(w * NLL) / sum(w) over the step; micro-batch: the mean over micro-batches of sum(w * NLL) / ref tokens."""
+    """Step 1 (before any update: LoRA's B is 0, so the model is the base) against an independent computation:
+    the seeded shuffle cut into 2 micro-batches of 2, per-token NLL from one forward per example. The logged ce
+    is always sum(w * NLL) / sum(w) over the step; the logged loss (lambda 0) is the normalised objective:
+    mixture: sum(w * NLL) / (the mean sum(w) of a step over all examples); step: the same as ce; micro-batch:
+    the mean over micro-batches of sum(w * NLL) / answer tokens."""
     import random
 
     other = [("Sit on the sofa. Turn on the TV.", "Watch TV"), ("Grab the towel.", "bathroom, bedroom")]
@@ -427,11 +439,17 @@ def test_logged_ce_is_each_normalisation_on_the_same_batches(tiny_llama, tmp_pat
             sums.append(-example.weight * sum(logp[t - 1, example.ids[t]].item() for t in refs))
             counts.append(len(refs))
             weights.append(example.weight * len(refs))
-    if norm == "step":
-        expected = sum(sums) / sum(weights)
-    else:
-        expected = ((sums[0] + sums[1]) / (counts[0] + counts[1]) + (sums[2] + sums[3]) / (counts[2] + counts[3])) / 2
-    assert read_log(tmp_path / "r")[0]["ce"] == pytest.approx(expected, rel=1e-5)
+    everything = sum(e.weight * sum(e.is_ref[1:]) for e in examples)
+    objective = {
+        "mixture": sum(sums) / (everything * 4 / len(examples)),
+        "step": sum(sums) / sum(weights),
+        "micro-batch": ((sums[0] + sums[1]) / (counts[0] + counts[1]) + (sums[2] + sums[3]) / (counts[2] + counts[3]))
+        / 2,
+    }
+    row = read_log(tmp_path / "r")[0]
+    assert row["ce"] == pytest.approx(sum(sums) / sum(weights), rel=1e-5)
+    assert row["loss"] == pytest.approx(objective[norm], rel=1e-5) and row["ewc"] == 0
+    assert len({round(v, 6) for v in objective.values()}) == 3  # the three formulas differ on this step
 
 
 def test_weight_decay_and_length_batching_reach_the_optimiser(tiny_gpt2, tmp_path, capsys):
@@ -447,4 +465,4 @@ def test_weight_decay_and_length_batching_reach_the_optimiser(tiny_gpt2, tmp_pat
         sum(sum(e.is_ref[1:]) for e in recipe.examples) * 4 / len(recipe.examples))
     code, err = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batching",
                           "length", "--loss-norm", "micro-batch", "--out", tmp_path / "r2")
-    assert code == 2 and "--loss-norm micro-batch is the authors' formula on their random batches" in err
+    assert code == 2 and "--batching length needs --loss-norm mixture" in err

@@ -36,7 +36,7 @@ from e2wm.text import read_corpus
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, save_checkpoint, save_pretrained
 from e2wm.train.config import TrainConfig
-from e2wm.train.data import collate, load_examples, parse_mixture
+from e2wm.train.data import collate, load_examples, parse_mixture, ref_weight
 from e2wm.train.ewc import FullEwc, LoraEwc
 from e2wm.train.fisher import check_fisher, load_fisher
 from e2wm.train.fisher_scale import scale_fisher
@@ -113,7 +113,8 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_ma
             raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
         before = json.loads(recorded.read_text())["settings"]
         changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
-        what = [flag_of(f) for f in fields(config) if f.name in changed]
+        what = [f"{flag_of(f)} {settings[f.name]} (was {before.get(f.name, 'not recorded')})"
+                for f in fields(config) if f.name in changed]
         if "inputs" in changed:
             what.append("contents of " + ", ".join(p for p in settings["inputs"]
                                                    if before.get("inputs", {}).get(p) != settings["inputs"][p]))
@@ -134,7 +135,8 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_ma
 def build_model(config: TrainConfig, device: str):
     """(model, tokenizer, penalty or None): the base model, wrapped with LoRA unless full, its Fisher checked.
 
-    penalty() returns sum F * dW^2 over the adapted matrices (a 0-d tensor; see train.ewc).
+    penalty() returns sum F * dW^2 over the adapted matrices (a 0-d tensor; see train.ewc); for lora with a
+    Fisher it is only measured and logged.
     """
     spec = config.model_spec()
     spec.device = spec.device or device
@@ -163,7 +165,7 @@ def build_model(config: TrainConfig, device: str):
         fan_in_fan_out=any(is_fan_in_fan_out(layer) for layer in layers.values()), task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
-    penalty = LoraEwc.build(model, fisher) if fisher is not None and config.method == "ewc-lora" else None
+    penalty = LoraEwc.build(model, fisher) if fisher is not None else None  # lora: measured, not trained on
     return model, tokenizer, penalty
 
 
@@ -211,6 +213,9 @@ class FinetuneRecipe:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = linear_decay(optimizer, config.scheduler_steps or self.total)
+        if config.scheduler_steps and config.scheduler_steps < self.total:
+            logger.warning("--scheduler-steps %d: the learning rate reaches 0 at step %d of the run's %d; the later "
+                           "steps learn nothing", config.scheduler_steps, config.scheduler_steps, self.total)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.start = 0
         if config.resume:
@@ -250,37 +255,52 @@ class FinetuneRecipe:
             step_batches = [[examples[i] for i in batch] for batch in plan[position * chunk : (position + 1) * chunk]]
             scaled = list(zip(step_batches, schedule.scales(step_batches)))
             mine = scaled[accelerator.process_index :: schedule.processes]
-            ce = torch.zeros((), device=accelerator.device)
+            sums = torch.zeros(2, device=accelerator.device)  # sum(weight x NLL), the normalised objective's CE
             ewc = torch.zeros((), device=accelerator.device)
             for index, (micro_batch, scale) in enumerate(mine):
                 last = index == len(mine) - 1
                 batch = {k: v.to(accelerator.device) for k, v in collate(micro_batch, pad_id).items()}
                 with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
-                    part = weighted_nll_sum(self.model, batch) * scale
-                    loss = part * schedule.processes  # DDP averages the processes' gradients
+                    part = weighted_nll_sum(self.model, batch)
+                    loss = part * (scale * schedule.processes)  # DDP averages the processes' gradients
                     if last and self.penalty is not None:
-                        ewc = self.penalty()
+                        ewc = self.penalty_value()
                         loss = loss + self.lam * ewc
                     accelerator.backward(loss)
-                ce = ce + part.detach()
-            self.step_done(step + 1, accelerator.reduce(ce, reduction="sum").item(), ewc.item(), bar)
+                sums += torch.stack([part.detach(), part.detach() * scale])
+            weighted, objective = accelerator.reduce(sums, reduction="sum").tolist()
+            ce = weighted / max(ref_weight([e for batch in step_batches for e in batch]), 1e-12)
+            self.step_done(step + 1, ce, objective, ewc.item(), bar)
 
-    def step_done(self, step: int, ce: float, ewc: float, bar) -> None:
+    def penalty_value(self) -> torch.Tensor:
+        """sum F * dW^2 of the adapter as it is: part of the loss for ewc-lora; for lora with a Fisher, only
+        measured (no gradient), so that a LoRA run logs the same drift measure as EWC-LoRA."""
+        if self.config.method == "lora":
+            with torch.no_grad():
+                return self.penalty()
+        return self.penalty()
+
+    def step_done(self, step: int, ce: float, objective: float, ewc: float, bar) -> None:
         """Check the loss, clip and take the optimiser step, evaluate, log it and checkpoint when due.
 
-        The logged grad_norm is the total L2 norm of the trainable parameters' gradients of the step's loss
+        Logged per step: ce, the step's weighted mean NLL per answer token (sum(weight x NLL) / sum(weight), nats,
+        comparable across normalisations); loss, the objective minimised: the normalised CE (see train.loop)
+        + lambda x ewc; ewc, sum F * dW^2 on the scaled Fisher (measured without gradient for lora). grad_norm
+        is the total L2 norm of the trainable parameters' gradients of the step's loss
         (summed over its micro-batches and averaged over processes, after accelerate's unscaling), before
         clipping to max_grad_norm; with max_grad_norm None the gradients are left as they are.
         """
         config, accelerator = self.config, self.accelerator
-        self.loss = ce + self.lam * ewc
+        self.loss = objective + self.lam * ewc
         limit = math.inf if config.max_grad_norm is None else config.max_grad_norm  # inf: scales by exactly 1
         grad_norm = accelerator.clip_grad_norm_(self.trainable, limit).item()
         if not (math.isfinite(self.loss) and math.isfinite(grad_norm)):  # stop before a NaN update is taken
+            saved = (f"The last checkpoint ({self.run_dir / CHECKPOINT}, and its adapter in checkpoint-N/) holds "
+                     f"finite weights" if (self.run_dir / CHECKPOINT / "state.json").is_file()
+                     else "No checkpoint was written before it")
             raise Diverged(
                 f"step {step}: the loss is {self.loss} (ce {ce}, ewc {ewc}), the gradient norm {grad_norm}; "
-                f"stopped before updating. The last checkpoint ({self.run_dir / CHECKPOINT}, and its adapter in "
-                f"checkpoint-N/) holds finite weights; train again into a new --out with a lower --lr or --lambda "
+                f"stopped before updating. {saved}; train again into a new --out with a lower --lr or --lambda "
                 f"(or --max-grad-norm)"
             )
         lr = self.scheduler.get_last_lr()[0]

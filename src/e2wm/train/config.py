@@ -43,7 +43,8 @@ class TrainConfig(LoadedModelOptions):
     fisher: str | None = option(None, "Fisher file from `e2wm fisher` (needed by ewc-lora)")
     method: str = option("ewc-lora", "ewc-lora, lora (lambda 0) or full finetuning", choices=METHODS)
     lam: float = option(2.0, "EWC weight lambda on the --fisher-scale Fisher (the authors' scripts: 2 for 1.3B, "
-                        "0.5 for 6B, on the 'paper' scale)", flag="--lambda", minimum=0)
+                        "0.5 for 6B, meant for --fisher-scale paper; on the default raw scale lambda 2 is close to "
+                        "plain LoRA)", flag="--lambda", minimum=0)
     fisher_scale: str = option("raw", "how the Fisher weighs the penalty: raw (as computed), paper (the authors' "
                                "effective LLM.int8 row codes 0..127), mean (divided by its mean entry); see "
                                "e2wm.train.fisher_scale", choices=SCALES)
@@ -56,13 +57,13 @@ class TrainConfig(LoadedModelOptions):
     batch_size: int = option(4, "examples per micro-batch per process", minimum=1)
     grad_accum: int = option(1, "micro-batches per optimiser step", minimum=1)
     batching: str = option("random", "random: shuffled examples in consecutive batches (the authors'); length: "
-                           "batches of similar length within shuffled chunks (less padding; each step is then "
-                           "divided by the mean weighted ref tokens of a step, so the mixture holds)",
-                           choices=BATCHINGS)
-    loss_norm: str = option("step", "step: sum(weight x NLL) / sum(weight) over the step's ref tokens (does not "
-                            "depend on the micro-batch split); micro-batch: the authors' sum(weight x NLL) / ref "
-                            "tokens per micro-batch, averaged over the step's micro-batches (needs --batching "
-                            "random); see e2wm.train.loop", choices=LOSS_NORMS)
+                           "batches of similar length within shuffled chunks (less padding, same mixture; needs "
+                           "--loss-norm mixture)", choices=BATCHINGS)
+    loss_norm: str = option("mixture", "how a step's sum(weight x NLL) is divided: mixture: by the mean weighted "
+                            "answer tokens of a step (a run constant: every file pulls its mixture share at any "
+                            "batch size); step: by this step's (a mean per token; small steps cancel the weights); "
+                            "micro-batch: the authors' per-micro-batch answer tokens (needs --batching random); "
+                            "see e2wm.train.loop", choices=LOSS_NORMS)
     max_len: int = option(800, "tokens per example", minimum=2)
     truncation: str = option("left", "which end of a longer example is cut: left keeps its end (the ref); right "
                              "keeps its start, as the authors' run.py (a ref past --max-len is lost)",
@@ -94,9 +95,11 @@ class TrainConfig(LoadedModelOptions):
         if self.method == "ewc-lora" and not self.fisher:
             raise InputError("--method ewc-lora needs --fisher F.safetensors (from `e2wm fisher`); "
                              "or use --method lora")
-        if self.loss_norm == "micro-batch" and self.batching != "random":
-            raise InputError("--loss-norm micro-batch is the authors' formula on their random batches: use it with "
-                             "--batching random")
+        if self.batching == "length" and self.loss_norm != "mixture":
+            raise InputError(f"--batching length needs --loss-norm mixture: its batches hold one task each, and "
+                             f"--loss-norm {self.loss_norm} would cancel the file weights inside them")
+        if not self.lora_dropout < 1:
+            raise InputError(f"--lora-dropout must be below 1, got {self.lora_dropout}")
         if self.eval_every and not self.eval_ppl_data:
             raise InputError("--eval-every needs --eval-ppl-data FILE (general text for the perplexity curve)")
         if not self.eval_every and (self.eval_ppl_data or self.eval_data):

@@ -140,21 +140,24 @@ def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int, 
 def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int, truncation: str = "left") -> list[Example]:
     """All examples of the mixture's files, in file order, each file's lines with its weight and path.
 
-    Logs a warning per file whose examples lost every ref token to right truncation (they add no loss).
+    Logs a warning per file with examples that lost every ref token to right truncation (they add no loss).
 
     Raises:
-        InputError: from `read_pairs`, for a missing or malformed file.
+        InputError: from `read_pairs`, for a missing or malformed file; when every example of a file lost its
+            ref tokens (the file would add nothing).
     """
     examples = []
     for weight, path in mixture:
-        lost = 0
-        for text, ref in read_pairs(path):
-            example = encode_example(tokenizer, text, ref, weight, max_len, truncation, path)
-            lost += not any(example.is_ref[1:])
-            examples.append(example)
+        encoded = [encode_example(tokenizer, text, ref, weight, max_len, truncation, path)
+                   for text, ref in read_pairs(path)]
+        lost = sum(not any(example.is_ref[1:]) for example in encoded)
+        if lost == len(encoded):
+            raise InputError(f"--train: {path}: none of its {lost} examples keeps an answer token within --max-len "
+                             f"{max_len} (--truncation {truncation}); raise --max-len or use --truncation left")
         if lost:
-            logger.warning("%s: %d examples keep no ref token within --max-len %d (--truncation %s): they add no "
-                           "loss", path, lost, max_len, truncation)
+            logger.warning("%s: %d of %d examples keep no answer token within --max-len %d (--truncation %s): they "
+                           "add no loss", path, lost, len(encoded), max_len, truncation)
+        examples += encoded
     return examples
 
 

@@ -4,8 +4,8 @@
   loss, so a lambda means something different for each Fisher.
 - paper: what the authors' training effectively used. Their `run.py` loads the saved Fisher checkpoint with
   `load_in_8bit=True` (bitsandbytes 0.39) and reads `.weight`, which holds LLM.int8's row-wise codes: the
-  values cast to fp16 (entries below fp16's smallest subnormal, 2**-24, become 0), then each output row
-  scaled to round(127 * F / max(|F| of that row)), an integer 0..127. Every row's largest entry is 127 and
+  values cast to fp16 (entries under 2**-25, half of fp16's smallest subnormal, become 0), then each output
+  row scaled to round(127 * F / max(|F| of that row)), an integer 0..127. Every row's largest entry is 127 and
   most entries round to 0; lambda 2 (GPT-Neo-1.3B) and 0.5 (GPT-J-6B) are lambdas on these codes. A row that
   is all zero stays zero here (bitsandbytes divides 0 by 0 there, giving NaN).
 - mean: F divided by its mean over every adapted entry, so that the average entry weighs 1 and lambda has

@@ -2,17 +2,20 @@
 learning-rate decay.
 
 The loop itself is e2wm.recipes.finetune.FinetuneRecipe.train. A step's micro-batches (batch_size examples
-each, grad_accum x processes of them) each contribute scale * sum(weight * token NLL) to the step's loss,
+each, grad_accum x processes of them) each contribute scale * sum(weight * token NLL) to the step's objective,
 with the scale set by the loss normalisation (`Schedule.scales`):
 
-- "step" (default): 1 / sum(weight) over every ref token of every micro-batch of every process in the step,
-  so the step's CE is the weighted mean NLL of its ref tokens. It does not depend on how the step is split
-  into micro-batches or processes. With length-grouped batches the divisor is instead the mean of that sum
-  over a step (fixed for the run): a step of one task keeps its task's weight, and over an epoch every
-  weighted token counts the same.
+- "mixture" (default): 1 / the mean over steps of sum(weight) over a step's ref tokens, a constant of the
+  run. Every weighted ref token pulls the same, so over an epoch each file pulls its share of sum(weight)
+  exactly, at any batch size, split into micro-batches or processes, and with length-grouped batches.
+- "step": 1 / sum(weight) over the ref tokens of this step (its weighted mean NLL). Independent of the split
+  too, but a ratio: the smaller the step, the more the file weights cancel inside it (at one example a step
+  they have no effect; at 20 the shares are within 2-3 points of the mixture's).
 - "micro-batch": the authors' run.py: each micro-batch's loss is sum(weight * NLL) / its number of ref
   tokens, and a step averages its micro-batches (accelerate's accumulation divides by grad_accum; DDP averages
   processes). A token's pull then depends on how many ref tokens share its micro-batch.
+
+`benchmarks/mixture_shares.py` tabulates the resulting shares (docs/reproduce.md).
 """
 
 import math
@@ -25,7 +28,7 @@ from e2wm.errors import RunError
 from e2wm.train.data import Example, length_grouped_batches, random_batches, ref_tokens, ref_weight
 
 BATCHINGS = ("random", "length")
-LOSS_NORMS = ("step", "micro-batch")
+LOSS_NORMS = ("mixture", "step", "micro-batch")
 
 
 class Diverged(RunError):
@@ -44,13 +47,13 @@ class Schedule:
     max_steps: int | None
     seed: int
     batching: str = "random"  # BATCHINGS
-    loss_norm: str = "step"  # LOSS_NORMS
-    mean_step_weight: float | None = None  # length batching with step norm: the fixed divisor (set by `fit`)
+    loss_norm: str = "mixture"  # LOSS_NORMS
+    mean_step_weight: float | None = None  # the "mixture" divisor (set by `fit`)
 
     def fit(self, examples: list[Example]) -> None:
-        """Set the fixed divisor of length-grouped steps: sum(weight) over all ref tokens / steps' worth of
-        examples (the expected weighted ref tokens of a step)."""
-        if self.batching == "length" and self.loss_norm == "step":
+        """Set the "mixture" divisor: sum(weight) over all ref tokens / steps' worth of examples (the mean
+        weighted ref tokens of a step)."""
+        if self.loss_norm == "mixture":
             per_step = self.batch_size * self.grad_accum * self.processes
             self.mean_step_weight = ref_weight(examples) * per_step / len(examples)
 
@@ -74,8 +77,11 @@ class Schedule:
         with right truncation) gives scale 0: that part adds no loss (the authors' code gave NaN)."""
         if self.loss_norm == "micro-batch":
             return [safe_inverse(ref_tokens(batch) * len(step)) for batch in step]
-        divisor = self.mean_step_weight or ref_weight([e for batch in step for e in batch])
-        return [safe_inverse(divisor)] * len(step)
+        if self.loss_norm == "mixture":
+            if self.mean_step_weight is None:
+                raise RuntimeError("Schedule.fit(examples) sets the mixture divisor before the first step")
+            return [safe_inverse(self.mean_step_weight)] * len(step)
+        return [safe_inverse(ref_weight([e for batch in step for e in batch]))] * len(step)
 
 
 def safe_inverse(value: float) -> float:
@@ -86,9 +92,10 @@ def effective_mixture(schedule: Schedule, examples: list[Example], epoch: int = 
     """Each training file's share of the loss's token weight over one epoch's steps: sum over its ref tokens
     of scale * weight (what the file pulls on the gradient, per unit NLL), divided by the total.
 
-    With random batches and "step" normalisation this is about the file's share of sum(weight) over all ref
-    tokens (the mixture's expectation); length grouping with a fixed divisor gives it exactly; "micro-batch"
-    normalisation favours files whose examples have few ref tokens beside long-answer ones.
+    "mixture" normalisation gives each file's share of sum(weight) over all ref tokens (the mixture's
+    expectation) exactly, up to the examples an epoch's last incomplete step leaves out; "step" comes near it
+    only with large steps; "micro-batch" favours files whose examples have few ref tokens beside long-answer
+    ones.
 
     Returns:
         {file path: share in [0, 1]}, summing to 1, in the order files first appear.

@@ -43,7 +43,9 @@ def test_right_truncation_keeps_the_start_and_can_lose_the_ref(tiny_gpt2, tmp_pa
     with caplog.at_level(logging.WARNING, logger="e2wm"):
         examples = load_examples([(1.0, str(data))], tokenizer, 16, "right")
     assert [any(e.is_ref) for e in examples] == [False, True]
-    assert f"{data}: 1 examples keep no ref token within --max-len 16 (--truncation right)" in caplog.text
+    assert f"{data}: 1 of 2 examples keep no answer token within --max-len 16 (--truncation right)" in caplog.text
+    with pytest.raises(InputError, match=r"long.json: none of its 2 examples keeps an answer token within --max-len 2"):
+        load_examples([(1.0, str(data))], tokenizer, 2, "right")
 
 
 def test_random_batches_are_a_seeded_shuffle_cut_in_order():

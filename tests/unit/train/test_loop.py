@@ -49,13 +49,28 @@ def shares(batches, scales_of_step, per_step):
 
 def test_random_batches_keep_each_tasks_share_of_answer_tokens():
     examples = SHORT + LONG
-    schedule = Schedule(8, 2, 1, 1, None, 0)  # random batches, step normalisation (the defaults)
+    schedule = Schedule(8, 2, 1, 1, None, 0)  # random batches (the default)
     plan = schedule.batches([len(e.ids) for e in examples], epoch=0)
     half = [[examples[i] for i in b] for b in plan[: len(plan) // 2]]  # many batches, not yet the whole epoch
     short_tokens = sum(sum(e.is_ref[1:]) for b in half for e in b if e.source == "short")
     all_tokens = sum(sum(e.is_ref[1:]) for b in half for e in b)
     assert short_tokens / all_tokens == pytest.approx(240 * 3 / (240 * 3 + 240 * 40), abs=0.01)
-    assert effective_mixture(schedule, examples)["short"] == pytest.approx(EXPECTED_SHORT, abs=0.01)
+
+
+@pytest.mark.parametrize(("batch_size", "grad_accum"), [(1, 1), (2, 1), (8, 2), (5, 4)])
+def test_mixture_norm_keeps_the_mixture_at_any_step_size(batch_size, grad_accum):
+    examples = SHORT + LONG  # 480 examples: every epoch uses each one once
+    schedule = Schedule(batch_size, grad_accum, 1, 1, None, 0)  # loss_norm "mixture", the default
+    schedule.fit(examples)
+    assert effective_mixture(schedule, examples)["short"] == pytest.approx(EXPECTED_SHORT, rel=1e-9)
+
+
+def test_step_norm_cancels_the_weights_in_small_steps():
+    examples = SHORT + LONG
+    one = Schedule(1, 1, 1, 1, None, 0, loss_norm="step")  # each example its own step: every example pulls 1
+    assert effective_mixture(one, examples)["short"] == pytest.approx(0.5, rel=1e-9)
+    large = Schedule(8, 2, 1, 1, None, 0, loss_norm="step")  # 16 a step: within a point of the mixture
+    assert effective_mixture(large, examples)["short"] == pytest.approx(EXPECTED_SHORT, abs=0.01)
 
 
 def test_length_batches_keep_the_mixture_with_a_fixed_divisor():
@@ -77,7 +92,10 @@ def test_micro_batch_norm_is_the_authors_per_micro_batch_mean():
     step = [examples[:2], examples[2:]]
     schedule = Schedule(2, 2, 1, 1, None, 0, loss_norm="micro-batch")
     assert schedule.scales(step) == pytest.approx([1 / (6 * 2), 1 / ((3 + 40) * 2)])  # ref tokens / micro-batches
-    assert Schedule(2, 2, 1, 1, None, 0).scales(step) == pytest.approx([1 / (3 * 3 + 40 * 0.5)] * 2)
+    assert Schedule(2, 2, 1, 1, None, 0, loss_norm="step").scales(step) == pytest.approx([1 / (3 * 3 + 40 * 0.5)] * 2)
+    mixture = Schedule(2, 2, 1, 1, None, 0)
+    mixture.fit(SHORT + LONG)  # the mean weighted ref tokens of 4 examples
+    assert mixture.scales(step) == pytest.approx([1 / ((240 * 3 + 240 * 40 * 0.5) * 4 / 480)] * 2)
     # the authors' shares: a micro-batch's tokens share 1 / its ref tokens, so short answers beside long ones
     # pull more than their weight (independent loop over the same batches)
     schedule = Schedule(8, 1, 1, 1, None, 0, loss_norm="micro-batch")
