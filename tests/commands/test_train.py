@@ -466,3 +466,38 @@ def test_weight_decay_and_length_batching_reach_the_optimiser(tiny_gpt2, tmp_pat
     code, err = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batching",
                           "length", "--loss-norm", "micro-batch", "--out", tmp_path / "r2")
     assert code == 2 and "--batching length needs --loss-norm mixture" in err
+
+
+def test_the_adapter_has_a_model_card_naming_the_public_base(tiny_gpt2, tmp_path, capsys):
+    import yaml
+
+    from e2wm.train.card import model_card
+
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    code, _ = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
+                        "--max-steps", "2", "--save-every", "1", "--out", tmp_path / "r")
+    assert code == 0
+    for adapter in (tmp_path / "r" / "adapter", tmp_path / "r" / "checkpoint-1" / "adapter"):
+        card = (adapter / "README.md").read_text()
+        metadata = yaml.safe_load(card.split("---")[1])
+        assert metadata["base_model"] == str(tiny_gpt2) and metadata["library_name"] == "peft"
+        assert "| method | lora |" in card and "`a.json`: `" in card and "@inproceedings{xiang2023language" in card
+        assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_gpt2)
+    assert "2 optimiser steps" in (tmp_path / "r" / "adapter" / "README.md").read_text()
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "metrics.json").write_text(json.dumps({
+        "count": {"accuracy": 0.5, "accuracy_stderr": 0.1, "n": 26},
+        "plan_gen": {"rougeL": 0.4, "rougeL_stderr": 0.02, "n": 59},
+        "ppl": {"perplexity": 37.4, "tokens": 883}}))
+    card = model_card(tmp_path / "r", evaluation)
+    assert "| counting | accuracy | 0.500 ± 0.100 | 26 |" in card
+    assert "| plan generation | rougeL | 0.400 ± 0.020 | 59 |" in card
+    assert "| general text | perplexity | 37.40 | 883 tokens |" in card
+
+
+def test_the_embedded_base_is_named_by_its_hub_id():
+    from e2wm.models import EMBEDDED_NAME
+    from e2wm.train.card import hub_name
+
+    assert hub_name(EMBEDDED_NAME) == "HuggingFaceTB/SmolLM2-135M-Instruct" and hub_name("gpt2") == "gpt2"

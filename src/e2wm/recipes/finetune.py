@@ -33,6 +33,7 @@ from e2wm.files import append_jsonl, read_jsonl, write_json, write_jsonl
 from e2wm.models import context_length, default_device, load_model
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
+from e2wm.train.card import write_card
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, save_checkpoint, save_pretrained
 from e2wm.train.config import TrainConfig
@@ -346,18 +347,20 @@ class FinetuneRecipe:
 
     def write_model(self, final: Path, inside: str | None = None) -> None:
         """The adapter (or, for full finetuning, the model and tokenizer) into final[/inside], atomically
-        (checkpoint.save_pretrained); call on the main process only."""
+        (checkpoint.save_pretrained), with its model card (train.card); call on the main process only."""
         tokenizer = self.tokenizer if self.config.method == "full" else None
         save_pretrained(self.accelerator.unwrap_model(self.model), tokenizer, final, inside)
+        if self.config.method != "full":
+            write_card(self.run_dir, final / inside if inside else final)
 
     def save(self) -> TrainResult:
         """Write adapter/ (or model/ and its tokenizer for full finetuning) into the run directory, atomically."""
         target = self.run_dir / self.output_name
         if self.accelerator.is_main_process:
-            self.write_model(target)
             recorded = json.loads((self.run_dir / "config.json").read_text())
             recorded["provenance"]["wall_seconds"] = round(time.time() - self.began, 3)  # this session's
             write_json(self.run_dir / "config.json", recorded)
+            self.write_model(target)
             logger.info("saved %s", target)
         self.accelerator.wait_for_everyone()
         return TrainResult(self.run_dir, target, self.total, self.loss)

@@ -1,0 +1,195 @@
+"""A rerunnable training study: named runs (LoRA, EWC-LoRA at several Fisher scales and lambdas, ...), each
+trained and evaluated with the `e2wm` commands, the base model evaluated once, then one `e2wm report` over all.
+
+    python benchmarks/study.py configs/study/cpu.yaml [--only NAME ...] [--parallel 2] [--publish DIR]
+
+The study file (YAML) holds `out` (the study folder), `fisher` and `heldout` (options of `e2wm fisher`: the
+Fisher, and held-out general text drawn with --samples-only), `train` and `eval` (options shared by every
+run's `e2wm train` / `e2wm eval`) and `runs` (name -> the options that differ). Each job gets its own YAML
+config in OUT/<name>/ (rerun one by hand with `e2wm train --config OUT/<name>/train.yaml`) and runs in its
+own process with one torch thread; `--parallel` jobs run at once (a run's eval waits for its training).
+
+Finished work is skipped: a training run whose adapter exists, an eval run whose metrics.json exists, each
+only when its recorded options equal the study's (else it stops and says which run changed: delete its
+folder or rename the run). An interrupted training run resumes from its checkpoint. `--publish DIR` copies
+what the repository keeps of each finished run (metrics, training log and config, per-item scores without
+the benchmark's texts) and the report into DIR.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from e2wm.cli import parse
+from e2wm.files import read_jsonl, write_json, write_jsonl
+
+STEPS = ("fisher", "heldout", "train", "eval")
+
+
+def load_study(path: Path) -> dict:
+    """The study file as a mapping; SystemExit naming the file and the missing section."""
+    study = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for key in ("out", "fisher", "heldout", "train", "eval", "runs"):
+        if key not in study:
+            raise SystemExit(f"{path}: the study needs a '{key}' section")
+    return study
+
+
+def write_job(folder: Path, command: str, options: dict) -> tuple[Path, object]:
+    """Write options as OUT/.../<command>.yaml and check them as `e2wm <command> --config` would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    file = folder / f"{command.split()[0]}.yaml"
+    file.write_text(yaml.safe_dump(options, sort_keys=False), encoding="utf-8")
+    config, _ = parse(command, ["--config", str(file)])
+    return file, config
+
+
+def unchanged(recorded: Path, key: str, config) -> bool:
+    """True when recorded (a config.json of `e2wm train` or `e2wm eval`) holds the same options as config;
+    SystemExit when it holds others (the study file changed under a finished run)."""
+    before = json.loads(recorded.read_text())[key]
+    now = json.loads(json.dumps(asdict(config)))
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k != "resume")
+    if changed:
+        raise SystemExit(f"{recorded.parent}: finished with other {', '.join(changed)}; delete the folder or rename "
+                         f"the run in the study file")
+    return True
+
+
+def run(command: str, file: Path, log: Path, extra: list[str] = ()) -> float:
+    """`python -m e2wm <command> --config FILE` with one torch thread; output to log; seconds taken."""
+    argv = [sys.executable, "-m", "e2wm", *command.split(), "--config", str(file), *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    began = time.time()
+    print(f"[study] start {' '.join(argv[1:])}", flush=True)
+    with log.open("a") as handle:
+        done = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    seconds = time.time() - began
+    if done.returncode:
+        raise SystemExit(f"[study] failed ({done.returncode}) after {seconds:.0f} s: {' '.join(argv[1:])}; see {log}")
+    print(f"[study] done in {seconds:.0f} s: {' '.join(argv[3:])}", flush=True)
+    return seconds
+
+
+def prepare_data(study: dict, out: Path) -> tuple[Path, Path]:
+    """The Fisher and the held-out general text (each made once): their paths."""
+    fisher = out / "fisher.safetensors"
+    heldout = out / "heldout.jsonl"
+    file, _ = write_job(out / "fisher", "fisher", {**study["fisher"], "out": str(fisher)})
+    if not fisher.is_file():
+        run("fisher", file, out / "fisher" / "log.txt")
+    file, _ = write_job(out / "heldout", "fisher", {**study["heldout"], "samples_only": True,
+                                                    "write_samples": str(heldout),
+                                                    "out": str(out / "heldout" / "unused.safetensors")})
+    if not heldout.is_file():
+        run("fisher", file, out / "heldout" / "log.txt")
+    return fisher, heldout
+
+
+def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fisher: Path, heldout: Path) -> None:
+    """One run: train (unless it is the base model) and evaluate, each skipped when done with the same options."""
+    folder = out / name
+    adapter = None
+    if options is not None:
+        train_dir = folder / "train"
+        merged = {**study["train"], **options, "out": str(train_dir)}
+        if merged.get("method", "ewc-lora") != "lora":
+            merged.setdefault("fisher", str(fisher))
+        file, config = write_job(folder, "train", merged)
+        adapter = train_dir / "adapter"
+        if not ((adapter / "adapter_config.json").is_file() and unchanged(train_dir / "config.json", "options",
+                                                                          config)):
+            resume = (train_dir / "checkpoint" / "state.json").is_file()
+            if not resume:  # nothing to resume: a run cut before its first checkpoint starts over
+                shutil.rmtree(train_dir, ignore_errors=True)
+            run("train", file, folder / "log.txt", ["--resume"] if resume else [])
+    evaluated = folder / "eval"
+    merged = {**study["eval"], "ppl_data": str(heldout), "out": str(evaluated)}
+    if adapter is not None:
+        merged["adapter"] = str(adapter)
+    file, config = write_job(folder, "eval", merged)
+    if not ((evaluated / "metrics.json").is_file() and unchanged(evaluated / "config.json", "config", config)):
+        run("eval", file, folder / "log.txt")
+
+
+def summarise(study: dict, out: Path, names: list[str]) -> Path:
+    """`e2wm report` over the base model and every finished run (the base first)."""
+    done = [name for name in names if (out / name / "eval" / "metrics.json").is_file()]
+    runs = [str(out / "base" / "eval")] + [str(out / name / "eval") for name in done]
+    logs = [str(out / name / "train") for name in done if (out / name / "train" / "log.jsonl").is_file()]
+    file, _ = write_job(out / "report", "report", {"runs": runs, "train_log": logs, "out": str(out / "report" /
+                        "report.md"), "title": study.get("title", "e2wm study")})
+    run("report", file, out / "report" / "log.txt")
+    return out / "report" / "report.md"
+
+
+def publish(out: Path, names: list[str], target: Path) -> None:
+    """Copy into target what the repository keeps: per run its metrics, results table, options, training log
+    and per-item scores (index and score or correctness, no benchmark text), and the report with its charts."""
+    for name in ["base", *names]:
+        evaluated = out / name / "eval"
+        if not (evaluated / "metrics.json").is_file():
+            continue
+        keep = target / name
+        keep.mkdir(parents=True, exist_ok=True)
+        for source in (evaluated / "metrics.json", evaluated / "results.md", out / name / "train" / "log.jsonl",
+                       out / name / "train" / "config.json"):
+            if source.is_file():
+                shutil.copy(source, keep / (("train-" if source.parent.name == "train" else "") + source.name))
+        scores = {}
+        for predictions in sorted((evaluated / "predictions").glob("*.jsonl")):
+            rows = read_jsonl(predictions)
+            scores[predictions.stem] = [item_score(row) for row in rows]
+        write_json(keep / "scores.json", scores)
+    for source in (out / "report").glob("*"):
+        if source.suffix in (".md", ".png", ".json"):
+            shutil.copy(source, target / source.name)
+    write_jsonl(target / "runs.jsonl", [{"name": n} for n in ["base", *names] if (target / n).is_dir()])
+
+
+def item_score(row: dict) -> dict:
+    """A prediction row without text: multiple choice -> index, the chosen option's position, correct;
+    generation -> index and the row's per-item score."""
+    if "scores" in row:
+        choice = max(range(len(row["scores"])), key=row["scores"].__getitem__)
+        return {"index": row["index"], "choice": choice, "correct": row["prediction"] == row["answer"]}
+    return {"index": row["index"], "score": row.get("score")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", type=Path, help="the study's YAML file")
+    parser.add_argument("--only", nargs="*", help="run only these runs (and the base model)")
+    parser.add_argument("--parallel", type=int, default=2, help="jobs at once (one torch thread each)")
+    parser.add_argument("--publish", type=Path, help="copy what the repository keeps of finished runs here")
+    parser.add_argument("--no-report", action="store_true", help="skip the final `e2wm report`")
+    parser.add_argument("--no-base", action="store_true", help="leave the base model's evaluation to another "
+                        "study process (two studies must not write one run at once)")
+    args = parser.parse_args()
+    study = load_study(args.study)
+    out = Path(study["out"])
+    names = [n for n in study["runs"] if not args.only or n in args.only]
+    fisher, heldout = prepare_data(study, out)
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        jobs = [] if args.no_base else [pool.submit(train_and_eval, "base", None, study, out, fisher, heldout)]
+        jobs += [pool.submit(train_and_eval, n, study["runs"][n] or {}, study, out, fisher, heldout) for n in names]
+        failures = [job.exception() for job in jobs if job.exception() is not None]
+    if failures:
+        raise SystemExit("; ".join(str(f) for f in failures))
+    if not args.no_report:
+        print(f"[study] report: {summarise(study, out, names)}")
+    if args.publish:
+        publish(out, names, args.publish)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The model card of a trained adapter: README.md in the Hugging Face format (YAML metadata, then markdown),
+filled from the run's config.json and log.jsonl and, when given, an `e2wm eval` run of the adapter.
+
+It replaces PEFT's empty template. The card names the base model by its Hub id, never a local cache path
+(the embedded model is `EMBEDDED_HUB_ID` de-quantised from a Q4_1 GGUF, and the card says so), and
+`base_model_name_or_path` in adapter_config.json is set to the same name.
+Format: https://huggingface.co/docs/hub/model-cards (metadata keys base_model, library_name, license, tags).
+"""
+
+import json
+from pathlib import Path
+
+from e2wm.benchmark import TASKS, label
+from e2wm.files import read_jsonl, write_atomic, write_json
+from e2wm.models import EMBEDDED_DESCRIPTION, EMBEDDED_HUB_ID, EMBEDDED_NAME
+
+LICENSES = {EMBEDDED_HUB_ID: "apache-2.0"}  # base models whose license e2wm knows
+CITATION = """@inproceedings{xiang2023language,
+  title     = {Language Models Meet World Models: Embodied Experiences Enhance Language Models},
+  author    = {Xiang, Jiannan and Tao, Tianhua and Gu, Yi and Shu, Tianmin and Wang, Zirui and Yang, Zichao
+               and Hu, Zhiting},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year      = {2023},
+  note      = {arXiv:2305.10626}
+}"""
+SETTINGS = [("method", "method"), ("lam", "lambda"), ("fisher_scale", "Fisher scale"), ("lora_r", "LoRA rank"),
+            ("lora_alpha", "LoRA alpha"), ("lora_dropout", "LoRA dropout"), ("modules", "adapted modules"),
+            ("lr", "learning rate (AdamW, linear decay)"), ("weight_decay", "weight decay"),
+            ("batch_size", "examples per micro-batch"), ("grad_accum", "micro-batches per step"),
+            ("max_steps", "optimiser steps (at most)"), ("epochs", "epochs (at most)"),
+            ("max_len", "tokens per example"),
+            ("truncation", "truncation"), ("batching", "batching"), ("loss_norm", "loss normalisation"),
+            ("seed", "seed")]
+
+
+def hub_name(model: str) -> str:
+    """The base model's public name: the embedded model's Hub id, else the name as given."""
+    return EMBEDDED_HUB_ID if model == EMBEDDED_NAME else model
+
+
+def model_card(run_dir: Path, evaluation: Path | None = None, name: str | None = None) -> str:
+    """The README.md text of run_dir's adapter.
+
+    Args:
+        run_dir: an `e2wm train` run directory (config.json, log.jsonl).
+        evaluation: an `e2wm eval` run directory of this adapter (metrics.json), or None.
+        name: the adapter's name in the heading (default: the run directory's name).
+    Raises:
+        FileNotFoundError: when run_dir has no config.json (or evaluation no metrics.json).
+    """
+    recorded = json.loads((run_dir / "config.json").read_text())
+    options, settings = recorded["options"], recorded["settings"]
+    provenance = recorded.get("provenance", {})
+    log = read_jsonl(run_dir / "log.jsonl") if (run_dir / "log.jsonl").is_file() else []
+    base = hub_name(options["model"])
+    method = {"ewc-lora": "EWC-LoRA", "lora": "LoRA", "full": "full finetuning"}[options["method"]]
+    metadata = [f"base_model: {base}", "library_name: peft"]
+    if base in LICENSES:
+        metadata.append(f"license: {LICENSES[base]}")
+    metadata += ["tags:", "- e2wm", f"- {options['method']}", "- embodied", "- virtualhome",
+                 "pipeline_tag: text-generation"]
+    lines = ["---", *metadata, "---", "", f"# {name or run_dir.name}: an E2WM {method} adapter for {base}", ""]
+    version = provenance.get("versions", {}).get("e2wm", "")
+    lines.append(f"A {method} adapter trained by e2wm {version} on embodied experiences from the VirtualHome "
+                 "world model, the E2WM method of Xiang et al. "
+                 "(NeurIPS 2023): LoRA adapters trained on plans and object tracking from a simulator, with an "
+                 "elastic weight consolidation penalty (a diagonal Fisher from general text) that keeps the base "
+                 "model's general ability.")
+    if options["model"] == EMBEDDED_NAME:
+        lines += ["", f"The base weights it was trained on are e2wm's embedded model: {EMBEDDED_DESCRIPTION}. "
+                  f"Applied to the original `{base}` weights it behaves close to, not exactly as, measured here."]
+    lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {text} | {options[key]} |" for key, text in SETTINGS if options.get(key) is not None]
+    lines += ["", f"Training data (mixture `{options['train']}`; sha256 of each file):", ""]
+    lines += [f"- `{Path(path).name}`: `{digest}`" for path, digest in settings.get("inputs", {}).items()]
+    if log:
+        last = log[-1]
+        tail = [row["ce"] for row in log[-10:]]
+        lines += ["", f"{last['step']} optimiser steps; the last 10 steps' mean cross-entropy on answer tokens "
+                  f"{sum(tail) / len(tail):.3f} nats (the first step's {log[0]['ce']:.3f}); EWC term at the end "
+                  f"{last['ewc']:.4g}."]
+    if provenance:
+        versions = ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items())
+        lines += ["", f"Trained {provenance.get('date', '')} on {provenance.get('device', '?')} in "
+                  f"{provenance.get('wall_seconds', 0):.0f} s; {versions}; e2wm commit "
+                  f"{provenance.get('git_commit') or 'unknown'}."]
+    lines += ["", "## Evaluation", ""]
+    lines += evaluation_lines(evaluation) if evaluation else [
+        "Not evaluated with this card. Score it with `e2wm eval --model "
+        f"{options['model']} --adapter <this folder> --data <E2WM files> --out <run>`."]
+    lines += ["", "## Use", "", "```python", "from peft import PeftModel",
+              "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+              f'base = AutoModelForCausalLM.from_pretrained("{base}")',
+              'model = PeftModel.from_pretrained(base, "<this folder>")',
+              f'tokenizer = AutoTokenizer.from_pretrained("{base}")', "```", "",
+              "## Limitations", "",
+              "- Trained on simulated household activities (VirtualHome programs and random exploration), in "
+              "English; the skills are those of the E2WM tasks: plans, activity recognition, counting, object paths.",
+              "- A small adapter trained briefly: read the evaluation's intervals before trusting a difference.",
+              "- The base model's own limitations and license apply.", "",
+              "## Citation", "", "```bibtex", CITATION, "```", ""]
+    return "\n".join(lines)
+
+
+def evaluation_lines(evaluation: Path) -> list[str]:
+    """The metrics of an `e2wm eval` run as a markdown table: task, metric, score (+- stderr), items."""
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    rows = ["| task | metric | score | items |", "|---|---|---:|---:|"]
+    for task, values in metrics.items():
+        if task == "ppl":
+            tokens = values.get("tokens", "")
+            rows.append(f"| general text | perplexity | {values['perplexity']:.2f} | {tokens} tokens |")
+            continue
+        metric = TASKS[task].metric if task in TASKS else ("accuracy" if "accuracy" in values else "rougeL")
+        stderr = values.get(f"{metric}_stderr")
+        score = f"{values[metric]:.3f}" + (f" ± {stderr:.3f}" if stderr is not None else "")
+        rows.append(f"| {label(task)} | {metric} | {score} | {values.get('n', '')} |")
+    return [f"`e2wm eval` of this adapter ({evaluation.name}); ± is one standard error:", "", *rows]
+
+
+def write_card(run_dir: Path, adapter: Path, evaluation: Path | None = None, name: str | None = None) -> None:
+    """Write adapter/README.md (`model_card`) and set base_model_name_or_path in adapter/adapter_config.json to
+    the base model's public name (`hub_name`); both atomically."""
+    write_atomic(adapter / "README.md", model_card(run_dir, evaluation, name))
+    config_file = adapter / "adapter_config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        config["base_model_name_or_path"] = hub_name(json.loads((run_dir / "config.json").read_text())
+                                                     ["options"]["model"])
+        write_json(config_file, config)
