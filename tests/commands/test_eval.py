@@ -1,6 +1,8 @@
 """`e2wm eval` end to end with a tiny model: outputs, resume, and every bad input (exit 2, one clear line)."""
 
+import hashlib
 import json
+import logging
 
 import pytest
 from helpers.files import write
@@ -46,18 +48,23 @@ def test_eval_end_to_end_and_resume(tiny_gpt2, tmp_path, capsys):
     rows = [json.loads(line) for line in (out / "predictions" / "housework_qa.jsonl").read_text().splitlines()]
     assert [r["index"] for r in rows] == [0, 1] and len(rows[0]["scores"]) == 2
     assert rows[0]["prediction"] == rows[1]["prediction"] and rows[1]["answer"] == "bed"
+    # each row's digest of what the model was shown: the same input and options, so the same digest
+    shown = json.dumps([QA["input"], QA["answer_list"]], ensure_ascii=False).encode("utf-8")
+    assert rows[0]["sha256"] == rows[1]["sha256"] == hashlib.sha256(shown).hexdigest()[:16]
     gen_rows = [json.loads(line) for line in (out / "predictions" / "plan_gen.jsonl").read_text().splitlines()]
     assert gen_rows[0]["ref"] == GEN["ref"]
+    assert gen_rows[0]["sha256"] == hashlib.sha256(GEN["input"].encode("utf-8")).hexdigest()[:16]
     assert metrics["plan_gen"]["rougeL"] == pytest.approx(sum(r["score"] for r in gen_rows) / 2)  # per-item scores
     assert metrics["plan_gen"]["bootstrap_resamples"] == 10_000 and metrics["plan_gen"]["seed"] == 1234
     # one answer for both items, right once: stderr sqrt(0.5 * 0.5 / (2 - 1)), chance 1/2, majority 'sink' (a tie,
     # the first gold answer), and a flag
     qa = metrics["housework_qa"]
     assert (qa["accuracy_stderr"], qa["chance"], qa["majority"], qa["majority_answer"]) == (0.5, 0.5, 0.5, "sink")
+    assert qa["accuracy_ci95"] == [pytest.approx(0.094531, abs=1e-6), pytest.approx(0.905469, abs=1e-6)]  # Wilson
     assert qa["constant_prediction"] and qa["answers"]["gold"] == {"sink": 1, "bed": 1}
     assert qa["answers"]["predicted"] == {rows[0]["prediction"]: 2} and qa["cut_by_limit"] is False
     text = (out / "results.md").read_text()
-    assert "| housework_qa | accuracy | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 2 | 0 |" in text
+    assert "| housework_qa | accuracy | 0.5000 | 0.0945-0.9055 | 0.5000 | 0.5000 | 0.5000 | 2 | 0 |" in text
     assert f"housework_qa: the model gave the same answer ('{rows[0]['prediction']}') to all 2 items" in text
     assert "](answers.png)" in text and (out / "answers.png").read_bytes()[:4] == b"\x89PNG"
     texts = [json.loads(line) for line in (out / "predictions" / "ppl.jsonl").read_text().splitlines()]
@@ -110,6 +117,24 @@ def test_bad_data_exits_2_with_file_line_field(tmp_path, capsys, lines, message)
     assert not out.exists()  # nothing written for a failed file (and no model was loaded)
 
 
+def test_odd_options_are_warned_about_not_refused(tmp_path, caplog):
+    from e2wm.eval.items import read_eval_file
+
+    lines = [QA, {"input": "x", "answer_list": ["a", "b", "a"], "answer": "a"},
+             {"input": "y", "answer_list": ["a"], "answer": "a"},
+             {"input": "z", "answer_list": ["", "b"], "answer": "b"}]
+    with caplog.at_level(logging.WARNING, logger="e2wm"):
+        task = read_eval_file(write(tmp_path / "quiz.json", lines))
+    assert len(task.items) == 4
+    file = tmp_path / "quiz.json"
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{file}:2: field 'answer_list' repeats option(s) 'a': equal options score alike, and the chance baseline "
+        "counts each",
+        f"{file}:3: field 'answer_list' has a single option: the item is always answered right",
+        f"{file}:4: field 'answer_list' has an empty option: it is scored as a lone space",
+    ]
+
+
 def test_bad_paths_exit_2(tmp_path, capsys, tiny_gpt2):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -120,6 +145,7 @@ def test_bad_paths_exit_2(tmp_path, capsys, tiny_gpt2):
     assert "not a PEFT adapter directory" in err
     assert "need a CUDA GPU" in fails(capsys, "--model", tiny_gpt2, "--load-in-4bit", "--data", data, "--out", tmp_path)
     assert "--limit must be at least 1" in fails(capsys, "--data", data, "--out", tmp_path, "--limit", 0)
+    assert "--seed must be at least 0, got -1" in fails(capsys, "--data", data, "--out", tmp_path, "--seed", -1)
     config = write(tmp_path / "c.yaml", ["colour: red"])
     assert "field 'colour' is not an option" in fails(capsys, "--config", config)
 

@@ -74,6 +74,13 @@ def test_bad_run_dirs_exit_2(tmp_path, capsys, setup, message):
     assert not (tmp_path / "r.md").exists()
 
 
+def test_a_negative_seed_is_refused_up_front(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path), "--out", str(tmp_path / "r.md"), "--seed", "-1"])
+    assert exit_info.value.code == 2
+    assert "--seed must be at least 0, got -1" in capsys.readouterr().err
+
+
 def test_eval_runs_compared_item_by_item_and_different_limits_rejected(tiny_gpt2, tmp_path, capsys):
     """Two real `e2wm eval` runs on the same items compare; a run with another --limit stops the report (exit 2)."""
     data = tmp_path / "data"
@@ -93,8 +100,8 @@ def test_eval_runs_compared_item_by_item_and_different_limits_rejected(tiny_gpt2
     main(["report", str(runs["a"]), str(runs["b"]), "--out", str(out), "--bootstrap-resamples", "500"])
     text = out.read_text()
     # the same model twice: every item alike, so no change, and nothing is claimed
-    assert re.search(r"\| housework_qa \| accuracy \| 5 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| "
-                     r"\+0\.0000 \[\+0\.0000, \+0\.0000\] \| no change \|", text)
+    assert re.search(r"\| housework_qa \| accuracy \| 5 \| [\d.]+ \[[\d.]+, [\d.]+\] \| [\d.]+ \[[\d.]+, [\d.]+\] \| "
+                     r"\+0\.0000 \[\+0\.0000, \+0\.0000\] \| no change \| 1 \|", text)
     assert "**housework_qa** (5 items): both runs score every item alike" in text
     assert "fewer than 30 items in housework_qa (5), plan_gen (2)" in text
     with pytest.raises(SystemExit) as exit_info:

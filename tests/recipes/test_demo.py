@@ -60,7 +60,9 @@ def test_demo_pipeline_end_to_end_and_skips_done_stages(tiny_llama, tmp_path, mo
     assert re.search(r"\*\*Warning: fewer than 30 items in act_recog_unseen \(\d\), plan_gen_unseen \(\d\)", report)
     for task in ("plan_gen_unseen", "act_recog_unseen"):
         assert re.search(rf"- \*\*{task}\*\* \(\d items?\): ", report)
-    assert "- **perplexity**: " in report and "paired bootstrap interval" in report
+    assert re.search(r"\*\*Warning: fewer than 30 items in .*, ppl \(\d+ texts\)", report)  # a few paragraphs
+    assert re.search(r"- \*\*perplexity\*\* \(\d+ texts\): .* \(p = [\d.e-]+\)\.", report)
+    assert "paired bootstrap interval" in report and "paired permutation test" in report
     assert (out / "report" / "report.png").stat().st_size > 10_000
     assert (out / "report" / "report-train.png").stat().st_size > 10_000
     assert any(line.startswith("    $ e2wm train --model") for line in lines.messages)

@@ -58,7 +58,7 @@ class EvalConfig(LoadedModelOptions):
     bootstrap_resamples: int = option(RESAMPLES, "resamples of the bootstrap standard errors (ROUGE, LCS, "
                                       "perplexity)", minimum=100, group=STATISTICS)
     seed: int = option(SEED, "seed of the bootstrap resampling (the same seed gives the same standard errors)",
-                       group=STATISTICS)
+                       minimum=0, group=STATISTICS)
 
 
 @dataclass(kw_only=True)
@@ -71,10 +71,10 @@ class ReportConfig:
                                   "(loss, CE, EWC; the eval_ppl / eval_accuracy curves when logged)", metavar="DIR")
     out: str = option(help="markdown file; the PNG charts are written beside it")
     title: str = option("E2WM report", "the report's heading")
-    bootstrap_resamples: int = option(RESAMPLES, "resamples of the paired bootstrap intervals", minimum=100,
-                                      group=STATISTICS)
-    seed: int = option(SEED, "seed of the paired bootstrap (the same seed gives the same intervals)",
-                       group=STATISTICS)
+    bootstrap_resamples: int = option(RESAMPLES, "resamples of the paired bootstrap intervals, and label swaps of "
+                                      "the permutation test past 20 differing items", minimum=100, group=STATISTICS)
+    seed: int = option(SEED, "seed of the paired bootstrap and of a Monte Carlo permutation test (the same seed "
+                       "gives the same intervals and p-values)", minimum=0, group=STATISTICS)
 
     def __post_init__(self) -> None:
         config.check(self)

@@ -4,12 +4,17 @@ The file's name is its task's name (`plan_gen.json` -> plan_gen); how a task is 
 `e2wm.benchmark`.
 """
 
+import hashlib
+import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2wm.benchmark import TASKS, Kind, TaskSpec, spec_for
 from e2wm.errors import InputError, at
 from e2wm.files import iter_jsonl, require
+
+logger = logging.getLogger(__name__)
 
 SUFFIXES = (".json", ".jsonl")
 
@@ -25,6 +30,27 @@ class QAItem:
 class GenItem:
     input: str
     ref: str
+
+
+def item_digest(item: QAItem | GenItem) -> str:
+    """The first 16 hex digits of the sha256 of what the model is shown: a QA item's input and options (JSON of
+    [input, options]), a generation item's input. `e2wm report` pairs two runs' rows only when these agree."""
+    shown = json.dumps([item.input, item.options], ensure_ascii=False) if isinstance(item, QAItem) else item.input
+    return hashlib.sha256(shown.encode("utf-8")).hexdigest()[:16]
+
+
+def check_options(options: list[str], path: Path, line: int) -> None:
+    """Warn (logging, not refusing) about options that make an item odd to score: repeated texts, a single
+    option and an empty one."""
+    where = at(path, line, "answer_list")
+    repeated = sorted({o for o in options if options.count(o) > 1})
+    if repeated:
+        logger.warning("%s repeats option(s) %s: equal options score alike, and the chance baseline counts each",
+                       where, ", ".join(repr(o) for o in repeated))
+    if len(options) == 1:
+        logger.warning("%s has a single option: the item is always answered right", where)
+    if "" in options:
+        logger.warning("%s has an empty option: it is scored as a lone space", where)
 
 
 @dataclass
@@ -66,6 +92,7 @@ def read_eval_file(path: Path) -> EvalFile:
             raise InputError(f"{at(path, line, 'answer_list')} is empty")
         if not all(isinstance(o, str) for o in options):
             raise InputError(f"{at(path, line, 'answer_list')} must hold strings only")
+        check_options(options, path, line)
         answer = require(record, "answer", str, path, line)
         if answer not in options:
             raise InputError(f"{at(path, line, 'answer')} {answer!r} is not in answer_list")

@@ -3,12 +3,15 @@
 A run directory is what `e2wm eval` writes (metrics.json, predictions/); a training directory is what
 `e2wm train` writes (log.jsonl; with `--eval-every`, its rows at the evaluated steps also hold the
 forgetting curve, eval_ppl and eval_accuracy). Every later run is compared with the first item by item
-(e2wm.eval.compare): each change comes with its 95% paired bootstrap interval, and a change whose interval
-includes zero is called noise, never a gain. Charts are PNGs saved next to the markdown and linked from it.
+(e2wm.eval.compare): each change comes with its 95% paired bootstrap interval and the p of a paired
+permutation test, and a change is called a gain or a loss only when p < 0.05, else noise. Charts are PNGs
+saved next to the markdown and linked from it.
 """
 
+import functools
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +20,20 @@ from e2wm.errors import InputError
 from e2wm.eval.compare import PPL, Comparison, compare
 from e2wm.eval.config import RESAMPLES, SEED
 from e2wm.eval.metrics import headline
-from e2wm.eval.statistics import LEVEL, MIN_ITEMS, Interval, Paired
+from e2wm.eval.statistics import (
+    ALPHA,
+    LEVEL,
+    MIN_ITEMS,
+    PSI,
+    SD_DIFFERENCE,
+    Interval,
+    Paired,
+    detectable_difference,
+    min_items_for_verdict,
+    score_interval,
+)
 from e2wm.files import read_jsonl, write_atomic
 
-Z = 1.959964  # the standard normal's 97.5% quantile: error bars of ± Z stderr cover about 95%
 METRIC_NAMES = {"accuracy": "accuracy", "rougeL": "ROUGE-L F1", "lcs": "LCS ratio", "perplexity": "perplexity"}
 CURVE = {  # log.jsonl's held-out fields (train --eval-every): (panel title, y-axis label)
     "eval_ppl": ("general-text perplexity (lower is better)", "exp(mean token NLL)"),
@@ -43,6 +56,10 @@ class Run:
         """The standard error of the task's headline score, when eval recorded one."""
         score = self.score(task)
         return None if score is None else self.metrics[task].get(f"{score[0]}_stderr")
+
+    def interval(self, task: str) -> tuple[float, float] | None:
+        """The 95% interval of the task's headline score (`score_interval`); None when the run lacks the task."""
+        return score_interval(self.metrics[task]) if task in self.metrics else None
 
 
 @dataclass
@@ -100,6 +117,33 @@ def load_train_log(path: Path, label: str) -> TrainLog:
     return TrainLog(label, path, rows)
 
 
+def visible(text: str) -> str:
+    """text with line breaks and tabs written as \\n, \\r and \\t, so that it stays on one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def cell(text: str) -> str:
+    """`visible`, with '|' escaped: text that stays one cell of a markdown table."""
+    return visible(text).replace("|", "\\|")
+
+
+def quiet_glyphs(draw):
+    """Run a chart function without matplotlib's 'Glyph ... missing from font(s)' warnings: answers in a script
+    the font lacks (CJK with the default DejaVu Sans) are drawn as boxes, which docs/statistics.md says."""
+    @functools.wraps(draw)
+    def quietly(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+            return draw(*args, **kwargs)
+
+    return quietly
+
+
+def format_p(p: float) -> str:
+    """A p-value to 3 significant digits (0.25, 0.0312, 0.000999)."""
+    return f"{p:.3g}"
+
+
 def format_change(change: float) -> str:
     """A relative change as a signed percentage (+∞ for an unbounded one)."""
     return "+∞" if math.isinf(change) else f"{change * 100:+.1f}%"
@@ -112,9 +156,9 @@ def format_interval(value: Interval, percent: bool = False) -> str:
 
 
 def verdict(pair: Paired, lower_is_better: bool = False) -> str:
-    """The verdict cell: 'noise' when the difference's interval includes zero ('no change' when it is [0, 0]),
-    else 'gain' or 'loss' (for perplexity: 'higher, worse' or 'lower, better') with the relative change and
-    its interval."""
+    """The verdict cell: 'noise' when the permutation test's p is not below ALPHA ('no change' when every item
+    is alike), else 'gain' or 'loss' (for perplexity: 'higher, worse' or 'lower, better') with the relative
+    change and its interval."""
     difference = pair.difference
     if difference.verdict in ("noise", "no change"):
         return difference.verdict
@@ -143,65 +187,108 @@ def mean_score(run: Run, tasks: list[str]) -> float | None:
 
 
 def comparisons(runs: list[Run], resamples: int, seed: int) -> list[Comparison]:
-    """Each later run against the first (`compare`), in order. InputError when two runs scored different items."""
+    """Each later run against the first (`compare`), in order.
+
+    Raises:
+        InputError: two runs scored different items of a task, or a later run shares no task (perplexity
+            included) with the first.
+    """
     base, tasks = runs[0], tasks_of(runs)
     found = []
     for run in runs[1:]:
         shared = [task for task in tasks if task in base.metrics and task in run.metrics]
-        found.append(compare(base.path, run.path, shared, len(shared) == len(tasks),
-                             PPL in base.metrics and PPL in run.metrics, resamples, seed))
+        perplexity = PPL in base.metrics and PPL in run.metrics
+        if not shared and not perplexity:
+            raise InputError(f"{base.path} ({', '.join(base.metrics)}) and {run.path} ({', '.join(run.metrics)}) "
+                             "share no task: there is nothing to compare item by item")
+        found.append(compare(base.path, run.path, shared, len(shared) == len(tasks), perplexity, resamples, seed))
     return found
 
 
+def run_warnings(runs: list[Run]) -> list[str]:
+    """Warnings about the runs given: a directory given twice (the first again: a run compared with itself),
+    and tasks that a later run or the first lacks (no Δ for them, and no means over tasks)."""
+    lines, seen = [], {}
+    for run in runs:
+        first = seen.setdefault(run.path.resolve(), run)
+        if first is runs[0] and run is not first:
+            lines.append(f"`{run.label}` ({run.path}) is the first run again: it is compared with itself, so every "
+                         "change is 0 by construction")
+        elif first is not run:
+            lines.append(f"{run.path} is given twice (`{first.label}` and `{run.label}`)")
+    base, tasks = runs[0], tasks_of(runs)
+    for run in runs[1:]:
+        lacking = [(label, [t for t in tasks if t not in r.metrics]) for label, r in ((run.label, run),
+                                                                                      (base.label, base))]
+        lacking = [f"`{label}` lacks {', '.join(missing)}" for label, missing in lacking if missing]
+        if lacking:
+            lines.append(f"{'; '.join(lacking)}: those tasks have no Δ against `{base.label}`, and the mean over "
+                         f"tasks and the mean relative gain of `{run.label}` are not given (they need every task in "
+                         "both runs)")
+    return lines
+
+
+def interval_cells(value: Interval | None, percent: bool = False) -> list[str]:
+    """[estimate [95% CI], verdict, p] of a mean over tasks, or three dashes."""
+    return ["—"] * 3 if value is None else [format_interval(value, percent), value.verdict, format_p(value.p)]
+
+
+def change_cells(pair: Paired | None, word) -> list[str]:
+    """[Δ [95% CI], word(pair) (`verdict`), p] of a task or the perplexity, or three dashes."""
+    if pair is None:
+        return ["—"] * 3
+    return [format_interval(pair.difference), word(pair), format_p(pair.p)]
+
+
 def score_cell(run: Run, task: str) -> str:
+    """'0.5000 [0.3520, 0.6480]' for an accuracy with its Wilson interval, '0.3000 ± 0.0100' for a score with
+    its standard error, '—' when the run lacks the task."""
     score = run.score(task)
     if score is None:
         return "—"
+    if score[0] == "accuracy" and run.metrics[task].get("accuracy_ci95"):
+        return "{:.4f} [{:.4f}, {:.4f}]".format(score[1], *run.metrics[task]["accuracy_ci95"])
     stderr = run.stderr(task)
     return f"{score[1]:.4f}" + ("" if stderr is None else f" ± {stderr:.4f}")
 
 
 def comparison_table(runs: list[Run], found: list[Comparison]) -> str:
     """Markdown: a row per task, then the unweighted mean, the mean relative gain (the paper's headline) and the
-    perplexity; per run its score (± stderr), and per later run the difference from the first with its 95%
-    paired bootstrap interval and the verdict (noise, or gain / loss with the relative change)."""
+    perplexity (n: its texts, the unit of its bootstrap and test); per run its score (`score_cell`), and per
+    later run the difference from the first with its 95% paired bootstrap interval, the verdict (noise, or
+    gain / loss with the relative change) and the permutation test's p."""
     base = runs[0]
-    header = ["task", "metric", "n", base.label]
+    header = ["task", "metric", "n", cell(base.label)]
     for run in runs[1:]:
-        header += [run.label, f"Δ {run.label} − {base.label} [95% CI]", "verdict"]
+        header += [cell(run.label), f"Δ {cell(run.label)} − {cell(base.label)} [95% CI]", "verdict", "p"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
     tasks = tasks_of(runs)
     for task in tasks:
         metric = next(run.score(task)[0] for run in runs if task in run.metrics)
         sizes = sorted({str(run.metrics[task].get("n", "")) for run in runs if task in run.metrics})
-        cells = [task, METRIC_NAMES[metric], "/".join(sizes), score_cell(base, task)]
+        cells = [cell(task), METRIC_NAMES[metric], "/".join(sizes), score_cell(base, task)]
         for run, comparison in zip(runs[1:], found):
             pair = comparison.tasks.get(task)
-            cells += [score_cell(run, task), "—" if pair is None else format_interval(pair.difference),
-                      "—" if pair is None else verdict(pair)]
+            cells += [score_cell(run, task), *change_cells(pair, verdict)]
         lines.append("| " + " | ".join(cells) + " |")
     if len(tasks) > 1:
         cells = ["**mean**", "unweighted", "", fmt(mean_score(base, tasks))]
         for run, comparison in zip(runs[1:], found):
-            mean = comparison.mean
-            cells += [fmt(mean_score(run, tasks)), "—" if mean is None else format_interval(mean),
-                      "—" if mean is None else mean.verdict]
+            cells += [fmt(mean_score(run, tasks)), *interval_cells(comparison.mean)]
         lines.append("| " + " | ".join(cells) + " |")
         cells = ["**mean relative gain**", "paper's headline", "", ""]
         for comparison in found:
-            gain = comparison.headline
-            cells += ["", "—" if gain is None else format_interval(gain, percent=True),
-                      "—" if gain is None else gain.verdict]
+            cells += ["", *interval_cells(comparison.headline, percent=True)]
         lines.append("| " + " | ".join(cells) + " |")
     if any(PPL in run.metrics for run in runs):
+        texts = sorted({str(run.metrics[PPL].get("texts", "")) for run in runs if PPL in run.metrics})
         tokens = sorted({str(run.metrics[PPL].get("tokens", "")) for run in runs if PPL in run.metrics})
-        cells = ["perplexity (lower is better)", "exp(mean NLL)", "/".join(tokens) + " tok",
+        cells = ["perplexity (lower is better)", f"exp(mean NLL), {'/'.join(tokens)} tokens", "/".join(texts),
                  fmt(base.metrics.get(PPL, {}).get("perplexity"))]
         for run, comparison in zip(runs[1:], found):
             pair = comparison.ppl
             cells += [fmt(run.metrics.get(PPL, {}).get("perplexity")),
-                      "—" if pair is None else format_interval(pair.difference),
-                      "—" if pair is None else verdict(pair, lower_is_better=True)]
+                      *change_cells(pair, functools.partial(verdict, lower_is_better=True))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -216,6 +303,18 @@ def below_baseline(run: Run, task: str) -> bool:
     return "majority" in result and result["accuracy"] <= max(result["majority"], result["chance"])
 
 
+def detectable(n: int, metric: str) -> str:
+    """What n items of a task can show, from n and the metric alone (never from the items that changed): none
+    below `min_items_for_verdict` items, else the `detectable_difference` at 80% power."""
+    if n < min_items_for_verdict():
+        return (f"at {n} items no change can be told from noise, however large: the paired test's smallest "
+                f"two-sided p is 2 / 2^{n} = {format_p(2 / 2**n)}")
+    assumed = (f"{PSI:.0%} of items changing correctness" if metric == "accuracy"
+               else f"a per-item SD of the differences of {SD_DIFFERENCE}")
+    return (f"at {n} items a change of about ±{detectable_difference(n, metric):.2f} would be found 80% of the "
+            f"time (two-sided {ALPHA:.0%}, assuming {assumed})")
+
+
 def conclusion(task: str, n: int, pair: Paired, base: Run, other: Run) -> str:
     """One sentence: what the change of one task supports at its number of items."""
     change, half = pair.difference, (pair.difference.high - pair.difference.low) / 2
@@ -224,13 +323,15 @@ def conclusion(task: str, n: int, pair: Paired, base: Run, other: Run) -> str:
     if change.verdict == "no change":
         text = f"**{task}** ({items}): both runs score every item alike, so there is no change to speak of"
     elif change.verdict == "noise":
-        text = (f"**{task}** ({items}): the change {span} includes zero, so no gain or loss can be claimed; at "
-                f"this size only a change beyond about ±{half:.2f} could be told from noise")
+        text = (f"**{task}** ({items}): the change {span} has p = {format_p(change.p)} in the paired permutation "
+                f"test, so it may well be chance and no gain or loss can be claimed; "
+                f"{detectable(n, base.score(task)[0])}")
     else:
         direction = "higher" if change.verdict == "gain" else "lower"
         text = (f"**{task}** ({items}): `{other.label}` scores {direction} by {abs(change.estimate):.3f} (95% CI "
-                f"{change.low:+.3f} to {change.high:+.3f}); the interval excludes zero, so this is unlikely to be "
-                f"chance on these items, though its size is known only to about ±{half:.2f}")
+                f"{change.low:+.3f} to {change.high:+.3f}); the paired permutation test gives p = "
+                f"{format_p(change.p)} < {ALPHA:.2f}, so this is unlikely to be chance on these items, though its "
+                f"size is known only to about ±{half:.2f}")
     stuck = [run.label for run in (base, other) if below_baseline(run, task)]
     if stuck:
         result = base.metrics[task]
@@ -240,8 +341,8 @@ def conclusion(task: str, n: int, pair: Paired, base: Run, other: Run) -> str:
 
 
 def conclusions(runs: list[Run], found: list[Comparison]) -> list[str]:
-    """The section's lines: per later run a sentence per task, the means and the perplexity, and the warning
-    about many intervals at once."""
+    """The section's lines: per later run a sentence per task, the means and the perplexity, and the note on
+    testing many tasks at once."""
     base, lines = runs[0], []
     for run, comparison in zip(runs[1:], found):
         if len(runs) > 2:
@@ -250,34 +351,40 @@ def conclusions(runs: list[Run], found: list[Comparison]) -> list[str]:
             lines.append("- " + conclusion(task, base.metrics[task].get("n", 0), pair, base, run))
         if comparison.mean is not None:
             mean = comparison.mean
-            lines.append(f"- **mean over tasks**: {format_interval(mean)}, {mean.verdict}.")
+            lines.append(f"- **mean over tasks**: {format_interval(mean)}, {mean.verdict} (p = {format_p(mean.p)}).")
         if comparison.headline is not None:
             left_out = (f"; {', '.join(comparison.headline_left_out)} left out: a base score of 0 has no relative "
                         "change") if comparison.headline_left_out else ""
+            gain = comparison.headline
             lines.append(f"- **mean relative gain** (the paper's headline{left_out}): "
-                         f"{format_interval(comparison.headline, percent=True)}, {comparison.headline.verdict}.")
+                         f"{format_interval(gain, percent=True)}, {gain.verdict} (p = {format_p(gain.p)}).")
         if comparison.ppl is not None:
-            lines.append(f"- **perplexity**: {format_interval(comparison.ppl.difference)}, "
-                         f"{verdict(comparison.ppl, lower_is_better=True)}.")
+            lines.append(f"- **perplexity** ({len(comparison.ppl.base)} texts): "
+                         f"{format_interval(comparison.ppl.difference)}, "
+                         f"{verdict(comparison.ppl, lower_is_better=True)} (p = {format_p(comparison.ppl.p)}).")
         elif comparison.ppl_note:
             lines.append(f"- **perplexity**: {comparison.ppl_note}.")
         lines.append("")
     count = len(found[0].tasks) if found else 0
     if count > 1:
-        lines += [f"{count} tasks are tested at once: even with no real change, about {count / 20:.1f} of their 95% "
-                  "intervals are expected to exclude zero by chance, so a single task's gain is weak evidence on "
-                  "its own.", ""]
+        lines += [f"{count} tasks are tested at once: when nothing changed, each is called a gain or a loss with "
+                  f"chance {ALPHA:.0%} at most, so the expected number of tasks called so by chance alone is up to "
+                  f"{count * ALPHA:.2f} of the {count}; a single task's gain is weak evidence on its own.", ""]
     return lines
 
 
 def small_tasks(runs: list[Run]) -> list[str]:
-    """'task (n)' for every task some run scored on fewer than MIN_ITEMS items."""
+    """'task (n)' for every task some run scored on fewer than MIN_ITEMS items, and 'ppl (n texts)' for a
+    perplexity on fewer than MIN_ITEMS texts (the unit of its bootstrap and test)."""
     found = {}
     for run in runs:
         for task in tasks_of([run]):
             n = run.metrics[task].get("n")
             if n is not None and n < MIN_ITEMS:
-                found.setdefault(task, n)
+                found.setdefault(task, f"{n}")
+        texts = run.metrics.get(PPL, {}).get("texts")
+        if texts is not None and texts < MIN_ITEMS:
+            found.setdefault(PPL, f"{texts} texts")
     return [f"{task} ({n})" for task, n in found.items()]
 
 
@@ -302,9 +409,11 @@ def draw_baselines(ax, runs: list[Run], tasks: list[str]) -> None:
         labelled = True
 
 
+@quiet_glyphs
 def score_chart(runs: list[Run], file: Path) -> None:
-    """Grouped bars of every task's score by run on a 0-1 axis, with 95% error bars (± 1.96 stderr) and the QA
-    tasks' chance and majority baselines; perplexity in its own panel on the right, with its 95% interval."""
+    """Grouped bars of every task's score by run on a 0-1 axis, with 95% error bars (`Run.interval`: Wilson for
+    an accuracy, ± 1.96 stderr otherwise) and the QA tasks' chance and majority baselines; perplexity in its own
+    panel on the right, with its 95% interval."""
     plt = pyplot()
     pairs = chart_order(runs)
     tasks = [task for task, _ in pairs]
@@ -329,11 +438,13 @@ def score_chart(runs: list[Run], file: Path) -> None:
     for i, run in enumerate(runs):
         xs = [t + (i - (len(runs) - 1) / 2) * bar for t in range(len(tasks))]
         heights = [(run.score(t) or (None, math.nan))[1] for t in tasks]
-        errors = [Z * (run.stderr(t) or 0.0) for t in tasks]
+        spans = [run.interval(t) or (h, h) for t, h in zip(tasks, heights)]
+        errors = [[max(h - low, 0) for h, (low, _) in zip(heights, spans)],
+                  [max(high - h, 0) for h, (_, high) in zip(heights, spans)]]  # (2, tasks): below, above
         ax.bar(xs, heights, bar, yerr=errors, label=run.label, color=colors[i % 10], edgecolor="white",
                linewidth=0.5, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.25"})
         if len(runs) * len(tasks) <= 40:
-            for x, h, e in zip(xs, heights, errors):
+            for x, h, e in zip(xs, heights, errors[1]):
                 if not math.isnan(h):
                     ax.text(x, min(h + e, 1.0) + 0.01, f"{h:.2f}", ha="center", va="bottom", fontsize=7, rotation=90)
     draw_baselines(ax, runs, tasks)
@@ -371,6 +482,7 @@ def score_chart(runs: list[Run], file: Path) -> None:
     save_figure(figure, file)
 
 
+@quiet_glyphs
 def train_chart(logs: list[TrainLog], file: Path) -> None:
     """Three panels over optimiser steps: total loss, cross-entropy on ref tokens, and the EWC penalty."""
     plt = pyplot()
@@ -407,6 +519,7 @@ def curve_keys(logs: list[TrainLog]) -> list[str]:
     return [key for key in CURVE if any(key in row for log in logs for row in log.rows)]
 
 
+@quiet_glyphs
 def curve_chart(logs: list[TrainLog], file: Path) -> None:
     """A panel per curve_keys field against the optimiser step, a line per run (its evaluated steps only);
     run i has the colour it has in train_chart."""
@@ -475,10 +588,16 @@ def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) 
     found = comparisons(runs, resamples, seed)
     parts = ["## Evaluation", "",
              "Runs: " + ", ".join(f"`{r.label}` ({r.path})" for r in runs) + ". "
-             f"Scores ± their standard error; Δ is the difference from `{runs[0].label}` over the same items with its "
-             f"{LEVEL:.0%} paired bootstrap interval ({resamples} resamples, seed {seed}). A change whose interval "
-             "includes zero is noise; the verdict gives the relative change only for the others. For perplexity "
-             "lower is better. See docs/statistics.md.", ""]
+             f"Scores: an accuracy with its {LEVEL:.0%} Wilson interval [low, high], ROUGE-L and LCS ± their bootstrap "
+             "standard error, each as its own `e2wm eval` computed it (with that run's --seed and "
+             f"--bootstrap-resamples). Δ is the difference from `{runs[0].label}` over the same items with its "
+             f"{LEVEL:.0%} paired bootstrap interval ({resamples} resamples, seed {seed}); p is the two-sided p of a "
+             "paired permutation test (the two runs' scores swapped per item: all 2^d ways when d items differ, "
+             f"d <= 20, else {resamples} random swaps). A change is a gain or a loss only when p < {ALPHA:.2f}, "
+             "else noise; the verdict gives the relative change only for gains and losses. For perplexity lower "
+             "is better. See docs/statistics.md.", ""]
+    for warning in run_warnings(runs):
+        parts += [f"**Warning: {warning}.**", ""]
     small = small_tasks(runs)
     if small:
         parts += [f"**Warning: fewer than {MIN_ITEMS} items in {', '.join(small)}: at this size the intervals are "

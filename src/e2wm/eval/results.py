@@ -1,14 +1,16 @@
 """One evaluation run's results.md and answers.png, from its metrics ({task: result}, as in metrics.json).
 
 results.md: warnings first (--limit cut a file, a model that gave every item the same answer, an accuracy not
-above the file's majority baseline), then a row per task with its score, standard error and baselines, then
-per multiple-choice file the predicted against the gold answers. answers.png draws those histograms.
+above the majority baseline of the scored items), then a row per task with its score, 95% interval, standard
+error and baselines, then per multiple-choice file the predicted against the gold answers. answers.png draws
+those histograms.
 """
 
 from pathlib import Path
 
 from e2wm.eval.metrics import headline
-from e2wm.eval.report import pyplot, save_figure
+from e2wm.eval.report import cell, pyplot, quiet_glyphs, save_figure, visible
+from e2wm.eval.statistics import score_interval
 
 TOP_ANSWERS = 8  # answers shown per file in results.md and answers.png; the rest are summed as "other"
 ANSWER_WIDTH = 40  # characters of an answer shown at most
@@ -19,13 +21,9 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 
 def short(answer: str) -> str:
-    """An answer cut to ANSWER_WIDTH characters for tables and charts (… marks a cut)."""
+    """An answer on one line (`visible`) cut to ANSWER_WIDTH characters for tables and charts (… marks a cut)."""
+    answer = visible(answer)
     return answer if len(answer) <= ANSWER_WIDTH else answer[: ANSWER_WIDTH - 1] + "…"
-
-
-def cell(answer: str) -> str:
-    """`short`, with '|' escaped for a markdown table."""
-    return short(answer).replace("|", "\\|")
 
 
 def warnings(results: dict, limit: int | None) -> list[str]:
@@ -35,7 +33,8 @@ def warnings(results: dict, limit: int | None) -> list[str]:
     cut = [name for name, result in results.items() if result.get("n", 0) < result.get("n_original", 0)]
     if limit and cut:
         lines.append(f"**Warning: --limit {limit} scored only the first {limit} items of {len(cut)} file(s) "
-                     f"({', '.join(cut)}); these are not full-benchmark scores.**")
+                     f"({', '.join(cut)}); these are not full-benchmark scores, and their baselines are those of the "
+                     "scored items.**")
     for name, result in results.items():
         if "majority" not in result:
             continue
@@ -54,18 +53,20 @@ def warnings(results: dict, limit: int | None) -> list[str]:
 
 
 def task_row(name: str, result: dict) -> str:
-    """| task | metric | score | stderr | chance | majority | n | truncated | for one task or perplexity."""
+    """| task | metric | score | 95% CI | stderr | chance | majority | n | truncated | for one task or perplexity
+    (n: its texts, its tokens beside the score)."""
     metric, value = headline(result)
     extra, stderr = "", result.get(f"{metric}_stderr")
     if metric == "rougeL":
         extra = f" (R1 {result['rouge1']:.4f}, R2 {result['rouge2']:.4f})"
     if metric == "perplexity":
-        if result.get("perplexity_ci95"):
-            extra = " (95% CI {:.4f}-{:.4f})".format(*result["perplexity_ci95"])
+        extra = f" ({result['tokens']} tokens)"
         if "perplexity_base2" in result:  # --ppl-mode paper: also the number the paper's tables print
             extra += f" (paper's 2**NLL {result['perplexity_base2']:.4f})"
-    n = result.get("n", result.get("tokens", ""))
-    return (f"| {name} | {metric} | {value:.4f}{extra} | {fmt(stderr)} | {fmt(result.get('chance'))} | "
+    span = score_interval(result)
+    ci = "—" if span is None else "{:.4f}-{:.4f}".format(*span)
+    n = result.get("n", result.get("texts", ""))
+    return (f"| {cell(name)} | {metric} | {value:.4f}{extra} | {ci} | {fmt(stderr)} | {fmt(result.get('chance'))} | "
             f"{fmt(result.get('majority'))} | {n} | {result.get('truncated', '')} |")
 
 
@@ -91,38 +92,40 @@ def histogram_tables(results: dict) -> list[str]:
         answers = result["answers"]
         lines += [f"**{name}** ({len(answers['gold'])} distinct gold answers, {len(answers['predicted'])} "
                   "predicted)", "", "| answer | gold | predicted |", "|---|---:|---:|"]
-        lines += [f"| {cell(a)} | {g} | {p} |" for a, g, p in answer_rows(answers)]
+        lines += [f"| {cell(short(a))} | {g} | {p} |" for a, g, p in answer_rows(answers)]
         lines.append("")
     return lines
 
 
 def stderr_note(results: dict) -> str:
-    """One line saying how the stderr column was computed in this run ('' when no result has a stderr)."""
+    """One line saying how the interval and stderr columns were computed in this run ('' when no result has a
+    stderr)."""
     parts = []
     if any(r.get("stderr_method") == "binomial" for r in results.values()):
-        parts.append("accuracy: binomial, sqrt(p (1 - p) / (n - 1)) as lm-evaluation-harness")
+        parts.append("accuracy: binomial, sqrt(p (1 - p) / (n - 1)) as lm-evaluation-harness; its 95% CI is "
+                     "Wilson's score interval, which is not empty at an accuracy of 0 or 1")
     boot = next((r for r in results.values() if r.get("stderr_method") == "bootstrap"), None)
     if boot:
         parts.append(f"ROUGE / LCS: bootstrap over items ({boot['bootstrap_resamples']} resamples, seed "
                      f"{boot['seed']})")
     if any(r.get("perplexity_ci95") for r in results.values()):
-        parts.append("perplexity: 95% percentile interval of a bootstrap over texts")
+        parts.append("perplexity: 95% percentile interval of a bootstrap over texts; n counts the texts")
     if not parts:
         return ""
-    return ("stderr: the standard error of the score (" + "; ".join(parts) + "); a 95% interval is about "
-            "score ± 1.96 stderr. chance: the mean over items of 1 / options; majority: the accuracy of always "
-            "giving the file's most frequent gold answer. See docs/statistics.md.")
+    return ("stderr: the standard error of the score (" + "; ".join(parts) + "); the 95% CI of ROUGE and LCS is "
+            "score ± 1.96 stderr. chance: the mean over the scored items of 1 / options; majority: the accuracy of "
+            "always giving the most frequent gold answer of the scored items. See docs/statistics.md.")
 
 
 def results_table(results: dict, model_id: str, limit: int | None = None, chart: Path | None = None) -> str:
-    """results.md: warnings, a row per task (name, headline metric, score, stderr, chance and majority
-    baselines, items, truncated prompts; perplexity with its interval and, in paper mode, 2**NLL), then the
+    """results.md: warnings, a row per task (name, headline metric, score, 95% interval, stderr, chance and
+    majority baselines, items, truncated prompts; perplexity with its tokens and, in paper mode, 2**NLL), then the
     answer histograms of the multiple-choice files, with the chart's link when there is one."""
     lines = [f"# E2WM evaluation: {model_id}", ""]
     for warning in warnings(results, limit):
         lines += [warning, ""]
-    lines += ["| task | metric | score | stderr | chance | majority | n | truncated |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| task | metric | score | 95% CI | stderr | chance | majority | n | truncated |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [task_row(name, result) for name, result in results.items()]
     note = stderr_note(results)
     lines += ["", note, ""] if note else [""]
@@ -136,13 +139,17 @@ def results_table(results: dict, model_id: str, limit: int | None = None, chart:
     return "\n".join(lines)
 
 
+@quiet_glyphs
 def answer_chart(results: dict, file: Path) -> Path | None:
     """answers.png: a panel per multiple-choice file, horizontal bars of each answer's gold and predicted
-    counts (`answer_rows`); returns file, or None (nothing written) when no result has answers."""
+    counts (`answer_rows`) on an axis of whole items, the title saying when --limit cut the file; returns file,
+    or None (nothing written) when no result has answers. Answers in a script the font lacks are boxes."""
     names = [name for name, result in results.items() if "answers" in result]
     if not names:
         return None
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     columns = min(len(names), 3)
     rows = -(-len(names) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False)
@@ -156,8 +163,11 @@ def answer_chart(results: dict, file: Path) -> Path | None:
         ax.set_yticks(list(ys))
         ax.set_yticklabels([short(a) for a, _, _ in table], fontsize=8)
         ax.set_xlabel("items")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         result = results[name]
-        ax.set_title(f"{name}: accuracy {result['accuracy']:.2f}, majority {result['majority']:.2f}", fontsize=9)
+        cut = (f"\n(--limit: the first {result['n']} of {result['n_original']} items)"
+               if result.get("cut_by_limit") else "")
+        ax.set_title(f"{name}: accuracy {result['accuracy']:.2f}, majority {result['majority']:.2f}{cut}", fontsize=9)
     figure.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=9, frameon=False)
     figure.tight_layout(rect=(0, 0, 1, 0.94))
     save_figure(figure, file)

@@ -18,7 +18,7 @@ from e2wm.benchmark import TASKS
 from e2wm.config import result_settings
 from e2wm.eval import generation, metrics, qa, statistics
 from e2wm.eval.config import PERPLEXITY, EvalConfig
-from e2wm.eval.items import EvalFile
+from e2wm.eval.items import EvalFile, item_digest
 from e2wm.eval.perplexity import PAPER_TOKENS, paper_losses, read_texts, summary, window_losses
 from e2wm.eval.results import answer_chart, results_table
 from e2wm.files import write_atomic, write_json, write_jsonl
@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 PPL_WINDOW = 1024  # tokens per perplexity window at most (the model's context length if shorter)
 # the version of a saved task's metrics: a task saved by an older version (without the statistics that
-# version 2 added) never matches the fingerprint and is recomputed
-METRICS_VERSION = 2
+# version 2 added, or version 3's Wilson interval and item digests) never matches the fingerprint and is recomputed
+METRICS_VERSION = 3
 
 
 @dataclass
@@ -74,8 +74,9 @@ def progress_bar(task: EvalFile, total: int, label: str, shard: Shard):
 def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard):
     """Score every option of the shard's items; (result, rows) gathered over the processes.
 
-    result: accuracy, n, norm, truncated and `statistics.multiple_choice_statistics` (stderr, baselines,
-    answer histogram); rows: per item index, scores, prediction and answer (option texts).
+    result: accuracy, n, norm, truncated and `statistics.multiple_choice_statistics` (stderr, Wilson
+    interval, baselines, answer histogram); rows: per item index, sha256 (`item_digest`), scores, prediction
+    and answer (option texts).
     """
     norm = config.norm or task.spec.norm
     if config.norm is None and task.name not in TASKS and shard.is_main:
@@ -92,8 +93,8 @@ def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: in
     for index, lps in zip(mine, logprobs):
         item = task.items[index]
         scores = qa.normalise(item, encoded[index], lps, norm, unconditional)
-        rows.append({"index": index, "scores": scores, "prediction": item.options[qa.argmax(scores)],
-                     "answer": item.options[item.answer]})
+        rows.append({"index": index, "sha256": item_digest(item), "scores": scores,
+                     "prediction": item.options[qa.argmax(scores)], "answer": item.options[item.answer]})
     rows = gather_rows(rows, shard)
     predictions, answers = [r["prediction"] for r in rows], [r["answer"] for r in rows]
     result = {"accuracy": metrics.accuracy(predictions, answers), "n": len(rows), "norm": norm,
@@ -108,7 +109,8 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
     """Decode the shard's prompts (first line of each answer) and score them; (result, rows) gathered.
 
     result: the mean scores (rouge1/rouge2/rougeL, or lcs), n, truncated and `statistics.generation_statistics`
-    (bootstrap stderr of each); rows: per item index, prediction, ref and score (its rougeL or lcs).
+    (bootstrap stderr of each); rows: per item index, sha256 (`item_digest`), prediction, ref and score (its
+    rougeL or lcs).
 
     config.beam_stop "newline" stops each sequence at its first newline; "full" decodes the whole
     --max-new-tokens budget, as the authors' eval_gen.py did, and the first line is cut afterwards.
@@ -125,8 +127,8 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
         with progress_bar(task, len(mine), "generation", shard) as bar:
             texts = generation.generate(model, tokenizer, prompts, batch_size=config.batch_size,
                                         progress=bar.update, **options)
-    rows = [{"index": i, "prediction": generation.first_line(text), "ref": task.items[i].ref}
-            for i, text in zip(mine, texts)]
+    rows = [{"index": i, "sha256": item_digest(task.items[i]), "prediction": generation.first_line(text),
+             "ref": task.items[i].ref} for i, text in zip(mine, texts)]
     rows = gather_rows(rows, shard)
     predictions, references = [r["prediction"] for r in rows], [r["ref"] for r in rows]
     if task.spec.metric == "lcs":

@@ -1,21 +1,26 @@
-"""Reports: item-by-item comparison tables with paired intervals, moving averages and PNG charts, from fixture runs."""
+"""Reports: item-by-item comparison tables with paired intervals and permutation tests, moving averages and PNG
+charts, from fixture runs."""
 
 import json
 import re
+import warnings
 
 import pytest
 
 from e2wm.errors import InputError
 from e2wm.eval.report import TrainLog, curve_keys, moving_average, train_table, write_report
+from e2wm.eval.statistics import wilson_interval
 
 
 def qa(correct: list[int], majority: float = 0.25, chance: float = 0.25) -> dict:
-    """A QA task: per item right (1) or wrong (0); its metrics and prediction rows."""
+    """A QA task: per item right (1) or wrong (0); its metrics and prediction rows (without digests, as runs
+    written before them)."""
     rows = [{"index": i, "scores": [0.0, 0.0], "prediction": "a" if c else "b", "answer": "a"}
             for i, c in enumerate(correct)]
     n = len(correct)
     p = sum(correct) / n
     metrics = {"accuracy": p, "n": n, "norm": "ln", "truncated": 0, "accuracy_stderr": (p * (1 - p) / (n - 1)) ** 0.5,
+               "accuracy_ci95": list(wilson_interval(sum(correct), n)),
                "chance": chance, "majority": majority, "majority_answer": "a", "constant_prediction": False,
                "answers": {"gold": {"a": n}, "predicted": {"a": sum(correct), "b": n - sum(correct)}}}
     return {"metrics": metrics, "rows": rows}
@@ -46,13 +51,14 @@ def write_run(directory, tasks: dict[str, dict]):
 
 
 # 40 items each: act_recog 20 -> 36 right (16 items turn right, none wrong), count 10 -> 9 right (one lost),
-# plan_gen the same scores, obj_move_path 0 -> 0.5 on 4 items (no relative change from 0)
+# plan_gen the same scores, obj_move_path 0 -> 0.5 on 4 items (no relative change from 0); perplexity over 8 texts
+# (43 + 43 tokens), every text worse
 BASE = {"act_recog": qa([1] * 20 + [0] * 20), "count": qa([1] * 10 + [0] * 30, majority=0.25),
         "plan_gen": gen([0.3] * 40), "obj_move_path": gen([0.0] * 40, "lcs"),
-        "ppl": ppl([20.0, 30.0, 25.0, 22.0], [10, 12, 11, 10])}
+        "ppl": ppl([20.0, 30.0, 25.0, 22.0] * 2, [10, 12, 11, 10] * 2)}
 TUNED = {"act_recog": qa([1] * 36 + [0] * 4), "count": qa([1] * 9 + [0] * 31, majority=0.25),
          "plan_gen": gen([0.3] * 40), "obj_move_path": gen([0.5] * 4 + [0.0] * 36, "lcs"),
-         "ppl": ppl([22.0, 33.0, 27.0, 24.0], [10, 12, 11, 10])}
+         "ppl": ppl([22.0, 33.0, 27.0, 24.0] * 2, [10, 12, 11, 10] * 2)}
 
 
 def row(text: str, task: str) -> list[str]:
@@ -71,28 +77,42 @@ def test_table_gives_paired_intervals_and_marks_noise(tmp_path):
     text = write_report([base, tuned], [], out)
     assert out.read_text() == text
     cells = row(text, "act_recog")
-    assert cells[:5] == ["act_recog", "accuracy", "40", "0.5000 ± 0.0801", "0.9000 ± 0.0480"]
-    # 16 of 40 items differ by +1: 0.4 +- 1.96 * sqrt(0.4 * 0.6 / 40) = 0.4 +- 0.152
+    # Wilson intervals of 20 and 36 of 40
+    assert cells[:5] == ["act_recog", "accuracy", "40", "0.5000 [0.3520, 0.6480]", "0.9000 [0.7695, 0.9604]"]
+    # 16 of 40 items differ by +1: 0.4 +- 1.96 * sqrt(0.4 * 0.6 / 40) = 0.4 +- 0.152; exact sign test 2 / 2^16
     estimate, low, high = numbers(cells[5])
     assert estimate == 0.4 and low == pytest.approx(0.248, abs=0.03) and high == pytest.approx(0.552, abs=0.03)
-    assert cells[6].startswith("gain +80.0% [")  # 0.5 -> 0.9
+    assert cells[6].startswith("gain +80.0% [") and cells[7] == "3.05e-05"  # 0.5 -> 0.9
     count = row(text, "count")
     assert numbers(count[5]) == [-0.025, pytest.approx(-0.075), 0.0]  # resamples without the lost item give 0
-    assert count[6] == "noise"  # never written as a change in percent
-    assert row(text, "plan_gen")[5:] == ["+0.0000 [+0.0000, +0.0000]", "no change"]
-    # +0.5 on 4 of 40 items: a resample misses all 4 with chance 0.9**40 = 1.5% < 2.5%; no relative change from 0
-    assert row(text, "obj_move_path")[5:] == ["+0.0500 [+0.0125, +0.1000]", "gain"]
-    assert numbers(row(text, "**mean**")[5])[0] == pytest.approx((0.4 - 0.025 + 0.0 + 0.05) / 4, abs=1e-4)
+    assert count[6:] == ["noise", "1"]  # never written as a change in percent; one item changed: p = 1
+    assert row(text, "plan_gen")[5:] == ["+0.0000 [+0.0000, +0.0000]", "no change", "1"]
+    # +0.5 on 4 of 40 items: the percentile interval excludes 0 (a resample misses all 4 with chance 0.9**40 = 1.5%
+    # < 2.5%), but 4 changed items give p = 2 / 2^4 at best: noise
+    assert row(text, "obj_move_path")[5:] == ["+0.0500 [+0.0125, +0.1000]", "noise", "0.125"]
+    mean = row(text, "**mean**")
+    assert numbers(mean[5])[0] == pytest.approx((0.4 - 0.025 + 0.0 + 0.05) / 4, abs=1e-4)
+    assert mean[6:] == ["gain", "0.0001"]  # 21 items differ: 10,000 random swaps, none as extreme: 1 / 10,001
     headline = row(text, "**mean relative gain**")  # obj_move_path left out: its base is 0
-    assert headline[5].startswith(f"{(0.8 - 0.1 + 0.0) / 3 * 100:+.1f}% [")
+    assert headline[5].startswith(f"{(0.8 - 0.1 + 0.0) / 3 * 100:+.1f}% [") and headline[6] == "gain"
     perplexity = row(text, "perplexity (lower is better)")
+    assert perplexity[1:3] == ["exp(mean NLL), 86 tokens", "8"]  # n: the texts, the unit of the bootstrap
     assert numbers(perplexity[5])[0] == pytest.approx(2.718281828 ** (106 / 43) - 2.718281828 ** (97 / 43), abs=1e-4)
-    assert perplexity[6].startswith("higher, worse +23.3% [")  # exp(9 / 43) - 1: every text got worse
-    assert "Warning: fewer than 30 items" not in text
-    assert ("- **count** (40 items): the change -0.025 (95% CI" in text
-            and "includes zero, so no gain or loss can be claimed" in text)
-    assert "- **act_recog** (40 items): `tuned` scores higher by 0.400" in text
-    assert "4 tasks are tested at once" in text
+    # exp(9 / 43) - 1: every one of the 8 texts got worse, p = 2 / 2^8
+    assert perplexity[6].startswith("higher, worse +23.3% [") and perplexity[7] == "0.00781"
+    assert "Warning: fewer than 30 items in ppl (8 texts)" in text
+    assert ("- **count** (40 items): the change -0.025 (95% CI -0.075 to +0.000) has p = 1 in the paired "
+            "permutation test, so it may well be chance and no gain or loss can be claimed; at 40 items a change of "
+            "about ±0.24 would be found 80% of the time (two-sided 5%, assuming 30% of items changing "
+            "correctness)") in text  # 2.8016 * sqrt(0.3 / 40) = 0.243, from n alone
+    assert ("- **obj_move_path** (40 items): the change +0.050 (95% CI +0.013 to +0.100) has p = 0.125" in text
+            and "a change of about ±0.07 would be found 80% of the time (two-sided 5%, assuming a per-item SD of "
+            "the differences of 0.15)" in text)  # 2.8016 * 0.15 / sqrt(40) = 0.066
+    assert ("- **act_recog** (40 items): `tuned` scores higher by 0.400 (95% CI +0.250 to +0.550); the paired "
+            "permutation test gives p = 3.05e-05 < 0.05") in text
+    assert "- **perplexity** (8 texts): " in text and "higher, worse +23.3% [" in text
+    assert ("4 tasks are tested at once: when nothing changed, each is called a gain or a loss with chance 5% at "
+            "most, so the expected number of tasks called so by chance alone is up to 0.20 of the 4") in text
     chart = out.with_name("report.png")
     assert chart.stat().st_size > 10_000
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -118,10 +138,15 @@ def test_small_tasks_are_warned_about_and_noise_is_never_a_gain(tmp_path):
     tuned = write_run(tmp_path / "tuned", {"act_infer": qa([1, 1, 1, 0], majority=0.25)})
     text = write_report([base, tuned], [], tmp_path / "r.md")
     assert "**Warning: fewer than 30 items in act_infer (4)" in text
-    assert row(text, "act_infer")[6] == "noise" and "+200" not in text
-    assert ("- **act_infer** (4 items): the change +0.500 (95% CI +0.000 to +1.000) includes zero, so no gain or "
-            "loss can be claimed; at this size only a change beyond about ±0.50 could be told from noise; `base` is "
+    assert row(text, "act_infer")[6:] == ["noise", "0.5"] and "+200" not in text  # 2 items up: p = 2 / 4
+    assert ("- **act_infer** (4 items): the change +0.500 (95% CI +0.000 to +1.000) has p = 0.5 in the paired "
+            "permutation test, so it may well be chance and no gain or loss can be claimed; at 4 items no change can "
+            "be told from noise, however large: the paired test's smallest two-sided p is 2 / 2^4 = 0.125; `base` is "
             "not above the chance (0.250) or majority (0.250) baseline.") in text
+    # 0/5 -> 3/5 (made-up runs of the trial): the bootstrap called it a gain; the exact test gives p = 0.25
+    five = write_run(tmp_path / "five", {"act_infer": qa([0] * 5)})
+    three = write_run(tmp_path / "three", {"act_infer": qa([1, 1, 1, 0, 0])})
+    assert row(write_report([five, three], [], tmp_path / "r5.md"), "act_infer")[6:] == ["noise", "0.25"]
 
 
 def test_runs_over_different_items_are_rejected(tmp_path):
@@ -156,7 +181,7 @@ def test_perplexity_without_the_same_texts_has_no_interval(tmp_path):
     other_texts = dict(TUNED["ppl"], rows=[r | {"sha256": "f" * 16} for r in TUNED["ppl"]["rows"]])
     tuned = write_run(tmp_path / "tuned", {"count": TUNED["count"], "ppl": other_texts})
     text = write_report([base, tuned], [], tmp_path / "r.md")
-    assert row(text, "perplexity (lower is better)")[5:] == ["—", "—"]
+    assert row(text, "perplexity (lower is better)")[5:] == ["—", "—", "—"]
     assert "- **perplexity**: no interval: the runs scored different texts" in text
 
 
@@ -168,11 +193,59 @@ def test_three_runs_missing_tasks_and_repeated_folder_names(tmp_path):
     header = next(line for line in text.splitlines() if line.startswith("| task"))
     assert "a/eval" in header and "Δ b/eval − a/eval [95% CI]" in header
     cells = row(text, "act_recog")
-    assert cells[2:5] == ["40", "0.5000 ± 0.0801", "1.0000 ± 0.0000"] and numbers(cells[5])[0] == 0.5
-    assert row(text, "count")[4:7] == ["—", "—", "—"]  # b has no count
-    assert row(text, "**mean**")[4:7] == ["—", "—", "—"]  # nor a mean over every task
+    assert cells[2:5] == ["40", "0.5000 [0.3520, 0.6480]", "1.0000 [0.9124, 1.0000]"] and numbers(cells[5])[0] == 0.5
+    assert row(text, "count")[4:8] == ["—", "—", "—", "—"]  # b has no count
+    assert row(text, "**mean**")[4:8] == ["—", "—", "—", "—"]  # nor a mean over every task: the warning says why
+    assert ("**Warning: `b/eval` lacks count, plan_gen, obj_move_path: those tasks have no Δ against `a/eval`, and "
+            "the mean over tasks and the mean relative gain of `b/eval` are not given (they need every task in both "
+            "runs).**") in text
     assert "`c/eval` against `a/eval`:" in text
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_runs_sharing_no_task_are_refused_and_repeats_warned_about(tmp_path):
+    base = write_run(tmp_path / "base", {"act_recog": BASE["act_recog"]})
+    other = write_run(tmp_path / "other", {"count": BASE["count"]})
+    with pytest.raises(InputError, match=r"base \(act_recog\) and .*other \(count\) share no task: there is nothing "
+                                         "to compare"):
+        write_report([base, other], [], tmp_path / "r.md")
+    text = write_report([base, base], [], tmp_path / "self.md")
+    label = f"{tmp_path.name}/base"  # the folder names repeat: the last two parts of the path
+    assert (f"**Warning: `{label}` ({base}) is the first run again: it is compared with itself, so every change is 0 "
+            "by construction.**") in text
+    tuned = write_run(tmp_path / "tuned", {"act_recog": TUNED["act_recog"]})
+    text = write_report([base, tuned, tuned], [], tmp_path / "twice.md")
+    label = f"{tmp_path.name}/tuned"
+    assert f"**Warning: {tuned} is given twice (`{label}` and `{label}`).**" in text
+    assert "compared with itself" not in text
+
+
+def test_items_with_other_inputs_under_the_same_index_are_refused(tmp_path):
+    """Rows with digests (`e2wm eval` since they exist) pair only when the items' inputs and options agree."""
+    def digested(task: dict, changed: int | None = None) -> dict:
+        rows = [r | {"sha256": "e" * 16 if r["index"] == changed else f"{r['index']:016x}"} for r in task["rows"]]
+        return dict(task, rows=rows)
+
+    base = write_run(tmp_path / "base", {"act_recog": digested(BASE["act_recog"])})
+    same = write_run(tmp_path / "same", {"act_recog": digested(TUNED["act_recog"])})
+    assert row(write_report([base, same], [], tmp_path / "r.md"), "act_recog")[6].startswith("gain")
+    other = write_run(tmp_path / "other", {"act_recog": digested(TUNED["act_recog"], changed=12)})
+    with pytest.raises(InputError, match=r"task act_recog: .*base/predictions/act_recog.jsonl \(40 items\) and "
+                                         r".*other/predictions/act_recog.jsonl \(40 items\) scored different items: at "
+                                         r"index 12 \(row 13\) the digests of the item's input and options differ"):
+        write_report([base, other], [], tmp_path / "r.md")
+    old = write_run(tmp_path / "old", {"act_recog": TUNED["act_recog"]})  # no digests: the old check only
+    assert row(write_report([base, old], [], tmp_path / "r.md"), "act_recog")[6].startswith("gain")
+
+
+def test_table_cells_stay_on_one_line_and_glyphs_stay_quiet(tmp_path):
+    base = write_run(tmp_path / "基线|a", {"act_recog": BASE["act_recog"]})
+    tuned = write_run(tmp_path / "tuned", {"act_recog": TUNED["act_recog"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing-glyph warning would fail the test
+        text = write_report([base, tuned], [], tmp_path / "r.md")
+    header = next(line for line in text.splitlines() if line.startswith("| task"))
+    assert "| 基线\\|a | tuned | Δ tuned − 基线\\|a [95% CI] | verdict | p |" in header
 
 
 def test_moving_average():
