@@ -319,11 +319,31 @@ def load_model(spec: ModelSpec):
     return model, tokenizer
 
 
+SHIPPED_ADAPTERS = Path(__file__).parent / "adapters"  # adapters that ship with e2wm, one folder per name
+
+
+def shipped_adapters() -> list[str]:
+    """The names of the adapters shipped with e2wm (folders of e2wm/adapters holding adapter_config.json)."""
+    if not SHIPPED_ADAPTERS.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_ADAPTERS.iterdir() if (p / "adapter_config.json").is_file())
+
+
+def resolve_adapter(adapter: str) -> str:
+    """An --adapter value as a directory: an existing path as given, else the shipped adapter of that name
+    (e2wm/adapters/<name>); anything else is returned unchanged (`adapter_dir` then names the problem)."""
+    if Path(adapter).expanduser().exists() or adapter not in shipped_adapters():
+        return adapter
+    return str(SHIPPED_ADAPTERS / adapter)
+
+
 def adapter_dir(adapter: str) -> Path:
     """The adapter directory, checked to hold a PEFT adapter."""
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").is_file():
-        raise InputError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter directory)")
+        names = ", ".join(shipped_adapters()) or "none"
+        raise InputError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter directory, nor an "
+                         f"adapter shipped with e2wm: {names})")
     return path
 
 

@@ -402,3 +402,19 @@ def test_ppl_mode_paper_through_the_command(tiny_llama, tmp_path):
     run_eval("--model", tiny_llama, "--data", data, "--out", tmp_path / "run", "--ppl-data", ppl)
     windows = json.loads((tmp_path / "run" / "metrics.json").read_text())["ppl"]
     assert windows["mode"] == "windows" and windows["texts"] == 3 and "perplexity_base2" not in windows
+
+
+def test_a_shipped_adapter_is_found_by_name(tmp_path, monkeypatch):
+    from e2wm import models
+    from e2wm.errors import InputError
+    from e2wm.eval.config import EvalConfig
+
+    shipped = tmp_path / "adapters"
+    (shipped / "tiny-e2wm").mkdir(parents=True)
+    (shipped / "tiny-e2wm" / "adapter_config.json").write_text("{}")
+    monkeypatch.setattr(models, "SHIPPED_ADAPTERS", shipped)
+    config = EvalConfig(data=["x.json"], out="o", adapter="tiny-e2wm")
+    assert config.adapter == str(shipped / "tiny-e2wm")
+    assert EvalConfig(data=["x.json"], out="o", adapter=str(tmp_path)).adapter == str(tmp_path)  # a path wins
+    with pytest.raises(InputError, match="nor an adapter shipped with e2wm: tiny-e2wm"):
+        models.adapter_dir("tiny")

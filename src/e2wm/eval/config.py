@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from e2wm import config
 from e2wm.benchmark import NORMS
 from e2wm.config import option
-from e2wm.models import LoadedModelOptions
+from e2wm.models import LoadedModelOptions, resolve_adapter
 
 BACKENDS = ("hf", "vllm")
 PERPLEXITY = "perplexity on general text"  # the --help group of the options that change only the ppl result
@@ -25,7 +25,8 @@ class EvalConfig(LoadedModelOptions):
     which changes only the perplexity (computed on every run).
     """
 
-    adapter: str | None = option(None, "PEFT adapter directory to apply", group="model")
+    adapter: str | None = option(None, "PEFT adapter directory to apply, or the name of an adapter shipped with e2wm "
+                                 "(e2wm/adapters/<name>, each with its model card)", group="model")
     data: list[str] = option(help="E2WM .json/.jsonl files, or directories searched for them (training files "
                              "train_* and stats.json left out)")
     out: str = option(help="run directory for metrics.json, results.md, predictions/", result=False)
@@ -59,6 +60,11 @@ class EvalConfig(LoadedModelOptions):
                                       "perplexity)", minimum=100, group=STATISTICS)
     seed: int = option(SEED, "seed of the bootstrap resampling (the same seed gives the same standard errors)",
                        minimum=0, group=STATISTICS)
+
+    def __post_init__(self) -> None:
+        if self.adapter:  # a shipped adapter's name becomes its folder, so every later step sees a path
+            self.adapter = resolve_adapter(self.adapter)
+        super().__post_init__()
 
 
 @dataclass(kw_only=True)
