@@ -132,6 +132,96 @@ def summarise(study: dict, out: Path, names: list[str]) -> Path:
     return out / "report" / "report.md"
 
 
+def interval_of(value) -> dict | None:
+    """An e2wm.eval.statistics.Interval as JSON."""
+    return None if value is None else {"estimate": value.estimate, "low": value.low, "high": value.high, "p": value.p}
+
+
+def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
+    """Per finished run, against the base model over the same items (e2wm.eval.compare: paired bootstrap
+    intervals, permutation p): the mean over tasks, the paper's headline, the perplexity change, the
+    world-tracking tasks, and the run's training settings and last losses."""
+    from e2wm.eval.compare import PPL, compare
+
+    base = out / "base" / "eval"
+    tasks = [task for task in json.loads((base / "metrics.json").read_text()) if task != PPL]
+    rows = []
+    for name in names:
+        evaluated = out / name / "eval"
+        if not (evaluated / "metrics.json").is_file():
+            continue
+        found = compare(base, evaluated, tasks, True, True, 10_000, 1234)
+        options = {**study["train"], **(study["runs"][name] or {})}
+        log = read_jsonl(out / name / "train" / "log.jsonl")
+        tail = log[-10:]
+        rows.append({
+            "name": name, "method": options.get("method", "ewc-lora"), "fisher_scale": options.get("fisher_scale"),
+            "lambda": options.get("lambda"), "steps": log[-1]["step"],
+            "train_ce_last10": sum(r["ce"] for r in tail) / len(tail), "ewc_last": log[-1]["ewc"],
+            "mean_difference": interval_of(found.mean), "headline": interval_of(found.headline),
+            "perplexity": {"base": found.ppl.base_mean, "run": found.ppl.other_mean,
+                           "relative": interval_of(found.ppl.relative)} if found.ppl else None,
+            "tasks": {task: interval_of(pair.difference) | {"base": pair.base_mean, "run": pair.other_mean}
+                      for task, pair in found.tasks.items()},
+        })
+    return rows
+
+
+def summary_table(rows: list[dict]) -> str:
+    """The summary as markdown: a row per run."""
+    def cell(value: dict | None, percent: bool = False) -> str:
+        if value is None:
+            return "—"
+        scale, form = (100, "{:+.1f}%") if percent else (1, "{:+.3f}")
+        low, estimate, high = (form.format(value[k] * scale) for k in ("low", "estimate", "high"))
+        return f"{estimate} [{low}, {high}] p={value['p']:.2g}"
+
+    lines = ["| run | train CE (last 10) | EWC term | mean Δ over tasks [95% CI] | mean relative gain | "
+             "perplexity change | count Δ | obj_move Δ | obj_move_path Δ |", "|---|---:|---:|---|---|---|---|---|---|"]
+    for row in rows:
+        ppl = row["perplexity"]["relative"] if row["perplexity"] else None
+        tasks = row["tasks"]
+        lines.append(f"| {row['name']} | {row['train_ce_last10']:.3f} | {row['ewc_last']:.3g} | "
+                     f"{cell(row['mean_difference'])} | {cell(row['headline'], True)} | {cell(ppl, True)} | "
+                     + " | ".join(cell(tasks.get(t)) for t in ("count", "obj_move", "obj_move_path")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def curve_chart(rows: list[dict], file: Path) -> None:
+    """Embodied gain (mean Δ over tasks) against perplexity drift (%), with 95% intervals, a point per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for row in rows:
+        if row["perplexity"] is None or row["mean_difference"] is None:
+            continue
+        x, y = row["perplexity"]["relative"], row["mean_difference"]
+        style = {"lora": "s", "ewc-lora": "o"}.get(row["method"], "^")
+        xerr = [[(x["estimate"] - x["low"]) * 100], [(x["high"] - x["estimate"]) * 100]]
+        yerr = [[y["estimate"] - y["low"]], [y["high"] - y["estimate"]]]
+        ax.errorbar(x["estimate"] * 100, y["estimate"], xerr=xerr, yerr=yerr, fmt=style, capsize=3, label=row["name"])
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("perplexity change on held-out general text (%)")
+    ax.set_ylabel("mean score change over the E2WM tasks")
+    ax.set_title("Embodied gain against general-text drift (95% paired intervals)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(file, dpi=120)
+    plt.close(fig)
+
+
+def write_summary(study: dict, out: Path, names: list[str]) -> None:
+    """OUT/report/summary.json, summary.md and ewc-curve.png from `summary_rows`."""
+    rows = summary_rows(study, out, names)
+    write_json(out / "report" / "summary.json", rows)
+    (out / "report" / "summary.md").write_text(summary_table(rows), encoding="utf-8")
+    curve_chart(rows, out / "report" / "ewc-curve.png")
+
+
 def publish(out: Path, names: list[str], target: Path) -> None:
     """Copy into target what the repository keeps: per run its metrics, results table, options, training log
     and per-item scores (index and score or correctness, no benchmark text), and the report with its charts."""
@@ -187,6 +277,7 @@ def main() -> None:
         raise SystemExit("; ".join(str(f) for f in failures))
     if not args.no_report:
         print(f"[study] report: {summarise(study, out, names)}")
+        write_summary(study, out, names)
     if args.publish:
         publish(out, names, args.publish)
 
