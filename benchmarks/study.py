@@ -164,6 +164,11 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
             "tasks": {task: interval_of(pair.difference) | {"base": pair.base_mean, "run": pair.other_mean}
                       for task, pair in found.tasks.items()},
         })
+        reference = out / "lora" / "eval"
+        if name != "lora" and (reference / "metrics.json").is_file():  # the penalty's effect, paired against LoRA
+            against = compare(reference, evaluated, tasks, True, True, 10_000, 1234)
+            rows[-1]["vs_lora"] = {"mean_difference": interval_of(against.mean),
+                                   "perplexity": interval_of(against.ppl.relative) if against.ppl else None}
     return rows
 
 
@@ -184,6 +189,12 @@ def summary_table(rows: list[dict]) -> str:
         lines.append(f"| {row['name']} | {row['train_ce_last10']:.3f} | {row['ewc_last']:.3g} | "
                      f"{cell(row['mean_difference'])} | {cell(row['headline'], True)} | {cell(ppl, True)} | "
                      + " | ".join(cell(tasks.get(t)) for t in ("count", "obj_move", "obj_move_path")) + " |")
+    against = [row for row in rows if "vs_lora" in row]
+    if against:
+        lines += ["", "Against LoRA over the same items (the penalty's effect):", "",
+                  "| run | mean Δ over tasks vs LoRA [95% CI] | perplexity change vs LoRA |", "|---|---|---|"]
+        lines += [f"| {row['name']} | {cell(row['vs_lora']['mean_difference'])} | "
+                  f"{cell(row['vs_lora']['perplexity'], True)} |" for row in against]
     return "\n".join(lines) + "\n"
 
 
