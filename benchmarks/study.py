@@ -233,6 +233,32 @@ def write_summary(study: dict, out: Path, names: list[str]) -> None:
     curve_chart(rows, out / "report" / "ewc-curve.png")
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "src" / "e2wm" / "adapters"
+
+
+def ship(out: Path, run: str, name: str, rows: list[dict]) -> Path:
+    """Copy run's adapter into e2wm's shipped adapters as `name` (`e2wm eval --adapter NAME`), with a model card
+    holding its evaluation and, from the summary, its paired comparison with the base model and with LoRA."""
+    from e2wm.train.card import write_card
+
+    target = SHIPPED / name
+    target.mkdir(parents=True, exist_ok=True)
+    for file in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy(out / run / "train" / "adapter" / file, target / file)
+    write_card(out / run / "train", target, out / run / "eval", name)
+    row = next(r for r in rows if r["name"] == run)
+    table = summary_table([row]).splitlines()
+    text = (target / "README.md").read_text(encoding="utf-8")
+    section = ["## Against the base model and plain LoRA", "",
+               "Paired over the same items (the E2WM dev slice, 769 items in 11 files; perplexity over 64 held-out "
+               "texts): 95% bootstrap intervals and the p of a paired permutation test (e2wm report, "
+               "docs/statistics.md). From the study `benchmarks/study.py configs/study/cpu.yaml` (docs/results.md).",
+               "", *table, ""]
+    marker = "## Use"
+    (target / "README.md").write_text(text.replace(marker, "\n".join(section) + "\n" + marker, 1), encoding="utf-8")
+    return target
+
+
 def publish(out: Path, names: list[str], target: Path) -> None:
     """Copy into target what the repository keeps: per run its metrics, results table, options, training log
     and per-item scores (index and score or correctness, no benchmark text), and the report with its charts."""
@@ -273,6 +299,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="jobs at once (one torch thread each)")
     parser.add_argument("--publish", type=Path, help="copy what the repository keeps of finished runs here")
     parser.add_argument("--no-report", action="store_true", help="skip the final `e2wm report`")
+    parser.add_argument("--ship", metavar="RUN:NAME", help="ship RUN's adapter with e2wm as NAME (src/e2wm/adapters)")
     parser.add_argument("--no-base", action="store_true", help="leave the base model's evaluation to another "
                         "study process (two studies must not write one run at once)")
     args = parser.parse_args()
@@ -291,6 +318,9 @@ def main() -> None:
         write_summary(study, out, names)
     if args.publish:
         publish(out, names, args.publish)
+    if args.ship:
+        run, name = args.ship.split(":", 1)
+        print(f"[study] shipped {ship(out, run, name, summary_rows(study, out, names))}")
 
 
 if __name__ == "__main__":

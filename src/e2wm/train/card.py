@@ -61,7 +61,8 @@ def model_card(run_dir: Path, evaluation: Path | None = None, name: str | None =
                  "pipeline_tag: text-generation"]
     lines = ["---", *metadata, "---", "", f"# {name or run_dir.name}: an E2WM {method} adapter for {base}", ""]
     version = provenance.get("versions", {}).get("e2wm", "")
-    lines.append(f"A {method} adapter trained by e2wm {version} on embodied experiences from the VirtualHome "
+    article = "An" if method[0] in "AEIOU" else "A"
+    lines.append(f"{article} {method} adapter trained by e2wm {version} on embodied experiences from the VirtualHome "
                  "world model, the E2WM method of Xiang et al. "
                  "(NeurIPS 2023): LoRA adapters trained on plans and object tracking from a simulator, with an "
                  "elastic weight consolidation penalty (a diagonal Fisher from general text) that keeps the base "
@@ -71,7 +72,8 @@ def model_card(run_dir: Path, evaluation: Path | None = None, name: str | None =
                   f"Applied to the original `{base}` weights it behaves close to, not exactly as, measured here."]
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
     lines += [f"| {text} | {options[key]} |" for key, text in SETTINGS if options.get(key) is not None]
-    lines += ["", f"Training data (mixture `{options['train']}`; sha256 of each file):", ""]
+    lines += ["", f"Inputs (the training mixture `{options['train']}`, and the Fisher when one was used; sha256 of "
+              "each file):", ""]
     lines += [f"- `{Path(path).name}`: `{digest}`" for path, digest in settings.get("inputs", {}).items()]
     if log:
         last = log[-1]
