@@ -369,6 +369,23 @@ def test_bad_eval_and_distributed_options_exit_2(tiny_llama, tmp_path, capsys, m
     assert not (tmp_path / "r").exists()
 
 
+def test_a_forgetting_curve_that_cannot_be_measured_is_refused_before_training(tiny_gpt2, tmp_path, capsys):
+    data = write_pairs(tmp_path / "a.json")
+    general = tmp_path / "general.jsonl"
+    general.write_text('{"text": "Walk"}\n{"text": "cup"}\n')  # one token each (no BOS): nothing to predict
+    dev = write_qa(tmp_path / "act_recog.jsonl", [("Answer:", ["yes", "Walk to kitchen. " * 200], "yes")])
+    common = ["--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--eval-every", "2", "--out"]
+    code, err = run_train(capsys, *common, tmp_path / "r1", "--eval-ppl-data", general)
+    assert code == 2 and err.strip().splitlines()[-1].endswith(
+        f"--eval-ppl-data {general}: no text has two or more tokens (nothing to predict)")
+    general.write_text('{"text": "Walk to kitchen."}\n')
+    code, err = run_train(capsys, *common, tmp_path / "r2", "--eval-ppl-data", general, "--eval-data", dev)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and f"{dev}:1: field 'answer_list': an option of " in last, err
+    assert last.endswith("(the model's context of 512 tokens)")
+    assert not (tmp_path / "r2" / "log.jsonl").exists()  # no step was taken
+
+
 @pytest.mark.parametrize(("scale", "method"), [("paper", "ewc-lora"), ("mean", "ewc-lora"), ("paper", "lora")])
 def test_the_logged_penalty_uses_the_scaled_fisher(tiny_llama, tmp_path, capsys, scale, method):
     """Step 2's logged EWC term equals sum(scaled F * dW**2) with dW from the step-1 checkpoint's adapter; plain
