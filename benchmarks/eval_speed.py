@@ -38,8 +38,8 @@ def naive_qa(model, tokenizer, task, encoded) -> list[list[float]]:
     results = []
     for item, enc in zip(task.items, encoded):
         scores = []
-        for option, context, tokens in zip(item.options, enc.contexts, enc.options):
-            score = naive_option_logprob(model, context, tokens)
+        for option, tokens in zip(item.options, enc.options):
+            score = naive_option_logprob(model, enc.context, tokens)
             if norm == "un":
                 score -= naive_option_logprob(model, *encode_pair(tokenizer, "Answer:", " " + option))
             scores.append(score)

@@ -23,6 +23,7 @@ _API = {
     "report": "e2wm.recipes.report", "ReportConfig": "e2wm.eval.config",
     "run_demo": "e2wm.recipes.demo", "DemoConfig": "e2wm.recipes.demo",
     "plan_for": "e2wm.train.memory", "PlanMemoryConfig": "e2wm.train.config",
+    "export_merged": "e2wm.recipes.export", "ExportConfig": "e2wm.train.config",
     "TASKS": "e2wm.benchmark", "TaskSpec": "e2wm.benchmark",
 }
 __all__ = ["__version__", *_API]

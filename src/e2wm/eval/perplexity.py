@@ -76,6 +76,17 @@ def sequence_nll(model, sequences: list[list[int]], pad_id: int, batch_size: int
     return results
 
 
+def predicts_a_token(tokenizer, texts: list[str], mode: str, max_texts: int) -> bool:
+    """Whether the mode's perplexity has a token to predict: some text it scores has two or more tokens.
+
+    mode "windows" scores every text encoded with `encode` (BOS kept); "paper" the first max_texts texts
+    without special tokens (`paper_sequences`). Stops at the first such text.
+    """
+    if mode == "windows":
+        return any(len(encode(tokenizer, text)) > 1 for text in texts)
+    return any(len(tokenizer(text, add_special_tokens=False).input_ids) > 1 for text in texts[:max_texts])
+
+
 @dataclass
 class TextLoss:
     """One scored text: its position in the texts read, a digest of it, its summed NLL and predicted tokens."""
@@ -121,9 +132,11 @@ def summary(losses: list[TextLoss], mode: str) -> dict:
     paper's tables print). Every token counts once (a micro-average over texts).
 
     Raises:
-        ZeroDivisionError: when no text was scored.
+        ValueError: when no token was scored (no text had two or more tokens: `predicts_a_token` tells first).
     """
     tokens = sum(loss.tokens for loss in losses)
+    if tokens == 0:
+        raise ValueError("no text has two or more tokens: perplexity has nothing to predict")
     mean = sum(loss.nll for loss in losses) / tokens
     result = {"perplexity": math.exp(mean), "nll": mean, "tokens": tokens, "texts": len(losses), "mode": mode}
     if mode == "paper":
@@ -143,7 +156,7 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 1024, batch
     Returns:
         `summary` of `window_losses` in mode "windows": perplexity, nll, tokens, texts (those giving a window).
     Raises:
-        ZeroDivisionError: when no text gives a window of at least 2 tokens.
+        ValueError: when no text gives a window of at least 2 tokens.
     """
     return summary(window_losses(model, tokenizer, texts, max_length, batch_size, progress), "windows")
 
@@ -171,6 +184,6 @@ def paper_perplexity(model, tokenizer, texts: list[str], max_texts: int = 5000, 
         perplexity_base2 = 2 ** nll (the number the paper's tables print), nll, tokens (each text's tokens
         1..), texts.
     Raises:
-        ZeroDivisionError: when none of the first max_texts texts has 2 tokens.
+        ValueError: when none of the first max_texts texts has 2 tokens.
     """
     return summary(paper_losses(model, tokenizer, texts, max_texts, max_tokens, batch_size, progress), "paper")

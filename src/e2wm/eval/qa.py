@@ -16,30 +16,34 @@ MIN_SHARED_TOKENS = 8  # below this a shared file prefix is not worth a cache
 
 @dataclass
 class EncodedItem:
-    """Token ids of one QA item: a context and a continuation per option (see `encode_item`)."""
+    """Token ids of one QA item: one context shared by all options, and each option's own (see `encode_item`)."""
 
-    contexts: list[list[int]]  # per option; all equal unless an option merged with the context's end
-    options: list[list[int]]  # per option: the ids of " " + option, at least one each
-    truncated: bool  # some context lost tokens on the left to fit max_length
+    context: list[int]  # the input's ids (special prefix kept), cut from the left to fit max_length
+    options: list[list[int]]  # per option: exactly the ids of " " + option, at least one each
+    truncated: bool  # the context lost tokens on the left to fit max_length
 
 
 def encode_item(tokenizer, item: QAItem, max_length: int) -> EncodedItem:
-    """Context and option token ids per option; contexts are cut from the left if the whole would not fit.
+    """The item's context ids and its options' ids; the context is cut from the left if the whole would not fit.
 
     Args:
-        item: the QA item; each option o is encoded as the pair (item.input, " " + o) by `encode_pair`.
+        item: the QA item; each option o is encoded as the pair (item.input, " " + o) by `encode_pair`, which
+            gives every option the same context ids and scores exactly the option's tokens.
         max_length: the model's context, in tokens.
     Returns:
-        an EncodedItem whose contexts are cut to max_length - (longest option's tokens) tokens, keeping
-        their end, so that every context + option fits in max_length tokens; truncated says whether any was
-        cut.
+        an EncodedItem whose context is cut to max_length - (longest option's tokens) tokens, keeping its end,
+        so that context + any option fits in max_length tokens; truncated says whether it was cut.
+    Raises:
+        ValueError: when an option encodes to no token, or the longest option leaves no context token within
+            max_length (`eval.run.check_limits` turns both into an InputError naming the file and line).
     """
     pairs = [encode_pair(tokenizer, item.input, " " + option) for option in item.options]
-    options = [option for _, option in pairs]
-    budget = max_length - max(len(o) for o in options)
-    contexts = [context[max(0, len(context) - budget):] for context, _ in pairs]
-    truncated = any(len(context) > budget for context, _ in pairs)
-    return EncodedItem(contexts, options, truncated)
+    context, options = pairs[0][0], [option for _, option in pairs]
+    longest = max(len(o) for o in options)
+    budget = max_length - longest
+    if budget < 1:
+        raise ValueError(f"an option of {longest} tokens leaves no token of the question within {max_length}")
+    return EncodedItem(context[max(0, len(context) - budget):], options, len(context) > budget)
 
 
 def option_logprobs(model, items: list[EncodedItem], pad_id: int, progress=None,
@@ -48,7 +52,7 @@ def option_logprobs(model, items: list[EncodedItem], pad_id: int, progress=None,
 
     The file's common token prefix (over all items, so that a shard of the file computes exactly what
     the whole would) runs once unless share_file_prefix is off; each item's context runs once on top of
-    it; all options after the same context are scored in one batch (`continuation_logprobs`).
+    it; all its options are scored in one batch (`continuation_logprobs`).
 
     Args:
         items: the file's encoded items (all of them, also when scoring a shard).
@@ -60,22 +64,14 @@ def option_logprobs(model, items: list[EncodedItem], pad_id: int, progress=None,
         per chosen item, in order, per option: the sum over the option's tokens of the token log-probs, in
         nats (`eval_qa.py`'s `compute_prob`; lm-evaluation-harness's log-likelihood).
     """
-    shared = common_prefix([c for item in items for c in item.contexts]) if share_file_prefix else []
+    shared = common_prefix([item.context for item in items]) if share_file_prefix else []
     prefix = run_tokens(model, shared) if len(shared) >= MIN_SHARED_TOKENS else None
     results = []
     for item in (items if indices is None else [items[i] for i in indices]):
-        groups: dict[tuple, list[int]] = {}
-        for index, context in enumerate(item.contexts):
-            groups.setdefault(tuple(context), []).append(index)
-        scores = [0.0] * len(item.options)
-        for context, indices in groups.items():
-            context_state = run_tokens(model, list(context), prefix)
-            totals = continuation_logprobs(model, context_state, [item.options[i] for i in indices], pad_id)
-            for i, (total, _) in zip(indices, totals):
-                scores[i] = total
-            if prefix is not None:
-                restore(prefix)
-        results.append(scores)
+        context_state = run_tokens(model, item.context, prefix)
+        results.append([total for total, _ in continuation_logprobs(model, context_state, item.options, pad_id)])
+        if prefix is not None:
+            restore(prefix)
         if progress is not None:
             progress(1)
     return results
@@ -92,15 +88,9 @@ def unconditional_logprobs(model, tokenizer, options: list[str], pad_id: int) ->
     """
     distinct = sorted(set(options))
     pairs = [encode_pair(tokenizer, UNCONDITIONAL_CONTEXT, " " + option) for option in distinct]
-    scores: dict[str, float] = {}
-    by_context: dict[tuple, list[int]] = {}
-    for index, (context, _) in enumerate(pairs):
-        by_context.setdefault(tuple(context), []).append(index)
-    for context, indices in by_context.items():
-        prefix: Prefix = run_tokens(model, list(context))
-        totals = continuation_logprobs(model, prefix, [pairs[i][1] for i in indices], pad_id)
-        for i, (total, _) in zip(indices, totals):
-            scores[distinct[i]] = total
+    prefix: Prefix = run_tokens(model, pairs[0][0])  # encode_pair gives every option the same context ids
+    totals = continuation_logprobs(model, prefix, [option for _, option in pairs], pad_id)
+    scores = {option: total for option, (total, _) in zip(distinct, totals)}
     return scores
 
 

@@ -16,10 +16,11 @@ from tqdm import tqdm
 
 from e2wm.benchmark import TASKS
 from e2wm.config import result_settings
+from e2wm.errors import InputError, at
 from e2wm.eval import generation, metrics, qa, statistics
 from e2wm.eval.config import PERPLEXITY, EvalConfig
 from e2wm.eval.items import EvalFile, item_digest
-from e2wm.eval.perplexity import PAPER_TOKENS, paper_losses, read_texts, summary, window_losses
+from e2wm.eval.perplexity import PAPER_TOKENS, paper_losses, predicts_a_token, read_texts, summary, window_losses
 from e2wm.eval.results import answer_chart, results_table
 from e2wm.files import write_atomic, write_json, write_jsonl
 from e2wm.models import context_length, describe
@@ -65,6 +66,48 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
     digest = hashlib.sha256(task.path.read_bytes())
     digest.update(json.dumps([settings, identity, PPL_WINDOW, METRICS_VERSION], sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def token_limit(model, tokenizer, config: EvalConfig) -> int:
+    """The token limit of prompt + answer: --max-len, else the model's context (`models.context_length`).
+
+    Raises InputError when --max-len exceeds the model's context (positions the model never learned; GPT-2's
+    learned position table has no row for them)."""
+    context = context_length(model, tokenizer)
+    if config.max_len and config.max_len > context:
+        raise InputError(f"--max-len {config.max_len} exceeds the model's context of {context} tokens")
+    return config.max_len or context
+
+
+def check_limits(tokenizer, tasks: list[EvalFile], config: EvalConfig, max_length: int,
+                 ppl_texts: list[str]) -> None:
+    """Check every limit against the others before the model runs, so that no prompt is cut to nothing.
+
+    Args:
+        tasks: the evaluation files (their first --limit items are checked).
+        max_length: `token_limit`'s value, in tokens.
+        ppl_texts: the --ppl-data texts ([] without --ppl-data).
+    Raises:
+        InputError: a generation file whose prompts would keep no token (max_length <= --max-new-tokens); a QA
+            item whose longest option leaves no token of its input within max_length, or whose option encodes
+            to no token (naming file, line and field); --ppl-data with no text of two or more tokens.
+    """
+    limit = f"--max-len {max_length}" if config.max_len else f"the model's context of {max_length} tokens"
+    for task in tasks:
+        items = task.items[: config.limit] if config.limit else task.items
+        if task.kind == "generation" and max_length <= config.max_new_tokens:
+            raise InputError(f"{task.path}: --max-new-tokens {config.max_new_tokens} leaves no prompt token within "
+                             f"{limit}; lower --max-new-tokens below {max_length}")
+        for item in items:
+            if task.kind == "multiple_choice":
+                try:
+                    qa.encode_item(tokenizer, item, max_length)
+                except ValueError as error:
+                    raise InputError(f"{at(task.path, item.line, 'answer_list')}: {error} ({limit})") from None
+    if config.ppl_data and not predicts_a_token(tokenizer, ppl_texts, config.ppl_mode, config.ppl_texts):
+        scope = f"of its first {config.ppl_texts} " if config.ppl_mode == "paper" else ""
+        raise InputError(f"--ppl-data {config.ppl_data}: no text {scope}has two or more tokens (nothing to predict; "
+                         f"--ppl-mode {config.ppl_mode})")
 
 
 def progress_bar(task: EvalFile, total: int, label: str, shard: Shard):
@@ -156,7 +199,7 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     """
     shard = shard or Shard()
     out = Path(config.out)
-    max_length = config.max_len or context_length(model, tokenizer)
+    max_length = token_limit(model, tokenizer, config)
     results: dict[str, dict] = {}
     for task in tasks:
         n_original = len(task.items)

@@ -24,9 +24,9 @@ from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import load_eval_files
 from e2wm.eval.perplexity import read_texts
 from e2wm.eval.prefix_cache import model_device
-from e2wm.eval.run import Shard, evaluate_model
+from e2wm.eval.run import Shard, check_limits, evaluate_model, token_limit
 from e2wm.files import write_json
-from e2wm.models import context_length, describe, load_model, resolve_model_path
+from e2wm.models import describe, load_model, resolve_model_path
 from e2wm.provenance import environment, git_commit, model_fingerprint, model_revision, package_versions, tree_digest
 
 logger = logging.getLogger(__name__)
@@ -73,11 +73,11 @@ def model_identity(config: EvalConfig, model) -> dict:
 def evaluate(config: EvalConfig) -> dict:
     """Evaluate as config says; returns {task: metrics} (also in OUT/metrics.json, with results.md).
 
-    Raises InputError on a bad file, option or model before any scoring starts.
+    Raises InputError on a bad file, option or model, or limits that contradict each other (`check_limits`),
+    before any scoring starts or any file is written.
     """
     tasks = load_eval_files(config.data)  # every file checked before the model is loaded
-    if config.ppl_data:
-        read_texts(config.ppl_data)
+    ppl_texts = read_texts(config.ppl_data) if config.ppl_data else []
     if config.backend == "vllm":
         vllm_backend.check_available()
     out = Path(config.out)
@@ -90,6 +90,8 @@ def evaluate(config: EvalConfig) -> dict:
         spec.device = device
     began = time.time()
     model, tokenizer = load_model(spec)
+    max_length = token_limit(model, tokenizer, config)
+    check_limits(tokenizer, tasks, config, max_length, ppl_texts)  # before the model runs or anything is written
     identity = model_identity(config, model)
     record = {"config": asdict(config), "identity": identity, "provenance": environment(str(model_device(model)))}
     if shard.is_main:
@@ -99,8 +101,7 @@ def evaluate(config: EvalConfig) -> dict:
     generator = None
     if config.backend == "vllm" and any(task.kind == "generation" for task in tasks):
         generator = vllm_backend.VllmGenerator(
-            resolve_model_path(spec.model), spec.adapter, spec.dtype,
-            config.max_len or context_length(model, tokenizer), config.gpu_memory_utilization,
+            resolve_model_path(spec.model), spec.adapter, spec.dtype, max_length, config.gpu_memory_utilization,
         )
     start = time.time()
     results = evaluate_model(model, tokenizer, tasks, config, identity, shard, generator)

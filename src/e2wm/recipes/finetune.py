@@ -27,8 +27,8 @@ from e2wm.config import flag_of, result_settings
 from e2wm.errors import InputError
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import EvalFile, read_eval_file
-from e2wm.eval.perplexity import perplexity
-from e2wm.eval.run import PPL_WINDOW, Shard, qa_rows
+from e2wm.eval.perplexity import perplexity, predicts_a_token
+from e2wm.eval.run import PPL_WINDOW, Shard, check_limits, qa_rows
 from e2wm.files import append_jsonl, read_jsonl, write_json, write_jsonl
 from e2wm.models import context_length, default_device, load_model
 from e2wm.provenance import environment, model_fingerprint, path_digest
@@ -65,6 +65,7 @@ class ForgettingCurve:
     up to float rounding (the perplexity here batches --batch-size windows per pass).
     """
 
+    source: str  # --eval-ppl-data, the texts' file
     texts: list[str]
     dev: EvalFile | None
     scoring: EvalConfig | None  # the `e2wm eval` settings the dev file is scored with (qa_rows reads its norm)
@@ -81,7 +82,17 @@ class ForgettingCurve:
                 raise InputError(f"--eval-data {config.eval_data}: a generation file; give a multiple-choice one "
                                  f"(input, answer_list, answer)")
             scoring = EvalConfig(model=config.model, data=[config.eval_data], out=config.out, norm=dev.spec.norm)
-        return cls(texts, dev, scoring, config.batch_size)
+        return cls(config.eval_ppl_data, texts, dev, scoring, config.batch_size)
+
+    def check(self, tokenizer, max_length: int) -> None:
+        """Check before training that each measure can be taken within max_length tokens (the model's context).
+
+        Raises InputError when no text has a token to predict, or a dev item's option leaves no token of its
+        input (`eval.run.check_limits`)."""
+        if not predicts_a_token(tokenizer, self.texts, "windows", len(self.texts)):
+            raise InputError(f"--eval-ppl-data {self.source}: no text has two or more tokens (nothing to predict)")
+        if self.dev is not None:
+            check_limits(tokenizer, [self.dev], self.scoring, max_length, [])
 
     def measure(self, model, tokenizer) -> dict[str, float]:
         """{"eval_ppl": exp(mean token NLL) on the texts (nats-based), "eval_accuracy": the dev file's accuracy
@@ -197,6 +208,8 @@ class FinetuneRecipe:
         self.run_dir = prepare_run_dir(config, mixture, accelerator.is_main_process)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
         self.examples = load_examples(mixture, self.tokenizer, config.max_len, config.truncation)
+        if self.curve is not None:
+            self.curve.check(self.tokenizer, context_length(model, self.tokenizer))
         self.schedule = Schedule(config.batch_size, config.grad_accum, accelerator.num_processes, config.epochs,
                                  config.max_steps, config.seed, config.batching, config.loss_norm)
         self.schedule.fit(self.examples)

@@ -130,3 +130,41 @@ def write_card(run_dir: Path, adapter: Path, evaluation: Path | None = None, nam
         config["base_model_name_or_path"] = hub_name(json.loads((run_dir / "config.json").read_text())
                                                      ["options"]["model"])
         write_json(config_file, config)
+
+
+def merged_card(base_model: str, adapter: str, adapter_sha256: str, dtype: str, name: str) -> str:
+    """The README.md text of a merged checkpoint (`e2wm export merged`): an adapter's LoRA folded into its base.
+
+    Args:
+        base_model: the base as given to --model (named on the card by `hub_name`).
+        adapter: the adapter directory that was merged; its own README.md (the adapter's card, when e2wm wrote
+            it) is pointed to, not copied.
+        adapter_sha256: `provenance.tree_digest` of the adapter's weight files.
+        dtype: the saved weights' dtype.
+        name: the checkpoint's name in the heading (its folder's name).
+    """
+    base = hub_name(base_model)
+    metadata = [f"base_model: {base}", "library_name: transformers"]
+    if base in LICENSES:
+        metadata.append(f"license: {LICENSES[base]}")
+    metadata += ["tags:", "- e2wm", "- merged-lora", "- embodied", "- virtualhome", "pipeline_tag: text-generation"]
+    lines = ["---", *metadata, "---", "", f"# {name}: {base} with an E2WM LoRA adapter merged in", "",
+             f"The LoRA adapter `{Path(adapter).name}` (sha256 of its weight files `{adapter_sha256}`) merged into "
+             f"the weights of {base} by PEFT's `merge_and_unload` (W + scaling * B @ A, computed in float32), then "
+             f"saved in {dtype}: a standard transformers checkpoint that loads without PEFT. It computes what the "
+             "base model with the adapter applied computes (up to the rounding of the saved dtype). The adapter "
+             "comes from e2wm's EWC-LoRA training on embodied experiences from the VirtualHome world model, the "
+             "E2WM method of Xiang et al. (NeurIPS 2023); its own card (training settings, data digests, evaluation) "
+             "is the README.md of the adapter folder."]
+    if base_model == EMBEDDED_NAME:
+        lines += ["", f"The base weights are e2wm's embedded model: {EMBEDDED_DESCRIPTION}; they are what was "
+                  f"merged, not the original `{base}` weights."]
+    lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+              'model = AutoModelForCausalLM.from_pretrained("<this folder>")',
+              'tokenizer = AutoTokenizer.from_pretrained("<this folder>")', "```", "",
+              "## Limitations", "",
+              "- Trained on simulated household activities (VirtualHome programs and random exploration), in "
+              "English; the skills are those of the E2WM tasks: plans, activity recognition, counting, object paths.",
+              "- The base model's own limitations and license apply.", "",
+              "## Citation", "", "```bibtex", CITATION, "```", ""]
+    return "\n".join(lines)

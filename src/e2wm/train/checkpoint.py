@@ -8,13 +8,18 @@ Every folder is written beside the old one and swapped in by renames, so a crash
 """
 
 import json
+import pickle
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from e2wm.errors import InputError
 
 NAME = "checkpoint"
 STEP = re.compile(r"checkpoint-(\d+)")  # the name of a step's folder, checkpoint-N
@@ -120,24 +125,57 @@ def prune_steps(run_dir: Path, keep: int) -> list[Path]:
     return gone
 
 
+def read_state(path: Path):
+    """A state torch.save wrote (optimizer.pt, scheduler.pt, rng-N.pt), loaded with `weights_only=True`.
+
+    torch's restricted unpickler rebuilds only tensors and plain values (dicts, lists, tuples, numbers,
+    strings, None), which is all an AdamW or LambdaLR state_dict and the RNG states hold; any other object a
+    pickle names (a class whose __reduce__ would call a function) is refused before it is built, so a
+    checkpoint folder from elsewhere cannot run code. Source: torch.load's documentation, `weights_only`.
+
+    Raises:
+        InputError: naming the file when it is missing, refused (other objects than tensors and plain values)
+            or unreadable (not a torch.save file).
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: missing from the checkpoint")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not e2wm's
+        raise InputError(f"{path}: cannot read (not a file torch.save wrote)")
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"{path}: refused: it holds objects other than tensors and plain values, which loading "
+                         "could run as code (torch.load weights_only)") from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise InputError(f"{path}: cannot read ({(str(error).strip() or type(error).__name__).splitlines()[0]})") \
+            from None
+
+
 def load_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler) -> int:
     """Restore the state saved by save_checkpoint; returns the step it was taken after.
 
     In place: the trainable weights (non-strict: weights absent from the file keep their values), the
-    optimiser, the scheduler and this process's RNG states (rng-<process index>.pt).
+    optimiser, the scheduler and this process's RNG states (rng-<process index>.pt). The .pt files are read
+    by `read_state` (tensors and plain values only: nothing in them can run code).
 
     Returns:
         the number of optimiser steps taken when it was saved.
     Raises:
-        RuntimeError: when the file holds weights the model does not have.
-        FileNotFoundError: when a file of the checkpoint is missing.
+        InputError: naming the file when one is missing, unreadable or refused by `read_state`, or when the
+            weights file is not safetensors or holds weights the model does not have.
     """
     folder = run_dir / NAME
-    weights = load_file(str(folder / "trainable.safetensors"))
+    weights_file = folder / "trainable.safetensors"
+    try:
+        weights = load_file(str(weights_file))
+    except FileNotFoundError:
+        raise InputError(f"{weights_file}: missing from the checkpoint") from None
+    except SafetensorError as error:
+        raise InputError(f"{weights_file}: not a safetensors file ({error})") from None
     missing = accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
     if missing.unexpected_keys:
-        raise RuntimeError(f"{folder}: weights the model does not have: {missing.unexpected_keys[:3]}")
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(folder / f"rng-{accelerator.process_index}.pt", weights_only=False))
+        raise InputError(f"{weights_file}: weights the model does not have: {missing.unexpected_keys[:3]}")
+    optimizer.load_state_dict(read_state(folder / "optimizer.pt"))
+    scheduler.load_state_dict(read_state(folder / "scheduler.pt"))
+    set_rng_state(read_state(folder / f"rng-{accelerator.process_index}.pt"))
     return json.loads((folder / "state.json").read_text())["step"]

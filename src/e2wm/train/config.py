@@ -1,4 +1,4 @@
-"""Configs of the training-stage jobs: finetuning, the Fisher (computed or imported) and the memory plan.
+"""Configs of the training-stage jobs: finetuning, the Fisher (computed or imported), the memory plan, the export.
 
 Each field is an option of its command (see e2wm.config); `__post_init__` checks the values, so a bad
 config fails the same way from Python and from the command line.
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
-from e2wm.models import LoadedModelOptions, ModelOptions
+from e2wm.models import DTYPES, MODEL_HELP, LoadedModelOptions, ModelOptions, resolve_adapter
 from e2wm.train.corpus import MODEL_SAMPLES
 from e2wm.train.data import TRUNCATIONS
 from e2wm.train.fisher_scale import SCALES
@@ -154,3 +154,24 @@ class PlanMemoryConfig(ModelOptions):
     no_ewc: bool = option(False, "full finetuning without the EWC penalty")
     attention: str = option("fused", "fused (flash/memory-efficient SDPA on GPUs) or eager (keeps len^2 scores; "
                             "CPU too)", choices=("fused", "eager"))
+
+
+@dataclass(kw_only=True)
+class ExportConfig:
+    """`e2wm export merged` / `e2wm.export_merged`: a LoRA adapter merged into its base, saved as a standard
+    transformers checkpoint (weights, config, tokenizer, model card), optionally pushed to the Hub."""
+
+    model: str = option(help=MODEL_HELP)
+    adapter: str = option(help="the PEFT LoRA adapter directory to merge (or the name of an adapter shipped with "
+                          "e2wm)")
+    out: str = option(help="new directory for the merged checkpoint (must not exist)")
+    dtype: str = option("float32", "dtype of the saved weights (the merge itself is computed in float32)",
+                        choices=tuple(sorted(DTYPES)))
+    device: str | None = option(None, "where the merge is computed: cpu, cuda, ... (default: cuda if available)",
+                                result=False)
+    push: str | None = option(None, "also upload the folder to this Hugging Face Hub model repo (created if "
+                              "absent; needs the network and a token)", metavar="REPO")
+
+    def __post_init__(self) -> None:
+        self.adapter = resolve_adapter(self.adapter)
+        config.check(self)

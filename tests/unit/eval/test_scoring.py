@@ -39,15 +39,15 @@ def test_option_logprobs_equal_naive(fixture, request):
     fast = qa.option_logprobs(model, encoded, tokenizer.pad_token_id)
     for item, enc, scores in zip(ITEMS, encoded, fast):
         assert len(scores) == len(item.options)
-        for option, context, tokens, score in zip(item.options, enc.contexts, enc.options, scores):
+        for option, tokens, score in zip(item.options, enc.options, scores):
             assert tokens, option
-            assert score == pytest.approx(naive_logprob(model, context, tokens), abs=1e-4)
+            assert score == pytest.approx(naive_logprob(model, enc.context, tokens), abs=1e-4)
 
 
 def test_shared_prefix_cache_is_restored(tiny_llama):
     model, tokenizer = load(tiny_llama)
     encoded = [qa.encode_item(tokenizer, item, 512) for item in ITEMS[:2]]
-    shared = common_prefix([c for e in encoded for c in e.contexts])
+    shared = common_prefix([e.context for e in encoded])
     assert len(shared) > qa.MIN_SHARED_TOKENS  # the few-shot block really is shared
     first = qa.option_logprobs(model, encoded, tokenizer.pad_token_id)
     again = qa.option_logprobs(model, list(reversed(encoded)), tokenizer.pad_token_id)
@@ -66,7 +66,7 @@ def test_unconditional_logprobs_equal_naive(tiny_gpt2):
 
 def test_normalisations_by_hand():
     item = QAItem("q", ["a", "bb"], 1)
-    encoded = qa.EncodedItem([[1], [1]], [[5], [6, 7]], False)
+    encoded = qa.EncodedItem([1], [[5], [6, 7]], False)
     assert qa.normalise(item, encoded, [-2.0, -3.0], "ln", None) == [-2.0, -1.5]
     assert qa.normalise(item, encoded, [-2.0, -3.0], "un", {"a": -1.0, "bb": -4.0}) == [-1.0, 1.0]
     assert qa.argmax([-1.0, 1.0]) == 1
@@ -101,8 +101,8 @@ def test_truncation_from_the_left(tiny_gpt2):
     full = qa.encode_item(tokenizer, item, 10_000)
     cut = qa.encode_item(tokenizer, item, 40)
     assert not full.truncated and cut.truncated
-    assert all(len(c) + max(len(o) for o in cut.options) <= 40 for c in cut.contexts)
-    assert cut.contexts[0] == full.contexts[0][-len(cut.contexts[0]):]
+    assert len(cut.context) + max(len(o) for o in cut.options) == 40
+    assert cut.context == full.context[-len(cut.context):]
 
 
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
@@ -138,3 +138,55 @@ def test_run_tokens_extends_prefix(tiny_llama):
     whole = run_tokens(model, [1, 5, 6, 7, 8, 9], prefix)
     direct = run_tokens(model, [1, 5, 6, 7, 8, 9])
     assert torch.allclose(whole.next_logprobs, direct.next_logprobs, atol=1e-5)
+
+
+def merging_model():
+    """A tiny llama whose BPE tokenizer has no pre-tokenizer, so that its merges cross spaces and the context/answer
+    boundary: trained on "Answer: C" lines it learns "Answer: C" as one token, while "Answer:" alone is three
+    (the shape of lm-evaluation-harness issue 1053)."""
+    from tokenizers import Tokenizer, models, trainers
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+    corpus = ["Question: which one? Answer: C\n", "Answer: C\n", "Q: pick\nAnswer: D\n", "Answer: C is right.\n"] * 50
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokenizer.pad_token = tokenizer.eos_token
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1,
+                         eos_token_id=2, pad_token_id=2)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval(), tokenizer
+
+
+def test_merges_across_the_boundary_score_exactly_the_option():
+    model, tokenizer = merging_model()
+    context = "Question: which one? Answer:"
+    assert tokenizer.convert_ids_to_tokens(tokenizer("Answer: C").input_ids) == ["Answer: C"]  # the case holds
+    own = tokenizer(context).input_ids
+    for option in ["C", "D", "C is right."]:
+        ids, scored = encode_pair(tokenizer, context, " " + option)
+        assert ids == own  # every option sees the same context, all of it
+        assert scored == tokenizer(" " + option).input_ids  # exactly the option's tokens
+    item = QAItem(context, ["C", "D", "C is right."], 0)
+    encoded = qa.encode_item(tokenizer, item, 256)
+    assert encoded.options[2] == tokenizer(" C is right.").input_ids and len(encoded.options[2]) == 7
+    scores = qa.option_logprobs(model, [encoded], tokenizer.pad_token_id)[0]
+    for option, score in zip(item.options, scores):
+        expected = naive_logprob(model, own, tokenizer(" " + option).input_ids)
+        assert score == pytest.approx(expected, abs=1e-4)
+    unconditional = qa.unconditional_logprobs(model, tokenizer, item.options, tokenizer.pad_token_id)
+    answer = tokenizer("Answer:").input_ids
+    for option in item.options:
+        assert unconditional[option] == pytest.approx(naive_logprob(model, answer, tokenizer(" " + option).input_ids),
+                                                      abs=1e-4)
+
+
+def test_an_option_leaving_no_context_token_is_refused(tiny_gpt2):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2)
+    item = QAItem("Answer:", ["yes", "Walk to kitchen. Grab cup."], 0)
+    longest = len(encode_pair(tokenizer, "Answer:", " Walk to kitchen. Grab cup.")[1])
+    assert len(qa.encode_item(tokenizer, item, longest + 1).context) == 1  # one context token is enough
+    with pytest.raises(ValueError, match=f"an option of {longest} tokens leaves no token of the question within "
+                                         f"{longest}"):
+        qa.encode_item(tokenizer, item, longest)
