@@ -260,18 +260,21 @@ def ship(out: Path, run: str, name: str, rows: list[dict]) -> Path:
 
 
 def publish(out: Path, names: list[str], target: Path) -> None:
-    """Copy into target what the repository keeps: per run its metrics, results table, options, training log
-    and per-item scores (index and score or correctness, no benchmark text), and the report with its charts."""
+    """Copy into target what the repository keeps: per run its metrics (without the answer histograms, which
+    name the benchmark's answers), options, training log and per-item scores (index and score or correctness,
+    no benchmark text), and the report with its charts."""
     for name in ["base", *names]:
         evaluated = out / name / "eval"
         if not (evaluated / "metrics.json").is_file():
             continue
         keep = target / name
         keep.mkdir(parents=True, exist_ok=True)
-        for source in (evaluated / "metrics.json", evaluated / "results.md", out / name / "train" / "log.jsonl",
-                       out / name / "train" / "config.json"):
+        metrics = json.loads((evaluated / "metrics.json").read_text())  # without the answer texts' histograms
+        write_json(keep / "metrics.json", {task: {k: v for k, v in values.items() if k != "answers"}
+                                           for task, values in metrics.items()})
+        for source in (out / name / "train" / "log.jsonl", out / name / "train" / "config.json"):
             if source.is_file():
-                shutil.copy(source, keep / (("train-" if source.parent.name == "train" else "") + source.name))
+                shutil.copy(source, keep / f"train-{source.name}")
         scores = {}
         for predictions in sorted((evaluated / "predictions").glob("*.jsonl")):
             rows = read_jsonl(predictions)

@@ -479,3 +479,21 @@ def test_perplexity_with_nothing_to_predict_is_one_line(tiny_gpt2, tmp_path, cap
     run_eval("--model", tiny_gpt2, "--data", data, "--out", out, "--ppl-data", ppl)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["ppl"]["texts"] == 1 and metrics["count"]["n"] == 1
+
+
+def test_the_shipped_adapter_resolves_by_name_and_has_a_complete_card():
+    from pathlib import Path
+
+    import yaml
+
+    from e2wm.eval.config import EvalConfig
+
+    config = EvalConfig(data=["x.json"], out="o", adapter="smollm2-135m-e2wm")
+    folder = Path(config.adapter)
+    assert (folder / "adapter_model.safetensors").is_file() and folder.name == "smollm2-135m-e2wm"
+    card = (folder / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert metadata["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and metadata["license"] == "apache-2.0"
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == metadata["base_model"]
+    assert "de-quantised from the Q4_1 GGUF" in card and "## Against the base model and plain LoRA" in card
+    assert "/root/" not in card and ".cache" not in card  # no local path of the machine that trained it
