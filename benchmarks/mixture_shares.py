@@ -34,7 +34,7 @@ def own_weight_shares(examples, tasks: dict[str, str], epochs: int = 3) -> dict[
         for batch in schedule.batches([len(e.ids) for e in examples], epoch):
             group = [examples[i] for i in batch]
             for e in group:
-                pull[tasks[e.source]] += e.weight * sum(e.is_ref[1:]) / ref_weight(group)
+                pull[tasks[e.source]] += e.weight * e.predicted_refs / ref_weight(group)
     total = sum(pull.values())
     return {task: value / total for task, value in pull.items()}
 
@@ -53,7 +53,7 @@ def main() -> None:
         examples = load_examples(mixture, tokenizer, args.max_len, truncation)
         pull = {tasks[e.source]: 0.0 for e in examples}
         for e in examples:
-            pull[tasks[e.source]] += e.weight * sum(e.is_ref[1:])
+            pull[tasks[e.source]] += e.weight * e.predicted_refs
         total = sum(pull.values())
         rows.append({"setting": f"expected (truncation {truncation})", **{t: v / total for t, v in pull.items()}})
         for batching, norm, cut, sizes in SETTINGS:

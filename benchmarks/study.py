@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from e2wm.cli import parse
-from e2wm.files import read_jsonl, write_json, write_jsonl
+from e2wm.files import read_jsonl, write_json
 
 STEPS = ("fisher", "heldout", "train", "eval")
 
@@ -283,7 +283,6 @@ def publish(out: Path, names: list[str], target: Path) -> None:
     for source in (out / "report").glob("*"):
         if source.suffix in (".md", ".png", ".json"):
             shutil.copy(source, target / source.name)
-    write_jsonl(target / "runs.jsonl", [{"name": n} for n in ["base", *names] if (target / n).is_dir()])
 
 
 def item_score(row: dict) -> dict:

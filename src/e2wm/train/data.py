@@ -36,6 +36,11 @@ class Example:
     weight: float  # its file's mixture weight, > 0
     source: str = ""  # the training file it came from
 
+    @property
+    def predicted_refs(self) -> int:
+        """Ref tokens the loss covers: those after position 0 (nothing predicts the first token)."""
+        return sum(self.is_ref[1:])
+
 
 def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, str]]:
     """'1 a.json 0.7 plan_gen' -> [(1.0, 'a.json'), (0.7, 'DIR/train_plan_gen.jsonl')]; InputError naming the bad token.
@@ -150,7 +155,7 @@ def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int, tru
     for weight, path in mixture:
         encoded = [encode_example(tokenizer, text, ref, weight, max_len, truncation, path)
                    for text, ref in read_pairs(path)]
-        lost = sum(not any(example.is_ref[1:]) for example in encoded)
+        lost = sum(not example.predicted_refs for example in encoded)
         if lost == len(encoded):
             raise InputError(f"--train: {path}: none of its {lost} examples keeps an answer token within --max-len "
                              f"{max_len} (--truncation {truncation}); raise --max-len or use --truncation left")
@@ -227,10 +232,10 @@ def ref_weight(examples: list[Example]) -> float:
     Equals collate(examples, pad_id)["weights"].sum(): sum over examples of weight * (ref tokens after
     position 0). A step's cross-entropy is the weighted_nll_sum of its batches / this: nats per weighted ref token.
     """
-    return sum(e.weight * sum(e.is_ref[1:]) for e in examples)
+    return sum(e.weight * e.predicted_refs for e in examples)
 
 
 def ref_tokens(examples: list[Example]) -> int:
     """Number of predicted ref tokens (after position 0): the authors' micro-batch denominator
     (run.py: `torch.sum(label_weights > 0)`)."""
-    return sum(sum(e.is_ref[1:]) for e in examples)
+    return sum(e.predicted_refs for e in examples)

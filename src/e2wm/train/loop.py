@@ -110,7 +110,7 @@ def effective_mixture(schedule: Schedule, examples: list[Example], epoch: int = 
         step = [[examples[i] for i in batch] for batch in plan[first : first + per_step]]
         for batch, scale in zip(step, schedule.scales(step)):
             for e in batch:
-                pull[e.source] += scale * e.weight * sum(e.is_ref[1:])
+                pull[e.source] += scale * e.weight * e.predicted_refs
     total = sum(pull.values())
     return {source: value / total for source, value in pull.items()}
 
