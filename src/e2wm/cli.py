@@ -16,6 +16,7 @@ import yaml
 
 from e2wm import __version__, config
 from e2wm.errors import InputError, RunError
+from e2wm.files import read_text
 
 # command name -> (module under e2wm.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,10 +49,10 @@ def load_config(path: str, parser: argparse.ArgumentParser, renamed: dict[str, s
     the config's own checks see every value (types included). renamed: old flag -> new flag.
     """
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise InputError(f"{file}: config file not found")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_text(file)) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -10,13 +10,42 @@ from typing import Any
 from e2wm.errors import InputError, at
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; bad JSON raises InputError with file and line."""
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file, as Python's `utf-8-sig` and universal newlines read it: a leading byte order mark
+    dropped, CRLF and CR line ends made LF. InputError naming the file (and the line) when it is a directory,
+    missing, or not UTF-8."""
     path = Path(path)
+    data = check_file(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError(f"{at(path, line)}: not UTF-8 text (byte 0x{data[error.start]:02x})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def check_file(path: Path) -> Path:
+    """path, checked to be a file: InputError `PATH: a directory, not a file` or `PATH: no such file` otherwise."""
+    if path.is_dir():
+        raise InputError(f"{path}: a directory, not a file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    return path
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; bad JSON raises InputError with file and line.
+
+    Lines end in LF or CRLF; a UTF-8 byte order mark at the start is skipped (as Python's `utf-8-sig` does).
+    InputError naming the file when it is a directory or missing, and the line when it is not UTF-8 text.
+    """
+    path = check_file(Path(path))
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(f"{at(path, number)}: not UTF-8 text (byte 0x{raw[error.start]:02x})") from None
             if not line.strip():
                 continue
             try:
@@ -73,6 +102,20 @@ def write_json(path: str | Path, obj: Any) -> None:
 def write_jsonl(path: str | Path, records: list[dict]) -> None:
     """Atomically write records, one JSON object per line."""
     write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a last line that lacks its newline (an append a kill interrupted) off the file, in place."""
+    with path.open("rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        data = handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from e2wm.errors import InputError, at
-from e2wm.files import iter_jsonl, require
+from e2wm.files import iter_jsonl, read_text, require
 
 
 def read_corpus(path: str | Path, option: str = "--corpus") -> list[str]:
@@ -18,7 +18,7 @@ def read_corpus(path: str | Path, option: str = "--corpus") -> list[str]:
     elif path.suffix in (".jsonl", ".json"):
         texts = [require(record, "text", str, path, line) for line, record in iter_jsonl(path)]
     else:
-        texts = path.read_text(encoding="utf-8").split("\n\n")
+        texts = read_text(path).split("\n\n")
     texts = [text.strip() for text in texts if text.strip()]
     if not texts:
         raise InputError(f"{at(path)}: no text in the corpus")

@@ -36,9 +36,34 @@ def test_collect_explore_in_processes(tmp_path):
     out = tmp_path / "episodes.jsonl"
     main(["collect", "explore", "--episodes", "2", "--steps", "5", "--out", str(out), "--workers", "2",
           "--seed", "4"])
-    records = sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["episode"])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["episode"] for r in records] == [0, 1]
     assert records[1] == explore(1, 4, ExploreConfig(steps=5, characters=2))
+
+
+@pytest.mark.parametrize("command", [
+    ["collect", "plans", "--programs", "file3_1", "file15_2", "file153_2", "file3_1", "--simulations", "30"],
+    ["collect", "explore", "--episodes", "5", "--steps", "12"],
+], ids=["plans", "explore"])
+def test_a_seed_gives_byte_identical_files_at_any_workers_interrupted_or_not(tmp_path, command):
+    runs = {}
+    for name, workers in (("first", "2"), ("again", "2"), ("one", "1")):
+        runs[name] = tmp_path / f"{name}.jsonl"
+        main([*command, "--out", str(runs[name]), "--workers", workers, "--seed", "3"])
+    whole = runs["first"].read_bytes()
+    assert whole == runs["again"].read_bytes() == runs["one"].read_bytes()
+    records = [json.loads(line) for line in whole.splitlines()]
+    assert len(records) == (3 if command[1] == "plans" else 5)  # a program given twice is collected once
+    assert all("seconds" not in record for record in records)  # wall time lives in OUT.timings.jsonl
+    timings = [json.loads(line) for line in (tmp_path / "first.jsonl.timings.jsonl").read_text().splitlines()]
+    key = "program" if command[1] == "plans" else "episode"
+    assert [t[key] for t in timings] == [r[key] for r in records]
+    cut = tmp_path / "cut.jsonl"  # an interrupted run: two records, then a kill mid-append
+    lines = whole.splitlines(keepends=True)
+    cut.write_bytes(b"".join(lines[:2]) + lines[2][:10])
+    (tmp_path / "cut.jsonl.settings.json").write_bytes((tmp_path / "first.jsonl.settings.json").read_bytes())
+    main([*command, "--out", str(cut), "--workers", "2", "--seed", "3"])
+    assert cut.read_bytes() == whole
 
 
 def test_collect_on_ray(tmp_path):

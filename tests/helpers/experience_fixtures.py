@@ -161,3 +161,12 @@ def inputs(folder: Path, episodes: int = 40) -> tuple[Path, Path]:
     plans = write_jsonl(folder / "plans.jsonl", programs())
     explore = write_jsonl(folder / "explore.jsonl", [random_episode(i) for i in range(episodes)])
     return plans, explore
+
+
+def late_record(episode: int, delay: float) -> dict:
+    """A collection job for the runner's tests: an episode record that takes delay seconds to make (jobs given
+    decreasing delays finish in reverse order)."""
+    import time
+
+    time.sleep(delay)
+    return {"episode": episode, "seed": 0, "success": episode % 2 == 0}

@@ -3,6 +3,8 @@
     from e2wm import CollectPlansConfig, collect_plans
     result = collect_plans(CollectPlansConfig(programs=["file3_1"], out="plans.jsonl"))
 
+Records are written in job order (programs as selected, episodes by number) whatever the workers' order,
+so a seed gives a byte-identical file (experience.runner); each job's wall seconds go to OUT.timings.jsonl.
 Records already in the output file are kept and their jobs skipped, so an interrupted run resumes, or a
 collection grows by more programs or episodes. The settings a record depends on are kept beside the file
 (OUT.settings.json); a run with other ones is refused rather than mixing records of two settings.
@@ -39,13 +41,13 @@ class CollectResult:
 def collect_plans(config: CollectPlansConfig) -> CollectResult:
     """An MCTS plan record per selected program not yet in config.out; InputError on an unknown program id."""
     out = Path(config.out)
-    chosen = program_ids(config.robothow_dir) if config.programs == ["all"] else config.programs
-    check_ids(chosen, config.robothow_dir)
+    chosen = program_ids(config.robothow_dir) if config.programs == ["all"] else list(dict.fromkeys(config.programs))
+    check_ids(chosen, config.robothow_dir)  # a program given twice is one job
     chosen = chosen[: config.max_programs] if config.max_programs else chosen
     done = done_keys(out, "program")
     search = SearchConfig(simulations=config.simulations)
     jobs = [(p, search, config.seed, config.robothow_dir) for p in chosen if p not in done]
-    return _run(plan_record, jobs, done, config, "plans")
+    return _run(plan_record, jobs, done, config, "program", "plans")
 
 
 def collect_explore(config: CollectExploreConfig) -> CollectResult:
@@ -56,7 +58,7 @@ def collect_explore(config: CollectExploreConfig) -> CollectResult:
     episode = ExploreConfig(steps=config.steps, characters=config.characters)
     jobs = [(e, config.seed, episode, config.scene, config.robothow_dir) for e in range(config.episodes)
             if e not in done]
-    return _run(explore, jobs, done, config, "episodes")
+    return _run(explore, jobs, done, config, "episode", "episodes")
 
 
 SELECTION = ("programs", "max_programs", "episodes")  # choose which records there are, not what one holds
@@ -79,11 +81,11 @@ def check_settings(config: CollectPlansConfig | CollectExploreConfig, done: set)
     write_json(kept, settings)
 
 
-def _run(work, jobs: list[tuple], done: set, config: CollectPlansConfig | CollectExploreConfig,
+def _run(work, jobs: list[tuple], done: set, config: CollectPlansConfig | CollectExploreConfig, key: str,
          label: str) -> CollectResult:
     out = Path(config.out)
     check_settings(config, done)
     if done:
         logger.info("%s: %d records already there, %d to go", out, len(done), len(jobs))
-    written, successes = collect(work, jobs, out, config.workers, config.ray, label)
+    written, successes = collect(work, jobs, out, key, config.workers, config.ray, label)
     return CollectResult(out, len(done), written, successes)
