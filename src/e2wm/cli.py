@@ -10,6 +10,7 @@ import difflib
 import importlib
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -107,7 +108,7 @@ class OneLineErrors(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: lists the commands (the two-word ones too) and answers --version."""
-    parser = argparse.ArgumentParser(prog="e2wm", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = OneLineErrors(prog="e2wm", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"e2wm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
@@ -164,6 +165,8 @@ def configure_logging() -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
+    # the libraries' notes to their own callers (PEFT calling a transformers method renamed in v6) are not the user's
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|accelerate)\.")
     name = command_name(argv)
     if name is None:
         groups = sorted({n.split()[0] for n in COMMANDS if " " in n})

@@ -33,6 +33,24 @@ def check_file(path: Path) -> Path:
     return path
 
 
+def output_file(path: str | Path, option: str = "--out") -> Path:
+    """An output file's path, checked before any work: InputError `--out PATH: a directory, not a file` when a
+    folder is in its place (writing would fail only at the end)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path}: a directory, not a file")
+    return path
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """An output folder's path, checked before any work: InputError `--out PATH: a file, not a folder` when
+    something other than a folder is in its place."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path}: a file, not a folder")
+    return path
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; bad JSON raises InputError with file and line.
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import socket
 import threading
 import urllib.parse
@@ -360,7 +361,9 @@ def apply_adapter(model, adapter: str):
     torch.load(weights_only=True), so no file in the folder can run code.
 
     Raises:
-        InputError: when the adapter's weights file is refused (`REFUSED`) or is not safetensors.
+        InputError: when the adapter's weights file is refused (`REFUSED`) or is not safetensors, or the adapter
+            was made for another model: its target modules are not in this one (PEFT's ValueError) or a
+            tensor's shape differs (torch's state_dict RuntimeError; the first mismatching tensor is named).
     """
     from peft import PeftModel
     from safetensors import SafetensorError
@@ -372,6 +375,23 @@ def apply_adapter(model, adapter: str):
     except SafetensorError as error:
         raise InputError(f"--adapter {adapter}: adapter_model.safetensors is not a safetensors file ({error})") \
             from None
+    except (RuntimeError, ValueError) as error:  # load_state_dict's size mismatch; PEFT's missing target modules
+        raise InputError(f"--adapter {adapter}: does not fit the model ({mismatch(error)}; an adapter of another "
+                         "model?)") from None
+
+
+SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+                           r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)")
+
+
+def mismatch(error: Exception) -> str:
+    """One line of what a state_dict or PEFT error says: `size mismatch for NAME: the file's [4, 48], the model's
+    [4, 32]` for the first mismatching tensor, else the error's first non-empty line."""
+    text = str(error)
+    found = SIZE_MISMATCH.search(text)
+    if found:
+        return f"size mismatch for {found[1]}: the file's {found[2]}, the model's {found[3]}"
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
 
 
 def context_length(model, tokenizer) -> int:

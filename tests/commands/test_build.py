@@ -115,14 +115,11 @@ def test_shots_option_and_too_few_shots(tmp_path, capsys):
     for line in lines(tmp_path / "out" / "train_obj_move.jsonl"):
         assert line["input"].count("\nAnswer:") == 2
     capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:  # every file empty: an error, with the stats still written
+    with pytest.raises(SystemExit) as stop:  # every file empty: an error naming why, and nothing written
         cli("--explore", tmp_path / "explore.jsonl", "--out", tmp_path / "few", "--shots", 9)
-    captured = capsys.readouterr()
-    assert stop.value.code == 2 and "no example was built from the records" in captured.err
-    assert "train_obj_move.jsonl has no examples (" in captured.out and "too_few_shots" in captured.out
-    stats = json.loads((tmp_path / "few" / "stats.json").read_text())
-    assert stats["files"]["train_obj_move.jsonl"]["examples"] == 0
-    assert stats["files"]["train_obj_move.jsonl"]["skipped"]["too_few_shots"] > 0
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "no example was built from the records (skipped: " in err
+    assert " too_few_shots" in err and not (tmp_path / "few").exists()
 
 
 def test_token_percentiles_with_a_tokenizer(sources, tmp_path, tiny_llama):

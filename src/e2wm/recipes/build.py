@@ -12,7 +12,7 @@ output is fixed by the seed.
 """
 
 import logging
-from pathlib import Path
+from collections import Counter
 
 from e2wm.benchmark import TASKS, TRAINING_TASKS
 from e2wm.config import result_settings
@@ -20,7 +20,7 @@ from e2wm.data.build import file_stats, plan_tasks, story_tasks
 from e2wm.data.config import BuildConfig
 from e2wm.data.records import read_episodes, read_plans
 from e2wm.errors import InputError
-from e2wm.files import write_json, write_jsonl
+from e2wm.files import output_folder, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -29,24 +29,28 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
     """Build every file into config.out and return the stats (also written to OUT/stats.json).
 
     tokenizer (else the one config.tokenizer names, if any) adds token-length percentiles to the stats.
-    Raises InputError naming file, line and field on a bad record, and when no file got any example
-    (an empty file among others is a warning).
+    Raises InputError naming file, line and field on a bad record, for an input file without records, and when
+    no file got any example (nothing is written then; an output file without examples among others is a warning).
     """
     if tokenizer is None and config.tokenizer:
         from e2wm.models import load_tokenizer
 
         tokenizer = load_tokenizer(config.tokenizer)
+    out = output_folder(config.out)
     shots = {task: TASKS[task].shots if config.shots is None else config.shots for task in TRAINING_TASKS}
     files, inputs = [], {}
     if config.plans is not None:
-        made, report = plan_tasks(list(read_plans(config.plans)), shots, config.seed, config.holdout_activities)
+        made, report = plan_tasks(records(read_plans, config.plans), shots, config.seed, config.holdout_activities)
         files += made
         inputs["plans"] = {"file": str(config.plans), **report}
     if config.explore is not None:
-        made, report = story_tasks(list(read_episodes(config.explore)), shots, config.seed, config.story_steps)
+        made, report = story_tasks(records(read_episodes, config.explore), shots, config.seed, config.story_steps)
         files += made
         inputs["explore"] = {"file": str(config.explore), **report}
-    out = Path(config.out)
+    if files and not any(file.lines for file in files):
+        skipped = sum((file.skipped for file in files), Counter())
+        reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common() if n) or "none"
+        raise InputError(f"--out {out}: no example was built from the records (skipped: {reasons}); nothing written")
     for file in files:
         write_jsonl(out / file.path, file.lines)
     stats = {
@@ -59,6 +63,12 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
         if not file.lines:
             reasons = ", ".join(f"{n} {why}" for why, n in file.skipped.most_common()) or "no records for it"
             logger.warning("%s has no examples (%s); more programs or episodes give more", out / file.path, reasons)
-    if files and not any(file.lines for file in files):
-        raise InputError(f"--out {out}: no example was built from the records (see {out / 'stats.json'})")
     return stats
+
+
+def records(read, path: str) -> list:
+    """Every record of an experience file (read_plans or read_episodes); InputError when it holds none."""
+    found = list(read(path))
+    if not found:
+        raise InputError(f"{path}: empty file (no records)")
+    return found

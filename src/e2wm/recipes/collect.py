@@ -22,7 +22,7 @@ from e2wm.experience.explore import ExploreConfig, explore
 from e2wm.experience.mcts import SearchConfig
 from e2wm.experience.plans import plan_record
 from e2wm.experience.runner import collect, done_keys
-from e2wm.files import write_json
+from e2wm.files import output_file, write_json
 from e2wm.world.programs import check_ids, program_ids
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class CollectResult:
 
 def collect_plans(config: CollectPlansConfig) -> CollectResult:
     """An MCTS plan record per selected program not yet in config.out; InputError on an unknown program id."""
-    out = Path(config.out)
+    out = output_file(config.out)
     chosen = program_ids(config.robothow_dir) if config.programs == ["all"] else list(dict.fromkeys(config.programs))
     check_ids(chosen, config.robothow_dir)  # a program given twice is one job
     chosen = chosen[: config.max_programs] if config.max_programs else chosen
@@ -54,7 +54,7 @@ def collect_explore(config: CollectExploreConfig) -> CollectResult:
     """Exploration episodes 0 .. episodes-1 not yet in config.out; InputError on an unknown scene."""
     if config.scene:
         check_ids([config.scene], config.robothow_dir)
-    done = done_keys(Path(config.out), "episode")
+    done = done_keys(output_file(config.out), "episode")
     episode = ExploreConfig(steps=config.steps, characters=config.characters)
     jobs = [(e, config.seed, episode, config.scene, config.robothow_dir) for e in range(config.episodes)
             if e not in done]

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 from e2wm.config import to_argv
 from e2wm.errors import RunError
@@ -25,7 +24,7 @@ from e2wm.eval.items import load_eval_files
 from e2wm.eval.perplexity import read_texts
 from e2wm.eval.prefix_cache import model_device
 from e2wm.eval.run import Shard, check_limits, evaluate_model, token_limit
-from e2wm.files import write_json
+from e2wm.files import output_folder, write_json
 from e2wm.models import describe, load_model, resolve_model_path
 from e2wm.provenance import environment, git_commit, model_fingerprint, model_revision, package_versions, tree_digest
 
@@ -76,11 +75,11 @@ def evaluate(config: EvalConfig) -> dict:
     Raises InputError on a bad file, option or model, or limits that contradict each other (`check_limits`),
     before any scoring starts or any file is written.
     """
+    out = output_folder(config.out)
     tasks = load_eval_files(config.data)  # every file checked before the model is loaded
     ppl_texts = read_texts(config.ppl_data) if config.ppl_data else []
     if config.backend == "vllm":
         vllm_backend.check_available()
-    out = Path(config.out)
     if config.num_processes > 1:
         launch(config.num_processes, to_argv(replace(config, num_processes=1)))
         return json.loads((out / "metrics.json").read_text())

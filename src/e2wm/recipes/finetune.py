@@ -29,7 +29,7 @@ from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import EvalFile, read_eval_file
 from e2wm.eval.perplexity import perplexity, predicts_a_token
 from e2wm.eval.run import PPL_WINDOW, Shard, check_limits, qa_rows
-from e2wm.files import append_jsonl, read_jsonl, write_json, write_jsonl
+from e2wm.files import append_jsonl, drop_torn_tail, output_folder, read_jsonl, write_json, write_jsonl
 from e2wm.models import context_length, default_device, load_model
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
@@ -37,7 +37,7 @@ from e2wm.train.card import write_card
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, save_checkpoint, save_pretrained
 from e2wm.train.config import TrainConfig
-from e2wm.train.data import collate, load_examples, parse_mixture, ref_weight
+from e2wm.train.data import collate, load_examples, parse_mixture, read_pairs, ref_weight
 from e2wm.train.ewc import FullEwc, LoraEwc
 from e2wm.train.fisher import check_fisher, load_fisher
 from e2wm.train.fisher_scale import scale_fisher
@@ -106,16 +106,17 @@ class ForgettingCurve:
         return point
 
 
-def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_main: bool) -> Path:
-    """Create (or, resuming, check) the run directory; config.json records the result settings (with the
-    digests of the training files, the Fisher and the evaluation files), every option and the provenance
-    (versions, git commit, date).
+def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tuple[Path, dict]:
+    """Check the run directory (resuming: its settings); returns it and what its config.json will record (once
+    the run is set up, so that a refused run leaves nothing): the result settings (with the digests of the
+    training files, the Fisher and the evaluation files), every option and the provenance (versions, git
+    commit, date).
 
     Raises InputError when resuming a run started with other result settings (every field not marked
-    result=False in TrainConfig) or other input file contents, or when --out already holds a run and resume
-    is off.
+    result=False in TrainConfig) or other input file contents, when --out already holds a run and resume
+    is off, or when --out is a file.
     """
-    run_dir = Path(config.out)
+    run_dir = output_folder(config.out)
     inputs = [path for _, path in mixture] + [p for p in (config.fisher, config.eval_ppl_data, config.eval_data) if p]
     settings = {**result_settings(config), "inputs": {path: path_digest(path) for path in inputs},
                 "base_model": model_fingerprint(config.model)}
@@ -137,11 +138,8 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]], is_ma
                              "same run: other settings are a new --out")
     elif (run_dir / "log.jsonl").exists() or (run_dir / CHECKPOINT).exists():
         raise InputError(f"--out {run_dir}: a run is already there; use --resume or another --out")
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(recorded, {"settings": settings, "options": asdict(config),
-                              "provenance": environment(config.device or default_device())})
-    return run_dir
+    return run_dir, {"settings": settings, "options": asdict(config),
+                     "provenance": environment(config.device or default_device())}
 
 
 def build_model(config: TrainConfig, device: str):
@@ -205,7 +203,9 @@ class FinetuneRecipe:
         if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             raise InputError(f"accelerate's {accelerator.distributed_type.value} is not supported yet by e2wm train; "
                              f"use DDP (multi-GPU) or one process")
-        self.run_dir = prepare_run_dir(config, mixture, accelerator.is_main_process)
+        self.run_dir, recorded = prepare_run_dir(config, mixture)
+        for _, path in mixture:  # every training file checked before the model loads
+            read_pairs(path)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
         self.examples = load_examples(mixture, self.tokenizer, config.max_len, config.truncation)
         if self.curve is not None:
@@ -230,12 +230,17 @@ class FinetuneRecipe:
         if config.scheduler_steps and config.scheduler_steps < self.total:
             logger.warning("--scheduler-steps %d: the learning rate reaches 0 at step %d of the run's %d; the later "
                            "steps learn nothing", config.scheduler_steps, config.scheduler_steps, self.total)
+        if accelerator.is_main_process:  # the run is set up: its directory and config.json appear
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", recorded)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.start = 0
         if config.resume:
             self.start = load_checkpoint(accelerator, self.run_dir, self.model, self.optimizer, self.scheduler)
             if accelerator.is_main_process:
                 log = self.run_dir / "log.jsonl"
+                if log.exists():
+                    drop_torn_tail(log)  # a row a kill cut short
                 kept = [r for r in read_jsonl(log) if r["step"] <= self.start] if log.exists() else []
                 write_jsonl(log, kept)
                 logger.info("resuming %s after step %d of %d", self.run_dir, self.start, self.total)

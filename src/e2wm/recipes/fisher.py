@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from e2wm.config import result_settings
 from e2wm.errors import InputError
-from e2wm.files import read_jsonl, write_jsonl
+from e2wm.files import output_file, read_jsonl, write_jsonl
 from e2wm.models import load_model, resolve_model_path
 from e2wm.text import read_corpus
 from e2wm.train.config import FisherConfig, FisherImportConfig
@@ -41,9 +41,10 @@ logger = logging.getLogger(__name__)
 def compute_fisher(config: FisherConfig) -> FisherHeader | None:
     """Compute the Fisher as config says and write it to config.out; returns its header (None with samples_only).
 
-    Raises InputError on bad input, or when OUT.partial/ holds sums computed with other settings.
+    Raises InputError on bad input (a corpus without a text of two or more tokens among them), or when
+    OUT.partial/ holds sums computed with other settings.
     """
-    out = Path(config.out)
+    out = output_file(config.out)
     partial = out.with_name(out.name + ".partial")
     texts = None if config.corpus == MODEL_SAMPLES else read_corpus(config.corpus)
     model, tokenizer = load_model(config.model_spec())
@@ -63,6 +64,8 @@ def compute_fisher(config: FisherConfig) -> FisherHeader | None:
         logger.info("wrote %d texts to %s", len(texts), config.write_samples)
         return None
     sequences = encode_texts(tokenizer, texts, config.max_len)[: config.n]
+    if not sequences:
+        raise InputError(f"--corpus {config.corpus}: no text has two or more tokens (nothing to predict)")
     if len(sequences) < config.n:
         logger.warning("the corpus has %d usable texts (>= 2 tokens); using all of them", len(sequences))
     sums = sums or zero_sums(layers)
@@ -173,7 +176,7 @@ def import_fisher(config: FisherImportConfig) -> FisherHeader:
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    checkpoint, model, out = config.checkpoint, config.model, config.out
+    checkpoint, model, out = config.checkpoint, config.model, output_file(config.out)
 
     model_config = AutoConfig.from_pretrained(resolve_model_path(model))
     with torch.device("meta"):

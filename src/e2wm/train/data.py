@@ -58,7 +58,8 @@ def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, st
         checked by `read_pairs`).
     Raises:
         InputError: when the string is empty or has an odd number of items, a weight is not a number or not
-            a finite positive one, or a task's training file is missing (`task_file`).
+            a finite positive one, a file is missing or a directory, or a task's training file is missing
+            (`task_file`).
     """
     if text.strip() == PAPER_MIXTURE:
         text = " ".join(f"{weight} {task}" for task, weight in paper_mixture().items())
@@ -76,6 +77,8 @@ def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, st
             raise InputError(f"--train '{text}': weight '{weight}' of {path} must be a positive number")
         if path in TRAINING_TASKS:
             path = task_file(path, Path(data_dir))
+        elif Path(path).is_dir():
+            raise InputError(f"--train: {path}: a directory, not a file")
         elif not Path(path).is_file():  # found before any model is loaded
             raise InputError(f"--train: {path}: no such file (nor a training task: {', '.join(TRAINING_TASKS)})")
         mixture.append((value, path))
