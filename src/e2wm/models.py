@@ -162,8 +162,8 @@ def convert_gguf(source: Path, gguf_file: str, target: Path, stamp: dict | None 
     staging.rename(target)
 
 
-def resolve_model_path(name: str) -> str:
-    """The path or Hub id to hand to from_pretrained.
+def resolve_model_path(name: str, option: str = "--model") -> str:
+    """The path or Hub id to hand to from_pretrained; option is the flag that gave it (for the messages).
 
     InputError for a path that does not exist or holds no config.json, and at once (no Hub retries) for a Hub id
     that is not in the local Hugging Face cache when HF_HUB_OFFLINE is set or the Hub is unreachable, naming a
@@ -174,16 +174,16 @@ def resolve_model_path(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise InputError(f"--model {name}: {path} has no config.json (not a Hugging Face model directory)")
+            raise InputError(f"{option} {name}: {path} has no config.json (not a Hugging Face model directory)")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name:
-        raise InputError(f"--model {name}: no such directory")
+        raise InputError(f"{option} {name}: no such directory")
     if not in_hub_cache(name) and (hub_offline_mode() or not hub_reachable()):
         known = {known.lower(): known for known in known_model_names()}
         close = difflib.get_close_matches(name.lower(), list(known), n=1)
         hint = f"; did you mean '{known[close[0]]}'?" if close else ""
         raise InputError(
-            f"--model {name}: not a local directory, not in the Hugging Face cache, "
+            f"{option} {name}: not a local directory, not in the Hugging Face cache, "
             f"and the Hub is unreachable (offline){hint}"
         )
     return name  # a Hub id: cached, or left to transformers (which reports a 404 itself)
@@ -287,11 +287,11 @@ def quantization_config(spec: ModelSpec):
     )
 
 
-def load_tokenizer(name: str):
-    """The model's tokenizer, with a pad token (eos when it has none)."""
+def load_tokenizer(name: str, option: str = "--model"):
+    """The model's tokenizer, with a pad token (eos when it has none); option is the flag that named the model."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name, option))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

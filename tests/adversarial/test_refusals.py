@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from adversarial.support import GEN, PAIR, QA, TEXT, Foreign, refused, write_lines
 from helpers.experience_fixtures import programs, random_episode
 
@@ -152,6 +153,12 @@ def case_plans_yaml_unknown_key(tmp, f):
     return ["collect", "plans", "--config", yaml(tmp, f"simulation: 5\nout: {tmp / 'p.jsonl'}")]
 
 
+@case("e.jsonl.settings.json:1: bad JSON")
+def case_explore_settings_file_cut_short(tmp, f):
+    write_lines(tmp / "e.jsonl.settings.json", '{"seed": 0, "ste')
+    return ["collect", "explore", "--out", write_lines(tmp / "e.jsonl", {"episode": 0})]
+
+
 @case("--episodes must be at least 1, got 0")
 def case_explore_zero_episodes(tmp, f):
     return ["collect", "explore", "--episodes", "0", "--out", tmp / "e.jsonl"]
@@ -252,6 +259,11 @@ def case_build_yaml_float_for_an_int(tmp, f):
     return ["build", "--config", yaml(tmp, f"story_steps: 2.0\nexplore: {episodes(tmp)}\nout: {tmp / 'out'}")]
 
 
+@case("--tokenizer tiny-tokenizer: not a local directory, not in the Hugging Face cache")
+def case_build_unknown_tokenizer(tmp, f):
+    return ["build", "--plans", plans(tmp), "--tokenizer", "tiny-tokenizer", "--out", tmp / "out"]
+
+
 @case("give --plans, --explore or both")
 def case_build_no_input(tmp, f):
     return ["build", "--out", tmp / "out"]
@@ -347,6 +359,15 @@ def case_fisher_import_of_another_model(tmp, f):
     return ["fisher", "import", "--checkpoint", tmp / "ckpt", "--model", f.llama, "--out", tmp / "f.safetensors"]
 
 
+@case("--checkpoint", "no tensor for model.layers.0.self_attn.q_proj.weight (a Fisher of another model?)")
+def case_fisher_import_of_another_architecture(tmp, f):
+    from safetensors.torch import save_file
+
+    (tmp / "ckpt").mkdir()
+    save_file({"transformer.h.0.attn.c_attn.weight": torch.ones(32, 96)}, str(tmp / "ckpt" / "model.safetensors"))
+    return ["fisher", "import", "--checkpoint", tmp / "ckpt", "--model", f.llama, "--out", tmp / "f.safetensors"]
+
+
 @case("--n must be at least 0, got -5")
 def case_fisher_import_negative_n(tmp, f):
     return ["fisher", "import", "--checkpoint", tmp, "--model", f.llama, "--n", "-5", "--out", tmp / "f.safetensors"]
@@ -430,6 +451,16 @@ def case_train_fisher_not_safetensors(tmp, f):
 def case_train_fisher_of_another_model(tmp, f):
     return ["train", "--model", f.llama, "--train", f"1 {pairs(tmp)}", "--fisher", f.wide_fisher,
             "--out", tmp / "run"]
+
+
+@case("--modules c_attn", "no Linear/Conv1D module of the model has these names")
+def case_train_fisher_of_another_architecture(tmp, f):
+    from e2wm.train.fisher import FisherHeader, save_fisher
+
+    gpt2_fisher = tmp / "gpt2.safetensors"
+    save_fisher(gpt2_fisher, {"transformer.h.0.attn.c_attn": torch.ones(32, 96)},
+                FisherHeader("gpt2", ["c_attn"], {}, 1, "x", 8, "float32"))
+    return ["train", "--model", f.llama, "--train", f"1 {pairs(tmp)}", "--fisher", gpt2_fisher, "--out", tmp / "run"]
 
 
 @case("--max-len must be at least 2, got 1")
@@ -618,6 +649,31 @@ def case_eval_unknown_model_name(tmp, f):
 @case("run", "metrics.json")
 def case_report_run_without_metrics(tmp, f):
     return ["report", folder_with_a_file(tmp, "run"), "--out", tmp / "report.md"]
+
+
+@case("run/metrics.json:1: bad JSON")
+def case_report_metrics_not_utf8(tmp, f):
+    write_lines(tmp / "run" / "metrics.json", b'{"count": {"accuracy": 0.5\xff')
+    return ["report", tmp / "run", "--out", tmp / "report.md"]
+
+
+@case("run/metrics.json:3: bad JSON")
+def case_report_metrics_cut_short(tmp, f):
+    write_lines(tmp / "run" / "metrics.json", '{"count":', '  {"accuracy": 0.5,')
+    return ["report", tmp / "run", "--out", tmp / "report.md"]
+
+
+@case("train/log.jsonl:2: field 'ce' is missing")
+def case_report_train_log_of_another_kind(tmp, f):
+    row = {"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 0.1}
+    write_lines(tmp / "train" / "log.jsonl", row, {k: v for k, v in row.items() if k != "ce"} | {"step": 2})
+    return ["report", "--train-log", tmp / "train", "--out", tmp / "report.md"]
+
+
+@case("--out", "the report is markdown")
+def case_report_out_is_a_folder(tmp, f):
+    write_lines(tmp / "train" / "log.jsonl", {"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 0.1})
+    return ["report", "--train-log", tmp / "train", "--out", folder_with_a_file(tmp, "reports")]
 
 
 @case("log.jsonl")

@@ -90,7 +90,7 @@ def load_run(path: Path, label: str) -> Run:
     if not file.is_file():
         raise InputError(f"{path}: no metrics.json (not an `e2wm eval` run, or the run has not finished)")
     try:
-        metrics = json.loads(file.read_text(encoding="utf-8"))
+        metrics = json.loads(file.read_bytes().decode("utf-8-sig", errors="replace"))  # bad bytes: bad JSON
     except json.JSONDecodeError as error:
         raise InputError(f"{file}:{error.lineno}: bad JSON ({error.msg})") from None
     if not isinstance(metrics, dict) or not metrics:

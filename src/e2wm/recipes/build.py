@@ -35,7 +35,7 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
     if tokenizer is None and config.tokenizer:
         from e2wm.models import load_tokenizer
 
-        tokenizer = load_tokenizer(config.tokenizer)
+        tokenizer = load_tokenizer(config.tokenizer, "--tokenizer")
     out = output_folder(config.out)
     shots = {task: TASKS[task].shots if config.shots is None else config.shots for task in TRAINING_TASKS}
     files, inputs = [], {}

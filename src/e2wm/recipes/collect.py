@@ -16,13 +16,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from e2wm.config import flag_of, result_settings
-from e2wm.errors import InputError
+from e2wm.errors import InputError, at
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.experience.explore import ExploreConfig, explore
 from e2wm.experience.mcts import SearchConfig
 from e2wm.experience.plans import plan_record
 from e2wm.experience.runner import collect, done_keys
-from e2wm.files import output_file, write_json
+from e2wm.files import output_file, read_text, write_json
 from e2wm.world.programs import check_ids, program_ids
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,10 @@ def check_settings(config: CollectPlansConfig | CollectExploreConfig, done: set)
         raise InputError(f"--out {out}: it holds records but no {kept.name} saying how they were collected (a "
                          "copy, or an older e2wm); use another --out")
     if done:
-        before = json.loads(kept.read_text(encoding="utf-8"))
+        try:
+            before = json.loads(read_text(kept))
+        except json.JSONDecodeError as error:
+            raise InputError(f"{at(kept, error.lineno)}: bad JSON ({error.msg})") from None
         changed = [flag_of(f) for f in fields(config) if f.name in settings and before.get(f.name) != settings[f.name]]
         if changed:
             raise InputError(f"--out {out}: its records were collected with other {', '.join(changed)}; "

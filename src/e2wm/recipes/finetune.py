@@ -35,7 +35,7 @@ from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
 from e2wm.train.card import write_card
 from e2wm.train.checkpoint import NAME as CHECKPOINT
-from e2wm.train.checkpoint import load_checkpoint, prune_steps, save_checkpoint, save_pretrained
+from e2wm.train.checkpoint import load_checkpoint, prune_steps, recover, save_checkpoint, save_pretrained
 from e2wm.train.config import TrainConfig
 from e2wm.train.data import collate, load_examples, parse_mixture, read_pairs, ref_weight
 from e2wm.train.ewc import FullEwc, LoraEwc
@@ -122,6 +122,7 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
                 "base_model": model_fingerprint(config.model)}
     recorded = run_dir / "config.json"
     if config.resume:
+        recover(run_dir)
         if not (run_dir / CHECKPOINT / "state.json").is_file():
             raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
         before = json.loads(recorded.read_text())["settings"]

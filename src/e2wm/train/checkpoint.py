@@ -7,6 +7,7 @@ checkpoint-N/ (one per checkpointed step N, the older ones pruned by `prune_step
 Every folder is written beside the old one and swapped in by renames, so a crash keeps the last good one.
 """
 
+import contextlib
 import json
 import pickle
 import random
@@ -75,12 +76,26 @@ def save_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler, ste
 
 
 def swap_in(staging: Path, final: Path) -> None:
-    """Replace the folder final by staging with renames; the old final (final.old) is removed last."""
+    """Replace the folder final by staging with renames; the old final (final.old) is removed last.
+
+    A final.old that a kill left behind (after the second rename) is removed first, so that the first rename
+    has its name free; a kill between the two renames leaves final.old whole, which `recover` puts back.
+    """
     old = final.with_name(f"{final.name}.old")
     if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(run_dir: Path) -> None:
+    """Put back checkpoint/ from checkpoint.old/ when a kill came between `swap_in`'s two renames (checkpoint/
+    absent, checkpoint.old/ complete): the last complete state, which a resumed run continues from."""
+    final, old = run_dir / NAME, run_dir / f"{NAME}.old"
+    if not final.exists() and (old / "state.json").is_file():
+        with contextlib.suppress(FileNotFoundError):  # another process of the run put it back first
+            old.rename(final)
 
 
 def save_pretrained(model, tokenizer, final: Path, inside: str | None = None) -> None:
