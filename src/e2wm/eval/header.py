@@ -47,8 +47,9 @@ def data_text(data: list[str]) -> str:
     return ", ".join(parts)
 
 
-def items_text(metrics: dict) -> str:
-    """'11 files, 2235 items' (with the files' own counts when --limit cut them) and the perplexity's texts."""
+def items_text(metrics: dict, ppl_data: str | None = None) -> str:
+    """'11 files, 2235 items' (with the files' own counts when --limit cut them) and the perplexity's texts (of
+    ppl_data, when known)."""
     tasks = {task: result for task, result in metrics.items() if task != "ppl"}
     scored = sum(result.get("n", 0) for result in tasks.values())
     text = f"{len(tasks)} file{'s' if len(tasks) != 1 else ''}, {scored} items"
@@ -56,7 +57,7 @@ def items_text(metrics: dict) -> str:
         original = sum(result.get("n_original", result.get("n", 0)) for result in tasks.values())
         text += f" (--limit: of the files' {original})"
     if "ppl" in metrics:
-        text += f"; perplexity on {metrics['ppl'].get('texts', '?')} texts"
+        text += f"; perplexity on {metrics['ppl'].get('texts', '?')} texts" + (f" of `{ppl_data}`" if ppl_data else "")
     return text
 
 
@@ -88,6 +89,8 @@ def mixture_examples(recorded: dict) -> str:
             parts.append(f"{file.name} {counts[-1]}")
         else:
             parts.append(f"{file.name} ? (no longer at {path} as trained)")
+    if not parts:
+        return "its files not recorded"
     total = f": {sum(counts)} examples in all" if len(counts) == len(parts) else ""
     return ", ".join(parts) + total
 
@@ -96,14 +99,16 @@ def training_text(weights: Path, found: tuple[Path, int | None]) -> str:
     """How the model in weights was trained: method, lambda and Fisher scale, LoRA rank and targets, steps and
     examples, mixture and seed, from its training run (`training_run`)."""
     run, step = found
-    recorded = read_json(run / "config.json") or {}
+    recorded = read_json(run / "config.json")  # `training_run` found it to hold the options
     options = recorded["options"]
     method = options.get("method", "?")
     parts = [METHODS.get(method, method)]
+    if method == "full":  # the model evaluated is the run's own: say what it was trained from
+        parts[0] += f" of {model_text(options.get('model', '?'))}"
     if method != "lora" and options.get("fisher"):
         parts.append(f"lambda {options.get('lam')} on the Fisher `{options['fisher']}` (scale "
                      f"{options.get('fisher_scale', 'raw')})")
-    elif method == "lora":
+    else:
         parts.append("no EWC penalty")
     adapter = read_json(weights / "adapter_config.json")
     if adapter:
@@ -153,8 +158,7 @@ def eval_run_line(path: Path, label: str, metrics: dict) -> str:
         parts.append(adapter_text(config["adapter"]))
     elif not found:
         parts.append("no adapter")
-    parts.append(f"data {data_text(config.get('data', []))}: {items_text(metrics)}"
-                 + (f" (perplexity: `{config['ppl_data']}`)" if config.get("ppl_data") else ""))
+    parts.append(f"data {data_text(config.get('data', []))}: {items_text(metrics, config.get('ppl_data'))}")
     return head + "; ".join(parts) + "."
 
 

