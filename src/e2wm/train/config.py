@@ -36,10 +36,12 @@ class TrainConfig(LoadedModelOptions):
     """
 
     train: str = option(help="mixture 'WEIGHT FILE_OR_TASK ...' of E2WM training files; a task name (plan_gen) "
-                        "means train_<task>.jsonl/.json in --data-dir; 'paper' means the paper's four tasks and "
+                        "means train_<task>.jsonl/.json in --data-dir, or without it the released file (`e2wm data "
+                        "download`), as e2wm:plan_gen always does; 'paper' means the paper's four tasks and "
                         "weights (e2wm.benchmark); a YAML config may give a mapping")
-    data_dir: str = option(".", "folder where the task names of --train find their train_<task> files",
-                           result=False)
+    data_dir: str | None = option(None, "folder where the task names of --train find their train_<task> files "
+                                  "(default: the released files in the cache, from `e2wm data download`)",
+                                  result=False)
     fisher: str | None = option(None, "Fisher file from `e2wm fisher` (needed by ewc-lora)")
     method: str = option("ewc-lora", "ewc-lora, lora (lambda 0) or full finetuning", choices=METHODS)
     lam: float = option(0.5, "EWC weight lambda on the --fisher-scale Fisher (the authors' scripts: 2 for 1.3B, "
