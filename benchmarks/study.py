@@ -35,7 +35,7 @@ import yaml
 from e2wm.cli import parse
 from e2wm.files import read_jsonl, write_json
 
-STEPS = ("fisher", "heldout", "train", "eval")
+UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a lora or full run does not read (their defaults may move)
 
 
 def load_study(path: Path) -> dict:
@@ -61,7 +61,8 @@ def unchanged(recorded: Path, key: str, config) -> bool:
     SystemExit when it holds others (the study file changed under a finished run)."""
     before = json.loads(recorded.read_text())[key]
     now = json.loads(json.dumps(asdict(config)))
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k != "resume")
+    unread = {"resume"} | (UNREAD_WITHOUT_EWC if now.get("method") in ("lora", "full") else set())
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in unread)
     if changed:
         raise SystemExit(f"{recorded.parent}: finished with other {', '.join(changed)}; delete the folder or rename "
                          f"the run in the study file")
@@ -169,8 +170,9 @@ def interval_of(value) -> dict | None:
 
 def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
     """Per finished run, against the base model over the same items (e2wm.eval.compare: paired bootstrap
-    intervals, permutation p): the mean over tasks, the paper's headline, the perplexity change, the
-    world-tracking tasks, and the run's training settings and last losses."""
+    intervals, permutation p): the mean change of each metric family (accuracy over the QA tasks, ROUGE-L / LCS
+    over the generation tasks: never averaged together), the paper's headline (the mean of relative changes), the
+    perplexity change, the world-tracking tasks, and the run's training settings and last losses."""
     from e2wm.eval.compare import PPL, compare
 
     base = out / "base" / "eval"
@@ -188,7 +190,7 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
             "name": name, "method": options.get("method", "ewc-lora"), "fisher_scale": options.get("fisher_scale"),
             "lambda": options.get("lambda"), "steps": log[-1]["step"],
             "train_ce_last10": sum(r["ce"] for r in tail) / len(tail), "ewc_last": log[-1]["ewc"],
-            "mean_difference": interval_of(found.mean), "headline": interval_of(found.headline),
+            "means": family_means(found, base), "headline": interval_of(found.headline),
             "perplexity": {"base": found.ppl.base_mean, "run": found.ppl.other_mean,
                            "relative": interval_of(found.ppl.relative)} if found.ppl else None,
             "tasks": {task: interval_of(pair.difference) | {"base": pair.base_mean, "run": pair.other_mean}
@@ -200,9 +202,23 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
         reference = out / "lora" / "eval"
         if name != "lora" and (reference / "metrics.json").is_file():  # the penalty's effect, paired against LoRA
             against = compare(reference, evaluated, tasks, True, True, 10_000, 1234)
-            rows[-1]["vs_lora"] = {"mean_difference": interval_of(against.mean),
+            rows[-1]["vs_lora"] = {"means": family_means(against, base), "headline": interval_of(against.headline),
                                    "perplexity": interval_of(against.ppl.relative) if against.ppl else None}
     return rows
+
+
+def family_means(found, base: Path) -> dict[str, dict | None]:
+    """Per metric family of e2wm.eval.report.FAMILIES, the unweighted mean of its tasks' paired differences
+    (statistics.mean_over_tasks: stratified bootstrap interval, permutation p)."""
+    from e2wm.eval.report import FAMILIES
+    from e2wm.eval.statistics import mean_over_tasks
+
+    metrics = json.loads((base / "metrics.json").read_text())
+    means = {}
+    for family, (names, _) in FAMILIES.items():
+        pairs = [pair for task, pair in found.tasks.items() if any(metrics[task].get(m) is not None for m in names)]
+        means[family] = interval_of(mean_over_tasks(pairs, 10_000, 1234)) if pairs else None
+    return means
 
 
 def learning_curve(out: Path, name: str, final_step: int | None) -> dict[str, list[dict]]:
@@ -302,25 +318,30 @@ def summary_table(rows: list[dict]) -> str:
         low, estimate, high = (form.format(value[k] * scale) for k in ("low", "estimate", "high"))
         return f"{estimate} [{low}, {high}] p={value['p']:.2g}"
 
-    lines = ["| run | train CE (last 10) | EWC term | mean Δ over tasks [95% CI] | mean relative gain | "
-             "perplexity change | count Δ | obj_move Δ | obj_move_path Δ |", "|---|---:|---:|---|---|---|---|---|---|"]
+    lines = ["| run | train CE (last 10) | EWC term | mean accuracy Δ (QA) [95% CI] | mean ROUGE-L/LCS Δ "
+             "(generation) | mean of relative changes | perplexity change | count Δ | obj_move Δ | "
+             "obj_move_path Δ |", "|---|---:|---:|---|---|---|---|---|---|---|"]
     for row in rows:
         ppl = row["perplexity"]["relative"] if row["perplexity"] else None
-        tasks = row["tasks"]
+        tasks, means = row["tasks"], row["means"]
         lines.append(f"| {row['name']} | {row['train_ce_last10']:.3f} | {row['ewc_last']:.3g} | "
-                     f"{cell(row['mean_difference'])} | {cell(row['headline'], True)} | {cell(ppl, True)} | "
+                     f"{cell(means['accuracy'])} | {cell(means['ROUGE-L / LCS'])} | {cell(row['headline'], True)} | "
+                     f"{cell(ppl, True)} | "
                      + " | ".join(cell(tasks.get(t)) for t in ("count", "obj_move", "obj_move_path")) + " |")
     against = [row for row in rows if "vs_lora" in row]
     if against:
         lines += ["", "Against LoRA over the same items (the penalty's effect):", "",
-                  "| run | mean Δ over tasks vs LoRA [95% CI] | perplexity change vs LoRA |", "|---|---|---|"]
-        lines += [f"| {row['name']} | {cell(row['vs_lora']['mean_difference'])} | "
+                  "| run | mean accuracy Δ vs LoRA [95% CI] | mean ROUGE-L/LCS Δ vs LoRA | mean of relative changes "
+                  "vs LoRA | perplexity change vs LoRA |", "|---|---|---|---|---|"]
+        lines += [f"| {row['name']} | {cell(row['vs_lora']['means']['accuracy'])} | "
+                  f"{cell(row['vs_lora']['means']['ROUGE-L / LCS'])} | {cell(row['vs_lora']['headline'], True)} | "
                   f"{cell(row['vs_lora']['perplexity'], True)} |" for row in against]
     return "\n".join(lines) + "\n"
 
 
 def curve_chart(rows: list[dict], file: Path) -> None:
-    """Embodied gain (mean Δ over tasks) against perplexity drift (%), with 95% intervals, a point per run."""
+    """Embodied gain (the mean of relative changes over the tasks, the paper's headline) against perplexity drift
+    (%), with 95% intervals, a point per run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,9 +349,9 @@ def curve_chart(rows: list[dict], file: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for row in rows:
-        if row["perplexity"] is None or row["mean_difference"] is None:
+        if row["perplexity"] is None or row["headline"] is None:
             continue
-        x, y = row["perplexity"]["relative"], row["mean_difference"]
+        x, y = row["perplexity"]["relative"], {k: v * 100 for k, v in row["headline"].items() if k != "p"}
         style = {"lora": "s", "ewc-lora": "o"}.get(row["method"], "^")
         xerr = [[(x["estimate"] - x["low"]) * 100], [(x["high"] - x["estimate"]) * 100]]
         yerr = [[y["estimate"] - y["low"]], [y["high"] - y["estimate"]]]
@@ -338,7 +359,7 @@ def curve_chart(rows: list[dict], file: Path) -> None:
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("perplexity change on held-out general text (%)")
-    ax.set_ylabel("mean score change over the E2WM tasks")
+    ax.set_ylabel("mean of relative changes over the E2WM tasks (%)")
     ax.set_title("Embodied gain against general-text drift (95% paired intervals)")
     ax.legend(fontsize=8)
     fig.tight_layout()
