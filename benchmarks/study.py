@@ -3,11 +3,14 @@ trained and evaluated with the `e2wm` commands, the base model evaluated once, t
 
     python benchmarks/study.py configs/study/cpu.yaml [--only NAME ...] [--parallel 2] [--publish DIR]
 
-The study file (YAML) holds `out` (the study folder), `fisher` and `heldout` (options of `e2wm fisher`: the
-Fisher, and held-out general text drawn with --samples-only), `train` and `eval` (options shared by every
-run's `e2wm train` / `e2wm eval`) and `runs` (name -> the options that differ). Each job gets its own YAML
-config in OUT/<name>/ (rerun one by hand with `e2wm train --config OUT/<name>/train.yaml`) and runs in its
-own process with one torch thread; `--parallel` jobs run at once (a run's eval waits for its training).
+The study file (YAML) holds `out` (the study folder), `train` and `eval` (options shared by every run's
+`e2wm train` / `e2wm eval`) and `runs` (name -> the options that differ), and optionally `fisher` and `heldout`
+(options of `e2wm fisher`: the Fisher that EWC runs need, and held-out general text drawn with --samples-only
+for perplexity), `prepare` ({run: a shell command, creates: a path}: made once, e.g. derived training files)
+and `curve` ({data: evaluation files}: every checkpoint-N of a run is evaluated on them, a learning curve whose
+step 0 is the base model). Each job gets its own YAML config in OUT/<name>/ (rerun one by hand with
+`e2wm train --config OUT/<name>/train.yaml`) and runs in its own process with one torch thread; `--parallel`
+jobs run at once (a run's evals wait for its training).
 
 Finished work is skipped: a training run whose adapter exists, an eval run whose metrics.json exists, each
 only when its recorded options equal the study's (else it stops and says which run changed: delete its
@@ -32,22 +35,22 @@ import yaml
 from e2wm.cli import parse
 from e2wm.files import read_jsonl, write_json
 
-STEPS = ("fisher", "heldout", "train", "eval")
+UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a lora or full run does not read (their defaults may move)
 
 
 def load_study(path: Path) -> dict:
     """The study file as a mapping; SystemExit naming the file and the missing section."""
     study = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    for key in ("out", "fisher", "heldout", "train", "eval", "runs"):
+    for key in ("out", "train", "eval", "runs"):
         if key not in study:
             raise SystemExit(f"{path}: the study needs a '{key}' section")
     return study
 
 
-def write_job(folder: Path, command: str, options: dict) -> tuple[Path, object]:
-    """Write options as OUT/.../<command>.yaml and check them as `e2wm <command> --config` would."""
+def write_job(folder: Path, command: str, options: dict, name: str | None = None) -> tuple[Path, object]:
+    """Write options as OUT/.../<name or command>.yaml and check them as `e2wm <command> --config` would."""
     folder.mkdir(parents=True, exist_ok=True)
-    file = folder / f"{command.split()[0]}.yaml"
+    file = folder / f"{name or command.split()[0]}.yaml"
     file.write_text(yaml.safe_dump(options, sort_keys=False), encoding="utf-8")
     config, _ = parse(command, ["--config", str(file)])
     return file, config
@@ -58,7 +61,8 @@ def unchanged(recorded: Path, key: str, config) -> bool:
     SystemExit when it holds others (the study file changed under a finished run)."""
     before = json.loads(recorded.read_text())[key]
     now = json.loads(json.dumps(asdict(config)))
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k != "resume")
+    unread = {"resume"} | (UNREAD_WITHOUT_EWC if now.get("method") in ("lora", "full") else set())
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in unread)
     if changed:
         raise SystemExit(f"{recorded.parent}: finished with other {', '.join(changed)}; delete the folder or rename "
                          f"the run in the study file")
@@ -80,29 +84,47 @@ def run(command: str, file: Path, log: Path, extra: list[str] = ()) -> float:
     return seconds
 
 
-def prepare_data(study: dict, out: Path) -> tuple[Path, Path]:
-    """The Fisher and the held-out general text (each made once): their paths."""
-    fisher = out / "fisher.safetensors"
-    heldout = out / "heldout.jsonl"
-    file, _ = write_job(out / "fisher", "fisher", {**study["fisher"], "out": str(fisher)})
-    if not fisher.is_file():
-        run("fisher", file, out / "fisher" / "log.txt")
-    file, _ = write_job(out / "heldout", "fisher", {**study["heldout"], "samples_only": True,
-                                                    "write_samples": str(heldout),
-                                                    "out": str(out / "heldout" / "unused.safetensors")})
-    if not heldout.is_file():
-        run("fisher", file, out / "heldout" / "log.txt")
+def prepare_data(study: dict, out: Path) -> tuple[Path | None, Path | None]:
+    """The `prepare` command's output, the Fisher and the held-out general text (each made once, each only when
+    the study has its section): the paths of the last two (None without the section)."""
+    if "prepare" in study and not Path(study["prepare"]["creates"]).exists():
+        print(f"[study] prepare: {study['prepare']['run']}", flush=True)
+        subprocess.run(study["prepare"]["run"], shell=True, check=True)
+    fisher = heldout = None
+    if "fisher" in study:
+        fisher = out / "fisher.safetensors"
+        file, _ = write_job(out / "fisher", "fisher", {**study["fisher"], "out": str(fisher)})
+        if not fisher.is_file():
+            run("fisher", file, out / "fisher" / "log.txt")
+    if "heldout" in study:
+        heldout = out / "heldout.jsonl"
+        file, _ = write_job(out / "heldout", "fisher", {**study["heldout"], "samples_only": True,
+                                                        "write_samples": str(heldout),
+                                                        "out": str(out / "heldout" / "unused.safetensors")})
+        if not heldout.is_file():
+            run("fisher", file, out / "heldout" / "log.txt")
     return fisher, heldout
 
 
-def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fisher: Path, heldout: Path) -> None:
-    """One run: train (unless it is the base model) and evaluate, each skipped when done with the same options."""
+def evaluate(folder: Path, options: dict, log: Path) -> None:
+    """`e2wm eval` into folder unless it finished there with the same options."""
+    file, config = write_job(folder.parent, "eval", options, folder.name)
+    if not ((folder / "metrics.json").is_file() and unchanged(folder / "config.json", "config", config)):
+        run("eval", file, log)
+
+
+def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fisher: Path | None,
+                   heldout: Path | None) -> None:
+    """One run: train (unless it is the base model) and evaluate, its checkpoints too when the study has a
+    `curve`; each step skipped when done with the same options."""
     folder = out / name
     adapter = None
     if options is not None:
         train_dir = folder / "train"
         merged = {**study["train"], **options, "out": str(train_dir)}
         if merged.get("method", "ewc-lora") != "lora":
+            if fisher is None:
+                raise SystemExit(f"run {name}: an EWC run needs the study's 'fisher' section")
             merged.setdefault("fisher", str(fisher))
         file, config = write_job(folder, "train", merged)
         adapter = train_dir / "adapter"
@@ -112,13 +134,22 @@ def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fish
             if not resume:  # nothing to resume: a run cut before its first checkpoint starts over
                 shutil.rmtree(train_dir, ignore_errors=True)
             run("train", file, folder / "log.txt", ["--resume"] if resume else [])
-    evaluated = folder / "eval"
-    merged = {**study["eval"], "ppl_data": str(heldout), "out": str(evaluated)}
+    merged = {**study["eval"], "out": str(folder / "eval")}
+    if heldout is not None:
+        merged["ppl_data"] = str(heldout)
     if adapter is not None:
         merged["adapter"] = str(adapter)
-    file, config = write_job(folder, "eval", merged)
-    if not ((evaluated / "metrics.json").is_file() and unchanged(evaluated / "config.json", "config", config)):
-        run("eval", file, folder / "log.txt")
+    evaluate(folder / "eval", merged, folder / "log.txt")
+    if "curve" in study and adapter is not None:
+        for step in checkpoint_steps(adapter.parent):
+            evaluate(folder / f"curve-{step}", {**study["eval"], "data": study["curve"]["data"],
+                                                "adapter": str(adapter.parent / f"checkpoint-{step}" / "adapter"),
+                                                "out": str(folder / f"curve-{step}")}, folder / "log.txt")
+
+
+def checkpoint_steps(train_dir: Path) -> list[int]:
+    """The steps of a training run's checkpoint-N folders, in order."""
+    return sorted(int(p.name.split("-")[1]) for p in train_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
 
 
 def summarise(study: dict, out: Path, names: list[str]) -> Path:
@@ -139,8 +170,9 @@ def interval_of(value) -> dict | None:
 
 def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
     """Per finished run, against the base model over the same items (e2wm.eval.compare: paired bootstrap
-    intervals, permutation p): the mean over tasks, the paper's headline, the perplexity change, the
-    world-tracking tasks, and the run's training settings and last losses."""
+    intervals, permutation p): the mean change of each metric family (accuracy over the QA tasks, ROUGE-L / LCS
+    over the generation tasks: never averaged together), the paper's headline (the mean of relative changes), the
+    perplexity change, the world-tracking tasks, and the run's training settings and last losses."""
     from e2wm.eval.compare import PPL, compare
 
     base = out / "base" / "eval"
@@ -158,18 +190,123 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
             "name": name, "method": options.get("method", "ewc-lora"), "fisher_scale": options.get("fisher_scale"),
             "lambda": options.get("lambda"), "steps": log[-1]["step"],
             "train_ce_last10": sum(r["ce"] for r in tail) / len(tail), "ewc_last": log[-1]["ewc"],
-            "mean_difference": interval_of(found.mean), "headline": interval_of(found.headline),
+            "means": family_means(found, base), "headline": interval_of(found.headline),
             "perplexity": {"base": found.ppl.base_mean, "run": found.ppl.other_mean,
                            "relative": interval_of(found.ppl.relative)} if found.ppl else None,
             "tasks": {task: interval_of(pair.difference) | {"base": pair.base_mean, "run": pair.other_mean}
                       for task, pair in found.tasks.items()},
         })
+        rows[-1]["curve"] = learning_curve(out, name, options.get("max_steps"))
+        rows[-1]["answers"] = {task: values["answers"] for task, values in
+                               json.loads((evaluated / "metrics.json").read_text()).items() if "answers" in values}
         reference = out / "lora" / "eval"
         if name != "lora" and (reference / "metrics.json").is_file():  # the penalty's effect, paired against LoRA
             against = compare(reference, evaluated, tasks, True, True, 10_000, 1234)
-            rows[-1]["vs_lora"] = {"mean_difference": interval_of(against.mean),
+            rows[-1]["vs_lora"] = {"means": family_means(against, base), "headline": interval_of(against.headline),
                                    "perplexity": interval_of(against.ppl.relative) if against.ppl else None}
     return rows
+
+
+def family_means(found, base: Path) -> dict[str, dict | None]:
+    """Per metric family of e2wm.eval.report.FAMILIES, the unweighted mean of its tasks' paired differences
+    (statistics.mean_over_tasks: stratified bootstrap interval, permutation p)."""
+    from e2wm.eval.report import FAMILIES
+    from e2wm.eval.statistics import mean_over_tasks
+
+    metrics = json.loads((base / "metrics.json").read_text())
+    means = {}
+    for family, (names, _) in FAMILIES.items():
+        pairs = [pair for task, pair in found.tasks.items() if any(metrics[task].get(m) is not None for m in names)]
+        means[family] = interval_of(mean_over_tasks(pairs, 10_000, 1234)) if pairs else None
+    return means
+
+
+def learning_curve(out: Path, name: str, final_step: int | None) -> dict[str, list[dict]]:
+    """Per multiple-choice task of the run's curve-N evaluations: its accuracy with the Wilson 95% interval at
+    step 0 (the base model), at each checkpoint and at the end; {} for a run without curve evaluations."""
+    folders = sorted((int(p.name.split("-")[1]), p) for p in (out / name).glob("curve-*"))
+    if not folders:
+        return {}
+    points = [(0, out / "base" / "eval"), *folders]
+    if final_step is not None and final_step not in dict(folders):
+        points.append((final_step, out / name / "eval"))
+    curve: dict[str, list[dict]] = {}
+    for step, folder in points:
+        for task, values in json.loads((folder / "metrics.json").read_text()).items():
+            if "accuracy" in values and task in json.loads((folders[0][1] / "metrics.json").read_text()):
+                curve.setdefault(task, []).append({"step": step, "accuracy": values["accuracy"],
+                                                   "ci95": values["accuracy_ci95"], "chance": values["chance"],
+                                                   "majority": values["majority"]})
+    return curve
+
+
+WORLD_QA = ("count", "obj_move")  # the world-tracking multiple-choice tasks, whose answer histograms the summary shows
+
+
+def histogram_cell(answers: dict[str, dict[str, int]]) -> str:
+    """'1: 60, 2: 5' (the predicted answers, most frequent first)."""
+    return ", ".join(f"{answer}: {n}" for answer, n in sorted(answers["predicted"].items(), key=lambda kv: -kv[1]))
+
+
+def world_tables(rows: list[dict], out: Path) -> list[str]:
+    """Markdown: the learning curves (accuracy per checkpoint) and the predicted-answer histograms of the
+    world-tracking QA tasks, the gold answers' histogram first (statistics of the labels, no benchmark text)."""
+    lines = []
+    curved = [row for row in rows if row.get("curve")]
+    if curved:
+        steps = sorted({point["step"] for row in curved for points in row["curve"].values() for point in points})
+        lines += ["", "Learning curves (accuracy on the dev items; step 0 is the base model):", "",
+                  "| run | task | " + " | ".join(f"step {s}" for s in steps) + " |",
+                  "|---|---|" + "---:|" * len(steps)]
+        for row in curved:
+            for task, points in row["curve"].items():
+                at = {point["step"]: point["accuracy"] for point in points}
+                lines.append(f"| {row['name']} | {task} | " + " | ".join(
+                    f"{at[s]:.3f}" if s in at else "" for s in steps) + " |")
+    base = json.loads((out / "base" / "eval" / "metrics.json").read_text())
+    tasks = [task for task in WORLD_QA if task in base]
+    if tasks:
+        lines += ["", "Answers (multiple choice; counts of each predicted option):", "",
+                  "| run | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks),
+                  "| gold | " + " | ".join(", ".join(f"{a}: {n}" for a, n in sorted(
+                      base[t]["answers"]["gold"].items(), key=lambda kv: -kv[1])) for t in tasks) + " |",
+                  "| base | " + " | ".join(histogram_cell(base[t]["answers"]) for t in tasks) + " |"]
+        lines += [f"| {row['name']} | " + " | ".join(histogram_cell(row["answers"][t]) if t in row["answers"] else ""
+                                                    for t in tasks) + " |" for row in rows]
+    return lines
+
+
+def curves_chart(rows: list[dict], file: Path) -> None:
+    """Accuracy against training step, a panel per task and a line per run, with Wilson 95% intervals and the
+    chance and majority baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({task for row in rows for task in row.get("curve", {})})
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for row in rows:
+            points = row.get("curve", {}).get(task)
+            if not points:
+                continue
+            x = [p["step"] for p in points]
+            y = [p["accuracy"] for p in points]
+            err = [[p["accuracy"] - p["ci95"][0] for p in points], [p["ci95"][1] - p["accuracy"] for p in points]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=row["name"])
+        first = next(row["curve"][task][0] for row in rows if row.get("curve", {}).get(task))
+        ax.axhline(first["chance"], color="grey", linestyle=":", label="chance")
+        ax.axhline(first["majority"], color="grey", linestyle="--", label="majority")
+        ax.set_title(task)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("accuracy (95% Wilson interval)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(file, dpi=120)
+    plt.close(fig)
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -181,25 +318,30 @@ def summary_table(rows: list[dict]) -> str:
         low, estimate, high = (form.format(value[k] * scale) for k in ("low", "estimate", "high"))
         return f"{estimate} [{low}, {high}] p={value['p']:.2g}"
 
-    lines = ["| run | train CE (last 10) | EWC term | mean Δ over tasks [95% CI] | mean relative gain | "
-             "perplexity change | count Δ | obj_move Δ | obj_move_path Δ |", "|---|---:|---:|---|---|---|---|---|---|"]
+    lines = ["| run | train CE (last 10) | EWC term | mean accuracy Δ (QA) [95% CI] | mean ROUGE-L/LCS Δ "
+             "(generation) | mean of relative changes | perplexity change | count Δ | obj_move Δ | "
+             "obj_move_path Δ |", "|---|---:|---:|---|---|---|---|---|---|---|"]
     for row in rows:
         ppl = row["perplexity"]["relative"] if row["perplexity"] else None
-        tasks = row["tasks"]
+        tasks, means = row["tasks"], row["means"]
         lines.append(f"| {row['name']} | {row['train_ce_last10']:.3f} | {row['ewc_last']:.3g} | "
-                     f"{cell(row['mean_difference'])} | {cell(row['headline'], True)} | {cell(ppl, True)} | "
+                     f"{cell(means['accuracy'])} | {cell(means['ROUGE-L / LCS'])} | {cell(row['headline'], True)} | "
+                     f"{cell(ppl, True)} | "
                      + " | ".join(cell(tasks.get(t)) for t in ("count", "obj_move", "obj_move_path")) + " |")
     against = [row for row in rows if "vs_lora" in row]
     if against:
         lines += ["", "Against LoRA over the same items (the penalty's effect):", "",
-                  "| run | mean Δ over tasks vs LoRA [95% CI] | perplexity change vs LoRA |", "|---|---|---|"]
-        lines += [f"| {row['name']} | {cell(row['vs_lora']['mean_difference'])} | "
+                  "| run | mean accuracy Δ vs LoRA [95% CI] | mean ROUGE-L/LCS Δ vs LoRA | mean of relative changes "
+                  "vs LoRA | perplexity change vs LoRA |", "|---|---|---|---|---|"]
+        lines += [f"| {row['name']} | {cell(row['vs_lora']['means']['accuracy'])} | "
+                  f"{cell(row['vs_lora']['means']['ROUGE-L / LCS'])} | {cell(row['vs_lora']['headline'], True)} | "
                   f"{cell(row['vs_lora']['perplexity'], True)} |" for row in against]
     return "\n".join(lines) + "\n"
 
 
 def curve_chart(rows: list[dict], file: Path) -> None:
-    """Embodied gain (mean Δ over tasks) against perplexity drift (%), with 95% intervals, a point per run."""
+    """Embodied gain (the mean of relative changes over the tasks, the paper's headline) against perplexity drift
+    (%), with 95% intervals, a point per run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,9 +349,9 @@ def curve_chart(rows: list[dict], file: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for row in rows:
-        if row["perplexity"] is None or row["mean_difference"] is None:
+        if row["perplexity"] is None or row["headline"] is None:
             continue
-        x, y = row["perplexity"]["relative"], row["mean_difference"]
+        x, y = row["perplexity"]["relative"], {k: v * 100 for k, v in row["headline"].items() if k != "p"}
         style = {"lora": "s", "ewc-lora": "o"}.get(row["method"], "^")
         xerr = [[(x["estimate"] - x["low"]) * 100], [(x["high"] - x["estimate"]) * 100]]
         yerr = [[y["estimate"] - y["low"]], [y["high"] - y["estimate"]]]
@@ -217,7 +359,7 @@ def curve_chart(rows: list[dict], file: Path) -> None:
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("perplexity change on held-out general text (%)")
-    ax.set_ylabel("mean score change over the E2WM tasks")
+    ax.set_ylabel("mean of relative changes over the E2WM tasks (%)")
     ax.set_title("Embodied gain against general-text drift (95% paired intervals)")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -229,8 +371,11 @@ def write_summary(study: dict, out: Path, names: list[str]) -> None:
     """OUT/report/summary.json, summary.md and ewc-curve.png from `summary_rows`."""
     rows = summary_rows(study, out, names)
     write_json(out / "report" / "summary.json", rows)
-    (out / "report" / "summary.md").write_text(summary_table(rows), encoding="utf-8")
-    curve_chart(rows, out / "report" / "ewc-curve.png")
+    text = summary_table(rows) + "\n".join(world_tables(rows, out)) + "\n"
+    (out / "report" / "summary.md").write_text(text, encoding="utf-8")
+    if any(row["perplexity"] for row in rows):
+        curve_chart(rows, out / "report" / "ewc-curve.png")
+    curves_chart(rows, out / "report" / "learning-curves.png")
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "e2wm" / "adapters"
@@ -272,6 +417,10 @@ def publish(out: Path, names: list[str], target: Path) -> None:
         metrics = json.loads((evaluated / "metrics.json").read_text())  # without the answer texts' histograms
         write_json(keep / "metrics.json", {task: {k: v for k, v in values.items() if k != "answers"}
                                            for task, values in metrics.items()})
+        for curve in sorted((out / name).glob("curve-*/metrics.json")):
+            write_json(keep / f"{curve.parent.name}-metrics.json", {
+                task: {k: v for k, v in values.items() if k != "answers"}
+                for task, values in json.loads(curve.read_text()).items()})
         for source in (out / name / "train" / "log.jsonl", out / name / "train" / "config.json"):
             if source.is_file():
                 shutil.copy(source, keep / f"train-{source.name}")

@@ -28,7 +28,7 @@ def test_training_recipe_is_the_papers(model, tmp_path):
     config = load(model, "train")
     assert (config.method, config.lora_r, config.lora_alpha, config.lora_dropout, config.lr) == (
         "ewc-lora", 8, 32, 0.1, 8e-4)
-    assert config.max_len == 800 and config.data_dir == "data/e2wm-benchmark/train"
+    assert config.max_len == 800 and config.data_dir is None  # the released files, from `e2wm data download`
     assert config.fisher_scale == "paper"  # the lambdas are the scripts', on the authors' 8-bit Fisher codes
     for task in paper_mixture():  # 'paper' means the registry's four tasks and weights, files in --data-dir
         (tmp_path / f"train_{task}.json").write_text("")

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("world", "show a RobotHow program (facts, goal) and replay it in the simulator"),
     "collect plans": ("collect_plans", "collect embodied experiences: MCTS plans toward RobotHow goals"),
     "collect explore": ("collect_explore", "collect embodied experiences: random exploration episodes"),
+    "data download": ("data_download", "fetch the released E2WM benchmark (11 evaluation, 4 training files), "
+                      "sha256-checked, into the cache: then --data e2wm and --train paper find it"),
     "build": ("build", "turn experience records into the four E2WM training files (and held-out files)"),
     "fisher": ("fisher", "diagonal Fisher of the LoRA target weights on general text"),
     "fisher import": ("fisher_import", "convert a released Fisher checkpoint into an e2wm Fisher file"),

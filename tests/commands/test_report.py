@@ -1,10 +1,12 @@
-"""`e2wm report`: training-log curves, and bad run directories exit 2."""
+"""`e2wm report`: training-log curves, bad run directories exit 2, and the header naming what each run was."""
 
 import json
 import re
 
 import pytest
+from helpers.benchmark import write_release
 
+from e2wm import benchmark_data
 from e2wm.cli import main
 
 
@@ -112,3 +114,41 @@ def test_eval_runs_compared_item_by_item_and_different_limits_rejected(tiny_gpt2
     assert (f"task housework_qa: {runs['a'] / 'predictions' / 'housework_qa.jsonl'} (5 items) and "
             f"{runs['short'] / 'predictions' / 'housework_qa.jsonl'} (3 items)") in err
     assert not (tmp_path / "bad.md").exists()
+
+
+def test_the_header_says_what_each_run_evaluated_and_how_it_was_trained(tiny_gpt2, tmp_path, capsys, monkeypatch):
+    """Train by task name and evaluate by name on the fixture release in the cache: the report's top names each
+    run's model, adapter and training (method, steps and examples, LoRA rank and targets, mixture, seed), data and
+    item counts."""
+    monkeypatch.setenv("E2WM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(benchmark_data, "RELEASED", write_release(tmp_path / "repo"))
+    benchmark_data.download(benchmark_data.DownloadConfig(source=str(tmp_path / "repo")))
+    train = tmp_path / "train"
+    main(["train", "--model", str(tiny_gpt2), "--train", "1 e2wm:plan_gen 1 count", "--method", "lora",
+          "--max-steps", "2", "--batch-size", "1", "--grad-accum", "2", "--seed", "3", "--save-every", "1",
+          "--out", str(train)])
+    for name, adapter in (("base", []), ("tuned", ["--adapter", str(train / "adapter")]),
+                          ("step1", ["--adapter", str(train / "checkpoint-1" / "adapter")])):
+        main(["eval", "--model", str(tiny_gpt2), *adapter, "--data", "e2wm:qa", "--out", str(tmp_path / name)])
+    capsys.readouterr()
+    out = tmp_path / "r.md"
+    main(["report", *(str(tmp_path / name) for name in ("base", "tuned", "step1")), "--train-log", str(train),
+          "--out", str(out), "--bootstrap-resamples", "100"])
+    text = out.read_text()
+    lines = text.split("## Runs\n\n")[1].split("\n\n")[0].splitlines()
+    data = (f"data `e2wm:qa` (the released E2WM benchmark, github.com/{benchmark_data.REPOSITORY} at commit 57c9000, "
+            "sha256-checked): 2 files, 4 items.")
+    cache = tmp_path / "cache" / "data" / "e2wm" / "train"
+    trained = (f"trained by `e2wm train` in {train}: LoRA; no EWC penalty; LoRA rank 8 (alpha 32) on c_attn; "
+               "{steps} of 2 examples (batch 1 x accumulation 2; {seen} examples drawn per process); mixture "
+               "`1 e2wm:plan_gen 1 "
+               "count` (train_plan_gen.json 2, train_count.json 1: 3 examples in all); seed 3")
+    assert str(cache) in str(json.loads((train / "config.json").read_text())["settings"]["inputs"])
+    assert lines == [
+        f"- `base` ({tmp_path / 'base'}): model `{tiny_gpt2}`; no adapter; {data}",
+        f"- `tuned` ({tmp_path / 'tuned'}): model `{tiny_gpt2}`; adapter `{train / 'adapter'}`, "
+        + trained.format(steps="2 optimiser steps", seen=4) + f"; {data}",
+        f"- `step1` ({tmp_path / 'step1'}): model `{tiny_gpt2}`; adapter `{train / 'checkpoint-1' / 'adapter'}`, "
+        + trained.format(steps="1 optimiser step", seen=2) + f"; {data}",
+        f"- `train` (--train-log): model `{tiny_gpt2}`, " + trained.format(steps="2 optimiser steps", seen=4) + "."]
+    assert "| **mean accuracy** | unweighted, 2 QA tasks |" in text and "**mean**" not in text

@@ -28,7 +28,8 @@ class EvalConfig(LoadedModelOptions):
     adapter: str | None = option(None, "PEFT adapter directory to apply, or the name of an adapter shipped with e2wm "
                                  "(e2wm/adapters/<name>, each with its model card)", group="model")
     data: list[str] = option(help="E2WM .json/.jsonl files, or directories searched for them (training files "
-                             "train_* and stats.json left out)")
+                             "train_* and stats.json left out), or the released benchmark by name (after `e2wm data "
+                             "download`): e2wm (its 11 files), e2wm:qa, e2wm:gen, e2wm:<task> (e2wm:count, ...)")
     out: str = option(help="run directory for metrics.json, results.md, predictions/", result=False)
     limit: int | None = option(None, "evaluate only the first N items of each file (default: every item)", minimum=1)
     batch_size: int = option(1, "prompts decoded together (generation) and windows per pass (perplexity)",

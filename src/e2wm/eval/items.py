@@ -1,7 +1,8 @@
 """E2WM evaluation files: reading and checking their items, telling multiple choice from generation.
 
 The file's name is its task's name (`plan_gen.json` -> plan_gen); how a task is scored is in
-`e2wm.benchmark`.
+`e2wm.benchmark`. The names e2wm, e2wm:qa, e2wm:gen and e2wm:<task> mean the released benchmark's evaluation
+files in the cache (`e2wm data download`; e2wm.benchmark_data).
 """
 
 import hashlib
@@ -10,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2wm import benchmark_data
 from e2wm.benchmark import TASKS, Kind, TaskSpec, spec_for
 from e2wm.errors import InputError, at
 from e2wm.files import iter_jsonl, require
@@ -111,11 +113,15 @@ def is_eval_file(path: Path) -> bool:
 
 
 def find_eval_files(paths: list[str]) -> list[Path]:
-    """Expand --data arguments: files as given, directories searched recursively for evaluation files
-    (`is_eval_file`, so that a build folder can be given whole). InputError for a missing path or a folder
-    without any."""
+    """Expand --data arguments: the released benchmark's names (e2wm, e2wm:qa, e2wm:gen, e2wm:<task>; a folder so
+    named is ./e2wm) as its cached files, checked against their checksums (`benchmark_data.eval_files`); files as
+    given; directories searched recursively for evaluation files (`is_eval_file`, so that a build folder can be
+    given whole). InputError for a missing path, a folder without any, or a name whose files are not downloaded."""
     found: list[Path] = []
     for name in paths:
+        if benchmark_data.is_name(name):
+            found.extend(benchmark_data.eval_files(name))
+            continue
         path = Path(name)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if is_eval_file(p))

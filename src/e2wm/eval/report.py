@@ -19,6 +19,7 @@ from e2wm.benchmark import label as task_label
 from e2wm.errors import InputError
 from e2wm.eval.compare import PPL, Comparison, compare
 from e2wm.eval.config import RESAMPLES, SEED
+from e2wm.eval.header import eval_run_line, train_log_line
 from e2wm.eval.metrics import headline
 from e2wm.eval.statistics import (
     ALPHA,
@@ -29,12 +30,15 @@ from e2wm.eval.statistics import (
     Interval,
     Paired,
     detectable_difference,
+    mean_over_tasks,
     min_items_for_verdict,
     score_interval,
 )
 from e2wm.files import read_jsonl, write_atomic
 
 METRIC_NAMES = {"accuracy": "accuracy", "rougeL": "ROUGE-L F1", "lcs": "LCS ratio", "perplexity": "perplexity"}
+# means over tasks are taken within a family of metrics only: accuracies, and the overlap ratios of generation
+FAMILIES = {"accuracy": (("accuracy",), "QA"), "ROUGE-L / LCS": (("rougeL", "lcs"), "generation")}
 CURVE = {  # log.jsonl's held-out fields (train --eval-every): (panel title, y-axis label)
     "eval_ppl": ("general-text perplexity (lower is better)", "exp(mean token NLL)"),
     "eval_accuracy": ("dev accuracy (higher is better)", "accuracy"),
@@ -73,6 +77,16 @@ class TrainLog:
     def last(self, key: str) -> float | None:
         """The value of key in the last row that has it (eval fields are only in the evaluated steps' rows)."""
         return next((row[key] for row in reversed(self.rows) if key in row), None)
+
+
+@dataclass
+class FamilyMean:
+    """The unweighted mean over the tasks of one metric family (`FAMILIES`), per later run against the first."""
+
+    name: str  # a key of FAMILIES
+    kind: str  # of its tasks: QA or generation
+    tasks: list[str]
+    changes: list[Interval | None]  # per later run; None when the run or the first lacks one of the tasks
 
 
 def labels_for(paths: list[Path]) -> list[str]:
@@ -186,6 +200,27 @@ def mean_score(run: Run, tasks: list[str]) -> float | None:
     return None if not tasks or None in scores else sum(s[1] for s in scores) / len(scores)
 
 
+def metric_of(runs: list[Run], task: str) -> str:
+    """The task's headline metric, from the first run that has it."""
+    return next(run.score(task)[0] for run in runs if task in run.metrics)
+
+
+def family_means(runs: list[Run], found: list[Comparison], resamples: int, seed: int) -> list[FamilyMean]:
+    """Per metric family with two tasks or more, the mean of its tasks' differences with the stratified bootstrap
+    interval and permutation p of `statistics.mean_over_tasks`, for each later run that shares all of them with
+    the first. Accuracy and ROUGE-L/LCS are never averaged together: their scales differ."""
+    tasks = tasks_of(runs)
+    means = []
+    for name, (metrics, kind) in FAMILIES.items():
+        members = [task for task in tasks if metric_of(runs, task) in metrics]
+        if len(members) < 2:
+            continue
+        changes = [mean_over_tasks([comparison.tasks[task] for task in members], resamples, seed)
+                   if all(task in comparison.tasks for task in members) else None for comparison in found]
+        means.append(FamilyMean(name, kind, members, changes))
+    return means
+
+
 def comparisons(runs: list[Run], resamples: int, seed: int) -> list[Comparison]:
     """Each later run against the first (`compare`), in order.
 
@@ -222,9 +257,9 @@ def run_warnings(runs: list[Run]) -> list[str]:
                                                                                       (base.label, base))]
         lacking = [f"`{label}` lacks {', '.join(missing)}" for label, missing in lacking if missing]
         if lacking:
-            lines.append(f"{'; '.join(lacking)}: those tasks have no Δ against `{base.label}`, and the mean over "
-                         f"tasks and the mean relative gain of `{run.label}` are not given (they need every task in "
-                         "both runs)")
+            lines.append(f"{'; '.join(lacking)}: those tasks have no Δ against `{base.label}`, and the means over "
+                         f"tasks that include them and the mean relative gain of `{run.label}` are not given (they "
+                         "need each of their tasks in both runs)")
     return lines
 
 
@@ -252,11 +287,12 @@ def score_cell(run: Run, task: str) -> str:
     return f"{score[1]:.4f}" + ("" if stderr is None else f" ± {stderr:.4f}")
 
 
-def comparison_table(runs: list[Run], found: list[Comparison]) -> str:
-    """Markdown: a row per task, then the unweighted mean, the mean relative gain (the paper's headline) and the
-    perplexity (n: its texts, the unit of its bootstrap and test); per run its score (`score_cell`), and per
-    later run the difference from the first with its 95% paired bootstrap interval, the verdict (noise, or
-    gain / loss with the relative change) and the permutation test's p."""
+def comparison_table(runs: list[Run], found: list[Comparison], means: list[FamilyMean]) -> str:
+    """Markdown: a row per task, then the unweighted mean of each metric family (`family_means`), the mean relative
+    gain over every task (the paper's headline) and the perplexity (n: its texts, the unit of its bootstrap and
+    test); per run its score (`score_cell`), and per later run the difference from the first with its 95% paired
+    bootstrap interval, the verdict (noise, or gain / loss with the relative change) and the permutation test's
+    p."""
     base = runs[0]
     header = ["task", "metric", "n", cell(base.label)]
     for run in runs[1:]:
@@ -264,19 +300,21 @@ def comparison_table(runs: list[Run], found: list[Comparison]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
     tasks = tasks_of(runs)
     for task in tasks:
-        metric = next(run.score(task)[0] for run in runs if task in run.metrics)
+        metric = metric_of(runs, task)
         sizes = sorted({str(run.metrics[task].get("n", "")) for run in runs if task in run.metrics})
         cells = [cell(task), METRIC_NAMES[metric], "/".join(sizes), score_cell(base, task)]
         for run, comparison in zip(runs[1:], found):
             pair = comparison.tasks.get(task)
             cells += [score_cell(run, task), *change_cells(pair, verdict)]
         lines.append("| " + " | ".join(cells) + " |")
-    if len(tasks) > 1:
-        cells = ["**mean**", "unweighted", "", fmt(mean_score(base, tasks))]
-        for run, comparison in zip(runs[1:], found):
-            cells += [fmt(mean_score(run, tasks)), *interval_cells(comparison.mean)]
+    for mean in means:
+        cells = [f"**mean {mean.name}**", f"unweighted, {len(mean.tasks)} {mean.kind} tasks", "",
+                 fmt(mean_score(base, mean.tasks))]
+        for run, change in zip(runs[1:], mean.changes):
+            cells += [fmt(mean_score(run, mean.tasks) if change else None), *interval_cells(change)]
         lines.append("| " + " | ".join(cells) + " |")
-        cells = ["**mean relative gain**", "paper's headline", "", ""]
+    if len(tasks) > 1:
+        cells = ["**mean relative gain**", "mean of the tasks' relative changes (the paper's headline)", "", ""]
         for comparison in found:
             cells += ["", *interval_cells(comparison.headline, percent=True)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -340,23 +378,27 @@ def conclusion(task: str, n: int, pair: Paired, base: Run, other: Run) -> str:
     return text + "."
 
 
-def conclusions(runs: list[Run], found: list[Comparison]) -> list[str]:
-    """The section's lines: per later run a sentence per task, the means and the perplexity, and the note on
-    testing many tasks at once."""
+def conclusions(runs: list[Run], found: list[Comparison], means: list[FamilyMean]) -> list[str]:
+    """The section's lines: per later run a sentence per task, the family means, the mean relative gain and the
+    perplexity, and the note on testing many tasks at once."""
     base, lines = runs[0], []
-    for run, comparison in zip(runs[1:], found):
+    for index, (run, comparison) in enumerate(zip(runs[1:], found)):
         if len(runs) > 2:
             lines += [f"`{run.label}` against `{base.label}`:", ""]
         for task, pair in comparison.tasks.items():
             lines.append("- " + conclusion(task, base.metrics[task].get("n", 0), pair, base, run))
-        if comparison.mean is not None:
-            mean = comparison.mean
-            lines.append(f"- **mean over tasks**: {format_interval(mean)}, {mean.verdict} (p = {format_p(mean.p)}).")
+        for mean in means:
+            change = mean.changes[index]
+            if change is not None:
+                lines.append(f"- **mean {mean.name}** over the {len(mean.tasks)} {mean.kind} tasks "
+                             f"({', '.join(mean.tasks)}): {format_interval(change)}, {change.verdict} "
+                             f"(p = {format_p(change.p)}).")
         if comparison.headline is not None:
             left_out = (f"; {', '.join(comparison.headline_left_out)} left out: a base score of 0 has no relative "
                         "change") if comparison.headline_left_out else ""
             gain = comparison.headline
-            lines.append(f"- **mean relative gain** (the paper's headline{left_out}): "
+            lines.append(f"- **mean relative gain** over every task (the paper's headline; relative changes are "
+                         f"unit-free, so accuracies and ROUGE-L/LCS mix here{left_out}): "
                          f"{format_interval(gain, percent=True)}, {gain.verdict} (p = {format_p(gain.p)}).")
         if comparison.ppl is not None:
             lines.append(f"- **perplexity** ({len(comparison.ppl.base)} texts): "
@@ -390,7 +432,7 @@ def small_tasks(runs: list[Run]) -> list[str]:
 
 def chart_order(runs: list[Run]) -> list[tuple[str, str]]:
     """(task, metric) for the chart: tasks grouped by metric (accuracy, ROUGE-L, LCS), table order within."""
-    pairs = [(task, next(run.score(task)[0] for run in runs if task in run.metrics)) for task in tasks_of(runs)]
+    pairs = [(task, metric_of(runs, task)) for task in tasks_of(runs)]
     order = list(METRIC_NAMES)
     return sorted(pairs, key=lambda pair: order.index(pair[1]))
 
@@ -584,27 +626,29 @@ def train_table(logs: list[TrainLog]) -> str:
 
 
 def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) -> list[str]:
-    """The report's evaluation part: the runs, the warnings, the table, the chart and what can be concluded."""
+    """The report's evaluation part: how to read it, the warnings, the table, the chart and what can be concluded."""
     found = comparisons(runs, resamples, seed)
+    means = family_means(runs, found, resamples, seed)
     parts = ["## Evaluation", "",
-             "Runs: " + ", ".join(f"`{r.label}` ({r.path})" for r in runs) + ". "
              f"Scores: an accuracy with its {LEVEL:.0%} Wilson interval [low, high], ROUGE-L and LCS ± their bootstrap "
              "standard error, each as its own `e2wm eval` computed it (with that run's --seed and "
              f"--bootstrap-resamples). Δ is the difference from `{runs[0].label}` over the same items with its "
              f"{LEVEL:.0%} paired bootstrap interval ({resamples} resamples, seed {seed}); p is the two-sided p of a "
              "paired permutation test (the two runs' scores swapped per item: all 2^d ways when d items differ, "
              f"d <= 20, else {resamples} random swaps). A change is a gain or a loss only when p < {ALPHA:.2f}, "
-             "else noise; the verdict gives the relative change only for gains and losses. For perplexity lower "
-             "is better. See docs/statistics.md.", ""]
+             "else noise; the verdict gives the relative change only for gains and losses. Means over tasks are "
+             "taken within a metric family only (accuracy over the QA tasks; ROUGE-L and LCS over the generation "
+             "tasks); the mean relative gain averages the tasks' relative changes. For perplexity lower is better. "
+             "See docs/statistics.md.", ""]
     for warning in run_warnings(runs):
         parts += [f"**Warning: {warning}.**", ""]
     small = small_tasks(runs)
     if small:
         parts += [f"**Warning: fewer than {MIN_ITEMS} items in {', '.join(small)}: at this size the intervals are "
                   "rough and only large changes can be told from noise.**", ""]
-    parts += [comparison_table(runs, found), "", f"![Scores by task and run]({chart.name})", ""]
+    parts += [comparison_table(runs, found, means), "", f"![Scores by task and run]({chart.name})", ""]
     if found:
-        parts += ["### What these numbers support", "", *conclusions(runs, found)]
+        parts += ["### What these numbers support", "", *conclusions(runs, found, means)]
     return parts
 
 
@@ -621,7 +665,9 @@ def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str
         raise InputError(f"--out {out}: the report is markdown; give a file name ending in .md")
     loaded = [load_run(p, label) for p, label in zip(runs, labels_for(runs))]
     logs = [load_train_log(p, label) for p, label in zip(train_logs, labels_for(train_logs))]
-    parts = [f"# {title}", ""]
+    parts = [f"# {title}", "", "## Runs", ""]
+    parts += [eval_run_line(run.path, run.label, run.metrics) for run in loaded]
+    parts += [train_log_line(log.path, log.label) for log in logs] + [""]
     if loaded:
         chart = out.with_name(out.stem + ".png")
         section = evaluation_section(loaded, chart, resamples, seed)  # before the chart: it checks the items

@@ -36,18 +36,20 @@ class TrainConfig(LoadedModelOptions):
     """
 
     train: str = option(help="mixture 'WEIGHT FILE_OR_TASK ...' of E2WM training files; a task name (plan_gen) "
-                        "means train_<task>.jsonl/.json in --data-dir; 'paper' means the paper's four tasks and "
+                        "means train_<task>.jsonl/.json in --data-dir, or without it the released file (`e2wm data "
+                        "download`), as e2wm:plan_gen always does; 'paper' means the paper's four tasks and "
                         "weights (e2wm.benchmark); a YAML config may give a mapping")
-    data_dir: str = option(".", "folder where the task names of --train find their train_<task> files",
-                           result=False)
+    data_dir: str | None = option(None, "folder where the task names of --train find their train_<task> files "
+                                  "(default: the released files in the cache, from `e2wm data download`)",
+                                  result=False)
     fisher: str | None = option(None, "Fisher file from `e2wm fisher` (needed by ewc-lora)")
     method: str = option("ewc-lora", "ewc-lora, lora (lambda 0) or full finetuning", choices=METHODS)
-    lam: float = option(2.0, "EWC weight lambda on the --fisher-scale Fisher (the authors' scripts: 2 for 1.3B, "
-                        "0.5 for 6B, meant for --fisher-scale paper; on the default raw scale lambda 2 is close to "
-                        "plain LoRA)", flag="--lambda", minimum=0)
-    fisher_scale: str = option("raw", "how the Fisher weighs the penalty: raw (as computed), paper (the authors' "
-                               "effective LLM.int8 row codes 0..127), mean (divided by its mean entry); see "
-                               "e2wm.train.fisher_scale", choices=SCALES)
+    lam: float = option(0.5, "EWC weight lambda on the --fisher-scale Fisher (the authors' scripts: 2 for 1.3B, "
+                        "0.5 for 6B, on the paper scale; the default 0.5 measured best in the study, "
+                        "docs/results.md)", flag="--lambda", minimum=0)
+    fisher_scale: str = option("paper", "how the Fisher weighs the penalty: paper (the authors' effective "
+                               "LLM.int8 row codes 0..127), raw (as computed: lambdas then need to be ~1e5x larger), "
+                               "mean (divided by its mean entry); see e2wm.train.fisher_scale", choices=SCALES)
     lr: float = option(8e-4, "AdamW learning rate (linear decay to 0, no warm-up)", above=0)
     scheduler_steps: int | None = option(None, "size the linear decay for N optimiser steps instead of the run's "
                                          "(the authors' GPT-J run: 5320 for its 1330 steps, so its rate ends "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from e2wm import benchmark_data
 from e2wm.benchmark import TRAINING_TASKS, paper_mixture
 from e2wm.errors import InputError, at
 from e2wm.files import iter_jsonl, require
@@ -42,25 +43,28 @@ class Example:
         return sum(self.is_ref[1:])
 
 
-def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, str]]:
-    """'1 a.json 0.7 plan_gen' -> [(1.0, 'a.json'), (0.7, 'DIR/train_plan_gen.jsonl')]; InputError naming the bad token.
+def parse_mixture(text: str, data_dir: str | Path | None = None) -> list[tuple[float, str]]:
+    """'1 a.json 0.7 plan_gen 1 e2wm:count' -> [(1.0, 'a.json'), (0.7, 'DIR/train_plan_gen.jsonl'), (1.0, CACHED)].
 
     An item that is a known training task's name (e2wm.benchmark) means that task's training file in
-    data_dir: train_<task>.jsonl as `e2wm build` writes it, else train_<task>.json as released. The text
-    'paper' alone is the paper's mixture of its four training tasks and weights (e2wm.benchmark). The
-    'WEIGHT FILE ...' form is the authors' `run.py` --train_file (which also took one file without a weight).
+    data_dir: train_<task>.jsonl as `e2wm build` writes it, else train_<task>.json as released; with no data_dir,
+    the released file in the cache (`e2wm data download`). e2wm:<task> always means the released file in the
+    cache, checked against its checksum (e2wm.benchmark_data). The text 'paper' alone is the paper's mixture of
+    its four training tasks and weights (e2wm.benchmark). The 'WEIGHT FILE ...' form is the authors' `run.py`
+    --train_file (which also took one file without a weight).
 
     Args:
         text: the --train string, whitespace-separated pairs of weight and file (or task name).
-        data_dir: where task names are looked up (--data-dir).
+        data_dir: where task names are looked up (--data-dir); None: the released files in the cache.
     Returns:
         (weight, path) per pair, in order; weights are finite and > 0; every file exists (its contents are
         checked by `read_pairs`).
     Raises:
         InputError: when the string is empty or has an odd number of items, a weight is not a number or not
             a finite positive one, a file is missing or a directory, or a task's training file is missing
-            (`task_file`).
+            (`task_file`, `benchmark_data.cached`).
     """
+    given = text
     if text.strip() == PAPER_MIXTURE:
         text = " ".join(f"{weight} {task}" for task, weight in paper_mixture().items())
     tokens = text.split()
@@ -75,8 +79,11 @@ def parse_mixture(text: str, data_dir: str | Path = ".") -> list[tuple[float, st
             raise InputError(f"--train '{text}': item {position + 1} '{weight}' is not a weight (a number)") from None
         if not value > 0 or value == float("inf"):
             raise InputError(f"--train '{text}': weight '{weight}' of {path} must be a positive number")
-        if path in TRAINING_TASKS:
-            path = task_file(path, Path(data_dir))
+        if benchmark_data.is_name(path):
+            path = str(benchmark_data.training_path(path.removeprefix(benchmark_data.NAME + ":")))
+        elif path in TRAINING_TASKS:
+            path = (task_file(path, Path(data_dir)) if data_dir is not None
+                    else str(benchmark_data.training_path(path, f"--train '{given}': task {path} (no --data-dir)")))
         elif Path(path).is_dir():
             raise InputError(f"--train: {path}: a directory, not a file")
         elif not Path(path).is_file():  # found before any model is loaded
@@ -95,7 +102,8 @@ def task_file(task: str, data_dir: Path) -> str:
         path = data_dir / f"train_{task}{suffix}"
         if path.is_file():
             return str(path)
-    raise InputError(f"--train: task {task}: no train_{task}.jsonl or train_{task}.json in {data_dir} (--data-dir)")
+    raise InputError(f"--train: task {task}: no train_{task}.jsonl or train_{task}.json in {data_dir} (--data-dir; "
+                     f"without it, or as e2wm:{task}, the released file after `e2wm data download`)")
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:

