@@ -27,6 +27,7 @@ from e2wm import config
 from e2wm.benchmark import TASKS, TRAINING_TASKS
 from e2wm.config import option
 from e2wm.errors import InputError
+from e2wm.files import output_folder
 from e2wm.provenance import file_digest
 
 logger = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ def download(settings: DownloadConfig) -> list[Stored]:
             every other file was stored, files missing from the local copy or differing from the released ones
             (the first with its reason, the others by name).
     """
-    dest = Path(settings.dest).expanduser() if settings.dest else default_dir()
+    dest = output_folder(Path(settings.dest).expanduser(), "--dest") if settings.dest else default_dir()
     folder = Path(settings.source).expanduser() if settings.source else None
     if folder is not None and not folder.is_dir():
         raise InputError(f"--from {folder}: no such folder")

@@ -14,6 +14,8 @@ import torch
 from adversarial.support import GEN, PAIR, QA, TEXT, Foreign, refused, write_lines
 from helpers.experience_fixtures import programs, random_episode
 
+from e2wm.cli import main
+
 CASES: dict[str, tuple[tuple[str, ...], Callable[[Path, Foreign], list]]] = {}
 
 
@@ -187,6 +189,18 @@ def case_explore_yaml_float_for_an_int(tmp, f):
 @case("e.jsonl:1: field 'episode' is missing")
 def case_explore_out_of_another_kind(tmp, f):
     return ["collect", "explore", "--out", write_lines(tmp / "e.jsonl", {"program": "file3_1"})]
+
+
+# -- data download (from a local copy: no test reaches the network) -------------------------------------------------
+@case("--from", "nowhere: no such folder")
+def case_data_download_missing_source(tmp, f):
+    return ["data", "download", "--from", tmp / "nowhere", "--dest", tmp / "cache"]
+
+
+@case("--dest", "cache.txt", "a file, not a folder")
+def case_data_download_dest_is_a_file(tmp, f):
+    write_lines(tmp / "copy" / "train" / "train_count.json", {"input": "x", "ref": "y"})
+    return ["data", "download", "--from", tmp / "copy", "--dest", write_lines(tmp / "cache.txt", "x")]
 
 
 # -- build --------------------------------------------------------------------------------------------------------
@@ -744,7 +758,7 @@ def test_refused_in_one_line(name, tmp_path, foreign, capsys, monkeypatch):
 
 
 PREFIX = {"collect plans": "plans", "collect explore": "explore", "fisher import": "fisher-import",
-          "export merged": "export"}  # a case's name starts with its command's
+          "export merged": "export", "data download": "data-download"}  # a case's name starts with its command's
 
 
 def test_every_command_has_cases():
@@ -753,3 +767,16 @@ def test_every_command_has_cases():
     assert len(CASES) >= 40
     for command in COMMANDS:
         assert any(name.startswith(PREFIX.get(command, command) + "-") for name in CASES), command
+
+
+def test_data_download_stores_no_file_of_a_corrupted_copy(tmp_path, capsys):
+    """Refused in one line like the cases above; by design it keeps the files it could verify (none here) and
+    may leave the folders it made for them, so the whole-tree snapshot does not apply."""
+    write_lines(tmp_path / "copy" / "train" / "train_count.json", {"input": "x", "ref": "y"})
+    with pytest.raises(SystemExit) as stop:
+        main(["data", "download", "--from", str(tmp_path / "copy"), "--dest", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1
+    assert "15 of the 15 E2WM files not stored" in err and "copy/train/train_count.json: 27 bytes where the " \
+        "released train/train_count.json has 2601115" in err
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
