@@ -1,5 +1,6 @@
 """JSONL reading with precise errors, and atomic writes (a crash never leaves a half-written file)."""
 
+import codecs
 import json
 import os
 import tempfile
@@ -15,9 +16,9 @@ def read_text(path: str | Path) -> str:
     dropped, CRLF and CR line ends made LF. InputError naming the file (and the line) when it is a directory,
     missing, or not UTF-8."""
     path = Path(path)
-    data = check_file(path).read_bytes()
+    data = check_file(path).read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise InputError(f"{at(path, line)}: not UTF-8 text (byte 0x{data[error.start]:02x})") from None
@@ -60,8 +61,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = check_file(Path(path))
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            raw = raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw
             try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise InputError(f"{at(path, number)}: not UTF-8 text (byte 0x{raw[error.start]:02x})") from None
             if not line.strip():

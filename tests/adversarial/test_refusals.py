@@ -575,6 +575,12 @@ def case_eval_empty_file(tmp, f):
     return evaluate(tmp, f, write_lines(tmp / "count.jsonl", ""))
 
 
+@case("count.jsonl:1: not UTF-8 text (byte 0xe9)")
+def case_eval_bom_then_latin1(tmp, f):
+    return evaluate(tmp, f, write_lines(tmp / "count.jsonl", b"\xef\xbb\xbf" + json.dumps(QA | {
+        "input": "Caf\u00e9?"}, ensure_ascii=False).encode("latin-1")))
+
+
 @case("count.jsonl:1: not UTF-8 text (byte 0xfe)")
 def case_eval_not_utf8(tmp, f):
     return evaluate(tmp, f, write_lines(tmp / "count.jsonl", b"\xfe\xff" + json.dumps(QA).encode("utf-16-le")))
