@@ -240,6 +240,30 @@ def learning_curve(out: Path, name: str, final_step: int | None) -> dict[str, li
     return curve
 
 
+def prior_corrected_accuracy(run: Path, item_file) -> float:
+    """Accuracy after removing the model's answer prior: each item's option scores minus the mean score of the same
+    option text over the other items (leave-one-out, so that an item's own scores do not set its correction). Near
+    chance when the choices carry nothing beyond a preferred answer; above it when they follow the item (contextual
+    calibration, Zhao et al. 2021, with the prior estimated from the benchmark's own items)."""
+    import numpy as np
+
+    rows = read_jsonl(run / "predictions" / f"{item_file.name}.jsonl")
+    names = sorted({option for item in item_file.items for option in item.options})
+    scores = np.full((len(rows), len(names)), np.nan)
+    gold = np.empty(len(rows), dtype=int)
+    for i, row in enumerate(rows):
+        item = item_file.items[row["index"]]
+        for option, score in zip(item.options, row["scores"]):
+            scores[i, names.index(option)] = score
+        gold[i] = names.index(item.options[item.answer])
+    present = ~np.isnan(scores)
+    totals, counts = np.nansum(scores, axis=0), present.sum(axis=0)
+    correct = 0
+    for i in range(len(rows)):
+        bias = (totals - np.nan_to_num(scores[i])) / np.maximum(counts - present[i], 1)
+        correct += int(np.nanargmax(scores[i] - bias) == gold[i])
+    return correct / len(rows)
+
 WORLD_QA = ("count", "obj_move")  # the world-tracking multiple-choice tasks, whose answer histograms the summary shows
 
 
@@ -248,7 +272,7 @@ def histogram_cell(answers: dict[str, dict[str, int]]) -> str:
     return ", ".join(f"{answer}: {n}" for answer, n in sorted(answers["predicted"].items(), key=lambda kv: -kv[1]))
 
 
-def world_tables(rows: list[dict], out: Path) -> list[str]:
+def world_tables(study: dict, rows: list[dict], out: Path) -> list[str]:
     """Markdown: the learning curves (accuracy per checkpoint) and the predicted-answer histograms of the
     world-tracking QA tasks, the gold answers' histogram first (statistics of the labels, no benchmark text)."""
     lines = []
@@ -265,6 +289,19 @@ def world_tables(rows: list[dict], out: Path) -> list[str]:
                     f"{at[s]:.3f}" if s in at else "" for s in steps) + " |")
     base = json.loads((out / "base" / "eval" / "metrics.json").read_text())
     tasks = [task for task in WORLD_QA if task in base]
+    if tasks:
+        from e2wm.eval.items import load_eval_files
+
+        files = {f.name: f for f in load_eval_files(study["eval"]["data"]) if f.name in tasks}
+        runs = [("base", out / "base" / "eval")] + [(row["name"], out / row["name"] / "eval") for row in rows]
+        metrics = {name: json.loads((folder / "metrics.json").read_text()) for name, folder in runs}
+        lines += ["", "Accuracy without the answer prior (`prior_corrected_accuracy`: each option's score minus its "
+                  "mean over the other items; near chance when the choices carry nothing beyond a preferred answer):",
+                  "", "| run | " + " | ".join(f"{t} raw | {t} prior-corrected" for t in tasks) + " |",
+                  "|---|" + "---:|---:|" * len(tasks)]
+        lines += [f"| {name} | " + " | ".join(f"{metrics[name][t]['accuracy']:.3f} | "
+                                             f"{prior_corrected_accuracy(folder, files[t]):.3f}" for t in tasks) + " |"
+                  for name, folder in runs]
     if tasks:
         lines += ["", "Answers (multiple choice; counts of each predicted option):", "",
                   "| run | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks),
@@ -371,7 +408,7 @@ def write_summary(study: dict, out: Path, names: list[str]) -> None:
     """OUT/report/summary.json, summary.md and ewc-curve.png from `summary_rows`."""
     rows = summary_rows(study, out, names)
     write_json(out / "report" / "summary.json", rows)
-    text = summary_table(rows) + "\n".join(world_tables(rows, out)) + "\n"
+    text = summary_table(rows) + "\n".join(world_tables(study, rows, out)) + "\n"
     (out / "report" / "summary.md").write_text(text, encoding="utf-8")
     if any(row["perplexity"] for row in rows):
         curve_chart(rows, out / "report" / "ewc-curve.png")

@@ -1,0 +1,62 @@
+"""benchmarks/study.py: the accuracy without the answer prior, and the learning curve read from checkpoint evals."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from e2wm.eval.items import EvalFile, QAItem
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "study.py"
+spec = importlib.util.spec_from_file_location("study", SCRIPT)
+study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(study)
+
+
+def write_run(folder: Path, task: str, rows: list[dict]) -> Path:
+    (folder / "predictions").mkdir(parents=True)
+    (folder / "predictions" / f"{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_a_strong_prior_hides_a_signal_that_prior_correction_recovers(tmp_path):
+    # options in a different order per item; the model prefers "1" by +3 and adds +1 to the right answer
+    answers = [0, 1, 2, 0, 2, 1, 2, 0]
+    items, rows = [], []
+    for i, gold in enumerate(answers):
+        options = ["0", "1", "2"] if i % 2 else ["2", "0", "1"]
+        items.append(QAItem(f"story {i}", options, options.index(str(gold))))
+        scores = [3.0 * (o == "1") + 1.0 * (o == str(gold)) for o in options]
+        rows.append({"index": i, "scores": scores})
+    run = write_run(tmp_path / "run", "count", rows)
+    file = EvalFile("count", tmp_path / "count.json", "multiple_choice", items)
+    raw = sum(max(zip(r["scores"], it.options))[1] == it.options[it.answer] for r, it in zip(rows, items)) / 8
+    assert raw == pytest.approx(2 / 8)  # always "1"
+    assert study.prior_corrected_accuracy(run, file) == 1.0
+
+
+def test_no_signal_beyond_the_prior_stays_at_or_below_chance(tmp_path):
+    answers = [0, 1, 2, 0, 1, 2]
+    items = [QAItem(f"s{i}", ["0", "1", "2"], gold) for i, gold in enumerate(answers)]
+    rows = [{"index": i, "scores": [0.0, 2.0, 1.0]} for i in range(6)]  # the same scores whatever the story
+    run = write_run(tmp_path / "run", "count", rows)
+    file = EvalFile("count", tmp_path / "count.json", "multiple_choice", items)
+    assert study.prior_corrected_accuracy(run, file) <= 1 / 3
+
+
+def metrics(folder: Path, accuracy: float) -> None:
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"count": {
+        "accuracy": accuracy, "accuracy_ci95": [accuracy - 0.1, accuracy + 0.1], "chance": 0.2, "majority": 0.5}}))
+
+
+def test_learning_curve_starts_at_the_base_model_and_ends_at_the_final_eval(tmp_path):
+    metrics(tmp_path / "base" / "eval", 0.5)
+    metrics(tmp_path / "run" / "curve-20", 0.4)
+    metrics(tmp_path / "run" / "curve-40", 0.6)
+    metrics(tmp_path / "run" / "eval", 0.7)
+    curve = study.learning_curve(tmp_path, "run", 60)
+    assert [(p["step"], p["accuracy"]) for p in curve["count"]] == [(0, 0.5), (20, 0.4), (40, 0.6), (60, 0.7)]
+    assert study.learning_curve(tmp_path, "run", 40)["count"][-1] == {
+        "step": 40, "accuracy": 0.6, "ci95": [0.5, 0.7], "chance": 0.2, "majority": 0.5}
