@@ -6,7 +6,7 @@ of an item in one batch, generation stopped at the first newline with a shared p
 lm-eval's `simple_evaluate` on an HFLM wrapping the same loaded model (batch size 1, lm-eval's default),
 and prints both scores per task and the ratio of the wall times. Needs lm-eval (the dev extra).
 
-    python benchmarks/lmeval_speed.py --model smollm2-135m --limit 3
+    python benchmarks/lmeval_speed.py --model smollm2-135m --limit 2 --max-new-tokens 48
 """
 
 import argparse
@@ -35,7 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--limit", type=int, default=3, help="items per file")
+    parser.add_argument("--limit", type=int, default=2, help="items per file")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="generation budget of both (e2wm's default "
+                        "is 256; a smaller one bounds the time of answers that never reach a newline)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, tokenizer = load_model(ModelSpec(args.model, device="cpu"))
@@ -43,7 +45,8 @@ def main() -> None:
         folder = Path(scratch)
         write_task_dir(load_eval_files([args.data]), folder / "tasks")
         tasks = load_eval_files([args.data])
-        config = EvalConfig(model=args.model, data=[args.data], out=str(folder / "e2wm"), limit=args.limit)
+        config = EvalConfig(model=args.model, data=[args.data], out=str(folder / "e2wm"), limit=args.limit,
+                            max_new_tokens=args.max_new_tokens)
         start = time.perf_counter()
         ours = evaluate_model(model, tokenizer, tasks, config, identity={})
         ours_s = time.perf_counter() - start
@@ -51,9 +54,11 @@ def main() -> None:
                               metadata={"tokenizer": tokenizer})
         start = time.perf_counter()
         theirs = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1), tasks=["e2wm"],
-                                 task_manager=manager, limit=args.limit, log_samples=False)["results"]
+                                 task_manager=manager, limit=args.limit, log_samples=False,
+                                 gen_kwargs={"max_gen_toks": args.max_new_tokens})["results"]
         theirs_s = time.perf_counter() - start
-    print(f"model {args.model}; {len(tasks)} files x {args.limit} items; torch threads {torch.get_num_threads()}")
+    print(f"model {args.model}; {len(tasks)} files x {args.limit} items; up to {args.max_new_tokens} new tokens; "
+          f"torch threads {torch.get_num_threads()}")
     worst = 0.0
     for name, result in ours.items():
         metric, value = headline(result)
