@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
     "eval": ("eval", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
     "export merged": ("export", "merge a LoRA adapter into its base and save a standard transformers checkpoint"),
+    "export lm-eval": ("export_lm_eval", "write E2WM files as lm-evaluation-harness tasks (group e2wm) that score "
+                       "as `e2wm eval` does"),
     "report": ("report", "compare eval runs (markdown table + PNG chart) and plot training curves"),
     "plan-memory": ("plan_memory", "expected GPU memory of training, per component, from the config alone"),
     "demo": ("demo", "the whole pipeline on the embedded model (de-quantised SmolLM2-135M-Instruct) on a CPU"),
