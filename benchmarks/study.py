@@ -7,10 +7,11 @@ The study file (YAML) holds `out` (the study folder), `train` and `eval` (option
 `e2wm train` / `e2wm eval`) and `runs` (name -> the options that differ), and optionally `fisher` and `heldout`
 (options of `e2wm fisher`: the Fisher that EWC runs need, and held-out general text drawn with --samples-only
 for perplexity), `prepare` ({run: a shell command, creates: a path}: made once, e.g. derived training files)
-and `curve` ({data: evaluation files}: every checkpoint-N of a run is evaluated on them, a learning curve whose
-step 0 is the base model). Each job gets its own YAML config in OUT/<name>/ (rerun one by hand with
-`e2wm train --config OUT/<name>/train.yaml`) and runs in its own process with one torch thread; `--parallel`
-jobs run at once (a run's evals wait for its training).
+and `curve` ({data: evaluation files, runs: names (default: every run)}: every checkpoint-N of those runs before
+the last step is evaluated on them, a learning curve from the base model (step 0) to the run's own evaluation).
+Each job gets its own YAML config in OUT/<name>/ (rerun one by hand with `e2wm train --config
+OUT/<name>/train.yaml`) and runs in its own process with one torch thread; `--parallel` jobs run at once (a
+run's evals wait for its training).
 
 Finished work is skipped: a training run whose adapter exists, an eval run whose metrics.json exists, each
 only when its recorded options equal the study's (else it stops and says which run changed: delete its
@@ -140,9 +141,11 @@ def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fish
     if adapter is not None:
         merged["adapter"] = str(adapter)
     evaluate(folder / "eval", merged, folder / "log.txt")
-    if "curve" in study and adapter is not None:
-        for step in checkpoint_steps(adapter.parent):
-            evaluate(folder / f"curve-{step}", {**study["eval"], "data": study["curve"]["data"],
+    curve = study.get("curve")
+    if curve and adapter is not None and name in curve.get("runs", [name]):
+        final = json.loads((adapter.parent / "config.json").read_text())["options"].get("max_steps")
+        for step in [s for s in checkpoint_steps(adapter.parent) if final is None or s < final]:  # final = eval
+            evaluate(folder / f"curve-{step}", {**study["eval"], "data": curve["data"],
                                                 "adapter": str(adapter.parent / f"checkpoint-{step}" / "adapter"),
                                                 "out": str(folder / f"curve-{step}")}, folder / "log.txt")
 
