@@ -176,3 +176,19 @@ def test_bf16_autocast_trains_close_to_float32_with_float32_weights(tiny_llama, 
     assert code == 0 and ("--autocast bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag in "
                           "/proc/cpuinfo); computing in float32") in out
     assert [deterministic(r) for r in read_log(tmp_path / "fallback")] == [deterministic(r) for r in fp32]
+
+
+def test_eval_under_bf16_autocast_scores_close_to_float32_and_is_not_reused_as_float32(tiny_gpt2, tmp_path, capsys,
+                                                                                        monkeypatch):
+    data = tmp_path / "count.jsonl"
+    data.write_text("".join(json.dumps({"input": q, "answer_list": ["1", "2", "3"], "answer": "2"}) + "\n"
+                            for q in ("There are two cups.", "John holds a pen and a cup.", "Two apples lie here.")))
+    main(["eval", "--model", str(tiny_gpt2), "--data", str(data), "--out", str(tmp_path / "e")])
+    fp32 = [json.loads(line) for line in (tmp_path / "e" / "predictions" / "count.jsonl").read_text().splitlines()]
+    monkeypatch.setattr("e2wm.models.cpu_flags", lambda: {"avx512_bf16"})
+    capsys.readouterr()
+    main(["eval", "--model", str(tiny_gpt2), "--data", str(data), "--autocast", "bf16", "--out", str(tmp_path / "e")])
+    assert "already evaluated" not in capsys.readouterr().out  # another result setting: scored again
+    bf16 = [json.loads(line) for line in (tmp_path / "e" / "predictions" / "count.jsonl").read_text().splitlines()]
+    for a, b in zip(fp32, bf16):
+        assert b["scores"] == pytest.approx(a["scores"], rel=3e-2) and b["scores"] != a["scores"]
