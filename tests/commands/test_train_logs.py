@@ -43,7 +43,8 @@ def deterministic(row: dict) -> dict:
 @pytest.fixture
 def mixture(tmp_path):
     """Two files of two pairs each: a batch of 4 takes all of both, so every step sees the same examples."""
-    return f"1 {write_pairs(tmp_path / 'train_count.jsonl', PAIRS[:2])} 0.5 {write_pairs(tmp_path / 'b.jsonl', PAIRS[2:])}"
+    count, other = write_pairs(tmp_path / "train_count.jsonl", PAIRS[:2]), write_pairs(tmp_path / "b.jsonl", PAIRS[2:])
+    return f"1 {count} 0.5 {other}"
 
 
 def base_ce(model_dir, pairs) -> float:
