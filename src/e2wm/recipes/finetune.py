@@ -10,7 +10,7 @@ line per optimiser step: losses, gradient norm, time, throughput, MFU, per-file 
 when `eval_every` is set; also to TensorBoard or wandb with `report_to`), checkpoint/ (for `resume`),
 checkpoint-N/adapter/ per checkpointed step N and adapter/ (standard PEFT adapters; model/ for method "full").
 State lives on the recipe (torchtune's recipe shape): `setup()` builds the run directory, model, data
-and optimiser, `train()` runs the optimiser steps, `save()` writes the result.
+and optimiser, `train()` runs the optimiser steps, `save()` writes the result, `finish()` closes the trackers.
 """
 
 import contextlib
@@ -195,7 +195,8 @@ def build_model(config: TrainConfig, device: str):
 
 
 class FinetuneRecipe:
-    """One training run; state on self. `setup()`, then `train()`, then `save()` (what `finetune` does)."""
+    """One training run; state on self. `setup()`, then `train()`, then `save()`, and `finish()` in any case
+    (what `finetune` does)."""
 
     def __init__(self, config: TrainConfig):
         self.config = config
@@ -441,7 +442,6 @@ class FinetuneRecipe:
             logger.info("saved %s", target)
         self.accelerator.wait_for_everyone()
         return TrainResult(self.run_dir, target, self.total, self.loss)
-
 
     def finish(self) -> None:
         """Close the trackers (flushing TensorBoard's events) and accelerate's process group."""
