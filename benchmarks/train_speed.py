@@ -1,9 +1,13 @@
 """Training speed and memory: random batches (the default) and length-grouped ones, both with dynamic
-padding, against pad-to-800, the EWC term's share of a step, per-sample gradients batched vs looped, and the
-Fisher's size against a whole-model copy
-(measured, and on paper for GPT-J-6B / GPT-Neo-1.3B).
+padding, against pad-to-800, the EWC term's share of a step, per-sample gradients batched vs looped, the
+Fisher's size against a whole-model copy (measured, and on paper for GPT-J-6B / GPT-Neo-1.3B), and the model
+FLOPs utilisation of whole-model LoRA steps in float32 and under bf16 autocast (where the CPU has bf16).
 
-    python benchmarks/train_speed.py [--model smollm2-135m] [--examples 32] [--layers 2]
+    python benchmarks/train_speed.py [--model smollm2-135m] [--examples 32] [--layers 2] [--only mfu]
+
+MFU = model FLOPs (e2wm.train.loop.FlopCount: PaLM's appendix-B count) / (seconds x the matmul peak measured
+here, e2wm.train.loop.matmul_peak, in the dtype the matmuls run in); the step's time is split into forward,
+backward and optimiser, and the padding's share of the computed tokens is given, to say where the rest goes.
 
 Ratios are measured in this one run on the same machine. --layers keeps only the first K decoder
 layers for the batching and per-sample-gradient comparisons (this CPU is slow; padding costs the
@@ -12,6 +16,7 @@ same in every layer); the EWC share and the Fisher memory use the whole model.
 
 import argparse
 import json
+import os
 import random
 import resource
 import time
@@ -19,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from e2wm.models import ModelSpec, load_model
+from e2wm.models import ModelSpec, autocast, load_model, native_bf16
 from e2wm.train.data import Example, collate, encode_example, length_grouped_batches, random_batches
 from e2wm.train.ewc import LoraEwc, lora_layers
 from e2wm.train.fisher import accumulate, per_text_losses, prepare_for_fisher, zero_sums
-from e2wm.train.loop import weighted_nll_sum
+from e2wm.train.loop import FlopCount, matmul_peak, weighted_nll_sum
 from e2wm.train.targets import default_target_names, target_layers
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "e2wm-benchmark" / "train"
@@ -149,6 +154,44 @@ def fisher_speed(model, tokenizer, examples, n: int = 8) -> dict:
     return {"texts": n, "tokens": sum(map(len, texts)), "batched_s": batched, "loop_s": loop, "speedup": loop / batched}
 
 
+def mfu(args, model, tokenizer, examples, precision) -> dict:
+    """Whole-model LoRA steps (forward, backward, AdamW) on --batch-size released examples each, timed by part;
+    the first step is a warm-up. precision: None (float32) or torch.bfloat16 (autocast)."""
+    model = with_lora(model)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    count, rng = FlopCount.of(model), random.Random(3)
+    peak = matmul_peak("cpu", precision or torch.float32)
+    times = {"forward_s": 0.0, "backward_s": 0.0, "optimizer_s": 0.0}
+    flops = tokens = computed = 0
+    for step in range(args.mfu_steps + 1):
+        batch = rng.sample(examples, args.batch_size)
+        data = collate(batch, tokenizer.pad_token_id)
+        start = time.perf_counter()
+        with autocast(precision, "cpu"):
+            loss = weighted_nll_sum(model, data)
+        forward = time.perf_counter()
+        loss.backward()
+        backward = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = time.perf_counter()
+        if step:  # the first is the warm-up
+            for key, seconds in zip(times, (forward - start, backward - forward, done - backward)):
+                times[key] += seconds
+            flops += sum(count.example(len(e.ids), e.predicted_refs) for e in batch)
+            tokens += sum(len(e.ids) for e in batch)
+            computed += data["input_ids"].numel()
+    seconds = sum(times.values())
+    achieved = flops / seconds
+    return {"dtype": str(precision or torch.float32), "steps": args.mfu_steps, "batch": args.batch_size,
+            "tokens": tokens, "padding_share": 1 - tokens / computed, "seconds_per_step": seconds / args.mfu_steps,
+            "tokens_per_s": tokens / seconds, "model_gflop_per_step": flops / 1e9 / args.mfu_steps,
+            "achieved_gflop_s": achieved / 1e9, "matmul_peak_gflop_s": peak / 1e9, "mfu": achieved / peak,
+            **{key: value / args.mfu_steps for key, value in times.items()},
+            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+
+
 def on_paper() -> dict:
     """Fisher (q_proj, v_proj) vs whole-model float32 values for the paper's models, from their configs."""
     from transformers import AutoModelForCausalLM, GPTJConfig, GPTNeoConfig
@@ -175,10 +218,18 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=32, help="released examples timed per batching")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--layers", type=int, default=2, help="decoder layers kept for the batching timing")
+    parser.add_argument("--mfu-steps", type=int, default=2, help="timed LoRA steps per dtype for the MFU")
+    parser.add_argument("--only", choices=["mfu"], help="run only this part")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, tokenizer = load_model(ModelSpec(args.model, device="cpu"))
     examples = released_examples(tokenizer)
+    for precision in (None, torch.bfloat16):
+        if precision is None or native_bf16("cpu") is None:
+            print(json.dumps({"mfu": mfu(args, load_model(ModelSpec(args.model, device="cpu"))[0], tokenizer,
+                                         examples, precision)}))
+    if args.only == "mfu":
+        return
     lengths = [len(e.ids) for e in examples]
     print(json.dumps({"released": {size: padding_efficiency(lengths, size) for size in (args.batch_size, 20)}}))
     print(json.dumps({"paper_shapes": on_paper()}))

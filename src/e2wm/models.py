@@ -88,6 +88,64 @@ class LoadedModelOptions(ModelOptions):
         return ModelSpec(self.model, adapter, self.dtype, self.device, self.load_in_8bit, self.load_in_4bit)
 
 
+AUTOCASTS = ("none", "bf16")
+AUTOCAST_HELP = ("bf16: compute the model's matrix multiplications in bfloat16 under torch.autocast, the weights "
+                 "staying float32; used where the device computes bfloat16 natively (a CPU with avx512_bf16 or "
+                 "amx_bf16, a GPU with bf16), else float32 with a warning")
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo flags: x86's two, aarch64's feature
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo ("flags" on x86, "Features" on ARM); empty
+    where that file is absent (other systems) or lists none."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_bf16(device: str) -> str | None:
+    """None when device computes bfloat16 natively, else why not (one phrase).
+
+    A CPU needs a bf16 instruction flag (NATIVE_BF16_FLAGS in /proc/cpuinfo; torch.backends.cpu's capability
+    names only the vector width, AVX512 with or without bf16) and torch's oneDNN, which runs bf16 matmuls; a
+    CUDA GPU needs torch.cuda.is_bf16_supported(); other devices are not detected.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return None if torch.cuda.is_bf16_supported() else "this GPU has no bf16 support"
+    if kind != "cpu":
+        return f"bf16 support on {kind} is not detected by e2wm"
+    if not NATIVE_BF16_FLAGS & cpu_flags():
+        return "this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag in /proc/cpuinfo)"
+    if not torch.backends.mkldnn.is_available():
+        return "this torch has no oneDNN (mkldnn) for bf16 matmuls"
+    return None
+
+
+def autocast_dtype(mode: str, device: str, flag: str = "--autocast") -> torch.dtype | None:
+    """The dtype to autocast to on device for mode (AUTOCASTS): bfloat16 for "bf16" where `native_bf16`
+    finds it, else None (float32), with one warning line saying why when bf16 was asked for."""
+    if mode == "none":
+        return None
+    why = native_bf16(device)
+    if why is not None:
+        logger.warning("%s %s: %s; computing in float32", flag, mode, why)
+        return None
+    return torch.bfloat16
+
+
+def autocast(dtype: torch.dtype | None, device: str):
+    """A context under which the model computes in dtype (torch.autocast), or does nothing for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 def check_device(device: str) -> str:
     """The device, checked to be a torch device this machine has; InputError naming what is wrong otherwise."""
     try:

@@ -51,7 +51,7 @@ def read_log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
-LOGGED = ("step", "loss", "ce", "ewc", "lr", "grad_norm")  # what a step logs that the seed fixes (not its timing)
+LOGGED = ("step", "loss", "ce", "ewc", "lr", "grad_norm", "examples", "tokens")  # what the seed fixes (not timings)
 
 
 def test_train_killed_between_checkpoints_resumes_to_the_uninterrupted_log(tmp_path, tiny_llama):

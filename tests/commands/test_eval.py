@@ -241,7 +241,7 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     key = fingerprint(task, base, identity)
     changed = {"model": "other", "dtype": "bfloat16", "load_in_8bit": True, "load_in_4bit": True, "adapter": "x",
                "limit": 3, "batch_size": 3, "num_beams": 3, "max_new_tokens": 3, "norm": "un", "max_len": 64,
-               "backend": "vllm", "beam_stop": "full", "bootstrap_resamples": 500, "seed": 7}
+               "backend": "vllm", "beam_stop": "full", "bootstrap_resamples": 500, "seed": 7, "autocast": "bf16"}
     perplexity_only = {"ppl_data": "g.jsonl", "ppl_mode": "paper", "ppl_texts": 3}  # the perplexity is always redone
     result_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.metadata.get("result", True)}
     assert result_fields - {"data"} == set(changed) | set(perplexity_only)  # a new result field must be added here

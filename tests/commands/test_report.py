@@ -56,6 +56,27 @@ def test_two_runs_forgetting_curves(tmp_path):
     assert "](curves-eval.png)" in text and "](curves-train.png)" in text
 
 
+def test_timed_logs_add_throughput_mfu_and_a_panel_of_each_files_ce(tmp_path):
+    from PIL import Image
+
+    rows = [{"step": s, "loss": 2.0, "ce": 2.0, "ewc": 0.0, "lr": 1e-3, "grad_norm": 0.5, "examples": 4,
+             "tokens": 400, "seconds": 2.0 * s, "tokens_per_s": 200.0 / s, "mfu": 0.1 / s} for s in range(1, 6)]
+    for row in rows[1::2] + rows[-1:]:  # windows of 2 steps and the last
+        row["task_ce"] = {"count": 3.0 - 0.2 * row["step"], "plan_gen": 2.5 - 0.1 * row["step"]}
+    timed = write_log(tmp_path / "timed", rows)
+    plain = write_log(tmp_path / "plain", [{k: r[k] for k in ("step", "loss", "ce", "ewc", "lr")} for r in rows])
+    out = tmp_path / "timed.md"
+    main(["report", "--train-log", str(timed), str(plain), "--out", str(out)])
+    text = out.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| run |"))
+    assert header.endswith("| last lr | median tokens/s | median MFU | last CE per file |")
+    # medians over the 5 steps: 200 / 3 tokens/s and 0.1 / 3 MFU; the last window at step 5
+    assert re.search(r"\| timed \| 5 \|.*\| 66\.7 \| 3\.33% \| count 2\.0000, plan_gen 2\.0000 \|$", text, re.M)
+    assert re.search(r"\| plain \| 5 \|.*\| — \| — \| — \|$", text, re.M)  # an older log: no timings
+    with Image.open(tmp_path / "timed-train.png") as chart:
+        assert chart.width == round((14 + 4.7) * 120)  # four panels: the per-file CE beside loss, CE and EWC
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [

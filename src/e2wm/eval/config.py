@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from e2wm import config
 from e2wm.benchmark import NORMS
 from e2wm.config import option
-from e2wm.models import LoadedModelOptions, resolve_adapter
+from e2wm.models import AUTOCAST_HELP, AUTOCASTS, LoadedModelOptions, resolve_adapter
 
 BACKENDS = ("hf", "vllm")
 PERPLEXITY = "perplexity on general text"  # the --help group of the options that change only the ppl result
@@ -31,6 +31,7 @@ class EvalConfig(LoadedModelOptions):
                              "train_* and stats.json left out), or the released benchmark by name (after `e2wm data "
                              "download`): e2wm (its 11 files), e2wm:qa, e2wm:gen, e2wm:<task> (e2wm:count, ...)")
     out: str = option(help="run directory for metrics.json, results.md, predictions/", result=False)
+    autocast: str = option("none", AUTOCAST_HELP, choices=AUTOCASTS, group="model")
     limit: int | None = option(None, "evaluate only the first N items of each file (default: every item)", minimum=1)
     batch_size: int = option(1, "prompts decoded together (generation) and windows per pass (perplexity)",
                              minimum=1)

@@ -14,6 +14,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median as statistics_median
 
 from e2wm.benchmark import label as task_label
 from e2wm.errors import InputError
@@ -524,13 +525,20 @@ def score_chart(runs: list[Run], file: Path) -> None:
     save_figure(figure, file)
 
 
+def task_names(logs: list[TrainLog]) -> list[str]:
+    """The training files' labels in the logs' task_ce windows (train --log-every), in order of appearance."""
+    return list(dict.fromkeys(name for log in logs for row in log.rows for name in row.get("task_ce", {})))
+
+
 @quiet_glyphs
 def train_chart(logs: list[TrainLog], file: Path) -> None:
-    """Three panels over optimiser steps: total loss, cross-entropy on ref tokens, and the EWC penalty."""
+    """Three panels over optimiser steps: total loss, cross-entropy on ref tokens, and the EWC penalty; a fourth,
+    each training file's CE per logging window, when the logs have it (task_ce)."""
     plt = pyplot()
     panels = [("loss", "total loss = CE + λ·EWC"), ("ce", "cross-entropy (nats / ref token)"),
               ("ewc", "EWC penalty Σ F·ΔW² (before λ)")]
-    figure, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    tasks = task_names(logs)
+    figure, axes = plt.subplots(1, 3 + bool(tasks), figsize=(14 + 4.7 * bool(tasks), 4.2))
     window = max(max(len(log.rows) for log in logs) // 10, 1)
     for ax, (key, title) in zip(axes, panels):
         for i, log in enumerate(logs):
@@ -549,11 +557,31 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
     axes[1].set_ylabel("nats per ref token")
     axes[2].set_ylabel("Σ F·ΔW² over adapted matrices")
     axes[0].legend(title="run", fontsize=8)
+    if tasks:
+        task_panel(axes[3], logs, tasks)
     if window > 1:
         figure.text(0.5, 0.01, f"faint: every step; bold: mean of the last {window} steps", ha="center",
                     fontsize=8, color="0.35")
     figure.tight_layout(rect=(0, 0.04, 1, 1))
     save_figure(figure, file)
+
+
+def task_panel(ax, logs: list[TrainLog], tasks: list[str]) -> None:
+    """Each training file's CE at the end of each logging window: a colour per file, a line style per run."""
+    styles = ["-", "--", ":", "-."]
+    for i, log in enumerate(logs):
+        for j, task in enumerate(tasks):
+            points = [(row["step"], row["task_ce"][task]) for row in log.rows if task in row.get("task_ce", {})]
+            if points:
+                steps, values = zip(*points)
+                name = task if len(logs) == 1 else f"{log.label}: {task}"
+                ax.plot(steps, values, color=f"C{j % 10}", linestyle=styles[i % len(styles)], marker="o",
+                        markersize=2.5, linewidth=1.4, label=name)
+    ax.set_title("CE per training file (window means)", pad=14)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("nats per ref token")
+    ax.grid(alpha=0.3)
+    ax.legend(title="file", fontsize=8)
 
 
 def curve_keys(logs: list[TrainLog]) -> list[str]:
@@ -612,17 +640,31 @@ def save_figure(figure, file: Path) -> None:
 
 def train_table(logs: list[TrainLog]) -> str:
     """A row per run: steps, first and last loss and CE, last EWC and lr, then the last value of each
-    curve_keys field (— for a run that has none)."""
+    curve_keys field (— for a run that has none); with logs that time their steps, the median tokens per
+    second and MFU over the steps and the last window's CE per training file."""
     keys = curve_keys(logs)
+    timed = any("tokens_per_s" in row for log in logs for row in log.rows)
+    extra = ["median tokens/s", "median MFU", "last CE per file"] if timed else []
     lines = ["| run | steps | first loss | last loss | first CE | last CE | last EWC | last lr |"
-             + "".join(f" last {key} |" for key in keys), "|---|" + "---:|" * (7 + len(keys))]
+             + "".join(f" last {key} |" for key in keys) + "".join(f" {name} |" for name in extra),
+             "|---|" + "---:|" * (7 + len(keys) + len(extra))]
     for log in logs:
         first, last = log.rows[0], log.rows[-1]
         curve = "".join(" — |" if log.last(key) is None else f" {log.last(key):.4f} |" for key in keys)
+        if timed:
+            rates, mfus = ([row[key] for row in log.rows if key in row] for key in ("tokens_per_s", "mfu"))
+            files = log.last("task_ce") or {}
+            curve += (f" {fmt_median(rates, '.1f')} | {fmt_median(mfus, '.2%')} | "
+                      f"{', '.join(f'{cell(name)} {value:.4f}' for name, value in files.items()) or '—'} |")
         lines.append(f"| {log.label} | {last['step']} | {first['loss']:.4f} | {last['loss']:.4f} | "
                      f"{first['ce']:.4f} | {last['ce']:.4f} | {last['ewc']:.3g} | {last.get('lr', math.nan):.2e} |"
                      + curve)
     return "\n".join(lines)
+
+
+def fmt_median(values: list[float], spec: str) -> str:
+    """The median of values formatted by spec, — for none."""
+    return format(statistics_median(values), spec) if values else "—"
 
 
 def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) -> list[str]:

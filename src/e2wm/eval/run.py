@@ -23,7 +23,7 @@ from e2wm.eval.items import EvalFile, item_digest
 from e2wm.eval.perplexity import PAPER_TOKENS, paper_losses, predicts_a_token, read_texts, summary, window_losses
 from e2wm.eval.results import answer_chart, results_table
 from e2wm.files import write_atomic, write_json, write_jsonl
-from e2wm.models import context_length, describe
+from e2wm.models import autocast, autocast_dtype, context_length, describe
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
     model's revision or weight digest, the adapter's digest, the device type: see recipes.evaluate)."""
     perplexity_only = {f.name for f in fields(config) if f.metadata["group"] == PERPLEXITY}
     settings = {k: v for k, v in result_settings(config).items() if k != "data" and k not in perplexity_only}
+    if settings.get("autocast") == "none":  # float32 as before the option existed: earlier results stay valid
+        del settings["autocast"]
     digest = hashlib.sha256(task.path.read_bytes())
     digest.update(json.dumps([settings, identity, PPL_WINDOW, METRICS_VERSION], sort_keys=True).encode())
     return digest.hexdigest()
@@ -201,32 +203,34 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     out = Path(config.out)
     max_length = token_limit(model, tokenizer, config)
     results: dict[str, dict] = {}
-    for task in tasks:
-        n_original = len(task.items)
-        if config.limit:
-            task.items = task.items[: config.limit]
-        key = fingerprint(task, config, identity)
-        saved = out / "tasks" / f"{task.name}.json"
-        previous = json.loads(saved.read_text()) if saved.is_file() else {}
-        if previous.get("fingerprint") == key:
-            results[task.name] = previous["metrics"]
+    device = next(model.parameters()).device
+    with autocast(autocast_dtype(config.autocast, str(device)), device):  # --autocast bf16: matmuls in bf16
+        for task in tasks:
+            n_original = len(task.items)
+            if config.limit:
+                task.items = task.items[: config.limit]
+            key = fingerprint(task, config, identity)
+            saved = out / "tasks" / f"{task.name}.json"
+            previous = json.loads(saved.read_text()) if saved.is_file() else {}
+            if previous.get("fingerprint") == key:
+                results[task.name] = previous["metrics"]
+                if shard.is_main:
+                    logger.info("%s: already evaluated, reusing %s", task.name, saved)
+                continue
+            if task.kind == "multiple_choice":
+                result, rows = qa_rows(model, tokenizer, task, config, max_length, shard)
+            else:
+                result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator)
+            result.update(n_original=n_original, cut_by_limit=result["n"] < n_original)
+            if result["cut_by_limit"] and shard.is_main:
+                logger.warning("%s: --limit %d scored %d of the file's %d items; not a full-benchmark score",
+                               task.name, config.limit, result["n"], n_original)
             if shard.is_main:
-                logger.info("%s: already evaluated, reusing %s", task.name, saved)
-            continue
-        if task.kind == "multiple_choice":
-            result, rows = qa_rows(model, tokenizer, task, config, max_length, shard)
-        else:
-            result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator)
-        result.update(n_original=n_original, cut_by_limit=result["n"] < n_original)
-        if result["cut_by_limit"] and shard.is_main:
-            logger.warning("%s: --limit %d scored %d of the file's %d items; not a full-benchmark score",
-                           task.name, config.limit, result["n"], n_original)
-        if shard.is_main:
-            write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
-            write_json(saved, {"fingerprint": key, "metrics": result})
-        results[task.name] = result
-    if config.ppl_data:
-        results["ppl"] = general_perplexity(model, tokenizer, config, max_length, shard)
+                write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
+                write_json(saved, {"fingerprint": key, "metrics": result})
+            results[task.name] = result
+        if config.ppl_data:
+            results["ppl"] = general_perplexity(model, tokenizer, config, max_length, shard)
     if shard.is_main:
         write_json(out / "metrics.json", results)
         model_id = describe(config.model) + (f" + {config.adapter}" if config.adapter else "")

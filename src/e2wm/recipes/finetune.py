@@ -6,13 +6,15 @@
 
 Works the same on one CPU and under `accelerate launch` (DDP over GPUs or gloo CPU processes; FSDP and
 DeepSpeed are refused). The run directory holds config.json (the settings and every option), log.jsonl (one
-line per optimiser step, with the forgetting curve when `eval_every` is set), checkpoint/ (for `resume`),
+line per optimiser step: losses, gradient norm, time, throughput, MFU, per-file CE; with the forgetting curve
+when `eval_every` is set; also to TensorBoard or wandb with `report_to`), checkpoint/ (for `resume`),
 checkpoint-N/adapter/ per checkpointed step N and adapter/ (standard PEFT adapters; model/ for method "full").
 State lives on the recipe (torchtune's recipe shape): `setup()` builds the run directory, model, data
-and optimiser, `train()` runs the optimiser steps, `save()` writes the result.
+and optimiser, `train()` runs the optimiser steps, `save()` writes the result, `finish()` closes the trackers.
 """
 
 import contextlib
+import importlib.util
 import json
 import logging
 import math
@@ -30,7 +32,7 @@ from e2wm.eval.items import EvalFile, read_eval_file
 from e2wm.eval.perplexity import perplexity, predicts_a_token
 from e2wm.eval.run import PPL_WINDOW, Shard, check_limits, qa_rows
 from e2wm.files import append_jsonl, drop_torn_tail, output_folder, read_jsonl, write_json, write_jsonl
-from e2wm.models import context_length, default_device, load_model
+from e2wm.models import DTYPES, autocast, autocast_dtype, context_length, default_device, load_model
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
 from e2wm.train.card import write_card
@@ -41,10 +43,22 @@ from e2wm.train.data import collate, load_examples, parse_mixture, read_pairs, r
 from e2wm.train.ewc import FullEwc, LoraEwc
 from e2wm.train.fisher import check_fisher, load_fisher
 from e2wm.train.fisher_scale import scale_fisher
-from e2wm.train.loop import Diverged, Schedule, effective_mixture, linear_decay, weighted_nll_sum
+from e2wm.train.loop import (
+    Diverged,
+    FlopCount,
+    Schedule,
+    TaskWindow,
+    effective_mixture,
+    linear_decay,
+    matmul_peak,
+    task_labels,
+    weighted_nll_sums,
+)
 from e2wm.train.targets import default_target_names, is_fan_in_fan_out, parse_modules, target_layers
 
 logger = logging.getLogger(__name__)
+
+TIMING = ("seconds", "tokens_per_s", "mfu")  # the log.jsonl fields that vary between runs of the same seed
 
 
 @dataclass
@@ -181,7 +195,8 @@ def build_model(config: TrainConfig, device: str):
 
 
 class FinetuneRecipe:
-    """One training run; state on self. `setup()`, then `train()`, then `save()` (what `finetune` does)."""
+    """One training run; state on self. `setup()`, then `train()`, then `save()`, and `finish()` in any case
+    (what `finetune` does)."""
 
     def __init__(self, config: TrainConfig):
         self.config = config
@@ -200,7 +215,10 @@ class FinetuneRecipe:
         config = self.config
         mixture = parse_mixture(config.train, config.data_dir)
         self.curve = ForgettingCurve.load(config) if config.eval_every else None
-        self.accelerator = accelerator = Accelerator(cpu=not torch.cuda.is_available())  # cpu: gloo processes
+        check_tracker(config.report_to)
+        self.accelerator = accelerator = Accelerator(  # cpu: gloo processes
+            cpu=not torch.cuda.is_available(), log_with=None if config.report_to == "none" else config.report_to,
+            project_dir=config.out)
         if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             raise InputError(f"accelerate's {accelerator.distributed_type.value} is not supported yet by e2wm train; "
                              f"use DDP (multi-GPU) or one process")
@@ -208,6 +226,13 @@ class FinetuneRecipe:
         for _, path in mixture:  # every training file checked before the model loads
             read_pairs(path)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
+        self.precision = autocast_dtype(config.autocast, str(accelerator.device))
+        self.flops = FlopCount.of(model)
+        compute = self.precision or DTYPES[config.dtype]
+        self.peak = matmul_peak(str(accelerator.device), compute)  # FLOP/s, the MFU's denominator
+        recorded["provenance"]["matmul_peak"] = {"flops_per_s": round(self.peak), "dtype": str(compute)}
+        sources = list(dict.fromkeys(path for _, path in mixture))
+        self.window, self.labels = TaskWindow(sources), task_labels(sources)
         self.examples = load_examples(mixture, self.tokenizer, config.max_len, config.truncation)
         if self.curve is not None:
             self.curve.check(self.tokenizer, context_length(model, self.tokenizer))
@@ -245,6 +270,13 @@ class FinetuneRecipe:
                 kept = [r for r in read_jsonl(log) if r["step"] <= self.start] if log.exists() else []
                 write_jsonl(log, kept)
                 logger.info("resuming %s after step %d of %d", self.run_dir, self.start, self.total)
+        if config.report_to != "none":
+            hparams = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+                       for key, value in asdict(config).items()}
+            accelerator.init_trackers(  # tensorboard drops what an interrupted run logged after the checkpoint
+                "tensorboard" if config.report_to == "tensorboard" else "e2wm", config=hparams,
+                init_kwargs={"tensorboard": {"purge_step": self.start + 1},
+                             "wandb": {"name": self.run_dir.name, "dir": str(self.run_dir)}})
         accelerator.wait_for_everyone()
 
     def train(self) -> None:
@@ -269,6 +301,7 @@ class FinetuneRecipe:
         accelerator, schedule, examples = self.accelerator, self.schedule, self.examples
         plan, plan_epoch = None, -1
         for step in range(self.start, self.total):
+            started = time.perf_counter()
             epoch, position = divmod(step, per_epoch)
             if epoch != plan_epoch:
                 plan, plan_epoch = schedule.batches(lengths, epoch), epoch
@@ -276,21 +309,30 @@ class FinetuneRecipe:
             scaled = list(zip(step_batches, schedule.scales(step_batches)))
             mine = scaled[accelerator.process_index :: schedule.processes]
             sums = torch.zeros(2, device=accelerator.device)  # sum(weight x NLL), the normalised objective's CE
+            per_file = torch.zeros(len(self.window.sources), 2, device=accelerator.device)  # TaskWindow.step_sums
             ewc = torch.zeros((), device=accelerator.device)
             for index, (micro_batch, scale) in enumerate(mine):
                 last = index == len(mine) - 1
                 batch = {k: v.to(accelerator.device) for k, v in collate(micro_batch, pad_id).items()}
                 with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
-                    part = weighted_nll_sum(self.model, batch)
+                    with autocast(self.precision, accelerator.device):
+                        values = weighted_nll_sums(self.model, batch)
+                    per_file += self.window.step_sums(micro_batch, values, accelerator.device)
+                    part = values.sum()
                     loss = part * (scale * schedule.processes)  # DDP averages the processes' gradients
                     if last and self.penalty is not None:
                         ewc = self.penalty_value()
                         loss = loss + self.lam * ewc
                     accelerator.backward(loss)
                 sums += torch.stack([part.detach(), part.detach() * scale])
-            weighted, objective = accelerator.reduce(sums, reduction="sum").tolist()
-            ce = weighted / max(ref_weight([e for batch in step_batches for e in batch]), 1e-12)
-            self.step_done(step + 1, ce, objective, ewc.item(), bar)
+            reduced = accelerator.reduce(torch.cat([sums, per_file.flatten()]), reduction="sum")
+            weighted, objective = reduced[:2].tolist()
+            self.window.add(reduced[2:].view(-1, 2))
+            taken = [e for batch in step_batches for e in batch]
+            ce = weighted / max(ref_weight(taken), 1e-12)
+            work = {"examples": len(taken), "tokens": sum(len(e.ids) for e in taken),
+                    "flops": sum(self.flops.example(len(e.ids), e.predicted_refs) for e in taken)}
+            self.step_done(step + 1, ce, objective, ewc.item(), bar, started, work)
 
     def penalty_value(self) -> torch.Tensor:
         """sum F * dW^2 of the adapter as it is: part of the loss for ewc-lora; for lora with a Fisher, only
@@ -300,8 +342,11 @@ class FinetuneRecipe:
                 return self.penalty()
         return self.penalty()
 
-    def step_done(self, step: int, ce: float, objective: float, ewc: float, bar) -> None:
+    def step_done(self, step: int, ce: float, objective: float, ewc: float, bar, started: float, work: dict) -> None:
         """Check the loss, clip and take the optimiser step, evaluate, log it and checkpoint when due.
+
+        started: time.perf_counter() when the step began; work: its "examples", "tokens" (non-pad, all
+        processes) and model "flops" (FlopCount).
 
         Logged per step: ce, the step's weighted mean NLL per answer token (sum(weight x NLL) / sum(weight), nats,
         comparable across normalisations); loss, the objective minimised: the normalised CE (see train.loop)
@@ -309,6 +354,11 @@ class FinetuneRecipe:
         is the total L2 norm of the trainable parameters' gradients of the step's loss
         (summed over its micro-batches and averaged over processes, after accelerate's unscaling), before
         clipping to max_grad_norm; with max_grad_norm None the gradients are left as they are.
+        Then: examples and tokens (non-pad) of the step; seconds, its wall time from its first batch to the
+        optimiser's update (evaluation and checkpoints not included); tokens_per_s; mfu, the model FLOPs
+        utilisation flops / (seconds x processes x the measured matmul peak, `matmul_peak`); and, at the end of
+        each window (every log_every steps, each checkpoint, the last step), task_ce: {file label: its CE over
+        the window} (TaskWindow).
         """
         config, accelerator = self.config, self.accelerator
         self.loss = objective + self.lam * ewc
@@ -327,7 +377,13 @@ class FinetuneRecipe:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        row = {"step": step, "loss": self.loss, "ce": ce, "ewc": ewc, "lr": lr, "grad_norm": grad_norm}
+        seconds = time.perf_counter() - started
+        row = {"step": step, "loss": self.loss, "ce": ce, "ewc": ewc, "lr": lr, "grad_norm": grad_norm,
+               "examples": work["examples"], "tokens": work["tokens"], "seconds": round(seconds, 6),
+               "tokens_per_s": significant(work["tokens"] / seconds),
+               "mfu": significant(work["flops"] / (seconds * accelerator.num_processes * self.peak))}
+        if step % config.log_every == 0 or step % config.save_every == 0 or step == self.total:
+            row["task_ce"] = self.window.close(self.labels)
         if config.eval_every and (step % config.eval_every == 0 or step == self.total):
             point = self.evaluate()
             row.update(point)
@@ -335,6 +391,8 @@ class FinetuneRecipe:
                 logger.info("step %d: %s", step, ", ".join(f"{key} {value:.4f}" for key, value in point.items()))
         if accelerator.is_main_process:
             append_jsonl(self.run_dir / "log.jsonl", row)
+        if config.report_to != "none":
+            accelerator.log(tracked(row), step=step)
         bar.set_postfix(loss=f"{self.loss:.4f}", ce=f"{ce:.4f}", ewc=f"{ewc:.3g}", grad_norm=f"{grad_norm:.3g}")
         bar.update(1)
         if step % config.save_every == 0 or step == self.total:
@@ -354,7 +412,8 @@ class FinetuneRecipe:
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.model)
             model.eval()
-            point = self.curve.measure(model, self.tokenizer)
+            with autocast(self.precision, self.accelerator.device):
+                point = self.curve.measure(model, self.tokenizer)
             model.train()
         self.accelerator.wait_for_everyone()
         return point
@@ -384,6 +443,29 @@ class FinetuneRecipe:
         self.accelerator.wait_for_everyone()
         return TrainResult(self.run_dir, target, self.total, self.loss)
 
+    def finish(self) -> None:
+        """Close the trackers (flushing TensorBoard's events) and accelerate's process group."""
+        self.accelerator.end_training()
+
+
+def check_tracker(report_to: str) -> None:
+    """InputError when --report-to names a tracker whose package is not installed."""
+    install = {"tensorboard": "pip install 'e2wm[tensorboard]'", "wandb": "pip install wandb"}
+    if report_to in install and importlib.util.find_spec(report_to) is None:
+        raise InputError(f"--report-to {report_to}: the {report_to} package is not installed ({install[report_to]})")
+
+
+def significant(value: float, digits: int = 4) -> float:
+    """value rounded to `digits` significant digits (what a log line needs of a rate)."""
+    return float(f"{value:.{digits}g}")
+
+
+def tracked(row: dict) -> dict[str, float]:
+    """A log.jsonl row as a tracker's scalars: task_ce's files as task_ce/<label>, the step left out."""
+    values = {key: value for key, value in row.items() if key not in ("step", "task_ce")}
+    values.update({f"task_ce/{label}": value for label, value in row.get("task_ce", {}).items()})
+    return values
+
 
 def finetune(config: TrainConfig) -> TrainResult:
     """Train as config says and save the adapter (or model); see TrainConfig for every setting.
@@ -393,5 +475,8 @@ def finetune(config: TrainConfig) -> TrainResult:
     """
     recipe = FinetuneRecipe(config)
     recipe.setup()
-    recipe.train()
-    return recipe.save()
+    try:
+        recipe.train()
+        return recipe.save()
+    finally:
+        recipe.finish()

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
-from e2wm.models import DTYPES, MODEL_HELP, LoadedModelOptions, ModelOptions, resolve_adapter
+from e2wm.models import AUTOCAST_HELP, AUTOCASTS, DTYPES, MODEL_HELP, LoadedModelOptions, ModelOptions, resolve_adapter
 from e2wm.train.corpus import MODEL_SAMPLES
 from e2wm.train.data import TRUNCATIONS
 from e2wm.train.fisher_scale import SCALES
 from e2wm.train.loop import BATCHINGS, LOSS_NORMS
 
 METHODS = ("ewc-lora", "lora", "full")
+TRACKERS = ("none", "tensorboard", "wandb")
 MODULES_HELP = "comma-separated module names to adapt (default: PEFT's LoRA targets for the architecture)"
 
 
@@ -77,6 +78,13 @@ class TrainConfig(LoadedModelOptions):
     modules: str | None = option(None, MODULES_HELP + "; with a Fisher, the Fisher's modules")
     gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory)", result=False)
     seed: int = option(0, "seed of the LoRA initialisation and the data order")
+    autocast: str = option("none", AUTOCAST_HELP, choices=AUTOCASTS, group="model")
+    log_every: int = option(10, "average each training file's CE (task_ce in log.jsonl) over windows of N optimiser "
+                            "steps; a window also ends at each checkpoint and at the last step", minimum=1,
+                            result=False)
+    report_to: str = option("none", "also log every step's values to TensorBoard (RUN/tensorboard/; extra "
+                            "e2wm[tensorboard]) or Weights & Biases (wandb), through accelerate's trackers",
+                            choices=TRACKERS, result=False)
     save_every: int = option(100, "checkpoint every N optimiser steps (checkpoint/ to resume, checkpoint-N/ to "
                              "evaluate)", minimum=1, result=False)
     keep_last: int | None = option(None, "keep only the last K checkpoint-N folders (default: all)", minimum=1,

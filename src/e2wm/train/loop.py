@@ -18,9 +18,12 @@ with the scale set by the loss normalisation (`Schedule.scales`):
 `benchmarks/mixture_shares.py` tabulates the resulting shares (docs/reproduce.md).
 """
 
+import functools
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -116,15 +119,21 @@ def effective_mixture(schedule: Schedule, examples: list[Example], epoch: int = 
 
 
 def weighted_nll_sum(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over the batch's ref tokens of weight * NLL, in nats (the numerator of the step's loss).
+    """Sum over the batch's ref tokens of weight * NLL, in nats (the numerator of the step's loss): a 0-d
+    float32 tensor, the sum of `weighted_nll_sums`."""
+    return weighted_nll_sums(model, batch).sum()
+
+
+def weighted_nll_sums(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per example, the sum over its ref tokens of weight * NLL, in nats.
 
     Args:
         batch: "input_ids" (B, T) long, "attention_mask" (B, T) long, "weights" (B, T) float: the weight
             of predicting token t, 0 off the ref and on padding (train.data.collate).
     Returns:
-        a 0-d float32 tensor. Logits are computed only from the earliest predicted ref position on
+        a (B,) float32 tensor. Logits are computed only from the earliest predicted ref position on
         (`logits_to_keep`), which saves the (B, T, V) head on the prompt. A batch without ref tokens gives
-        0, still attached to the graph (every DDP process must run backward).
+        zeros, still attached to the graph (every DDP process must run backward).
     """
     weights = batch["weights"]
     predicted = weights.sum(0).nonzero()
@@ -134,7 +143,115 @@ def weighted_nll_sum(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     nll = torch.nn.functional.cross_entropy(  # logits[:, :-1]: (B, T - first, V) predict ids[:, first:]
         logits[:, :-1].float().transpose(1, 2), batch["input_ids"][:, first:], reduction="none"
     )  # (B, T - first)
-    return (nll * weights[:, first:]).sum()
+    return (nll * weights[:, first:]).sum(1)
+
+
+class TaskWindow:
+    """Each training file's CE over a logging window of steps: sum(weight x NLL) / sum(weight) over the file's
+    ref tokens in the window's steps, which is the file's mean NLL per ref token (nats), its weight being one
+    constant. `add` takes a step's per-file sums, `close` returns the window's means and starts the next."""
+
+    def __init__(self, sources: list[str]):
+        self.sources = sources  # the mixture's files, in order; rows of the sums tensors
+        self.sums = torch.zeros(len(sources), 2, dtype=torch.float64)
+
+    def step_sums(self, micro_batch: list[Example], values: torch.Tensor, device) -> torch.Tensor:
+        """(files, 2): per file, [sum(weight x NLL), sum(weight x predicted ref tokens)] of one micro-batch.
+
+        values: its examples' weighted_nll_sums, (B,)."""
+        rows = torch.tensor([self.sources.index(e.source) for e in micro_batch], device=device)
+        weights = torch.tensor([e.weight * e.predicted_refs for e in micro_batch], device=device)
+        sums = torch.zeros(len(self.sources), 2, device=device)
+        sums[:, 0].index_add_(0, rows, values.detach().float())
+        sums[:, 1].index_add_(0, rows, weights)
+        return sums
+
+    def add(self, sums: torch.Tensor) -> None:
+        """Add a step's (files, 2) sums (all processes' together)."""
+        self.sums += sums.detach().to("cpu", torch.float64)
+
+    def close(self, labels: dict[str, str]) -> dict[str, float]:
+        """{label of each file with a ref token in the window: its CE (nats per ref token)}; resets the sums."""
+        means = {labels[source]: float(total / weight) for source, (total, weight) in zip(self.sources, self.sums)
+                 if weight > 0}
+        self.sums.zero_()
+        return means
+
+
+def task_labels(sources: list[str]) -> dict[str, str]:
+    """A short label per training file: its name without suffix and without a train_ prefix (train_count.jsonl:
+    count); the whole path where two files would share a label."""
+    short = {source: Path(source).stem.removeprefix("train_") for source in sources}
+    if len(set(short.values())) == len(short):
+        return short
+    return {source: source for source in sources}
+
+
+@dataclass
+class FlopCount:
+    """Model FLOPs of training on one example, as PaLM counts them (Chowdhery et al. 2022, "PaLM: Scaling
+    Language Modeling with Pathways", appendix B: 6N + 12 L H Q T per token for forward and backward, N the
+    parameters, L layers, H heads, Q the head size, T the sequence length), adapted to what e2wm computes:
+
+    - weights of the matrix multiplications (Linear, Conv1D; LoRA's A and B included) below the output head:
+      2 FLOPs per weight and token forward, 2 backward for the input's gradient, and 2 more for the weight's
+      own gradient only when it is trained: 6N for full finetuning, 4 N_frozen + 6 N_trainable for LoRA;
+    - attention scores and the weighted values: 12 L H Q T per token (PaLM's term, causal masking not
+      subtracted), with T the example's tokens;
+    - the output head (vocabulary x hidden), 4 or 6 FLOPs per weight as above, only on the predicted ref
+      tokens: the loss computes logits from the first ref position on (`weighted_nll_sums`).
+
+    Padding, embedding look-ups, norms and the optimiser are not model FLOPs: their time lowers the MFU.
+    """
+
+    frozen: int  # weights of the body's matrix multiplications without gradient
+    trainable: int  # and with gradient
+    head: int  # weights of the output head
+    head_trained: bool
+    attention: int  # L x H x Q: layers x query heads x head size
+
+    @classmethod
+    def of(cls, model) -> "FlopCount":
+        """Count the model's weights (a transformers causal LM, PEFT-wrapped or not)."""
+        from transformers.pytorch_utils import Conv1D
+
+        head = model.get_output_embeddings().weight
+        frozen = trainable = 0
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, Conv1D)) and module.weight is not head:
+                if module.weight.requires_grad:
+                    trainable += module.weight.numel()
+                else:
+                    frozen += module.weight.numel()
+        config = model.config
+        width = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return cls(frozen, trainable, head.numel(), head.requires_grad,
+                   config.num_hidden_layers * config.num_attention_heads * width)
+
+    def example(self, tokens: int, predicted: int) -> float:
+        """FLOPs of forward and backward over one example of `tokens` tokens, `predicted` of them scored."""
+        body = (4 * self.frozen + 6 * self.trainable + 12 * self.attention * tokens) * tokens
+        return body + (6 if self.head_trained else 4) * self.head * predicted
+
+
+@functools.lru_cache(maxsize=8)
+def matmul_peak(device: str, dtype: torch.dtype, size: int | None = None, repeats: int = 3) -> float:
+    """The machine's measured matrix-multiplication rate, FLOP/s: 2 n^3 / the fastest of `repeats` timed
+    (n, n) @ (n, n) products in dtype on device (n = 2048 on a CPU, 8192 on a GPU), after one warm-up.
+    The MFU's denominator; measured once per process and device, dtype (about a second on a CPU)."""
+    size = size or (8192 if torch.device(device).type == "cuda" else 2048)
+    generator = torch.Generator(device).manual_seed(0)  # its own: the run's random state is left as it was
+    a, b = (torch.randn(size, size, device=device, generator=generator).to(dtype) for _ in range(2))
+    synchronise = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    fastest = math.inf
+    for attempt in range(repeats + 1):
+        synchronise()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        synchronise()
+        if attempt:  # the first is the warm-up
+            fastest = min(fastest, time.perf_counter() - start)
+    return 2 * size**3 / fastest
 
 
 def linear_decay(optimizer, total_steps: int):
