@@ -665,7 +665,7 @@ def case_eval_unknown_model_name(tmp, f):
     return ["eval", "--model", "gpt-2", "--data", qa(tmp), "--out", tmp / "eval"]
 
 
-# -- report, export merged, plan-memory, demo ----------------------------------------------------------------------
+# -- report, export merged, export lm-eval, plan-memory, demo ----------------------------------------------------------
 @case("run", "metrics.json")
 def case_report_run_without_metrics(tmp, f):
     return ["report", folder_with_a_file(tmp, "run"), "--out", tmp / "report.md"]
@@ -728,6 +728,32 @@ def case_export_unknown_dtype(tmp, f):
             tmp / "merged"]
 
 
+@case("count.jsonl:2: bad JSON")
+def case_lm_eval_broken_line(tmp, f):
+    return ["export", "lm-eval", "--data", write_lines(tmp / "count.jsonl", QA, "{bad"), "--out", tmp / "tasks"]
+
+
+@case("nope.jsonl: no such file or directory")
+def case_lm_eval_missing_file(tmp, f):
+    return ["export", "lm-eval", "--data", tmp / "nope.jsonl", "--out", tmp / "tasks"]
+
+
+@case("empty: directory holds no evaluation files")
+def case_lm_eval_empty_folder(tmp, f):
+    (tmp / "empty").mkdir()
+    return ["export", "lm-eval", "--data", tmp / "empty", "--out", tmp / "tasks"]
+
+
+@case("--out", "tasks: already exists")
+def case_lm_eval_out_exists(tmp, f):
+    return ["export", "lm-eval", "--data", qa(tmp), "--out", folder_with_a_file(tmp, "tasks")]
+
+
+@case("count.jsonl:1: field 'answer' must be str, got int")
+def case_lm_eval_answer_index(tmp, f):
+    return ["export", "lm-eval", "--data", qa(tmp, QA | {"answer": 0}), "--out", tmp / "tasks"]
+
+
 @case("--batch-size must be at least 1, got 0")
 def case_plan_memory_zero_batch(tmp, f):
     return ["plan-memory", "--model", f.llama, "--batch-size", "0"]
@@ -763,8 +789,8 @@ def test_refused_in_one_line(name, tmp_path, foreign, capsys, monkeypatch):
         assert fragment in line, line
 
 
-PREFIX = {"collect plans": "plans", "collect explore": "explore", "fisher import": "fisher-import",
-          "export merged": "export", "data download": "data-download"}  # a case's name starts with its command's
+PREFIX = {"collect plans": "plans", "collect explore": "explore", "fisher import": "fisher-import",  # a case's name
+          "export merged": "export", "export lm-eval": "lm-eval", "data download": "data-download"}  # starts so
 
 
 def test_every_command_has_cases():
