@@ -749,6 +749,17 @@ def case_lm_eval_out_exists(tmp, f):
     return ["export", "lm-eval", "--data", qa(tmp), "--out", folder_with_a_file(tmp, "tasks")]
 
 
+@case("plan_gen.jsonl:2: field 'input' is empty")
+def case_lm_eval_generation_without_prompt(tmp, f):
+    data = write_lines(tmp / "plan_gen.jsonl", GEN, GEN | {"input": " "})
+    return ["export", "lm-eval", "--data", data, "--out", tmp / "tasks"]
+
+
+@case("qa.jsonl", "e2wm_qa is a group's name")
+def case_lm_eval_file_named_like_a_group(tmp, f):
+    return ["export", "lm-eval", "--data", write_lines(tmp / "qa.jsonl", QA), "--out", tmp / "tasks"]
+
+
 @case("count.jsonl:1: field 'answer' must be str, got int")
 def case_lm_eval_answer_index(tmp, f):
     return ["export", "lm-eval", "--data", qa(tmp, QA | {"answer": 0}), "--out", tmp / "tasks"]

@@ -89,6 +89,8 @@ def read_eval_file(path: Path) -> EvalFile:
                                  f"its records need {expected}")
         text = require(record, "input", str, path, line)
         if kind == "generation":
+            if not text.strip():  # nothing to continue from: a model without a start token has no position
+                raise InputError(f"{at(path, line, 'input')} is empty; a generation item needs a prompt")
             items.append(GenItem(text, require(record, "ref", str, path, line), line))
             continue
         options = require(record, "answer_list", list, path, line)

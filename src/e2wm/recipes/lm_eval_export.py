@@ -16,7 +16,7 @@ from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
 from e2wm.eval.items import load_eval_files
-from e2wm.eval.lm_eval.export import write_task_dir
+from e2wm.eval.lm_eval.export import GROUP, SUBGROUPS, lm_eval_name, write_task_dir
 
 
 @dataclass(kw_only=True)
@@ -38,12 +38,18 @@ def export_lm_eval(config: LmEvalExportConfig) -> dict[str, list[str]]:
     Returns:
         group name -> its members (lm-eval task names, or the sub-groups for `e2wm`).
     Raises:
-        InputError: when --out already exists, or a file is missing or malformed (naming file, line and field).
+        InputError: when --out already exists, a file is missing or malformed (naming file, line and field), or
+            a file's task name would be a group's (qa.json -> e2wm_qa).
     """
     out = Path(config.out)
     if out.exists():
         raise InputError(f"--out {out}: already exists; give a new directory")
     tasks = load_eval_files(config.data)
+    groups = {GROUP, *(name for name, _ in SUBGROUPS.values())}
+    for task in tasks:
+        if lm_eval_name(task.name) in groups:
+            raise InputError(f"{task.path}: its lm-eval task name {lm_eval_name(task.name)} is a group's name "
+                             f"({', '.join(sorted(groups))}); rename the file")
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:

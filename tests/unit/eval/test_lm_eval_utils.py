@@ -15,6 +15,10 @@ from e2wm.eval.lm_eval import utils  # noqa: E402  (imports lm_eval)
 ROOMS = ["hallway", "kitchen", "bathroom", "bedroom", "dining room"]
 
 
+def test_constants_equal_e2wm():
+    assert utils.UNCONDITIONAL_CONTEXT == qa.UNCONDITIONAL_CONTEXT and utils.NORMS == ("ln", "un")
+
+
 def test_lcs_equals_e2wm_on_random_lists():
     rng = random.Random(0)
     for _ in range(500):

@@ -28,6 +28,7 @@ from lm_eval.api.task import ConfigurableTask
 
 HERE = Path(__file__).resolve().parent
 NORMS = ("ln", "un")
+UNCONDITIONAL_CONTEXT = "Answer:"  # e2wm.eval.qa's, the `un` tasks' default when the metadata names none
 logger = logging.getLogger(__name__)
 
 
@@ -140,7 +141,7 @@ class E2WMTask(ConfigurableTask):
         self.metric = self.config.metadata.get("metric")
         if self.OUTPUT_TYPE == "multiple_choice" and self.norm not in NORMS:
             raise ValueError(f"{self.config.task}: metadata norm must be one of {NORMS}, got {self.norm!r}")
-        self.unconditional = self.config.metadata.get("unconditional_context")
+        self.unconditional = self.config.metadata.get("unconditional_context") or UNCONDITIONAL_CONTEXT
         self.tokenizer = tokenizer_of(self.config.metadata) if self.norm == "ln" else None
         self.crossing_warned = False
 
