@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import yaml
@@ -62,8 +62,12 @@ def unchanged(recorded: Path, key: str, config) -> bool:
     SystemExit when it holds others (the study file changed under a finished run)."""
     before = json.loads(recorded.read_text())[key]
     now = json.loads(json.dumps(asdict(config)))
+    defaults = json.loads(json.dumps({f.name: f.default if f.default is not MISSING else f.default_factory()
+                                      for f in fields(config) if f.default is not MISSING
+                                      or f.default_factory is not MISSING}))
+    before = {k: before.get(k, defaults.get(k)) for k in before.keys() | now.keys()}  # options added since: defaults
     unread = {"resume"} | (UNREAD_WITHOUT_EWC if now.get("method") in ("lora", "full") else set())
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in unread)
+    changed = sorted(k for k in before if before[k] != now.get(k) and k not in unread)
     if changed:
         raise SystemExit(f"{recorded.parent}: finished with other {', '.join(changed)}; delete the folder or rename "
                          f"the run in the study file")
