@@ -231,7 +231,7 @@ def family_means(found, base: Path) -> dict[str, dict | None]:
 def learning_curve(out: Path, name: str, final_step: int | None) -> dict[str, list[dict]]:
     """Per multiple-choice task of the run's curve-N evaluations: its accuracy with the Wilson 95% interval at
     step 0 (the base model), at each checkpoint and at the end; {} for a run without curve evaluations."""
-    folders = sorted((int(p.name.split("-")[1]), p) for p in (out / name).glob("curve-*"))
+    folders = sorted((int(p.name.split("-")[1]), p) for p in (out / name).glob("curve-*") if p.is_dir())
     if not folders:
         return {}
     points = [(0, out / "base" / "eval"), *folders]
