@@ -200,3 +200,12 @@ def test_evaluation_sizes_the_records_cannot_give_exit_2(sources, tmp_path, caps
     with pytest.raises(SystemExit) as stop:
         cli(*([] if "--explore" in options else ["--plans", plans]), *options, "--out", tmp_path / "out")
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_evaluation_files_are_printed_with_their_baselines(sources, tmp_path, capsys):
+    plans, explore = sources
+    cli("--plans", plans, "--explore", explore, "--out", tmp_path, "--eval-episodes", 20, "--eval-programs", 2)
+    out = capsys.readouterr().out
+    assert re.search(r"heldout/count\.jsonl: \d+ items \(accuracy: chance 0\.200, majority 0\.\d{3}\)", out)
+    assert re.search(r"heldout/plan_gen\.jsonl: \d+ items \(rougeL: chance 0\.\d{3}, majority [01]\.\d{3}\)", out)
+    assert "explore: 20 records used for training" in out

@@ -176,9 +176,11 @@ def plan(settings: DemoConfig) -> list[Stage]:
     runs = {"base": None, "finetuned": f"{train}/adapter"}
     if s.model == EMBEDDED_NAME:
         runs["shipped"] = SHIPPED
-    programs = spread(program_ids(None), s.num_programs or len(program_ids(None)))
+    every = program_ids(None)
+    programs = ["all"] if s.num_programs is None or s.num_programs >= len(every) else spread(every, s.num_programs)
+    count = len(every) if programs == ["all"] else len(programs)
     return [
-        Stage("collect", f"MCTS plans for {len(programs)} RobotHow programs and {s.episodes} exploration episodes", [
+        Stage("collect", f"MCTS plans for {count} RobotHow programs and {s.episodes} exploration episodes", [
             Job("collect plans", CollectPlansConfig(
                 out=f"{collect}/plans.jsonl", programs=programs, simulations=s.simulations, workers=s.workers),
                 collect_plans),
