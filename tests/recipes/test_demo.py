@@ -160,9 +160,16 @@ def test_the_data_evaluated_and_the_runs_compared(tmp_path, monkeypatch):
     assert [job.config.adapter for job in jobs] == [None, str(tmp_path / "demo" / "train" / "adapter"),
                                                     resolve_adapter(SHIPPED)]  # e2wm/adapters/smollm2-135m-e2wm
     assert all(job.config.data == ["e2wm"] and job.config.limit == 30 for job in jobs)
+    assert {job.config.max_new_tokens for job in jobs} == {128}  # the released plans are long
     report = stages["report"].jobs[0].config
     assert [Path(run).name for run in report.runs] == ["base", "finetuned", "shipped"]
     assert report.title == (f"e2wm demo: smollm2-135m, base vs EWC-LoRA (this demo) vs {SHIPPED} (shipped with "
                             f"e2wm), on the released E2WM benchmark ({benchmark_data.SOURCE}, cached)")
     other = {stage.name: stage for stage in plan(replace(settings, model="HuggingFaceTB/SmolLM2-360M"))}
     assert [job.config.adapter for job in other["eval"].jobs][2:] == []
+
+    monkeypatch.setattr(benchmark_data, "eval_files", no_released_benchmark)
+    monkeypatch.setattr(e2wm.recipes.demo, "DEV_SLICE", tmp_path / "absent")
+    generated = {stage.name: stage for stage in plan(settings)}["eval"].jobs
+    assert {job.config.max_new_tokens for job in generated} == {64}  # references of at most 45 tokens
+    assert generated[0].config.data == [str(tmp_path / "demo" / "build" / "heldout")]

@@ -24,7 +24,7 @@ from e2wm.data.stats import distribution, lengths
 from e2wm.errors import InputError
 
 HELDOUT_DIR = "heldout"
-SHOTS = {"count": 5, "obj_move": 2, "obj_move_path": 2, "plan_gen": 2}  # of the released evaluation files
+SHOTS = {"count": 5, "obj_move": 2, "obj_move_path": 2, "plan_gen": 2, "act_recog": 2}  # the released eval files
 ROOM_SHARES = dict.fromkeys(object_path.OPTIONS, 1)  # obj_move answers: every option alike (the released file's
 # 67 answers are 6 to 15 per room)
 
@@ -129,16 +129,15 @@ def plan_evaluation(records: list[PlanRecord], variant: str, train: list[PlanRec
     known_plans = {plan_gen.plan_english(r) for r in train}
     skipped = {name: Counter() for name in ("plan", "confusing", "act")}
     fresh = heldout.keep_new(records, known_questions, lambda r: plan_gen.block(r).prompt, skipped["plan"])
-    distinct = {(b.prompt, b.answer): r for r in fresh if (b := plan_gen.block(r))}
-    skipped["plan"].update(duplicate=len(fresh) - len(distinct))
-    fresh = list(distinct.values())
+    questions = {(b.prompt, b.answer): r for r in fresh if (b := plan_gen.block(r))}
+    skipped["plan"].update(duplicate=len(fresh) - len(questions))
+    fresh = list(questions.values())
     skipped["confusing"].update(skipped["plan"])
     name = f"plan_gen{variant}"
     rng = random.Random(f"{seed}/{name}/shots")
-    distinct, _ = unique([plan_gen.block(r) for r in train])
-    by_question = {plan_gen.block(r).prompt: r for r in train}
-    shot_records = heldout.fixed_shots([by_question[b.prompt] for b in distinct], SHOTS["plan_gen"], rng,
-                                       plan_gen.activity_name, lambda r: len(plan_gen.block(r).shot()))
+    candidates = list({plan_gen.block(r).prompt: r for r in train}.values())
+    shot_records = heldout.fixed_shots(candidates, SHOTS["plan_gen"], rng, plan_gen.activity_name,
+                                       lambda r: len(plan_gen.block(r).shot()))
     shots = None if shot_records is None else [plan_gen.block(r) for r in shot_records]
     confusing_shots = None if shot_records is None else [plan_gen.confusing_block(r, pool, rng) for r in shot_records]
     confusing = [plan_gen.confusing_block(r, pool, random.Random(f"{seed}/{name}_confusing/{r.program}"))
@@ -154,7 +153,7 @@ def plan_evaluation(records: list[PlanRecord], variant: str, train: list[PlanRec
     skipped["act"].update(duplicate=duplicates)
     shot_pool, _ = unique([act_recog.qa_block(r) for r in train])
     task = f"act_recog{variant}"
-    chosen = with_shots(queries, shot_pool, SHOTS["plan_gen"], seed, task, skipped["act"])
+    chosen = with_shots(queries, shot_pool, SHOTS["act_recog"], seed, task, skipped["act"])
     lines = [act_recog.qa_example(s, q, activities, random.Random(f"{seed}/{task}/options/{q.source}"))
              for q, s in chosen]
     files.append(OutputFile(f"{HELDOUT_DIR}/{task}.jsonl", lines, skipped["act"],
