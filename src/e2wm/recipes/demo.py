@@ -95,8 +95,8 @@ class DemoConfig:
     max_len: int = option(256, "tokens per training example", minimum=2, group=SIZES)
     limit: int = option(30, "evaluation items per task", minimum=1, group=SIZES)
     max_new_tokens: int | None = option(None, "tokens generated at most per evaluation answer (default: 64 on the "
-                                        "generated benchmark, whose references have at most 45; else 128, which 90% "
-                                        "of the released plans fit)", minimum=1, group=SIZES)
+                                        "generated benchmark, whose references have at most 45; else 128, which nine "
+                                        "in ten of the released plans fit)", minimum=1, group=SIZES)
     workers: int = option(default_factory=default_workers, help="collection processes (default: the cores this "
                           "process may use)", minimum=1, group=SIZES, result=False)
 
