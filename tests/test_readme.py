@@ -27,7 +27,7 @@ def test_readme_python_api_trains_and_evaluates(tiny_llama, tmp_path, monkeypatc
     exec(compile(code, str(README), "exec"), namespace)
     result, metrics = namespace["result"], namespace["metrics"]
     assert result.steps == 4 and result.loss > 0 and (result.output / "adapter_config.json").is_file()
-    assert set(metrics) == {"plan_gen_unseen", "act_recog_unseen"}
+    assert set(metrics) == {"plan_gen_unseen", "plan_gen_unseen_confusing", "act_recog_unseen"}
     assert 0 <= metrics["act_recog_unseen"]["accuracy"] <= 1 and 1 <= metrics["plan_gen_unseen"]["n"] <= 4
     assert (tmp_path / "runs" / "api" / "eval" / "metrics.json").is_file()
     assert "4 steps, last loss" in capsys.readouterr().out

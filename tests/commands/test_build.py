@@ -85,8 +85,11 @@ def test_shots_come_from_other_programs_and_activities(sources, tmp_path):
 def test_same_seed_same_bytes_other_seed_other_stories(sources, tmp_path):
     plans, explore = sources
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        cli("--plans", plans, "--explore", explore, "--out", tmp_path / name, "--seed", seed, "--holdout-activities", 1)
-    for name in [*FILES, "heldout/plan_gen_unseen.jsonl", "heldout/act_recog_unseen.jsonl", "stats.json"]:
+        cli("--plans", plans, "--explore", explore, "--out", tmp_path / name, "--seed", seed, "--holdout-activities", 1,
+            "--eval-programs", 2, "--eval-episodes", 10)
+    evaluation = sorted(path.relative_to(tmp_path / "a") for path in (tmp_path / "a" / "heldout").iterdir())
+    assert len(evaluation) == 9
+    for name in [*FILES, *evaluation, "stats.json"]:
         first = (tmp_path / "a" / name).read_bytes()
         assert first == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "train_count.jsonl").read_bytes() != (tmp_path / "c" / "train_count.jsonl").read_bytes()
@@ -178,3 +181,28 @@ def test_bad_options_and_plan_files_exit_2(sources, tmp_path, capsys, args, mess
         cli(*args, "--out", tmp_path / "out")
     assert exit_.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--eval-episodes", "5"], "--eval-episodes 5: needs --explore"),
+    (["--eval-programs", "50", "--explore", "EXPLORE"], "--eval-programs 50: needs --plans"),
+    (["--eval-episodes", "40", "--explore", "EXPLORE"], "--eval-episodes 40: 40 episodes replay consistently; at "
+                                                         "least one must stay in training"),
+    (["--eval-programs", "7"], "--eval-programs 7: the plans' 4 activities can spare 6 programs (each keeps one in "
+                               "training)"),
+])
+def test_evaluation_sizes_the_records_cannot_give_exit_2(sources, tmp_path, capsys, options, message):
+    plans, explore = sources
+    options = [str(explore) if o == "EXPLORE" else o for o in options]
+    with pytest.raises(SystemExit) as stop:
+        cli(*([] if "--explore" in options else ["--plans", plans]), *options, "--out", tmp_path / "out")
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_evaluation_files_are_printed_with_their_baselines(sources, tmp_path, capsys):
+    plans, explore = sources
+    cli("--plans", plans, "--explore", explore, "--out", tmp_path, "--eval-episodes", 20, "--eval-programs", 2)
+    out = capsys.readouterr().out
+    assert re.search(r"heldout/count\.jsonl: \d+ items \(accuracy: chance 0\.200, majority 0\.\d{3}\)", out)
+    assert re.search(r"heldout/plan_gen\.jsonl: \d+ items \(rougeL: chance 0\.\d{3}, majority [01]\.\d{3}\)", out)
+    assert "explore: 20 records used for training" in out

@@ -1,7 +1,8 @@
-"""Strict readers of the four E2WM training formats (and the act_recog QA format), for released and built files.
+"""Strict readers of the four E2WM training formats and of the evaluation formats (count, obj_move and act_recog
+QA), for released and built files.
 
-Each reader takes one {"input", "ref"} line, asserts the prompt skeleton, separators and answer phrasing,
-and returns the parsed blocks as (question, answer) pairs, the query's answer last.
+Each reader takes one line ({"input", "ref"}, or {"input", "answer_list", "answer"} for the QA formats), asserts
+the prompt skeleton, separators and answer phrasing, and returns the parsed blocks, the query's answer last.
 """
 
 import re
@@ -26,6 +27,14 @@ COUNT_NONE = re.compile(r"There is no item (?P<prep>on|in) the (?P<target>[^.]+)
 COUNT_ONE = re.compile(r"There is one item (?P<prep>on|in) the (?P<target>[^.]+)\. It is the (?P<items>[^.,]+)\.")
 COUNT_MANY = re.compile(
     r"There are (?P<n>\d+) items (?P<prep>on|in) the (?P<target>[^.]+)\. They are (?P<items>[^.]+)\."
+)
+COUNT_QA_BLOCK = re.compile(
+    r"Q: (?P<story>[^\n]+) How many items are there (?P<prep>on|in) the (?P<target>[^?\n]+)\?\nA:"
+    r"(?: (?P<answer>[0-9]))?"
+)
+WHERE_BLOCK = re.compile(
+    r"(?P<story>[^\n]+)\nQuestion: Where (?P<tense>is|was) the (?P<obj>[^?\n]+) (?P<word>before|after) the "
+    r"(?P<room>[^?\n]+)\?\nAnswer:(?: (?P<answer>[^\n]+))?"
 )
 PATH_BLOCK = re.compile(
     r"(?P<story>[^\n]+)\nQuestion: What is the order of the rooms where the (?P<obj>[^?\n]+) appeared\?\nAnswer:"
@@ -97,6 +106,21 @@ def read_count(line: dict) -> list[tuple[str, str]]:
         assert (prep, target) == (m["prep"], m["target"]), f"answer {answer!r} is about another place"
         pairs.append((m.group("story"), answer))
     return pairs
+
+
+def read_count_qa(line: dict) -> list[re.Match]:
+    """The count evaluation format (also the training file's with --answer-form option): blocks of a story and
+    "How many items are there on the X?", answered with a digit."""
+    matches = _blocks(line["input"], "\n\n", COUNT_QA_BLOCK)
+    assert line.get("answer", line.get("ref")).isdigit()
+    return matches
+
+
+def read_where_qa(line: dict) -> list[re.Match]:
+    """The obj_move evaluation format: blocks of a story and "Where was the X before/after the Y?", a room."""
+    matches = _blocks(line["input"], "\n\n", WHERE_BLOCK)
+    assert all(m["room"] != m["answer"] for m in matches[:-1]) and line.get("answer", line.get("ref"))
+    return matches
 
 
 def read_obj_move(line: dict) -> list[tuple[str, str, str]]:

@@ -79,10 +79,10 @@ def test_heldout_files_have_the_evaluation_formats(built, benchmark_dir):
     generation = lines(built / "heldout" / "plan_gen_unseen.jsonl")
     assert qa and generation
     for line in qa:
-        assert set(line) == {"input", "answer_list", "answer"}
+        assert set(line) == {"input", "answer_list", "answer", "source"}
         assert len(read_act_recog_qa(line)) == 3 and len(line["answer_list"]) == 4
     for line in generation:
-        assert set(line) == {"input", "ref"} and len(read_plan_gen(line)) == 3
+        assert set(line) == {"input", "ref", "source"} and len(read_plan_gen(line)) == 3
 
 
 def test_heldout_files_load_in_the_evaluation_harness(built):

@@ -1,4 +1,4 @@
-"""`e2wm build`: experience records -> the E2WM training files; the job is recipes.build.build."""
+"""`e2wm build`: experience records -> the E2WM training files and evaluation files; the job is recipes.build.build."""
 
 from pathlib import Path
 
@@ -11,7 +11,12 @@ CONFIG = BuildConfig
 def run(config: BuildConfig) -> None:
     stats = build(config)
     for path, info in stats["files"].items():
-        print(f"{Path(config.out) / path}: {info['examples']} examples")
+        if "baselines" in info:
+            base = info["baselines"]
+            print(f"{Path(config.out) / path}: {info['examples']} items ({base['metric']}: chance "
+                  f"{base['chance']:.3f}, majority {base['majority']:.3f})")
+        else:
+            print(f"{Path(config.out) / path}: {info['examples']} examples")
     for name, report in stats["inputs"].items():
         skipped = sum(report["inconsistent"].values()) + report.get("failed", 0)
         print(f"{name}: {report['used']} records used for training, {skipped} skipped (see stats.json)")

@@ -1,6 +1,7 @@
-"""Training tasks from embodied experiences (the four E2WM formats).
+"""Training tasks and evaluation files from embodied experiences (the E2WM formats).
 
 records (read experience files) -> replay (check an episode against its own actions) -> stories (tell it)
--> plan_gen, act_recog, counting, object_path (one task each) -> fewshot (shots, held-out split)
--> build (the `e2wm build` command, stats.json).
+-> plan_gen, act_recog, counting, object_path (the questions; balance picks which one a record is asked, towards
+the released answer shares) -> fewshot (shots, held-out activities) and heldout (records kept out of training,
+the evaluation files' shots and lines) -> build (the `e2wm build` command, stats.json).
 """

@@ -30,9 +30,9 @@ def qa_block(record: PlanRecord) -> Block:
 
 
 def qa_example(shots: list[Block], query: Block, activities: list[str], rng: random.Random) -> dict:
-    """{"input", "answer_list", "answer"}: the answer among up to three other activity names, shuffled."""
+    """{"input", "answer_list", "answer", "source"}: the answer among up to three other activity names, shuffled."""
     others = sorted(set(activities) - {query.answer})
     options = [query.answer] + rng.sample(others, min(OPTIONS - 1, len(others)))
     rng.shuffle(options)
     text = ACT_RECOG_QA.separator.join([s.shot() for s in shots] + [query.prompt])
-    return {"input": text, "answer_list": options, "answer": query.answer}
+    return {"input": text, "answer_list": options, "answer": query.answer, "source": query.source}

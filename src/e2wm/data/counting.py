@@ -2,12 +2,17 @@
 
 The items counted are those the story itself puts on (or in) the receptacle and does not take away again,
 i.e. the final graph restricted to objects whose placement the story tells. The receptacle is one the
-story mentions, never moved itself, with one relation (on or in) to everything ever placed on it. The
-answer is computed twice, from the told actions and from the record's places after them, and must agree.
+story mentions, never moved itself, with one relation (on or in) to everything ever placed on it; which one
+is asked about is balanced over a file (`balance.Quota`, towards the released answer shares). The answer is
+computed twice, from the told actions and from the record's places after them, and must agree. It is given
+as the released training file does ("There are 2 items on the desk. They are ...") or, in the evaluation
+file's option form, as the digit alone.
 """
 
 import random
+from dataclasses import dataclass
 
+from e2wm.data.balance import Quota
 from e2wm.data.fewshot import Block, Format
 from e2wm.data.records import Inconsistent, Place
 from e2wm.data.replay import GRAB, PUTS, Trajectory
@@ -18,7 +23,8 @@ HEADER = (
     "Answer the number of items and list the items.\n\n"
 )
 COUNT = Format(separator="\n\n", header=HEADER)
-PREFER_FILLED = 0.75  # how often to ask about a receptacle that ends with something on it (the released mix)
+COUNT_QA = Format(separator="\n\n")  # the evaluation file: no header, shots answered with digits
+OPTIONS = ["0", "1", "2", "3", "4"]  # the released count.json's answer_list
 
 
 def answer(prep: str, target: str, items: list[str]) -> str:
@@ -38,8 +44,29 @@ def _relation(place: Place, target: str) -> str | None:
     return "on" if place.on == target else "in" if place.inside == target else None
 
 
-def block(trajectory: Trajectory, rng: random.Random) -> Block | None:
-    """A counting question about one receptacle of the episode; None if the story offers none."""
+@dataclass(frozen=True)
+class CountQuestion:
+    """A counting question about one receptacle of a story, and the items it holds (as the story names them)."""
+
+    story: str
+    prep: str  # on / in
+    target: str
+    items: list[str]
+    source: str  # the episode's key
+
+    @property
+    def prompt(self) -> str:
+        return f"Q: {self.story} How many items are there {self.prep} the {self.target}?\nA:"
+
+    def block(self, digits: bool = False) -> Block:
+        """The question with its answer: a sentence listing the items, or (digits=True) the number alone."""
+        reply = str(len(self.items)) if digits else answer(self.prep, self.target, self.items)
+        return Block(self.prompt, reply, source=self.source, label=str(len(self.items)))
+
+
+def question(trajectory: Trajectory, rng: random.Random, quota: Quota) -> CountQuestion | None:
+    """A counting question about the receptacle whose count the quota needs most; None if the story offers none
+    (or only counts without a share). Raises Inconsistent when the told count disagrees with the recorded places."""
     episode = trajectory.episode
     events = [e for e in trajectory.events if tellable(e)]
     ids = [oid for e in events for oid in mentioned(e, episode.rooms)]
@@ -61,11 +88,10 @@ def block(trajectory: Trajectory, rng: random.Random) -> Block | None:
                 relations.setdefault(target, set()).add(_relation(place, target))
     grabbed = {e.args[0] for e in events if e.verb == GRAB}
     candidates = [r for r in dict.fromkeys(ids) if r not in grabbed and len(relations.get(r, ())) == 1]
-    if not candidates:
+    counts = {r: str(sum(1 for where, _ in placed.values() if where == r)) for r in candidates}
+    target = quota.pick(counts, rng) if counts else None
+    if target is None:
         return None
-    holding = {target for target, _ in placed.values()}
-    filled = [r for r in candidates if r in holding]
-    target = rng.choice(filled if filled and rng.random() < PREFER_FILLED else candidates)
     prep = next(iter(relations[target]))
     told = [obj for obj, where in placed.items() if where == (target, prep)]
     moved = {e.args[0] for e in events if e.verb in PUTS}
@@ -78,6 +104,4 @@ def block(trajectory: Trajectory, rng: random.Random) -> Block | None:
     people = cast(list(dict.fromkeys(e.actor for e in events)), rng)
     names = object_names(ids, episode.objects)
     story = narrate(events, people, names, episode.rooms, rng)
-    prompt = f"Q: {story} How many items are there {prep} the {names[target]}?\nA:"
-    reply = answer(prep, names[target], [names[o] for o in told])
-    return Block(prompt, reply, source=episode.key, label=str(len(told)))
+    return CountQuestion(story, prep, names[target], [names[o] for o in told], episode.key)

@@ -1,9 +1,12 @@
 """Plan generation: "Q: How to <activity>? Given items include ... <initial state>\\nA: <plan>".
 
 The answer is the program's successful MCTS plan in English; the items and initial-state sentences come
-from the record (the objects the goal involves, their rooms, open/closed, on/off).
+from the record (the objects the goal involves, their rooms, open/closed, on/off). The confusing variant
+(the released plan_gen*_confusing.json) adds one or two distractor objects among the items, each said to be
+in one of them, and tells the initial-state sentences in a shuffled order; its answer is the same plan.
 """
 
+import random
 import re
 
 from e2wm.data.fewshot import Block, Format
@@ -12,6 +15,8 @@ from e2wm.data.records import Inconsistent, PlanRecord
 PLAN_GEN = Format(separator="\n")
 
 _SCRIPT_NAME = re.compile(r"<([^>]+)>")
+_SUBJECT = re.compile(r"The (.+?) is ")
+DISTRACTORS = (1, 2)  # distractor objects per confusing question, drawn uniformly
 
 
 def activity_name(record: PlanRecord) -> str:
@@ -62,8 +67,31 @@ def verify(record: PlanRecord) -> None:
 
 def block(record: PlanRecord) -> Block:
     """The question about this program (verified first) with its plan as the answer."""
+    return _block(record, [" ".join(item.split()) for item in record.items if item.strip()],
+                  [sentence(s) for s in record.initial_text if s.strip()])
+
+
+def object_pool(records: list[PlanRecord]) -> list[str]:
+    """The objects the records' initial-state sentences speak of ("The cup is ..."), sorted: distractors."""
+    return sorted({m.group(1) for r in records for s in r.initial_text if (m := _SUBJECT.match(s.strip()))})
+
+
+def confusing_block(record: PlanRecord, pool: list[str], rng: random.Random) -> Block:
+    """The question with distractor objects of the pool (none of the record's items, none named in its plan)
+    inserted among the items at random places, a sentence "The <distractor> is in the <item>." each, and the
+    state sentences shuffled."""
+    items = [" ".join(item.split()) for item in record.items if item.strip()]
+    state = [sentence(s) for s in record.initial_text if s.strip()]
+    plan = plan_english(record).lower()
+    others = [name for name in pool if name not in items and name not in plan]
+    for name in rng.sample(others, min(rng.choice(DISTRACTORS), len(others))):
+        state.append(f"The {name} is in the {rng.choice(items)}.")
+        items.insert(rng.randrange(len(items) + 1), name)
+    rng.shuffle(state)
+    return _block(record, items, state)
+
+
+def _block(record: PlanRecord, items: list[str], state: list[str]) -> Block:
     name = activity_name(record)
-    state = "".join(" " + sentence(s) for s in record.initial_text if s.strip())
-    items = ", ".join(" ".join(item.split()) for item in record.items if item.strip())
-    prompt = f"Q: How to {name}? Given items include {items}.{state}\nA:"
+    prompt = f"Q: How to {name}? Given items include {', '.join(items)}.{''.join(' ' + s for s in state)}\nA:"
     return Block(prompt, plan_english(record), source=record.program, group=name, label=str(len(record.plan)))

@@ -1,36 +1,43 @@
-"""Build recipe: experience records -> the four E2WM training files, held-out files and stats.json.
+"""Build recipe: experience records -> the four E2WM training files, evaluation files and stats.json.
 
     from e2wm import BuildConfig, build
-    stats = build(BuildConfig(plans="plans.jsonl", explore="explore.jsonl", out="build"))
+    stats = build(BuildConfig(plans="plans.jsonl", explore="explore.jsonl", out="build", eval_episodes=60))
 
-Writes OUT/train_{plan_gen,act_recog,count,obj_move}.jsonl ({"input", "ref"} per line, the released
-E2WM format), with holdout_activities K > 0 also OUT/heldout/plan_gen_unseen.jsonl (generation,
-{"input", "ref"}) and OUT/heldout/act_recog_unseen.jsonl (multiple choice, {"input", "answer_list",
-"answer"}) on activities that never appear in training, and OUT/stats.json. Every answer is re-derived
-from its record before it is written; records that contradict themselves are skipped and counted. The
-output is fixed by the seed.
+Writes OUT/train_{plan_gen,act_recog,count,obj_move}.jsonl ({"input", "ref"} per line, the released E2WM
+format), the evaluation files of the records kept out of training in OUT/heldout/ (`e2wm.data.heldout`:
+count, obj_move and obj_move_path with eval_episodes; plan_gen, plan_gen_confusing and act_recog with
+eval_programs; plan_gen_unseen, plan_gen_unseen_confusing and act_recog_unseen with holdout_activities), and
+OUT/stats.json, which also records each evaluation file's chance and majority baselines. Every answer is
+re-derived from its record before it is written; records that contradict themselves are skipped and counted.
+The output is fixed by the seed.
 """
 
 import logging
+import random
 from collections import Counter
+from pathlib import Path
 
 from e2wm.benchmark import TASKS, TRAINING_TASKS
 from e2wm.config import result_settings
-from e2wm.data.build import file_stats, plan_tasks, story_tasks
+from e2wm.data.build import OutputFile, file_stats, plan_tasks, story_tasks
 from e2wm.data.config import BuildConfig
 from e2wm.data.records import read_episodes, read_plans
 from e2wm.errors import InputError
+from e2wm.eval.metrics import lcs_score, rouge_scores
+from e2wm.eval.statistics import chance_baseline, majority_baseline
 from e2wm.files import output_folder, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
+DRAWS = 10  # other items' references per item for a generation file's chance baseline
 
 
 def build(config: BuildConfig, tokenizer=None) -> dict:
     """Build every file into config.out and return the stats (also written to OUT/stats.json).
 
     tokenizer (else the one config.tokenizer names, if any) adds token-length percentiles to the stats.
-    Raises InputError naming file, line and field on a bad record, for an input file without records, and when
-    no file got any example (nothing is written then; an output file without examples among others is a warning).
+    Raises InputError naming file, line and field on a bad record, for an input file without records, when more
+    records are asked for evaluation than can be spared, and when no file got any example (nothing is written then;
+    an output file without examples among others is a warning).
     """
     if tokenizer is None and config.tokenizer:
         from e2wm.models import load_tokenizer
@@ -40,11 +47,13 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
     shots = {task: TASKS[task].shots if config.shots is None else config.shots for task in TRAINING_TASKS}
     files, inputs = [], {}
     if config.plans is not None:
-        made, report = plan_tasks(records(read_plans, config.plans), shots, config.seed, config.holdout_activities)
+        made, report = plan_tasks(records(read_plans, config.plans), shots, config.seed, config.holdout_activities,
+                                  config.eval_programs)
         files += made
         inputs["plans"] = {"file": str(config.plans), **report}
     if config.explore is not None:
-        made, report = story_tasks(records(read_episodes, config.explore), shots, config.seed, config.story_steps)
+        made, report = story_tasks(records(read_episodes, config.explore), shots, config.seed, config.story_steps,
+                                   config.eval_episodes, config.answer_form == "option")
         files += made
         inputs["explore"] = {"file": str(config.explore), **report}
     if files and not any(file.lines for file in files):
@@ -53,11 +62,11 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
         raise InputError(f"--out {out}: no example was built from the records (skipped: {reasons}); nothing written")
     for file in files:
         write_jsonl(out / file.path, file.lines)
-    stats = {
-        "config": {**result_settings(config), "shots": shots},
-        "inputs": inputs,
-        "files": {file.path: file_stats(file, tokenizer) for file in files},
-    }
+    entries = {file.path: file_stats(file, tokenizer) for file in files}
+    for file in files:
+        if file.evaluation and file.lines:
+            entries[file.path]["baselines"] = baselines(file, config.seed)
+    stats = {"config": {**result_settings(config), "shots": shots}, "inputs": inputs, "files": entries}
     write_json(out / "stats.json", stats)
     for file in files:
         if not file.lines:
@@ -72,3 +81,31 @@ def records(read, path: str) -> list:
     if not found:
         raise InputError(f"{path}: empty file (no records)")
     return found
+
+
+def baselines(file: OutputFile, seed: int) -> dict:
+    """An evaluation file's baselines in its task's metric (e2wm.benchmark), as `e2wm eval` reports them for QA:
+    chance (an option picked at random: the mean of 1 / options) and majority (always the most frequent answer,
+    which it names). For generation, majority is the score of always answering the most frequent reference, and
+    chance the mean score of answering each item with another item's reference (DRAWS seeded draws per item)."""
+    lines = file.lines
+    if file.answer_field == "answer":
+        answer, majority = majority_baseline([line["answer"] for line in lines])
+        chance = chance_baseline([len(line["answer_list"]) for line in lines])
+        return {"metric": "accuracy", "chance": chance, "majority": majority, "majority_answer": answer}
+    metric = TASKS[Path(file.path).stem].metric
+    refs = [line["ref"] for line in lines]
+    answer, _ = majority_baseline(refs)
+    rng = random.Random(f"{seed}/{file.path}/chance")
+    others = [(rng.choice(refs[:i] + refs[i + 1:]), ref) for i, ref in enumerate(refs) if len(refs) > 1
+              for _ in range(DRAWS)]
+
+    def score(pairs: list[tuple[str, str]]) -> float:
+        if metric == "lcs":
+            values = [lcs_score(prediction, ref) for prediction, ref in pairs]
+        else:
+            values = [s["rougeL"] for s in rouge_scores([p for p, _ in pairs], [r for _, r in pairs])]
+        return sum(values) / len(values) if values else float("nan")
+
+    return {"metric": metric, "chance": score(others), "majority": score([(answer, ref) for ref in refs]),
+            "majority_answer": answer}

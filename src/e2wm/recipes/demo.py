@@ -1,16 +1,20 @@
 """Demo recipe: the whole E2WM pipeline on the embedded model (SmolLM2-135M-Instruct de-quantised from a Q4_1
 GGUF), sized for a laptop CPU.
 
-collect (MCTS plans + random exploration) -> build (four training tasks + held-out split) -> fisher
-(on model samples) -> train (EWC-LoRA, a small budget) -> eval (base and finetuned, E2WM tasks +
-perplexity on general text) -> report (table with paired intervals + charts; at the demo's few items per
-task it calls most changes noise, and says per task what its size can and cannot show). Each stage calls
-the recipes with typed configs and prints, before each job, the `e2wm` command line that does the same,
-so that a user can rerun one stage by hand. A finished stage records those command lines, its jobs' result
-settings and the digests of the files they read (outside the stage's own folder) in OUT/<stage>/stage.json,
-and is skipped when re-run with the same settings and inputs (so --workers alone changes nothing); `force` redoes
-everything, and a stage that runs again makes every later stage run again. An interrupted stage resumes
-where its recipe can (collect, fisher, train, eval) and starts over otherwise.
+collect (MCTS plans + random exploration) -> build (four training tasks, and evaluation files of the records
+kept out of training) -> fisher (on model samples) -> train (EWC-LoRA, a small budget) -> eval (base, the
+demo's adapter and, on the embedded model, the adapter shipped with e2wm: E2WM tasks + perplexity on general
+text) -> report (table with paired intervals + charts, and what each change supports).
+
+What it evaluates (`eval_source`): --eval-data when given; else the released E2WM benchmark when `e2wm data
+download` put it in the cache; else its dev slice where ../shared has it; else the benchmark its own build
+stage generated (9 tasks; docs/benchmark.md). The report's title says which. Each stage calls the recipes with
+typed configs and prints, before each job, the `e2wm` command line that does the same, so that a user can
+rerun one stage by hand. A finished stage records those command lines, its jobs' result settings and the
+digests of the files they read (outside the stage's own folder) in OUT/<stage>/stage.json, and is skipped when
+re-run with the same settings and inputs (so --workers alone changes nothing); `force` redoes everything, and
+a stage that runs again makes every later stage run again. An interrupted stage resumes where its recipe can
+(collect, fisher, train, eval) and starts over otherwise.
 """
 
 import json
@@ -24,14 +28,16 @@ from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from e2wm import config
+from e2wm import benchmark_data, config
 from e2wm.config import option, result_settings
+from e2wm.data.build import HELDOUT_DIR
 from e2wm.data.config import BuildConfig
+from e2wm.errors import InputError
 from e2wm.eval.config import EvalConfig, ReportConfig
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.experience.runner import default_workers
 from e2wm.files import write_atomic, write_json
-from e2wm.models import EMBEDDED_NAME, MODEL_HELP, describe
+from e2wm.models import EMBEDDED_NAME, MODEL_HELP
 from e2wm.provenance import model_fingerprint, path_digest
 from e2wm.recipes.build import build
 from e2wm.recipes.collect import collect_explore, collect_plans
@@ -45,6 +51,10 @@ from e2wm.train.data import PAPER_MIXTURE
 logger = logging.getLogger(__name__)
 
 DEV_SLICE = Path("../shared/e2wm-benchmark/eval-dev")
+SHIPPED = "smollm2-135m-e2wm"  # the adapter shipped with e2wm for the embedded model (e2wm/adapters/)
+# tokens generated at most per answer: the generated benchmark's references have at most 45 tokens (SmolLM2's
+# tokenizer), the released plan references 65 to 105 at their 90th percentile; 8 prompts decode together
+GENERATED_NEW_TOKENS, RELEASED_NEW_TOKENS = 64, 128
 RESUMABLE = ("collect", "fisher", "train", "eval")  # their recipes pick up what an interrupted run left
 # a few paragraphs of plain general English written for this project (history, science, nature, travel),
 # far from household activities, for the demo's perplexity check; real runs use a large corpus (Pile)
@@ -58,24 +68,35 @@ class DemoConfig:
 
     model: str = option(EMBEDDED_NAME, MODEL_HELP + "; a small causal LM")
     out: str = option("runs/demo", "folder of the stages' folders")
-    eval_data: str | None = option(None, "E2WM evaluation files (default: ../shared/e2wm-benchmark/eval-dev when "
-                                   "present, else the held-out split the build stage writes)")
+    eval_data: str | None = option(None, "E2WM evaluation files (default: the released benchmark when it is in the "
+                                   "cache (e2wm data download), else ../shared/e2wm-benchmark/eval-dev when present, "
+                                   "else the evaluation files the build stage generates)")
     force: bool = option(False, "redo every stage, even those done before")
     threads: int | None = option(None, "torch threads (default: torch's, or 1 on a machine already busy, where "
                                  "more threads contend for the cores and run many times slower)", minimum=1)
-    num_programs: int = option(24, "RobotHow programs to plan for (spread over the activities)", minimum=1,
-                               group=SIZES)
+    num_programs: int | None = option(None, "RobotHow programs to plan for, spread over the activities (default: "
+                                      "all)", minimum=1, group=SIZES)
     simulations: int = option(50, "MCTS simulations per program", minimum=1, group=SIZES)
-    episodes: int = option(24, "exploration episodes", minimum=1, group=SIZES)
-    holdout_activities: int = option(2, "activities held out of training (the unseen evaluation files)",
+    episodes: int = option(160, "exploration episodes (for training and the generated evaluation)", minimum=2,
+                           group=SIZES)
+    story_steps: int = option(16, "successful steps told per episode (shorter stories, shorter prompts)", minimum=1,
+                              group=SIZES)
+    eval_episodes: int = option(110, "episodes kept out of training for the generated count, obj_move and "
+                                "obj_move_path files (one question each, when the story offers one)", minimum=0,
+                                group=SIZES)
+    eval_programs: int = option(60, "programs of activities that stay in training kept out of it for the generated "
+                                "plan_gen, plan_gen_confusing and act_recog files", minimum=0, group=SIZES)
+    holdout_activities: int = option(3, "activities held out of training (the generated unseen files)",
                                      minimum=0, group=SIZES)
     fisher_n: int = option(32, "texts sampled from the model for the Fisher", minimum=1, group=SIZES)
     fisher_len: int = option(128, "tokens per Fisher text at most", minimum=2, group=SIZES)
     train_steps: int = option(30, "optimiser steps of EWC-LoRA", minimum=1, group=SIZES)
     batch_size: int = option(2, "examples per training step", minimum=1, group=SIZES)
     max_len: int = option(256, "tokens per training example", minimum=2, group=SIZES)
-    limit: int = option(4, "evaluation items per task", minimum=1, group=SIZES)
-    max_new_tokens: int = option(128, "tokens generated at most per evaluation answer", minimum=1, group=SIZES)
+    limit: int = option(30, "evaluation items per task", minimum=1, group=SIZES)
+    max_new_tokens: int | None = option(None, "tokens generated at most per evaluation answer (default: 64 on the "
+                                        "generated benchmark, whose references have at most 45; else 128, which nine "
+                                        "in ten of the released plans fit)", minimum=1, group=SIZES)
     workers: int = option(default_factory=default_workers, help="collection processes (default: the cores this "
                           "process may use)", minimum=1, group=SIZES, result=False)
 
@@ -129,10 +150,22 @@ def spread(ids: list[str], n: int) -> list[str]:
     return [ids[i * len(ids) // n] for i in range(n)]
 
 
-def eval_data(settings: DemoConfig, build_dir: Path) -> Path:
+def eval_source(settings: DemoConfig, build_dir: Path) -> tuple[list[str], str]:
+    """The --data values the demo evaluates and what they are (for the report's title): --eval-data, else the
+    released benchmark in the cache (all of it checked against its checksums), else the dev slice beside the
+    checkout, else the build stage's evaluation files."""
     if settings.eval_data is not None:
-        return Path(settings.eval_data)
-    return DEV_SLICE if DEV_SLICE.is_dir() else build_dir / "heldout"
+        return [settings.eval_data], f"`{settings.eval_data}`"
+    try:
+        benchmark_data.eval_files(benchmark_data.NAME)
+    except InputError as missing:
+        logger.debug("the released benchmark is not used: %s", missing)
+    else:
+        return [benchmark_data.NAME], f"the released E2WM benchmark ({benchmark_data.SOURCE}, cached)"
+    if DEV_SLICE.is_dir():
+        return [str(DEV_SLICE)], f"the released E2WM benchmark's dev slice ({DEV_SLICE})"
+    return [str(build_dir / HELDOUT_DIR)], ("an E2WM benchmark generated by the build stage (records kept out of "
+                                            "training; docs/benchmark.md)")
 
 
 def plan(settings: DemoConfig) -> list[Stage]:
@@ -142,20 +175,30 @@ def plan(settings: DemoConfig) -> list[Stage]:
     out, s = Path(settings.out), settings
     collect, built, fisher, train, evaluated, reported = (
         str(out / name) for name in ("collect", "build", "fisher", "train", "eval", "report"))
-    data = eval_data(s, Path(built))
-    scoring = dict(model=s.model, data=[str(data)], limit=s.limit, max_new_tokens=s.max_new_tokens, batch_size=4,
+    data, source = eval_source(s, Path(built))
+    generated = data == [str(Path(built) / HELDOUT_DIR)]
+    new_tokens = s.max_new_tokens or (GENERATED_NEW_TOKENS if generated else RELEASED_NEW_TOKENS)
+    scoring = dict(model=s.model, data=data, limit=s.limit, max_new_tokens=new_tokens, batch_size=8,
                    ppl_data=str(general_text_file(out)))
+    runs = {"base": None, "finetuned": f"{train}/adapter"}
+    if s.model == EMBEDDED_NAME:
+        runs["shipped"] = SHIPPED
+    every = program_ids(None)
+    programs = ["all"] if s.num_programs is None or s.num_programs >= len(every) else spread(every, s.num_programs)
+    count = len(every) if programs == ["all"] else len(programs)
     return [
-        Stage("collect", f"MCTS plans for {s.num_programs} RobotHow programs and {s.episodes} exploration episodes", [
+        Stage("collect", f"MCTS plans for {count} RobotHow programs and {s.episodes} exploration episodes", [
             Job("collect plans", CollectPlansConfig(
-                out=f"{collect}/plans.jsonl", programs=spread(program_ids(None), s.num_programs),
-                simulations=s.simulations, workers=s.workers), collect_plans),
+                out=f"{collect}/plans.jsonl", programs=programs, simulations=s.simulations, workers=s.workers),
+                collect_plans),
             Job("collect explore", CollectExploreConfig(out=f"{collect}/explore.jsonl", episodes=s.episodes,
                                                         workers=s.workers), collect_explore),
         ]),
-        Stage("build", f"the four training tasks, {s.holdout_activities} activities held out", [
+        Stage("build", f"the four training tasks, and evaluation files of {s.eval_episodes} episodes, "
+                       f"{s.eval_programs} programs and {s.holdout_activities} activities kept out of training", [
             Job("build", BuildConfig(plans=f"{collect}/plans.jsonl", explore=f"{collect}/explore.jsonl", out=built,
-                                     holdout_activities=s.holdout_activities), build),
+                                     story_steps=s.story_steps, eval_episodes=s.eval_episodes,
+                                     eval_programs=s.eval_programs, holdout_activities=s.holdout_activities), build),
         ]),
         Stage("fisher", f"diagonal Fisher on {s.fisher_n} texts sampled from the base model", [
             Job("fisher", FisherConfig(model=s.model, n=s.fisher_n, max_len=s.fisher_len, batch_size=8,
@@ -167,16 +210,22 @@ def plan(settings: DemoConfig) -> list[Stage]:
                                      fisher=f"{fisher}/fisher.safetensors", max_steps=s.train_steps, epochs=100,
                                      batch_size=s.batch_size, max_len=s.max_len, save_every=10, out=train), finetune),
         ]),
-        Stage("eval", f"base and finetuned on {data} ({s.limit} items per task) and general-text perplexity", [
-            Job("eval", EvalConfig(**scoring, out=f"{evaluated}/base"), evaluate),
-            Job("eval", EvalConfig(**scoring, adapter=f"{train}/adapter", out=f"{evaluated}/finetuned"), evaluate),
+        Stage("eval", f"{', '.join(runs)} on {source} ({s.limit} items per task) and general-text perplexity", [
+            Job("eval", EvalConfig(**scoring, adapter=adapter, out=f"{evaluated}/{name}"), evaluate)
+            for name, adapter in runs.items()
         ]),
         Stage("report", "the comparison with paired intervals, what they support per task, and charts", [
-            Job("report", ReportConfig(runs=[f"{evaluated}/base", f"{evaluated}/finetuned"], train_log=[train],
-                                       out=f"{reported}/report.md",
-                                       title=f"e2wm demo: {describe(s.model)}, base vs EWC-LoRA"), report),
+            Job("report", ReportConfig(runs=[f"{evaluated}/{name}" for name in runs], train_log=[train],
+                                       out=f"{reported}/report.md", title=title(s.model, list(runs), source)),
+                report),
         ]),
     ]
+
+
+def title(model: str, runs: list[str], source: str) -> str:
+    """The report's heading: the model (its Runs header describes it), what is compared, and the data."""
+    compared = "base vs EWC-LoRA (this demo)" + (f" vs {SHIPPED} (shipped with e2wm)" if "shipped" in runs else "")
+    return f"e2wm demo: {model}, {compared}, on {source}"
 
 
 def general_text_file(out: Path) -> Path:

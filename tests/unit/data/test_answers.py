@@ -8,6 +8,7 @@ import pytest
 from helpers.experience_fixtures import House, plan_record, write_jsonl
 
 from e2wm.data import counting, object_path, plan_gen
+from e2wm.data.balance import COUNT_SHARES, Quota
 from e2wm.data.records import Inconsistent, PlanRecord, read_episodes
 from e2wm.data.replay import parse_action, replay
 from e2wm.data.stories import object_names, plural
@@ -19,8 +20,17 @@ def trajectory(house_or_record, tmp_path):
     return replay(episode)
 
 
+def count_block(traj, seed=0):
+    return counting.question(traj, random.Random(seed), Quota(COUNT_SHARES)).block()
+
+
+def path_block(traj, seed=0):
+    question = object_path.path_question(traj, random.Random(seed))
+    return None if question is None else question.block()
+
+
 def count(house, tmp_path, seed=0):
-    block = counting.block(trajectory(house, tmp_path), random.Random(seed))
+    block = count_block(trajectory(house, tmp_path), seed)
     return block.prompt, block.answer
 
 
@@ -65,7 +75,7 @@ def test_count_ignores_items_put_then_taken_by_another_character(tmp_path):
 
 def test_object_carried_through_three_rooms(tmp_path):
     house = House().grab(1, "13").walk(1, "2").walk(1, "3").put(1, "13", "31")
-    block = object_path.block(trajectory(house, tmp_path), random.Random(0))
+    block = path_block(trajectory(house, tmp_path))
     assert block.answer == "kitchen, living room, bedroom"
     assert block.prompt.endswith("Question: What is the order of the rooms where the cup appeared?\nAnswer:")
 
@@ -73,7 +83,7 @@ def test_object_carried_through_three_rooms(tmp_path):
 def test_object_put_down_by_one_character_and_picked_up_by_another(tmp_path):
     house = House(characters=(1, 2), start_room="3").grab(1, "22").walk(1, "1").put(1, "22", "10")
     house.walk(2, "1").grab(2, "22").walk(2, "4").put(2, "22", "41", "in")
-    block = object_path.block(trajectory(house, tmp_path), random.Random(0))
+    block = path_block(trajectory(house, tmp_path))
     assert block.answer == "bedroom, kitchen, bathroom"
     story = block.prompt.split("\nQuestion:")[0]
     assert len(set(re.findall(r"(\w+) (?:took|picked up|grabbed|got) the book\.", story))) == 2, story
@@ -81,7 +91,7 @@ def test_object_put_down_by_one_character_and_picked_up_by_another(tmp_path):
 
 def test_no_path_question_when_nothing_changes_rooms(tmp_path):
     house = House().grab(1, "12").put(1, "12", "10").walk(1, "2")
-    assert object_path.block(trajectory(house, tmp_path), random.Random(0)) is None
+    assert path_block(trajectory(house, tmp_path)) is None
 
 
 def test_failed_steps_are_left_out(tmp_path):
@@ -148,12 +158,12 @@ def test_max_steps_tells_a_prefix_and_answers_from_the_state_after_it(tmp_path):
     house = House().grab(1, "13").put(1, "13", "10").grab(1, "13").walk(1, "2").walk(1, "3")
     (episode,) = read_episodes(write_jsonl(tmp_path / "explore.jsonl", [house.record()]))
     whole, cut = replay(episode), replay(episode, limit=2)
-    assert counting.block(whole, random.Random(0)).answer == "There is no item on the kitchen table."
-    block = counting.block(cut, random.Random(0))
+    assert count_block(whole).answer == "There is no item on the kitchen table."
+    block = count_block(cut)
     assert block.answer == "There is one item on the kitchen table. It is the cup."
     assert "room" not in block.prompt.split("How many")[0]
-    assert object_path.block(whole, random.Random(0)).answer == "kitchen, living room, bedroom"
-    assert object_path.block(replay(episode, limit=4), random.Random(0)).answer == "kitchen, living room"
+    assert path_block(whole).answer == "kitchen, living room, bedroom"
+    assert path_block(replay(episode, limit=4)).answer == "kitchen, living room"
     bad = house.record()
     bad["final"]["13"]["room"] = "garden"
     (bad_episode,) = read_episodes(write_jsonl(tmp_path / "bad.jsonl", [bad]))
@@ -171,6 +181,57 @@ def test_class_names_are_told_in_english(tmp_path):
     for step in record["steps"]:
         step["actor_room"] = step["actor_room"].replace(" ", "_")
     traj = trajectory(record, tmp_path)
-    block = counting.block(traj, random.Random(0))
+    block = count_block(traj)
     assert block.answer == "There is one item on the coffee table. It is the cup." and "_" not in block.prompt
-    assert object_path.block(traj, random.Random(0)).answer == "kitchen, living room"
+    assert path_block(traj).answer == "kitchen, living room"
+
+
+def test_count_in_the_option_form_answers_the_digit(tmp_path):
+    house = House().grab(1, "13").put(1, "13", "10").grab(1, "14").put(1, "14", "10")
+    question = counting.question(trajectory(house, tmp_path), random.Random(0), Quota(COUNT_SHARES))
+    assert (question.target, question.items) == ("kitchen table", ["cup", "plate"])
+    assert question.block(digits=True).answer == "2" and question.block(digits=True).label == "2"
+    assert question.block().answer == "There are 2 items on the kitchen table. They are the cup and the plate."
+
+
+def test_where_questions_ask_before_or_after_a_room_that_occurs_once(tmp_path):
+    house = House().grab(1, "13").walk(1, "2").walk(1, "3").walk(1, "2").put(1, "13", "21")
+    traj = trajectory(house, tmp_path)
+    assert traj.paths["13"] == ["kitchen", "living room", "bedroom", "living room"]
+    asked = set()
+    for seed in range(40):
+        question = object_path.where_question(traj, random.Random(seed), Quota({"kitchen": 1, "bedroom": 1,
+                                                                                  "living room": 1}))
+        asked.add((question.word, question.room, question.answer))
+        block = question.block("is")
+        assert block.prompt.endswith(f"Question: Where is the cup {question.word} the {question.room}?\nAnswer:")
+    # living room occurs twice: never asked about; kitchen has nothing before it, the last room nothing after
+    assert asked == {("after", "kitchen", "living room"), ("before", "bedroom", "living room"),
+                     ("after", "bedroom", "living room")}
+
+
+def test_where_question_only_with_an_answer_among_the_options(tmp_path):
+    house = House().grab(1, "13").walk(1, "2").put(1, "13", "21")  # kitchen -> living room
+    traj = trajectory(house, tmp_path)
+    assert object_path.where_question(traj, random.Random(0), Quota({"hallway": 1})) is None
+    assert object_path.where_question(traj, random.Random(0), Quota({"kitchen": 1})).answer == "kitchen"
+
+
+def test_confusing_plan_question_adds_distractors_and_shuffles_the_state():
+    record = plan()
+    pool = plan_gen.object_pool([record, plan(initial_text=["The sofa is in the living room.", "The lamp is off."]),
+                                 plan(initial_text=["The cupboard is open."])])
+    assert pool == ["cup", "cupboard", "fridge", "lamp", "sofa"]
+    for seed in range(20):
+        block = plan_gen.confusing_block(record, pool, random.Random(seed))
+        assert block.answer == plan_gen.block(record).answer
+        found = re.fullmatch(r"Q: How to put cup in fridge\? Given items include ([^.]+)\.((?: [^.]+\.)+)\nA:",
+                             block.prompt)
+        items = found[1].split(", ")
+        extra = [item for item in items if item not in record.items]
+        assert 1 <= len(extra) <= 2 and set(extra) <= {"cupboard", "lamp", "sofa"}
+        assert [item for item in items if item in record.items] == record.items
+        sentences = re.findall(r" ([^.]+\.)", found[2])
+        assert sorted(sentences) == sorted([*record.initial_text, *(
+            s for s in sentences if s.split(" is in the ")[0].removeprefix("The ") in extra)])
+        assert len(sentences) == len(record.initial_text) + len(extra)
