@@ -123,16 +123,23 @@ def assert_agreement(model_dir: Path, data: Path, tmp_path: Path, limit: int) ->
         assert result["sample_len"] == metrics["n"] == len(samples)
         mine = rows(tmp_path / "e2wm", name)
         if "accuracy" in metrics:
-            assert result["acc,none"] == pytest.approx(metrics["accuracy"], abs=1e-12)
-            assert result["acc_stderr,none"] == pytest.approx(metrics["accuracy_stderr"], abs=1e-12)
+            tied = 0
             for sample, row in zip(samples, mine):
                 doc, logprobs = sample["doc"], [logprob for logprob, _ in sample["filtered_resps"]]
                 counts = [utils.continuation_tokens(tokenizer, doc["input"], " " + o)[0] for o in doc["options"]]
                 scores = utils.normalised_scores(logprobs, len(doc["options"]), metrics["norm"], counts)
                 # float32 sums of up to ~70 nats in other batches: 3e-5 apart at most here, hence 1e-4
                 assert scores == pytest.approx(row["scores"], abs=1e-4)
+                assert sample["acc"] == float(doc["options"][utils.argmax(scores)] == row["answer"])
+                if sorted(scores)[-2] > max(scores) - 1e-4:  # a tie (the tiny tokenizer maps digits to one
+                    tied += 1  # token): float noise of either batch order picks the option; any top one is right
+                    top = max(row["scores"])
+                    assert row["scores"][doc["options"].index(row["prediction"])] > top - 1e-4
+                    continue
                 assert doc["options"][utils.argmax(scores)] == row["prediction"]  # the same prediction
-                assert sample["acc"] == float(row["prediction"] == row["answer"])
+            if not tied:
+                assert result["acc,none"] == pytest.approx(metrics["accuracy"], abs=1e-12)
+                assert result["acc_stderr,none"] == pytest.approx(metrics["accuracy_stderr"], abs=1e-12)
         else:
             metric = "lcs" if "lcs" in metrics else "rougeL"
             predictions = [utils.first_line(sample["filtered_resps"][0]) for sample in samples]
