@@ -93,6 +93,13 @@ def test_same_seed_same_bytes_other_seed_other_stories(sources, tmp_path):
         first = (tmp_path / "a" / name).read_bytes()
         assert first == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "train_count.jsonl").read_bytes() != (tmp_path / "c" / "train_count.jsonl").read_bytes()
+    # parallel collection appends records as they finish: another order of the same records, the same files
+    write_jsonl(tmp_path / "plans.jsonl", lines(plans)[::-1])
+    write_jsonl(tmp_path / "explore.jsonl", lines(explore)[::-1])
+    cli("--plans", tmp_path / "plans.jsonl", "--explore", tmp_path / "explore.jsonl", "--out", tmp_path / "d",
+        "--seed", 1, "--holdout-activities", 1, "--eval-programs", 2, "--eval-episodes", 10)
+    for name in [*FILES, *evaluation]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "d" / name).read_bytes(), name
 
 
 def test_duplicate_records_give_no_duplicate_examples(tmp_path):

@@ -5,7 +5,8 @@ E2WM format), the evaluation files of the records kept out of training (`heldout
 count, obj_move and obj_move_path.jsonl (`--eval-episodes`), plan_gen, plan_gen_confusing and act_recog.jsonl
 (`--eval-programs`), plan_gen_unseen, plan_gen_unseen_confusing and act_recog_unseen.jsonl
 (`--holdout-activities`), and DIR/stats.json. Every answer is re-derived from its record before it is written;
-records that contradict themselves are skipped and counted. The output is fixed by the seed.
+records that contradict themselves are skipped and counted. The output is fixed by the seed and the set of
+records (not their order in the files, which parallel collection does not fix).
 """
 
 import random
@@ -95,6 +96,7 @@ def plan_tasks(records: list[PlanRecord], shots: dict[str, int], seed: int, hold
             report["inconsistent"][str(reason)] += 1
             continue
         good.append(record)
+    good.sort(key=lambda r: r.program)  # the files do not depend on the order the collector's workers wrote in
     activities = sorted({plan_gen.activity_name(r) for r in good})
     if holdout and holdout >= len(activities):
         raise InputError(f"--holdout-activities {holdout}: the plans have {len(activities)} activities with a "
@@ -194,6 +196,7 @@ def story_tasks(episodes: list[Episode], shots: dict[str, int], seed: int, max_s
             trajectories.append(replay(episode, max_steps))
         except Inconsistent as reason:
             report["inconsistent"][str(reason)] += 1
+    trajectories.sort(key=lambda t: t.episode.key)  # independent of the order the collector's workers wrote in
     evaluated = heldout.choose_episodes([t.episode.key for t in trajectories], eval_episodes, seed)
     train = [t for t in trajectories if t.episode.key not in evaluated]
     report.update(used=len(train), evaluation={"episodes": len(evaluated)})
