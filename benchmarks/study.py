@@ -28,12 +28,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import MISSING, asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from e2wm.cli import parse
+from e2wm.config import with_defaults
 from e2wm.files import read_jsonl, write_json
 
 UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a lora or full run does not read (their defaults may move)
@@ -60,12 +61,8 @@ def write_job(folder: Path, command: str, options: dict, name: str | None = None
 def unchanged(recorded: Path, key: str, config) -> bool:
     """True when recorded (a config.json of `e2wm train` or `e2wm eval`) holds the same options as config;
     SystemExit when it holds others (the study file changed under a finished run)."""
-    before = json.loads(recorded.read_text())[key]
+    before = with_defaults(json.loads(recorded.read_text())[key], config)  # options added since: defaults
     now = json.loads(json.dumps(asdict(config)))
-    defaults = json.loads(json.dumps({f.name: f.default if f.default is not MISSING else f.default_factory()
-                                      for f in fields(config) if f.default is not MISSING
-                                      or f.default_factory is not MISSING}))
-    before = {k: before.get(k, defaults.get(k)) for k in before.keys() | now.keys()}  # options added since: defaults
     unread = {"resume"} | (UNREAD_WITHOUT_EWC if now.get("method") in ("lora", "full") else set())
     changed = sorted(k for k in before if before[k] != now.get(k) and k not in unread)
     if changed:

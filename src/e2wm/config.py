@@ -11,6 +11,7 @@ sums, so that a field added later is covered without anyone listing it).
 
 import argparse
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -156,6 +157,16 @@ def _check_type(item: Field, annotation, value) -> None:
 def result_settings(config) -> dict[str, Any]:
     """The fields a result depends on: all but those declared with result=False."""
     return {item.name: getattr(config, item.name) for item in fields(config) if item.metadata.get("result", True)}
+
+
+def with_defaults(recorded: dict[str, Any], config, results_only: bool = False) -> dict[str, Any]:
+    """recorded (the options, or with results_only the `result_settings`, that a run wrote in its config.json)
+    with every field of config's class it lacks at that field's default, as JSON would record it: an option
+    added to e2wm after the run started then compares equal to its default instead of counting as changed
+    (`train --resume`, the study's skip of finished runs)."""
+    added = {item.name: _default(item) for item in fields(config) if item.name not in recorded
+             and _default(item) is not MISSING and (item.metadata.get("result", True) or not results_only)}
+    return {**recorded, **json.loads(json.dumps(added))}
 
 
 def to_argv(config) -> list[str]:

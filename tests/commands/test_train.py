@@ -161,6 +161,23 @@ def test_resume_refuses_other_base_model_files(tiny_gpt2, tmp_path, capsys):
     code, err = run_train(capsys, *args, "--max-steps", "1", "--resume")
     assert code == 2 and "base model files" in err
 
+def test_resume_accepts_options_added_since_at_their_default(tiny_gpt2, tmp_path, capsys):
+    """A run started by an e2wm without an option (its config.json lacks the setting) resumes when the option is
+    at its default, and is refused when it is not."""
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    args = ["--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2", "--out",
+            tmp_path / "r", "--save-every", "1"]
+    assert run_train(capsys, *args, "--max-steps", "1")[0] == 0
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())
+    del recorded["settings"]["max_grad_norm"], recorded["settings"]["truncation"]  # as if added after the run
+    (tmp_path / "r" / "config.json").write_text(json.dumps(recorded))
+    code, err = run_train(capsys, *args, "--max-steps", "1", "--max-grad-norm", "0.5", "--resume")
+    assert code == 2 and "was started with other --max-grad-norm 0.5 (was None)" in err
+    code, err = run_train(capsys, *args, "--max-steps", "1", "--resume")  # the finished run: nothing left to do
+    assert code == 0, err
+    assert [row["step"] for row in read_log(tmp_path / "r")] == [1]
+
+
 def test_tiny_model_overfits_a_tiny_set(tiny_llama, tmp_path, capsys):
     # full finetuning: on a random 32-wide model, LoRA's low-rank deltas pass through near-zero random
     # weights and move the logits too slowly for a quick test; the loop, loss and schedule are the same

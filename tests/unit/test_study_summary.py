@@ -60,3 +60,19 @@ def test_learning_curve_starts_at_the_base_model_and_ends_at_the_final_eval(tmp_
     assert [(p["step"], p["accuracy"]) for p in curve["count"]] == [(0, 0.5), (20, 0.4), (40, 0.6), (60, 0.7)]
     assert study.learning_curve(tmp_path, "run", 40)["count"][-1] == {
         "step": 40, "accuracy": 0.6, "ci95": [0.5, 0.7], "chance": 0.2, "majority": 0.5}
+
+
+def test_a_finished_run_is_kept_across_added_options_and_refused_when_an_option_changed(tmp_path):
+    from e2wm.train.config import TrainConfig
+
+    config = TrainConfig(train="paper", out=str(tmp_path / "run"), method="lora")
+    options = json.loads(json.dumps(study.asdict(config)))
+    del options["max_grad_norm"]  # written by an e2wm from before the option existed
+    options["lam"] = 2.0  # the old default: a lora run does not read it
+    recorded = tmp_path / "config.json"
+    recorded.write_text(json.dumps({"options": options}))
+    assert study.unchanged(recorded, "options", config)
+    options["lr"] = 1e-3
+    recorded.write_text(json.dumps({"options": options}))
+    with pytest.raises(SystemExit, match="finished with other lr;"):
+        study.unchanged(recorded, "options", config)

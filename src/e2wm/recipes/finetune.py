@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from e2wm.config import flag_of, result_settings
+from e2wm.config import flag_of, result_settings, with_defaults
 from e2wm.errors import InputError
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import EvalFile, read_eval_file
@@ -139,7 +139,7 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
         recover(run_dir)
         if not (run_dir / CHECKPOINT / "state.json").is_file():
             raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
-        before = json.loads(recorded.read_text())["settings"]
+        before = with_defaults(json.loads(recorded.read_text())["settings"], config, results_only=True)
         changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
         what = [f"{flag_of(f)} {settings[f.name]} (was {before.get(f.name, 'not recorded')})"
                 for f in fields(config) if f.name in changed]
