@@ -35,6 +35,7 @@ import yaml
 
 from e2wm.cli import parse
 from e2wm.config import with_defaults
+from e2wm.eval.report import pyplot, save_figure
 from e2wm.files import read_jsonl, write_json
 
 UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a lora or full run does not read (their defaults may move)
@@ -320,11 +321,7 @@ def world_tables(study: dict, rows: list[dict], out: Path) -> list[str]:
 def curves_chart(rows: list[dict], file: Path) -> None:
     """Accuracy against training step, a panel per task and a line per run, with Wilson 95% intervals and the
     chance and majority baselines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tasks = sorted({task for row in rows for task in row.get("curve", {})})
     if not tasks:
         return
@@ -346,8 +343,7 @@ def curves_chart(rows: list[dict], file: Path) -> None:
         ax.set_ylabel("accuracy (95% Wilson interval)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(file, dpi=120)
-    plt.close(fig)
+    save_figure(fig, file)
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -383,11 +379,7 @@ def summary_table(rows: list[dict]) -> str:
 def curve_chart(rows: list[dict], file: Path) -> None:
     """Embodied gain (the mean of relative changes over the tasks, the paper's headline) against perplexity drift
     (%), with 95% intervals, a point per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     for row in rows:
         if row["perplexity"] is None or row["headline"] is None:
@@ -404,8 +396,7 @@ def curve_chart(rows: list[dict], file: Path) -> None:
     ax.set_title("Embodied gain against general-text drift (95% paired intervals)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(file, dpi=120)
-    plt.close(fig)
+    save_figure(fig, file)
 
 
 def write_summary(study: dict, out: Path, names: list[str]) -> None:
