@@ -121,6 +121,8 @@ def check(config) -> None:
             continue
         values = value if isinstance(value, list) else [value]
         for one in values:
+            if isinstance(one, str) and not one.strip():  # `--out ""` would mean the current folder
+                raise InputError(f"{flag_of(item)} must not be empty")
             if meta["choices"] and one not in meta["choices"]:
                 choices = ", ".join(str(c) for c in meta["choices"])
                 raise InputError(f"{flag_of(item)} must be one of {choices}, got {one!r}")

@@ -728,41 +728,70 @@ def case_export_unknown_dtype(tmp, f):
             tmp / "merged"]
 
 
+def export_lm_eval(tmp, data) -> list:
+    """`e2wm export lm-eval` of data into tmp/tasks."""
+    return ["export", "lm-eval", "--data", data, "--out", tmp / "tasks"]
+
+
 @case("count.jsonl:2: bad JSON")
 def case_lm_eval_broken_line(tmp, f):
-    return ["export", "lm-eval", "--data", write_lines(tmp / "count.jsonl", QA, "{bad"), "--out", tmp / "tasks"]
+    return export_lm_eval(tmp, write_lines(tmp / "count.jsonl", QA, "{bad"))
 
 
 @case("nope.jsonl: no such file or directory")
 def case_lm_eval_missing_file(tmp, f):
-    return ["export", "lm-eval", "--data", tmp / "nope.jsonl", "--out", tmp / "tasks"]
+    return export_lm_eval(tmp, tmp / "nope.jsonl")
 
 
 @case("empty: directory holds no evaluation files")
 def case_lm_eval_empty_folder(tmp, f):
     (tmp / "empty").mkdir()
-    return ["export", "lm-eval", "--data", tmp / "empty", "--out", tmp / "tasks"]
+    return export_lm_eval(tmp, tmp / "empty")
 
 
 @case("--out", "tasks: already exists")
 def case_lm_eval_out_exists(tmp, f):
-    return ["export", "lm-eval", "--data", qa(tmp), "--out", folder_with_a_file(tmp, "tasks")]
+    folder_with_a_file(tmp, "tasks")
+    return export_lm_eval(tmp, qa(tmp))
 
 
 @case("plan_gen.jsonl:2: field 'input' is empty")
 def case_lm_eval_generation_without_prompt(tmp, f):
     data = write_lines(tmp / "plan_gen.jsonl", GEN, GEN | {"input": " "})
-    return ["export", "lm-eval", "--data", data, "--out", tmp / "tasks"]
+    return export_lm_eval(tmp, data)
 
 
 @case("qa.jsonl", "e2wm_qa is a group's name")
 def case_lm_eval_file_named_like_a_group(tmp, f):
-    return ["export", "lm-eval", "--data", write_lines(tmp / "qa.jsonl", QA), "--out", tmp / "tasks"]
+    return export_lm_eval(tmp, write_lines(tmp / "qa.jsonl", QA))
 
 
 @case("count.jsonl:1: field 'answer' must be str, got int")
 def case_lm_eval_answer_index(tmp, f):
-    return ["export", "lm-eval", "--data", qa(tmp, QA | {"answer": 0}), "--out", tmp / "tasks"]
+    return export_lm_eval(tmp, qa(tmp, QA | {"answer": 0}))
+
+
+@case("--out must not be empty")
+def case_lm_eval_empty_out(tmp, f):
+    return ["export", "lm-eval", "--data", qa(tmp), "--out", ""]  # not the current folder
+
+
+@case("count.jsonl: given twice")
+def case_lm_eval_same_file_twice(tmp, f):
+    data = write_lines(tmp / "data" / "count.jsonl", QA, QA)
+    return ["export", "lm-eval", "--data", data, data.parent, "--out", tmp / "tasks"]
+
+
+@case("--out", "is inside --data")
+def case_lm_eval_out_inside_the_data(tmp, f):
+    data = write_lines(tmp / "data" / "count.jsonl", QA, QA)
+    return ["export", "lm-eval", "--data", data.parent, "--out", data.parent / "tasks"]
+
+
+@case("count.jsonl: given twice")
+def case_eval_same_file_twice(tmp, f):
+    data = qa(tmp)
+    return ["eval", "--model", f.gpt2, "--data", data, data, "--out", tmp / "eval"]
 
 
 @case("--batch-size must be at least 1, got 0")

@@ -118,7 +118,8 @@ def find_eval_files(paths: list[str]) -> list[Path]:
     """Expand --data arguments: the released benchmark's names (e2wm, e2wm:qa, e2wm:gen, e2wm:<task>; a folder so
     named is ./e2wm) as its cached files, checked against their checksums (`benchmark_data.eval_files`); files as
     given; directories searched recursively for evaluation files (`is_eval_file`, so that a build folder can be
-    given whole). InputError for a missing path, a folder without any, or a name whose files are not downloaded."""
+    given whole). InputError for a missing path, a folder without any, a file found twice, or a name whose files
+    are not downloaded."""
     found: list[Path] = []
     for name in paths:
         if benchmark_data.is_name(name):
@@ -135,6 +136,11 @@ def find_eval_files(paths: list[str]) -> list[Path]:
             found.append(path)
         else:
             raise InputError(f"{path}: no such file or directory")
+    seen: set[Path] = set()
+    for path in found:
+        if path.resolve() in seen:
+            raise InputError(f"{path}: given twice (--data names it more than once, or also a folder that holds it)")
+        seen.add(path.resolve())
     return found
 
 

@@ -38,12 +38,17 @@ def export_lm_eval(config: LmEvalExportConfig) -> dict[str, list[str]]:
     Returns:
         group name -> its members (lm-eval task names, or the sub-groups for `e2wm`).
     Raises:
-        InputError: when --out already exists, a file is missing or malformed (naming file, line and field), or
-            a file's task name would be a group's (qa.json -> e2wm_qa).
+        InputError: when --out already exists or lies inside a --data folder, a file is missing or malformed
+            (naming file, line and field), given twice, or a file's task name would be a group's (qa.json ->
+            e2wm_qa).
     """
     out = Path(config.out)
     if out.exists():
         raise InputError(f"--out {out}: already exists; give a new directory")
+    for data in map(Path, config.data):
+        if data.is_dir() and out.resolve().is_relative_to(data.resolve()):
+            raise InputError(f"--out {out} is inside --data {data}: reading {data} again would take the exported "
+                             "JSONL for evaluation files; give a folder outside it")
     tasks = load_eval_files(config.data)
     groups = {GROUP, *(name for name, _ in SUBGROUPS.values())}
     for task in tasks:
