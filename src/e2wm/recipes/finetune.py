@@ -32,7 +32,7 @@ from e2wm.eval.items import EvalFile, read_eval_file
 from e2wm.eval.perplexity import perplexity, predicts_a_token
 from e2wm.eval.run import PPL_WINDOW, Shard, check_limits, qa_rows
 from e2wm.files import append_jsonl, drop_torn_tail, output_folder, read_jsonl, write_json, write_jsonl
-from e2wm.models import DTYPES, autocast, autocast_dtype, context_length, default_device, load_model
+from e2wm.models import DTYPES, autocast, autocast_dtype, check_device, context_length, default_device, load_model
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
 from e2wm.train.card import write_card
@@ -164,7 +164,7 @@ def build_model(config: TrainConfig, device: str):
     Fisher it is only measured and logged.
     """
     spec = config.model_spec()
-    spec.device = spec.device or device
+    spec.device = device  # where accelerate runs this process (finetune checked --device against it)
     header, fisher = load_fisher(config.fisher) if config.fisher else (None, None)
     model, tokenizer = load_model(spec)
     names = parse_modules(config.modules) or (header.modules if header else None) or default_target_names(model)
@@ -216,9 +216,14 @@ class FinetuneRecipe:
         mixture = parse_mixture(config.train, config.data_dir)
         self.curve = ForgettingCurve.load(config) if config.eval_every else None
         check_tracker(config.report_to)
+        device = torch.device(check_device(config.device or default_device()))
         self.accelerator = accelerator = Accelerator(  # cpu: gloo processes
-            cpu=not torch.cuda.is_available(), log_with=None if config.report_to == "none" else config.report_to,
+            cpu=device.type == "cpu", log_with=None if config.report_to == "none" else config.report_to,
             project_dir=config.out)
+        if accelerator.num_processes == 1 and (device.type, device.index or 0) != (accelerator.device.type,
+                                                                                   accelerator.device.index or 0):
+            raise InputError(f"--device {config.device}: e2wm train runs on the device accelerate gives its process "
+                             f"({accelerator.device}); choose a GPU with CUDA_VISIBLE_DEVICES instead")
         if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             raise InputError(f"accelerate's {accelerator.distributed_type.value} is not supported yet by e2wm train; "
                              f"use DDP (multi-GPU) or one process")

@@ -52,12 +52,18 @@ class LoraEwc:
     def __call__(self) -> torch.Tensor:
         """sum over layers of sum(F * dW**2), dW = scaling * B @ A: a 0-d float32 tensor, differentiable in A and B.
 
-        On the first Fisher's device; multiply by lambda for the loss. 0 at the start (PEFT initialises B to 0).
+        On the first layer's device (each Fisher follows its layer there if the model moved since `build`);
+        multiply by lambda for the loss. 0 at the start (PEFT initialises B to 0).
         """
-        total = torch.zeros((), device=self.pairs[0][1].device)
-        for layer, f in self.pairs:
+        total = None
+        for i, (layer, f) in enumerate(self.pairs):
             # f, get_delta_weight: (out, in) ((in, out) for fan-in-fan-out layers); B: (out, r), A: (r, in)
-            total = total + (f * layer.get_delta_weight(self.adapter).float().pow(2)).sum()
+            delta = layer.get_delta_weight(self.adapter).float()
+            if f.device != delta.device:  # the model moved after build (accelerate's prepare): follow it, once
+                f = f.to(delta.device)
+                self.pairs[i] = (layer, f)
+            term = (f * delta.pow(2)).sum()
+            total = term if total is None else total + term.to(total.device)
         return total
 
 
@@ -84,9 +90,14 @@ class FullEwc:
     def __call__(self) -> torch.Tensor:
         """sum over weights of sum(F * (W - W_start)**2): a 0-d float32 tensor, differentiable in W.
 
-        On the first Fisher's device; multiply by lambda for the loss.
+        On the first weight's device (the Fisher and start follow each weight if the model moved since `build`);
+        multiply by lambda for the loss.
         """
-        total = torch.zeros((), device=self.triples[0][2].device)
-        for weight, start, f in self.triples:
-            total = total + (f * (weight.float() - start).pow(2)).sum()  # weight, start, f: the weight's shape
+        total = None
+        for i, (weight, start, f) in enumerate(self.triples):
+            if f.device != weight.device:  # the model moved after build (accelerate's prepare): follow it, once
+                start, f = start.to(weight.device), f.to(weight.device)
+                self.triples[i] = (weight, start, f)
+            term = (f * (weight.float() - start).pow(2)).sum()  # weight, start, f: the weight's shape
+            total = term if total is None else total + term.to(total.device)
         return total

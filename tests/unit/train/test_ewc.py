@@ -76,3 +76,24 @@ def test_lambda_zero_gradients_equal_plain_lora(fixture, request):
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
         assert torch.equal(grads[0][name], grads[1][name])
+
+
+def test_penalties_follow_a_model_moved_after_they_were_built(tiny_llama):
+    """accelerate's prepare moves the model after build_model made the penalty: the Fisher (and the full
+    penalty's starting weights) follow each layer to its device instead of failing with mixed devices (found on
+    a GPU). Simulated with the meta device, the one other device a CPU-only machine has."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from e2wm.train.targets import default_target_names
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    names = default_target_names(model)
+    fisher = {name: torch.ones_like(layer.weight) for name, layer in target_layers(model, names).items()}
+    model = get_peft_model(model, LoraConfig(r=2, target_modules=names))
+    lora = LoraEwc.build(model, fisher)
+    model.to("meta")
+    assert lora().device.type == "meta" and all(f.device.type == "meta" for _, f in lora.pairs)
+    weight = torch.nn.Parameter(torch.ones(3, 2, device="meta"))  # a weight moved after build; start, F not yet
+    full = FullEwc([(weight, torch.zeros(3, 2), torch.ones(3, 2))])
+    assert full().device.type == "meta" and {t.device.type for t in full.triples[0]} == {"meta"}
