@@ -139,6 +139,24 @@ def test_spread_mixes_the_list():
     assert spread(["a", "b"], 5) == ["a", "b"]
 
 
+def test_a_download_that_is_not_used_is_said_why(tmp_path, monkeypatch, caplog):
+    """A cached benchmark that fails its checks (a file changed or missing) is not used, and the demo says why
+    instead of silently evaluating the generated files; without any download nothing is said."""
+    monkeypatch.setattr(e2wm.recipes.demo, "DEV_SLICE", tmp_path / "absent")
+    monkeypatch.setattr(benchmark_data, "eval_files", no_released_benchmark)
+    monkeypatch.setattr(benchmark_data, "default_dir", lambda: tmp_path / "cache" / "data" / "e2wm")
+    settings = DemoConfig(out=str(tmp_path / "demo"))
+    with caplog.at_level(logging.DEBUG, logger="e2wm.recipes.demo"):
+        assert eval_source(settings, tmp_path / "build")[0] == [str(tmp_path / "build" / "heldout")]
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    caplog.clear()
+    (tmp_path / "cache" / "data" / "e2wm").mkdir(parents=True)
+    with caplog.at_level(logging.DEBUG, logger="e2wm.recipes.demo"):
+        assert eval_source(settings, tmp_path / "build")[0] == [str(tmp_path / "build" / "heldout")]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "the released benchmark is not used: --data e2wm: the E2WM benchmark is not in the cache")]
+
+
 def test_the_data_evaluated_and_the_runs_compared(tmp_path, monkeypatch):
     """--eval-data, else the released benchmark in the cache, else the dev slice, else the generated files; the
     shipped adapter only beside the embedded model."""

@@ -159,7 +159,9 @@ def eval_source(settings: DemoConfig, build_dir: Path) -> tuple[list[str], str]:
     try:
         benchmark_data.eval_files(benchmark_data.NAME)
     except InputError as missing:
-        logger.debug("the released benchmark is not used: %s", missing)
+        # after a download (some of it cached) the user expects the released benchmark: say why it is not used
+        cache_used = benchmark_data.default_dir().is_dir()
+        logger.log(logging.WARNING if cache_used else logging.DEBUG, "the released benchmark is not used: %s", missing)
     else:
         return [benchmark_data.NAME], f"the released E2WM benchmark ({benchmark_data.SOURCE}, cached)"
     if DEV_SLICE.is_dir():
