@@ -151,7 +151,10 @@ def test_python_configs_check_themselves_like_the_command():
 
 
 def test_demo_jobs_print_command_lines_that_rebuild_their_configs(tmp_path):
-    for stage in plan(DemoConfig(out=str(tmp_path), eval_data=str(tmp_path))):
+    dev = tmp_path / "dev"  # --eval-data is read when the demo is planned
+    dev.mkdir()
+    (dev / "count.jsonl").write_text('{"input": "Q?", "answer_list": ["0", "1"], "answer": "1"}\n')
+    for stage in plan(DemoConfig(out=str(tmp_path), eval_data=str(dev))):
         for job in stage.jobs:
             rebuilt, _ = parse(job.command, config.to_argv(job.config))
             assert rebuilt == job.config, job.command

@@ -171,7 +171,12 @@ def test_the_data_evaluated_and_the_runs_compared(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark_data, "eval_files", lambda name: [tmp_path / "count.json"])
     assert eval_source(settings, tmp_path / "build") == (["e2wm"], (
         f"the released E2WM benchmark ({benchmark_data.SOURCE}, cached)"))
-    assert eval_source(replace(settings, eval_data="mine"), tmp_path / "build") == (["mine"], "`mine`")
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text(json.dumps({"input": "Q: How to sleep?\nA:", "ref": "Walk to bed."}) + "\n")
+    assert eval_source(replace(settings, eval_data=str(mine)), tmp_path / "build") == ([str(mine)], f"`{mine}`")
+    # --eval-data that eval would refuse stops the demo before its first stage, not after training
+    with pytest.raises(InputError, match="no such file or directory"):
+        plan(replace(settings, eval_data=str(tmp_path / "absent.jsonl")))
 
     stages = {stage.name: stage for stage in plan(settings)}
     jobs = stages["eval"].jobs
@@ -191,3 +196,5 @@ def test_the_data_evaluated_and_the_runs_compared(tmp_path, monkeypatch):
     generated = {stage.name: stage for stage in plan(settings)}["eval"].jobs
     assert {job.config.max_new_tokens for job in generated} == {64}  # references of at most 45 tokens
     assert generated[0].config.data == [str(tmp_path / "demo" / "build" / "heldout")]
+    with pytest.raises(InputError, match="not in the cache"):  # --eval-data e2wm:count before the download
+        plan(replace(settings, eval_data="e2wm:count"))
