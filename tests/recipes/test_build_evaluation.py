@@ -225,3 +225,20 @@ def test_option_form_training_files_answer_as_the_benchmark_asks(built, tmp_path
         assert line["ref"] == (path[i - 1] if blocks[-1]["word"] == "before" else path[i + 1])
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["config"]["answer_form"] == "option" and "answer" in stats["files"]["train_obj_move.jsonl"]["answers"]
+
+
+def test_a_rebuild_leaves_no_evaluation_file_of_another_split(built, tmp_path):
+    """Rebuilding into the same folder without --eval-programs and --holdout-activities: the plan evaluation files
+    of the first build hold programs and activities that are now in training, so they are removed, not scored;
+    files of an input not given (and files that no build writes) are left alone."""
+    out, plans, explore = tmp_path / "out", str(built / "plans.jsonl"), str(built / "explore.jsonl")
+    build(BuildConfig(plans=plans, explore=explore, out=str(out), seed=3, holdout_activities=1, eval_programs=3,
+                      eval_episodes=40))
+    assert sorted(p.stem for p in (out / "heldout").glob("*.jsonl")) == sorted([*QA, *GENERATION])
+    (out / "heldout" / "mine.jsonl").write_text('{"input": "Q?", "ref": "a"}\n')
+    build(BuildConfig(plans=plans, explore=explore, out=str(out), seed=3, eval_episodes=40))
+    assert sorted(p.name for p in (out / "heldout").iterdir()) == [
+        "count.jsonl", "mine.jsonl", "obj_move.jsonl", "obj_move_path.jsonl"]
+    build(BuildConfig(explore=explore, out=str(out), seed=3))
+    assert sorted(p.name for p in (out / "heldout").iterdir()) == ["mine.jsonl"]
+    assert len(list(out.glob("train_*.jsonl"))) == 4  # train_plan_gen and train_act_recog: not from --explore
