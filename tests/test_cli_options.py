@@ -151,7 +151,10 @@ def test_python_configs_check_themselves_like_the_command():
 
 
 def test_demo_jobs_print_command_lines_that_rebuild_their_configs(tmp_path):
-    for stage in plan(DemoConfig(out=str(tmp_path), eval_data=str(tmp_path))):
+    dev = tmp_path / "dev"  # --eval-data is read when the demo is planned
+    dev.mkdir()
+    (dev / "count.jsonl").write_text('{"input": "Q?", "answer_list": ["0", "1"], "answer": "1"}\n')
+    for stage in plan(DemoConfig(out=str(tmp_path), eval_data=str(dev))):
         for job in stage.jobs:
             rebuilt, _ = parse(job.command, config.to_argv(job.config))
             assert rebuilt == job.config, job.command
@@ -186,3 +189,15 @@ def test_config_keys_may_be_option_names(tmp_path):
     parser, _ = command_parser("train")
     config = write(tmp_path / "train.yaml", ["lambda: 0.5", "max-len: 64"])
     assert load_config(str(config), parser) == {"lam": 0.5, "max_len": 64}
+
+
+def test_a_command_group_lists_its_commands_on_help_and_asks_which_without(capsys):
+    main(["collect", "--help"])
+    assert capsys.readouterr().out.splitlines() == [
+        "usage: e2wm collect {plans,explore} ...", "",
+        f"  e2wm collect plans    {COMMANDS['collect plans'][1]}",
+        f"  e2wm collect explore  {COMMANDS['collect explore'][1]}"]
+    with pytest.raises(SystemExit) as stop:
+        main(["data"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("e2wm: error: data: say which: data download (see --help)")

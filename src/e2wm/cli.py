@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> None:
         groups = sorted({n.split()[0] for n in COMMANDS if " " in n})
         if argv and argv[0] in groups:
             choices = ", ".join(n for n in COMMANDS if n.startswith(argv[0] + " "))
+            if any(arg in ("-h", "--help") for arg in argv[1:]):  # `e2wm data --help`: the group's commands
+                members = [n for n in COMMANDS if n.startswith(argv[0] + " ")]
+                print(f"usage: e2wm {argv[0]} {{{','.join(n.split()[1] for n in members)}}} ...\n\n"
+                      + "\n".join(f"  e2wm {n:<16} {COMMANDS[n][1]}" for n in members))
+                return
             build_parser().error(f"{argv[0]}: say which: {choices}")
         if argv and not argv[0].startswith("-"):
             close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)

@@ -139,6 +139,24 @@ def test_spread_mixes_the_list():
     assert spread(["a", "b"], 5) == ["a", "b"]
 
 
+def test_a_download_that_is_not_used_is_said_why(tmp_path, monkeypatch, caplog):
+    """A cached benchmark that fails its checks (a file changed or missing) is not used, and the demo says why
+    instead of silently evaluating the generated files; without any download nothing is said."""
+    monkeypatch.setattr(e2wm.recipes.demo, "DEV_SLICE", tmp_path / "absent")
+    monkeypatch.setattr(benchmark_data, "eval_files", no_released_benchmark)
+    monkeypatch.setattr(benchmark_data, "default_dir", lambda: tmp_path / "cache" / "data" / "e2wm")
+    settings = DemoConfig(out=str(tmp_path / "demo"))
+    with caplog.at_level(logging.DEBUG, logger="e2wm.recipes.demo"):
+        assert eval_source(settings, tmp_path / "build")[0] == [str(tmp_path / "build" / "heldout")]
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    caplog.clear()
+    (tmp_path / "cache" / "data" / "e2wm").mkdir(parents=True)
+    with caplog.at_level(logging.DEBUG, logger="e2wm.recipes.demo"):
+        assert eval_source(settings, tmp_path / "build")[0] == [str(tmp_path / "build" / "heldout")]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "the released benchmark is not used: --data e2wm: the E2WM benchmark is not in the cache")]
+
+
 def test_the_data_evaluated_and_the_runs_compared(tmp_path, monkeypatch):
     """--eval-data, else the released benchmark in the cache, else the dev slice, else the generated files; the
     shipped adapter only beside the embedded model."""
@@ -153,7 +171,12 @@ def test_the_data_evaluated_and_the_runs_compared(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark_data, "eval_files", lambda name: [tmp_path / "count.json"])
     assert eval_source(settings, tmp_path / "build") == (["e2wm"], (
         f"the released E2WM benchmark ({benchmark_data.SOURCE}, cached)"))
-    assert eval_source(replace(settings, eval_data="mine"), tmp_path / "build") == (["mine"], "`mine`")
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text(json.dumps({"input": "Q: How to sleep?\nA:", "ref": "Walk to bed."}) + "\n")
+    assert eval_source(replace(settings, eval_data=str(mine)), tmp_path / "build") == ([str(mine)], f"`{mine}`")
+    # --eval-data that eval would refuse stops the demo before its first stage, not after training
+    with pytest.raises(InputError, match="no such file or directory"):
+        plan(replace(settings, eval_data=str(tmp_path / "absent.jsonl")))
 
     stages = {stage.name: stage for stage in plan(settings)}
     jobs = stages["eval"].jobs
@@ -173,3 +196,5 @@ def test_the_data_evaluated_and_the_runs_compared(tmp_path, monkeypatch):
     generated = {stage.name: stage for stage in plan(settings)}["eval"].jobs
     assert {job.config.max_new_tokens for job in generated} == {64}  # references of at most 45 tokens
     assert generated[0].config.data == [str(tmp_path / "demo" / "build" / "heldout")]
+    with pytest.raises(InputError, match="not in the cache"):  # --eval-data e2wm:count before the download
+        plan(replace(settings, eval_data="e2wm:count"))

@@ -126,11 +126,13 @@ def plan_tasks(records: list[PlanRecord], shots: dict[str, int], seed: int, hold
 def plan_evaluation(records: list[PlanRecord], variant: str, train: list[PlanRecord], activities: list[str],
                     pool: list[str], seed: int) -> list[OutputFile]:
     """plan_gen<variant>, plan_gen<variant>_confusing (generation) and act_recog<variant> (4 options) of records
-    kept out of training; shots from the training programs."""
+    kept out of training whose question and plan no training example tells (a plan trained under another
+    question is a memorised answer); shots from the training programs."""
     known_questions = {plan_gen.block(r).prompt for r in train}
     known_plans = {plan_gen.plan_english(r) for r in train}
     skipped = {name: Counter() for name in ("plan", "confusing", "act")}
     fresh = heldout.keep_new(records, known_questions, lambda r: plan_gen.block(r).prompt, skipped["plan"])
+    fresh = heldout.keep_new(fresh, known_plans, plan_gen.plan_english, skipped["plan"])  # a trained answer too
     questions = {(b.prompt, b.answer): r for r in fresh if (b := plan_gen.block(r))}
     skipped["plan"].update(duplicate=len(fresh) - len(questions))
     fresh = list(questions.values())

@@ -372,10 +372,11 @@ def conclusion(task: str, n: int, pair: Paired, base: Run, other: Run) -> str:
                 f"{format_p(change.p)} < {ALPHA:.2f}, so this is unlikely to be chance on these items, though its "
                 f"size is known only to about ±{half:.2f}")
     stuck = [run.label for run in (base, other) if below_baseline(run, task)]
-    if stuck:
+    if stuck:  # name the better baseline: a run above chance but not above majority is not "above neither"
         result = base.metrics[task]
+        best, second = ("majority", "chance") if result["majority"] >= result["chance"] else ("chance", "majority")
         text += (f"; {' and '.join(f'`{label}`' for label in stuck)} {'is' if len(stuck) == 1 else 'are'} not above "
-                 f"the chance ({result['chance']:.3f}) or majority ({result['majority']:.3f}) baseline")
+                 f"the {best} baseline ({result[best]:.3f}; {second} {result[second]:.3f})")
     return text + "."
 
 

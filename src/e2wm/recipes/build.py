@@ -19,7 +19,7 @@ from pathlib import Path
 
 from e2wm.benchmark import TASKS, TRAINING_TASKS
 from e2wm.config import result_settings
-from e2wm.data.build import OutputFile, file_stats, plan_tasks, story_tasks
+from e2wm.data.build import HELDOUT_DIR, OutputFile, file_stats, plan_tasks, story_tasks
 from e2wm.data.config import BuildConfig
 from e2wm.data.records import read_episodes, read_plans
 from e2wm.errors import InputError
@@ -29,12 +29,20 @@ from e2wm.files import output_folder, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 DRAWS = 10  # other items' references per item for a generation file's chance baseline
+# the files each input can make (without .jsonl), for `remove_stale`
+FROM_PLANS = ["train_plan_gen", "train_act_recog"] + [
+    f"{HELDOUT_DIR}/{name}" for name in ("plan_gen", "plan_gen_confusing", "act_recog", "plan_gen_unseen",
+                                         "plan_gen_unseen_confusing", "act_recog_unseen")]
+FROM_EXPLORE = ["train_count", "train_obj_move"] + [
+    f"{HELDOUT_DIR}/{name}" for name in ("count", "obj_move", "obj_move_path")]
 
 
 def build(config: BuildConfig, tokenizer=None) -> dict:
     """Build every file into config.out and return the stats (also written to OUT/stats.json).
 
     tokenizer (else the one config.tokenizer names, if any) adds token-length percentiles to the stats.
+    Files an earlier build made in config.out from the same inputs that this build does not write are deleted
+    (`remove_stale`).
     Raises InputError naming file, line and field on a bad record, for an input file without records, when more
     records are asked for evaluation than can be spared, and when no file got any example (nothing is written then;
     an output file without examples among others is a warning).
@@ -62,6 +70,7 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
         raise InputError(f"--out {out}: no example was built from the records (skipped: {reasons}); nothing written")
     for file in files:
         write_jsonl(out / file.path, file.lines)
+    remove_stale(out, {file.path for file in files}, config.plans is not None, config.explore is not None)
     entries = {file.path: file_stats(file, tokenizer) for file in files}
     for file in files:
         if file.evaluation and file.lines:
@@ -73,6 +82,18 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
             reasons = ", ".join(f"{n} {why}" for why, n in file.skipped.most_common()) or "no records for it"
             logger.warning("%s has no examples (%s); more programs or episodes give more", out / file.path, reasons)
     return stats
+
+
+def remove_stale(out: Path, written: set[str], plans: bool, explore: bool) -> None:
+    """Delete the files an earlier build made into out from the same kind of input (plans, explore) that this build
+    does not write (an evaluation file of an option now 0): they came from another split, so an evaluation file left
+    behind would hold records that are now in training, and `e2wm eval --data OUT/heldout` would score it."""
+    names = (FROM_PLANS if plans else []) + (FROM_EXPLORE if explore else [])
+    for name in (f"{stem}.jsonl" for stem in names):
+        path = out / name
+        if name not in written and path.is_file():
+            path.unlink()
+            logger.warning("%s: removed (written by an earlier build of another split)", path)
 
 
 def records(read, path: str) -> list:

@@ -34,6 +34,7 @@ from e2wm.data.build import HELDOUT_DIR
 from e2wm.data.config import BuildConfig
 from e2wm.errors import InputError
 from e2wm.eval.config import EvalConfig, ReportConfig
+from e2wm.eval.items import load_eval_files
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.experience.runner import default_workers
 from e2wm.files import write_atomic, write_json
@@ -153,13 +154,19 @@ def spread(ids: list[str], n: int) -> list[str]:
 def eval_source(settings: DemoConfig, build_dir: Path) -> tuple[list[str], str]:
     """The --data values the demo evaluates and what they are (for the report's title): --eval-data, else the
     released benchmark in the cache (all of it checked against its checksums), else the dev slice beside the
-    checkout, else the build stage's evaluation files."""
+    checkout, else the build stage's evaluation files.
+
+    Raises:
+        InputError: --eval-data that `e2wm eval` would refuse (checked before any stage runs)."""
     if settings.eval_data is not None:
+        load_eval_files([settings.eval_data])  # a wrong path or an undownloaded name stops now, not after training
         return [settings.eval_data], f"`{settings.eval_data}`"
     try:
         benchmark_data.eval_files(benchmark_data.NAME)
     except InputError as missing:
-        logger.debug("the released benchmark is not used: %s", missing)
+        # after a download (some of it cached) the user expects the released benchmark: say why it is not used
+        cache_used = benchmark_data.default_dir().is_dir()
+        logger.log(logging.WARNING if cache_used else logging.DEBUG, "the released benchmark is not used: %s", missing)
     else:
         return [benchmark_data.NAME], f"the released E2WM benchmark ({benchmark_data.SOURCE}, cached)"
     if DEV_SLICE.is_dir():

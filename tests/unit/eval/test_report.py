@@ -148,7 +148,13 @@ def test_small_tasks_are_warned_about_and_noise_is_never_a_gain(tmp_path):
     assert ("- **act_infer** (4 items): the change +0.500 (95% CI +0.000 to +1.000) has p = 0.5 in the paired "
             "permutation test, so it may well be chance and no gain or loss can be claimed; at 4 items no change can "
             "be told from noise, however large: the paired test's smallest two-sided p is 2 / 2^4 = 0.125; `base` is "
-            "not above the chance (0.250) or majority (0.250) baseline.") in text
+            "not above the majority baseline (0.250; chance 0.250).") in text
+    # above chance but not above majority (the demo's act_recog_unseen): the sentence names the majority baseline
+    above_chance = write_run(tmp_path / "above", {"act_infer": qa([1, 1, 1, 0, 0], majority=0.7)})
+    better = write_run(tmp_path / "better", {"act_infer": qa([1, 1, 1, 1, 0], majority=0.7)})  # 0.8 > 0.7
+    text = write_report([above_chance, better], [], tmp_path / "r7.md")
+    assert "; `above` is not above the majority baseline (0.700; chance 0.250)." in text
+    assert "chance (0.250) or majority" not in text
     # 0/5 -> 3/5 (made-up runs of the trial): the bootstrap called it a gain; the exact test gives p = 0.25
     five = write_run(tmp_path / "five", {"act_infer": qa([0] * 5)})
     three = write_run(tmp_path / "three", {"act_infer": qa([1, 1, 1, 0, 0])})
