@@ -1,9 +1,10 @@
 """Training speed and memory: random batches (the default) and length-grouped ones, both with dynamic
 padding, against pad-to-800, the EWC term's share of a step, per-sample gradients batched vs looped, the
 Fisher's size against a whole-model copy (measured, and on paper for GPT-J-6B / GPT-Neo-1.3B), and the model
-FLOPs utilisation of whole-model LoRA steps in float32 and under bf16 autocast (where the CPU has bf16).
+FLOPs utilisation of whole-model LoRA steps in float32 and under bf16 autocast (where the CPU has bf16), and a
+profile of one such step (matrix products, dtype casts, the rest).
 
-    python benchmarks/train_speed.py [--model smollm2-135m] [--examples 32] [--layers 2] [--only mfu]
+    python benchmarks/train_speed.py [--model smollm2-135m] [--examples 32] [--layers 2] [--only mfu|profile]
 
 MFU = model FLOPs (e2wm.train.loop.FlopCount: PaLM's appendix-B count) / (seconds x the matmul peak measured
 here, e2wm.train.loop.matmul_peak, in the dtype the matmuls run in); the step's time is split into forward,
@@ -192,6 +193,42 @@ def mfu(args, model, tokenizer, examples, precision) -> dict:
             "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
+           "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+CASTS = ("aten::copy_", "aten::_to_copy", "aten::to")
+
+
+def profile(args, model, tokenizer, examples, precision) -> dict:
+    """Where one whole-model LoRA step's time goes (after a warm-up step): torch.profiler's self CPU time of each
+    operator, summed into matrix products (MATMULS, attention included), dtype casts (CASTS: autocast's copies of
+    weights and activations to and from bf16) and everything else (element-wise, norms, softmax, loss, optimiser),
+    in seconds and as shares of the step."""
+    model = with_lora(model)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    data = collate(random.Random(3).sample(examples, args.batch_size), tokenizer.pad_token_id)
+
+    def step():
+        with autocast(precision, "cpu"):
+            loss = weighted_nll_sum(model, data)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        step()
+    seconds = {"matmul": 0.0, "cast": 0.0, "other": 0.0}
+    for event in profiler.key_averages():
+        kind = "matmul" if event.key in MATMULS else "cast" if event.key in CASTS else "other"
+        seconds[kind] += event.self_cpu_time_total / 1e6
+    total = sum(seconds.values())
+    return {"dtype": str(precision or torch.float32), "step_s": total,
+            **{f"{kind}_s": value for kind, value in seconds.items()},
+            **{f"{kind}_share": value / total for kind, value in seconds.items()},
+            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+
+
 def on_paper() -> dict:
     """Fisher (q_proj, v_proj) vs whole-model float32 values for the paper's models, from their configs."""
     from transformers import AutoModelForCausalLM, GPTJConfig, GPTNeoConfig
@@ -219,16 +256,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--layers", type=int, default=2, help="decoder layers kept for the batching timing")
     parser.add_argument("--mfu-steps", type=int, default=2, help="timed LoRA steps per dtype for the MFU")
-    parser.add_argument("--only", choices=["mfu"], help="run only this part")
+    parser.add_argument("--only", choices=["mfu", "profile"], help="run only this part")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, tokenizer = load_model(ModelSpec(args.model, device="cpu"))
     examples = released_examples(tokenizer)
     for precision in (None, torch.bfloat16):
         if precision is None or native_bf16("cpu") is None:
-            print(json.dumps({"mfu": mfu(args, load_model(ModelSpec(args.model, device="cpu"))[0], tokenizer,
-                                         examples, precision)}))
-    if args.only == "mfu":
+            for part, measure in (("mfu", mfu), ("profile", profile)):
+                if args.only in (None, part):
+                    print(json.dumps({part: measure(args, load_model(ModelSpec(args.model, device="cpu"))[0],
+                                                    tokenizer, examples, precision)}))
+    if args.only:
         return
     lengths = [len(e.ids) for e in examples]
     print(json.dumps({"released": {size: padding_efficiency(lengths, size) for size in (args.batch_size, 20)}}))
