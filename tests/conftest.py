@@ -24,6 +24,18 @@ CORPUS = [
 ] * 20
 
 
+@pytest.fixture(autouse=True)
+def float32_by_default(monkeypatch):
+    """`e2wm train`'s default `--autocast auto` computes in bf16 on a CPU with native bf16; the tests compare
+    training with float32 computations, so here auto stays float32 (tests of auto itself call the saved
+    `e2wm.models.auto_bf16` as `float32_by_default.real`; processes a test starts are not patched)."""
+    import e2wm.models
+
+    real = e2wm.models.auto_bf16
+    monkeypatch.setattr(e2wm.models, "auto_bf16", lambda device, weights: False)
+    return real
+
+
 def train_tokenizer(style: str, directory: Path):
     """A small tokenizer trained here: 'bpe' (GPT-2 style byte-level) or 'sentencepiece' (Metaspace, with BOS)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers

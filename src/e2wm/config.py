@@ -24,7 +24,7 @@ from e2wm.errors import InputError
 def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, choices: tuple | None = None,
            minimum: float | None = None, above: float | None = None, group: str | None = None,
            positional: bool = False, result: bool = True, metavar: str | None = None, const: Any = None,
-           default_factory: Any = MISSING) -> Any:
+           default_factory: Any = MISSING, absent: Any = MISSING) -> Any:
     """A config field with what its command-line option needs.
 
     Args:
@@ -38,9 +38,12 @@ def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, c
         result: False for settings that cannot change a result (output paths, checkpoint frequency, ...);
             they are left out of `result_settings`.
         const: the value of the option given without one (`--ray` alone means `--ray local`).
+        absent: what a run recorded before the option existed did, when that is not today's default (`--autocast`
+            came with "none" and became "auto"): `with_defaults` fills this in.
     """
     metadata = {"help": help, "flag": flag, "choices": choices, "minimum": minimum, "above": above,
-                "group": group, "positional": positional, "result": result, "metavar": metavar, "const": const}
+                "group": group, "positional": positional, "result": result, "metavar": metavar, "const": const,
+                "absent": absent}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -100,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 def _default(item: Field) -> Any:
     """The field's default value (MISSING for a required one)."""
     return item.default_factory() if item.default_factory is not MISSING else item.default
+
+
+def _absent(item: Field) -> Any:
+    """What a run recorded before the field existed did: its `absent` value, else its default."""
+    absent = item.metadata.get("absent", MISSING)
+    return absent if absent is not MISSING else _default(item)
 
 
 def from_namespace(cls: type, namespace: argparse.Namespace):
@@ -163,11 +172,11 @@ def result_settings(config) -> dict[str, Any]:
 
 def with_defaults(recorded: dict[str, Any], config, results_only: bool = False) -> dict[str, Any]:
     """recorded (the options, or with results_only the `result_settings`, that a run wrote in its config.json)
-    with every field of config's class it lacks at that field's default, as JSON would record it: an option
-    added to e2wm after the run started then compares equal to its default instead of counting as changed
-    (`train --resume`, the study's skip of finished runs)."""
-    added = {item.name: _default(item) for item in fields(config) if item.name not in recorded
-             and _default(item) is not MISSING and (item.metadata.get("result", True) or not results_only)}
+    with every field of config's class it lacks at what runs did before that option existed (its `absent` value,
+    else its default), as JSON would record it: an option added to e2wm after the run started then compares
+    equal to that instead of counting as changed (`train --resume`, the study's skip of finished runs)."""
+    added = {item.name: _absent(item) for item in fields(config) if item.name not in recorded
+             and _absent(item) is not MISSING and (item.metadata.get("result", True) or not results_only)}
     return {**recorded, **json.loads(json.dumps(added))}
 
 

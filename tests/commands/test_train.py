@@ -230,7 +230,8 @@ def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(tiny_lla
     # tiny Llama: no dropout anywhere with --lora-dropout 0 (GPT-2's own dropout draws from each process's RNG)
     data = write_pairs(tmp_path / "a.json", repeat=2)
     common = ["--model", tiny_llama, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
-              "--lora-dropout", "0", "--epochs", "2", "--lr", "1e-2"]
+              "--lora-dropout", "0", "--epochs", "2", "--lr", "1e-2",
+              "--autocast", "none"]  # the launched processes are not under the suite's float32 pin (conftest)
     assert run_train(capsys, *common, "--grad-accum", "2", "--out", tmp_path / "one")[0] == 0
     config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "cpu-2proc.yaml"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),

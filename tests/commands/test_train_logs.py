@@ -179,6 +179,29 @@ def test_bf16_autocast_trains_close_to_float32_with_float32_weights(tiny_llama, 
     assert [deterministic(r) for r in read_log(tmp_path / "fallback")] == [deterministic(r) for r in fp32]
 
 
+def test_auto_autocast_is_bf16_only_on_a_bf16_cpu_with_float32_weights(tiny_llama, tmp_path, capsys, monkeypatch,
+                                                                         mixture, float32_by_default):
+    """The default --autocast auto: bf16 where the CPU has it and the weights are float32, else float32, silently."""
+    import e2wm.models
+
+    monkeypatch.setattr(e2wm.models, "auto_bf16", float32_by_default)  # the real choice, not the suite's pin
+    monkeypatch.setattr("e2wm.models.cpu_flags", lambda: {"fpu", "avx512_bf16"})
+    assert e2wm.models.autocast_dtype("auto", "cpu") == torch.bfloat16
+    assert e2wm.models.autocast_dtype("auto", "cpu", "bfloat16") is None  # bf16 weights: nothing to autocast
+    assert e2wm.models.autocast_dtype("auto", "meta") is None  # not a CPU: the weights' dtype decides
+    common = ["--model", tiny_llama, "--train", mixture, "--method", "lora", "--batch-size", "2", "--max-steps", "2"]
+    code, out, _ = train(capsys, *common, "--out", tmp_path / "auto")
+    assert code == 0 and "--autocast auto: matrix products in torch.bfloat16" in out
+    recorded = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert recorded["settings"]["autocast"] == "auto"
+    assert recorded["provenance"]["matmul_peak"]["dtype"] == "torch.bfloat16"
+    monkeypatch.setattr("e2wm.models.cpu_flags", lambda: {"fpu", "avx2"})
+    code, out, _ = train(capsys, *common, "--out", tmp_path / "plain")
+    assert code == 0 and "--autocast" not in out  # no bf16 here: float32, without a warning
+    recorded = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert recorded["provenance"]["matmul_peak"]["dtype"] == "torch.float32"
+
+
 def test_eval_under_bf16_autocast_scores_close_to_float32_and_is_not_reused_as_float32(tiny_gpt2, tmp_path, capsys,
                                                                                         monkeypatch):
     data = tmp_path / "count.jsonl"

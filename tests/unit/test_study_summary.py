@@ -72,7 +72,13 @@ def test_a_finished_run_is_kept_across_added_options_and_refused_when_an_option_
     recorded = tmp_path / "config.json"
     recorded.write_text(json.dumps({"options": options}))
     assert study.unchanged(recorded, "options", config)
+    del options["autocast"]  # from before --autocast: those runs computed in float32, "none", not today's "auto"
+    recorded.write_text(json.dumps({"options": options}))
+    with pytest.raises(SystemExit, match="finished with other autocast;"):
+        study.unchanged(recorded, "options", config)
+    assert study.unchanged(recorded, "options", TrainConfig(train="paper", out=str(tmp_path / "run"), method="lora",
+                                                            autocast="none"))
     options["lr"] = 1e-3
     recorded.write_text(json.dumps({"options": options}))
-    with pytest.raises(SystemExit, match="finished with other lr;"):
+    with pytest.raises(SystemExit, match="finished with other autocast, lr;"):
         study.unchanged(recorded, "options", config)

@@ -204,7 +204,7 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     max_length = token_limit(model, tokenizer, config)
     results: dict[str, dict] = {}
     device = next(model.parameters()).device
-    with autocast(autocast_dtype(config.autocast, str(device)), device):  # --autocast bf16: matmuls in bf16
+    with autocast(autocast_dtype(config.autocast, str(device), config.dtype), device):  # bf16: matmuls in bf16
         for task in tasks:
             n_original = len(task.items)
             if config.limit:

@@ -231,7 +231,9 @@ class FinetuneRecipe:
         for _, path in mixture:  # every training file checked before the model loads
             read_pairs(path)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
-        self.precision = autocast_dtype(config.autocast, str(accelerator.device))
+        self.precision = autocast_dtype(config.autocast, str(accelerator.device), config.dtype)
+        if self.precision is not None:
+            logger.info("--autocast %s: matrix products in %s, weights float32", config.autocast, self.precision)
         self.flops = FlopCount.of(model)
         compute = self.precision or DTYPES[config.dtype]
         self.peak = matmul_peak(str(accelerator.device), compute)  # FLOP/s, the MFU's denominator

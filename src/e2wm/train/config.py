@@ -78,7 +78,7 @@ class TrainConfig(LoadedModelOptions):
     modules: str | None = option(None, MODULES_HELP + "; with a Fisher, the Fisher's modules")
     gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory)", result=False)
     seed: int = option(0, "seed of the LoRA initialisation and the data order")
-    autocast: str = option("none", AUTOCAST_HELP, choices=AUTOCASTS, group="model")
+    autocast: str = option("auto", AUTOCAST_HELP, choices=AUTOCASTS, group="model", absent="none")
     log_every: int = option(10, "average each training file's CE (task_ce in log.jsonl) over windows of N optimiser "
                             "steps; a window also ends at each checkpoint and at the last step", minimum=1,
                             result=False)
