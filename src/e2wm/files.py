@@ -40,7 +40,16 @@ def output_file(path: str | Path, option: str = "--out") -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{option} {path}: a directory, not a file")
+    check_parents(path, option)
     return path
+
+
+def check_parents(path: Path, option: str) -> None:
+    """InputError `--out PATH: PARENT is a file, not a folder` when the nearest existing folder above path is a
+    file (the path could never be created; mkdir or open would raise NotADirectoryError at the end)."""
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"{option} {path}: {parent} is a file, not a folder")
 
 
 def output_folder(path: str | Path, option: str = "--out") -> Path:
@@ -49,6 +58,7 @@ def output_folder(path: str | Path, option: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{option} {path}: a file, not a folder")
+    check_parents(path, option)
     return path
 
 

@@ -414,13 +414,19 @@ def resolve_adapter(adapter: str) -> str:
     return str(SHIPPED_ADAPTERS / adapter)
 
 
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # what PEFT reads, in its order
+
+
 def adapter_dir(adapter: str) -> Path:
-    """The adapter directory, checked to hold a PEFT adapter."""
+    """The adapter directory, checked to hold a PEFT adapter: adapter_config.json and a weights file (without
+    one PEFT would take the folder's name for a Hub repository and look it up there)."""
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").is_file():
         names = ", ".join(shipped_adapters()) or "none"
         raise InputError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter directory, nor an "
                          f"adapter shipped with e2wm: {names})")
+    if not any((path / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise InputError(f"--adapter {adapter}: adapter_config.json but no weights ({' or '.join(ADAPTER_WEIGHTS)})")
     return path
 
 

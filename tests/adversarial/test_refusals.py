@@ -467,6 +467,24 @@ def case_train_fisher_of_another_model(tmp, f):
             "--out", tmp / "run"]
 
 
+@case("--fisher", "holds nan at [0, 0]", "1 entries not finite or negative")
+def case_train_fisher_with_a_nan(tmp, f):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(f.wide_fisher), framework="pt") as handle:
+        metadata, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    next(iter(tensors.values()))[0, 0] = float("nan")
+    save_file(tensors, str(tmp / "nan.safetensors"), metadata=metadata)
+    return ["train", "--model", f.llama, "--train", f"1 {pairs(tmp)}", "--fisher", tmp / "nan.safetensors",
+            "--out", tmp / "run"]
+
+
+@case("--out", "a.jsonl is a file, not a folder")
+def case_train_out_inside_a_file(tmp, f):
+    return train(tmp, f, f"1 {pairs(tmp)}", "--out", tmp / "a.jsonl" / "run")
+
+
 @case("--modules c_attn", "no Linear/Conv1D module of the model has these names")
 def case_train_fisher_of_another_architecture(tmp, f):
     from e2wm.train.fisher import FisherHeader, save_fisher
@@ -610,6 +628,14 @@ def case_eval_adapter_not_safetensors(tmp, f):
     return ["eval", "--model", f.llama, "--adapter", adapter, "--data", qa(tmp), "--out", tmp / "eval"]
 
 
+@case("--adapter", "adapter_config.json but no weights (adapter_model.safetensors or adapter_model.bin)")
+def case_eval_adapter_without_weights(tmp, f):
+    adapter = tmp / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_bytes((f.llama_adapter / "adapter_config.json").read_bytes())
+    return ["eval", "--model", f.llama, "--adapter", adapter, "--data", qa(tmp), "--out", tmp / "eval"]
+
+
 @case("--max-len must be at least 2, got 1")
 def case_eval_max_len_1(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--max-len", "1")
@@ -628,6 +654,11 @@ def case_eval_max_new_tokens_fill_the_context(tmp, f):
 @case("--max-len 100000 exceeds the model's context of 512 tokens")
 def case_eval_max_len_beyond_the_model(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--max-len", "100000")
+
+
+@case("--out", "count.jsonl is a file, not a folder")
+def case_eval_out_inside_a_file(tmp, f):
+    return evaluate(tmp, f, qa(tmp), "--out", tmp / "count.jsonl" / "eval")
 
 
 @case("ppl.jsonl:1: field 'text' is missing")
@@ -687,6 +718,20 @@ def case_report_metrics_cut_short(tmp, f):
 def case_report_train_log_of_another_kind(tmp, f):
     row = {"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 0.1}
     write_lines(tmp / "train" / "log.jsonl", row, {k: v for k, v in row.items() if k != "ce"} | {"step": 2})
+    return ["report", "--train-log", tmp / "train", "--out", tmp / "report.md"]
+
+
+@case("log.jsonl:2: field 'loss' must be int or float, got str")
+def case_report_train_log_mistyped_loss(tmp, f):
+    row = {"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 0.1}
+    write_lines(tmp / "train" / "log.jsonl", row, row | {"step": 2, "loss": "1.0"})
+    return ["report", "--train-log", tmp / "train", "--out", tmp / "report.md"]
+
+
+@case("log.jsonl:1: field 'task_ce.count' must be a number, got NoneType")
+def case_report_train_log_mistyped_task_ce(tmp, f):
+    row = {"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 0.1, "task_ce": {"count": None}}
+    write_lines(tmp / "train" / "log.jsonl", row)
     return ["report", "--train-log", tmp / "train", "--out", tmp / "report.md"]
 
 

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from e2wm.errors import InputError, RunError
-from e2wm.files import write_atomic
+from e2wm.files import output_folder, write_atomic
 from e2wm.models import DTYPES, ModelSpec, adapter_dir, hub_reachable, load_model, resolve_model_path
 from e2wm.provenance import tree_digest
 from e2wm.train.card import merged_card
@@ -56,7 +56,7 @@ def export_merged(config: ExportConfig) -> Path:
     """
     from transformers import AutoTokenizer
 
-    out = Path(config.out)
+    out = output_folder(config.out)  # a file above it is refused here
     if out.exists():
         raise InputError(f"--out {out}: already exists; give a new directory")
     adapter_dir(config.adapter)
