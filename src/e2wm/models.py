@@ -358,10 +358,18 @@ def quantization_config(spec: ModelSpec):
 
 
 def load_tokenizer(name: str, option: str = "--model"):
-    """The model's tokenizer, with a pad token (eos when it has none); option is the flag that named the model."""
+    """The model's tokenizer, with a pad token (eos when it has none); option is the flag that named the model.
+
+    InputError when the model has no tokenizer transformers can build (a folder without tokenizer files gives
+    transformers' ValueError).
+    """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name, option))
+    path = resolve_model_path(name, option)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except ValueError as error:
+        raise InputError(f"{option} {name}: cannot load its tokenizer ({mismatch(error)})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -351,6 +351,15 @@ def case_fisher_model_folder_without_config(tmp, f):
     return ["fisher", "--model", folder_with_a_file(tmp, "model"), "--out", tmp / "f.safetensors"]
 
 
+@case("--model", "cannot load its tokenizer (Couldn't instantiate the backend tokenizer")
+def case_fisher_model_folder_without_tokenizer(tmp, f):
+    model = tmp / "model"
+    model.mkdir()
+    (model / "config.json").write_bytes((Path(f.llama) / "config.json").read_bytes())
+    return ["fisher", "--model", model, "--corpus", write_lines(tmp / "corpus.jsonl", TEXT), "--n", "2",
+            "--out", tmp / "f.safetensors"]
+
+
 @case("--out", "f.safetensors", "a directory, not a file")
 def case_fisher_out_is_a_folder(tmp, f):
     folder_with_a_file(tmp, "f.safetensors")
