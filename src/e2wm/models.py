@@ -158,12 +158,19 @@ def autocast(dtype: torch.dtype | None, device: str):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
+COMPUTE_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
 def check_device(device: str) -> str:
     """The device, checked to be a torch device this machine has; InputError naming what is wrong otherwise."""
     try:
         kind = torch.device(device).type
     except RuntimeError:
         raise InputError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if kind not in COMPUTE_DEVICES:  # meta, lazy, ...: tensors without values
+        raise InputError(f"--device {device}: not a device that computes ({', '.join(COMPUTE_DEVICES)})")
+    if kind == "cpu" and torch.device(device).index not in (None, 0):
+        raise InputError(f"--device {device}: torch has one CPU device (cpu); threads: OMP_NUM_THREADS")
     if kind == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: this machine has no CUDA GPU (or torch was built without CUDA)")
     if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():

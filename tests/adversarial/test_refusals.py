@@ -670,6 +670,16 @@ def case_eval_out_inside_a_file(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--out", tmp / "count.jsonl" / "eval")
 
 
+@case("--device meta: not a device that computes (cpu, cuda, mps, xpu)")
+def case_eval_meta_device(tmp, f):
+    return evaluate(tmp, f, qa(tmp), "--device", "meta")
+
+
+@case("--device cpu:1: torch has one CPU device (cpu)")
+def case_eval_second_cpu(tmp, f):
+    return evaluate(tmp, f, qa(tmp), "--device", "cpu:1")
+
+
 @case("ppl.jsonl:1: field 'text' is missing")
 def case_eval_ppl_data_missing_field(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--ppl-data", write_lines(tmp / "ppl.jsonl", {"txt": "x"}))
