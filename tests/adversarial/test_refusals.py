@@ -391,6 +391,15 @@ def case_fisher_import_of_another_architecture(tmp, f):
     return ["fisher", "import", "--checkpoint", tmp / "ckpt", "--model", f.llama, "--out", tmp / "f.safetensors"]
 
 
+@case("pytorch_model.bin: refused: its weights file holds objects other than tensors")
+def case_fisher_import_pickle_that_runs_code(tmp, f):
+    from helpers.files import RunsCode
+
+    (tmp / "ckpt").mkdir()
+    torch.save({"x": RunsCode(tmp / "ran")}, tmp / "ckpt" / "pytorch_model.bin")  # the snapshot sees "ran" appear
+    return ["fisher", "import", "--checkpoint", tmp / "ckpt", "--model", f.llama, "--out", tmp / "f.safetensors"]
+
+
 @case("--n must be at least 0, got -5")
 def case_fisher_import_negative_n(tmp, f):
     return ["fisher", "import", "--checkpoint", tmp, "--model", f.llama, "--n", "-5", "--out", tmp / "f.safetensors"]
@@ -790,6 +799,11 @@ def case_export_adapter_missing(tmp, f):
 def case_export_unknown_dtype(tmp, f):
     return ["export", "merged", "--model", f.llama, "--adapter", f.llama_adapter, "--dtype", "float8", "--out",
             tmp / "merged"]
+
+
+@case("--out", "count.jsonl is a file, not a folder")
+def case_lm_eval_out_inside_a_file(tmp, f):
+    return ["export", "lm-eval", "--data", qa(tmp), "--out", tmp / "count.jsonl" / "tasks"]
 
 
 def export_lm_eval(tmp, data) -> list:
