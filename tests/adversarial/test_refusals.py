@@ -70,6 +70,11 @@ def case_cli_unknown_command(tmp, f):
     return ["trian"]
 
 
+@case("ev\\udcff': not UTF-8 (byte 0xff)", "rename it")
+def case_cli_out_name_not_utf8(tmp, f):
+    return ["eval", "--model", f.gpt2, "--data", qa(tmp), "--out", str(tmp) + "/ev\udcff"]  # os.fsdecode(b"ev\xff")
+
+
 @case("unrecognized arguments: --plan")
 def case_cli_unknown_option(tmp, f):
     return ["build", "--plan", plans(tmp), "--out", tmp / "out"]
