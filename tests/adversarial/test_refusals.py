@@ -800,6 +800,11 @@ def case_export_adapter_missing(tmp, f):
     return ["export", "merged", "--model", f.llama, "--adapter", tmp / "nope", "--out", tmp / "merged"]
 
 
+@case("--push a/b/c: not a Hub repository id (Repo id must be in the form 'repo_name' or 'namespace/repo_name'")
+def case_export_push_to_a_bad_repo_id(tmp, f):
+    return ["export", "merged", "--model", f.llama, "--adapter", f.llama_adapter, "--out", tmp / "m", "--push", "a/b/c"]
+
+
 @case("argument --dtype: invalid choice: 'float8'")
 def case_export_unknown_dtype(tmp, f):
     return ["export", "merged", "--model", f.llama, "--adapter", f.llama_adapter, "--dtype", "float8", "--out",
