@@ -17,7 +17,7 @@ import yaml
 
 from e2wm import __version__, config
 from e2wm.errors import InputError, RunError
-from e2wm.files import read_text
+from e2wm.files import read_text, require_utf8
 
 # command name -> (module under e2wm.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -166,18 +166,6 @@ def configure_logging() -> None:
     logger.propagate = False  # a library's root handler (rouge-score's absl) would print each line twice
 
 
-def check_utf8(argv: list[str]) -> None:
-    """InputError for an argument that is not UTF-8 (Python keeps such bytes of a file name as lone surrogates,
-    which every JSON or markdown file e2wm writes would fail on, after the work)."""
-    for arg in argv:
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError as error:
-            byte = arg[error.start].encode("utf-8", "surrogateescape")[0]
-            raise InputError(f"argument {arg!r}: not UTF-8 (byte 0x{byte:02x}); e2wm records paths and settings "
-                             f"in UTF-8 files: rename it") from None
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
@@ -201,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         build_parser().parse_args(argv)  # prints help, the version or the usage error
         return
     try:
-        check_utf8(argv)
+        for arg in argv:
+            require_utf8(arg, f"argument {arg!r}")
         job, module = parse(name, argv[len(name.split()):])
         module.run(job)
     except InputError as error:

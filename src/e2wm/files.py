@@ -34,6 +34,17 @@ def check_file(path: Path) -> Path:
     return path
 
 
+def require_utf8(text: str, where: str) -> None:
+    """InputError `WHERE: not UTF-8 (byte 0xNN)` for a name that is not UTF-8: Python keeps such bytes of a file name
+    (or an argument) as lone surrogates, which every JSON or markdown file e2wm writes would fail on, after the work."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        byte = text[error.start].encode("utf-8", "surrogateescape")[0]
+        raise InputError(f"{where}: not UTF-8 (byte 0x{byte:02x}); e2wm records paths and settings in UTF-8 "
+                         "files: rename it") from None
+
+
 def output_file(path: str | Path, option: str = "--out") -> Path:
     """An output file's path, checked before any work: InputError `--out PATH: a directory, not a file` when a
     folder is in its place (writing would fail only at the end)."""

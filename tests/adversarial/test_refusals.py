@@ -694,6 +694,12 @@ def case_eval_second_cpu(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--device", "cpu:1")
 
 
+@case("c\\udcffunt.jsonl': not UTF-8 (byte 0xff)", "rename it")
+def case_eval_folder_with_a_file_name_not_utf8(tmp, f):
+    qa(tmp).rename(tmp / "c\udcffunt.jsonl")  # os.fsdecode(b"c\xffunt.jsonl"): the task name would be written
+    return evaluate(tmp, f, tmp)
+
+
 @case("ppl.jsonl:1: field 'text' is missing")
 def case_eval_ppl_data_missing_field(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--ppl-data", write_lines(tmp / "ppl.jsonl", {"txt": "x"}))
