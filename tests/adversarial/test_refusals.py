@@ -548,6 +548,11 @@ def case_train_fewer_examples_than_a_step(tmp, f):
     return train(tmp, f, f"1 {pairs(tmp)}", "--batch-size", "1", "--grad-accum", "3")
 
 
+@case("2 examples make no full optimiser step of --batch-size 8 x --grad-accum 1")
+def case_train_a_batch_larger_than_the_data(tmp, f):  # was trained at a quarter of the loss (mixture divisor)
+    return train(tmp, f, f"1 {pairs(tmp)}", "--batch-size", "8")
+
+
 @case("--lora-r must be an integer, got 8.5")
 def case_train_yaml_float_for_an_int(tmp, f):
     return ["train", "--config", yaml(tmp, f"model: {f.llama}\ntrain: 1 {pairs(tmp)}\nmethod: lora\nlora_r: 8.5\n"
