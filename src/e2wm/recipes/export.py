@@ -27,7 +27,8 @@ def hub_endpoint() -> str:
 
 
 def push_folder(folder: Path, repo: str) -> None:
-    """Upload folder to the Hub model repo (created, public, when absent), with the token huggingface_hub finds.
+    """Upload folder to the Hub model repo (created private when absent: making it public is the owner's step on
+    the Hub; an existing repo keeps its visibility), with the token huggingface_hub finds.
 
     Raises RunError in one line when the upload fails (no token, no permission, a network error).
     """
@@ -35,7 +36,7 @@ def push_folder(folder: Path, repo: str) -> None:
 
     api = HfApi()
     try:
-        api.create_repo(repo, repo_type="model", exist_ok=True)
+        api.create_repo(repo, repo_type="model", exist_ok=True, private=True)
         api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
                           commit_message="e2wm export merged")
     except Exception as error:  # hub errors come in many types (HTTP, auth, validation, connection)
