@@ -17,7 +17,7 @@ import yaml
 
 from e2wm import __version__, config
 from e2wm.errors import InputError, RunError
-from e2wm.files import read_text
+from e2wm.files import read_text, require_utf8
 
 # command name -> (module under e2wm.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         build_parser().parse_args(argv)  # prints help, the version or the usage error
         return
     try:
+        for arg in argv:
+            require_utf8(arg, f"argument {arg!r}")
         job, module = parse(name, argv[len(name.split()):])
         module.run(job)
     except InputError as error:

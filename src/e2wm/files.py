@@ -34,13 +34,33 @@ def check_file(path: Path) -> Path:
     return path
 
 
+def require_utf8(text: str, where: str) -> None:
+    """InputError `WHERE: not UTF-8 (byte 0xNN)` for a name that is not UTF-8: Python keeps such bytes of a file name
+    (or an argument) as lone surrogates, which every JSON or markdown file e2wm writes would fail on, after the work."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        byte = text[error.start].encode("utf-8", "surrogateescape")[0]
+        raise InputError(f"{where}: not UTF-8 (byte 0x{byte:02x}); e2wm records paths and settings in UTF-8 "
+                         "files: rename it") from None
+
+
 def output_file(path: str | Path, option: str = "--out") -> Path:
     """An output file's path, checked before any work: InputError `--out PATH: a directory, not a file` when a
     folder is in its place (writing would fail only at the end)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{option} {path}: a directory, not a file")
+    check_parents(path, option)
     return path
+
+
+def check_parents(path: Path, option: str) -> None:
+    """InputError `--out PATH: PARENT is a file, not a folder` when the nearest existing folder above path is a
+    file (the path could never be created; mkdir or open would raise NotADirectoryError at the end)."""
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"{option} {path}: {parent} is a file, not a folder")
 
 
 def output_folder(path: str | Path, option: str = "--out") -> Path:
@@ -49,6 +69,7 @@ def output_folder(path: str | Path, option: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{option} {path}: a file, not a folder")
+    check_parents(path, option)
     return path
 
 

@@ -158,12 +158,19 @@ def autocast(dtype: torch.dtype | None, device: str):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
+COMPUTE_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
 def check_device(device: str) -> str:
     """The device, checked to be a torch device this machine has; InputError naming what is wrong otherwise."""
     try:
         kind = torch.device(device).type
     except RuntimeError:
         raise InputError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if kind not in COMPUTE_DEVICES:  # meta, lazy, ...: tensors without values
+        raise InputError(f"--device {device}: not a device that computes ({', '.join(COMPUTE_DEVICES)})")
+    if kind == "cpu" and torch.device(device).index not in (None, 0):
+        raise InputError(f"--device {device}: torch has one CPU device (cpu); threads: OMP_NUM_THREADS")
     if kind == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: this machine has no CUDA GPU (or torch was built without CUDA)")
     if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():
@@ -358,10 +365,18 @@ def quantization_config(spec: ModelSpec):
 
 
 def load_tokenizer(name: str, option: str = "--model"):
-    """The model's tokenizer, with a pad token (eos when it has none); option is the flag that named the model."""
+    """The model's tokenizer, with a pad token (eos when it has none); option is the flag that named the model.
+
+    InputError when the model has no tokenizer transformers can build (a folder without tokenizer files gives
+    transformers' ValueError).
+    """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name, option))
+    path = resolve_model_path(name, option)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except ValueError as error:
+        raise InputError(f"{option} {name}: cannot load its tokenizer ({mismatch(error)})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -414,13 +429,19 @@ def resolve_adapter(adapter: str) -> str:
     return str(SHIPPED_ADAPTERS / adapter)
 
 
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # what PEFT reads, in its order
+
+
 def adapter_dir(adapter: str) -> Path:
-    """The adapter directory, checked to hold a PEFT adapter."""
+    """The adapter directory, checked to hold a PEFT adapter: adapter_config.json and a weights file (without
+    one PEFT would take the folder's name for a Hub repository and look it up there)."""
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").is_file():
         names = ", ".join(shipped_adapters()) or "none"
         raise InputError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter directory, nor an "
                          f"adapter shipped with e2wm: {names})")
+    if not any((path / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise InputError(f"--adapter {adapter}: adapter_config.json but no weights ({' or '.join(ADAPTER_WEIGHTS)})")
     return path
 
 

@@ -70,6 +70,11 @@ def case_cli_unknown_command(tmp, f):
     return ["trian"]
 
 
+@case("ev\\udcff': not UTF-8 (byte 0xff)", "rename it")
+def case_cli_out_name_not_utf8(tmp, f):
+    return ["eval", "--model", f.gpt2, "--data", qa(tmp), "--out", str(tmp) + "/ev\udcff"]  # os.fsdecode(b"ev\xff")
+
+
 @case("unrecognized arguments: --plan")
 def case_cli_unknown_option(tmp, f):
     return ["build", "--plan", plans(tmp), "--out", tmp / "out"]
@@ -351,6 +356,15 @@ def case_fisher_model_folder_without_config(tmp, f):
     return ["fisher", "--model", folder_with_a_file(tmp, "model"), "--out", tmp / "f.safetensors"]
 
 
+@case("--model", "cannot load its tokenizer (Couldn't instantiate the backend tokenizer")
+def case_fisher_model_folder_without_tokenizer(tmp, f):
+    model = tmp / "model"
+    model.mkdir()
+    (model / "config.json").write_bytes((Path(f.llama) / "config.json").read_bytes())
+    return ["fisher", "--model", model, "--corpus", write_lines(tmp / "corpus.jsonl", TEXT), "--n", "2",
+            "--out", tmp / "f.safetensors"]
+
+
 @case("--out", "f.safetensors", "a directory, not a file")
 def case_fisher_out_is_a_folder(tmp, f):
     folder_with_a_file(tmp, "f.safetensors")
@@ -379,6 +393,15 @@ def case_fisher_import_of_another_architecture(tmp, f):
 
     (tmp / "ckpt").mkdir()
     save_file({"transformer.h.0.attn.c_attn.weight": torch.ones(32, 96)}, str(tmp / "ckpt" / "model.safetensors"))
+    return ["fisher", "import", "--checkpoint", tmp / "ckpt", "--model", f.llama, "--out", tmp / "f.safetensors"]
+
+
+@case("pytorch_model.bin: refused: its weights file holds objects other than tensors")
+def case_fisher_import_pickle_that_runs_code(tmp, f):
+    from helpers.files import RunsCode
+
+    (tmp / "ckpt").mkdir()
+    torch.save({"x": RunsCode(tmp / "ran")}, tmp / "ckpt" / "pytorch_model.bin")  # the snapshot sees "ran" appear
     return ["fisher", "import", "--checkpoint", tmp / "ckpt", "--model", f.llama, "--out", tmp / "f.safetensors"]
 
 
@@ -467,6 +490,24 @@ def case_train_fisher_of_another_model(tmp, f):
             "--out", tmp / "run"]
 
 
+@case("--fisher", "holds nan at [0, 0]", "1 entries not finite or negative")
+def case_train_fisher_with_a_nan(tmp, f):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(f.wide_fisher), framework="pt") as handle:
+        metadata, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    next(iter(tensors.values()))[0, 0] = float("nan")
+    save_file(tensors, str(tmp / "nan.safetensors"), metadata=metadata)
+    return ["train", "--model", f.llama, "--train", f"1 {pairs(tmp)}", "--fisher", tmp / "nan.safetensors",
+            "--out", tmp / "run"]
+
+
+@case("--out", "a.jsonl is a file, not a folder")
+def case_train_out_inside_a_file(tmp, f):
+    return train(tmp, f, f"1 {pairs(tmp)}", "--out", tmp / "a.jsonl" / "run")
+
+
 @case("--modules c_attn", "no Linear/Conv1D module of the model has these names")
 def case_train_fisher_of_another_architecture(tmp, f):
     from e2wm.train.fisher import FisherHeader, save_fisher
@@ -505,6 +546,11 @@ def case_train_negative_epochs(tmp, f):
 @case("2 examples make no full optimiser step of --batch-size 1 x --grad-accum 3")
 def case_train_fewer_examples_than_a_step(tmp, f):
     return train(tmp, f, f"1 {pairs(tmp)}", "--batch-size", "1", "--grad-accum", "3")
+
+
+@case("2 examples make no full optimiser step of --batch-size 8 x --grad-accum 1")
+def case_train_a_batch_larger_than_the_data(tmp, f):  # was trained at a quarter of the loss (mixture divisor)
+    return train(tmp, f, f"1 {pairs(tmp)}", "--batch-size", "8")
 
 
 @case("--lora-r must be an integer, got 8.5")
@@ -610,6 +656,14 @@ def case_eval_adapter_not_safetensors(tmp, f):
     return ["eval", "--model", f.llama, "--adapter", adapter, "--data", qa(tmp), "--out", tmp / "eval"]
 
 
+@case("--adapter", "adapter_config.json but no weights (adapter_model.safetensors or adapter_model.bin)")
+def case_eval_adapter_without_weights(tmp, f):
+    adapter = tmp / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_bytes((f.llama_adapter / "adapter_config.json").read_bytes())
+    return ["eval", "--model", f.llama, "--adapter", adapter, "--data", qa(tmp), "--out", tmp / "eval"]
+
+
 @case("--max-len must be at least 2, got 1")
 def case_eval_max_len_1(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--max-len", "1")
@@ -628,6 +682,27 @@ def case_eval_max_new_tokens_fill_the_context(tmp, f):
 @case("--max-len 100000 exceeds the model's context of 512 tokens")
 def case_eval_max_len_beyond_the_model(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--max-len", "100000")
+
+
+@case("--out", "count.jsonl is a file, not a folder")
+def case_eval_out_inside_a_file(tmp, f):
+    return evaluate(tmp, f, qa(tmp), "--out", tmp / "count.jsonl" / "eval")
+
+
+@case("--device meta: not a device that computes (cpu, cuda, mps, xpu)")
+def case_eval_meta_device(tmp, f):
+    return evaluate(tmp, f, qa(tmp), "--device", "meta")
+
+
+@case("--device cpu:1: torch has one CPU device (cpu)")
+def case_eval_second_cpu(tmp, f):
+    return evaluate(tmp, f, qa(tmp), "--device", "cpu:1")
+
+
+@case("c\\udcffunt.jsonl': not UTF-8 (byte 0xff)", "rename it")
+def case_eval_folder_with_a_file_name_not_utf8(tmp, f):
+    qa(tmp).rename(tmp / "c\udcffunt.jsonl")  # os.fsdecode(b"c\xffunt.jsonl"): the task name would be written
+    return evaluate(tmp, f, tmp)
 
 
 @case("ppl.jsonl:1: field 'text' is missing")
@@ -690,6 +765,20 @@ def case_report_train_log_of_another_kind(tmp, f):
     return ["report", "--train-log", tmp / "train", "--out", tmp / "report.md"]
 
 
+@case("log.jsonl:2: field 'loss' must be int or float, got str")
+def case_report_train_log_mistyped_loss(tmp, f):
+    row = {"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 0.1}
+    write_lines(tmp / "train" / "log.jsonl", row, row | {"step": 2, "loss": "1.0"})
+    return ["report", "--train-log", tmp / "train", "--out", tmp / "report.md"]
+
+
+@case("log.jsonl:1: field 'task_ce.count' must be a number, got NoneType")
+def case_report_train_log_mistyped_task_ce(tmp, f):
+    row = {"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 0.1, "task_ce": {"count": None}}
+    write_lines(tmp / "train" / "log.jsonl", row)
+    return ["report", "--train-log", tmp / "train", "--out", tmp / "report.md"]
+
+
 @case("--out", "the report is markdown")
 def case_report_out_is_a_folder(tmp, f):
     write_lines(tmp / "train" / "log.jsonl", {"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0, "lr": 0.1})
@@ -722,10 +811,20 @@ def case_export_adapter_missing(tmp, f):
     return ["export", "merged", "--model", f.llama, "--adapter", tmp / "nope", "--out", tmp / "merged"]
 
 
+@case("--push a/b/c: not a Hub repository id (Repo id must be in the form 'repo_name' or 'namespace/repo_name'")
+def case_export_push_to_a_bad_repo_id(tmp, f):
+    return ["export", "merged", "--model", f.llama, "--adapter", f.llama_adapter, "--out", tmp / "m", "--push", "a/b/c"]
+
+
 @case("argument --dtype: invalid choice: 'float8'")
 def case_export_unknown_dtype(tmp, f):
     return ["export", "merged", "--model", f.llama, "--adapter", f.llama_adapter, "--dtype", "float8", "--out",
             tmp / "merged"]
+
+
+@case("--out", "count.jsonl is a file, not a folder")
+def case_lm_eval_out_inside_a_file(tmp, f):
+    return ["export", "lm-eval", "--data", qa(tmp), "--out", tmp / "count.jsonl" / "tasks"]
 
 
 def export_lm_eval(tmp, data) -> list:

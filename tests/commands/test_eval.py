@@ -497,3 +497,13 @@ def test_the_shipped_adapter_resolves_by_name_and_has_a_complete_card():
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == metadata["base_model"]
     assert "de-quantised from the Q4_1 GGUF" in card and "## Against the base model and plain LoRA" in card
     assert "/root/" not in card and ".cache" not in card  # no local path of the machine that trained it
+
+
+def test_eval_says_when_it_computes_under_bf16_autocast(tiny_gpt2, tmp_path, capsys, monkeypatch):
+    """As train does: a score computed under bf16 may differ from float32's, so the choice is printed."""
+    monkeypatch.setattr("e2wm.models.cpu_flags", lambda: {"fpu", "avx512_bf16"})
+    data = write(tmp_path / "my_quiz.json", [QA])
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", tmp_path / "bf16", "--autocast", "bf16")
+    assert "--autocast bf16: matrix products in torch.bfloat16, weights float32" in capsys.readouterr().out
+    run_eval("--model", tiny_gpt2, "--data", data, "--out", tmp_path / "fp32")
+    assert "--autocast" not in capsys.readouterr().out  # the default none: float32, nothing to say

@@ -114,3 +114,24 @@ def test_push_offline_fails_in_one_line(tiny_gpt2, tmp_path, capsys, monkeypatch
     assert err.splitlines()[-1].startswith("e2wm export merged: stopped: --push someone/model: upload failed (")
     assert err.endswith(f"the merged checkpoint is in {tmp_path / 'b'}")
     assert (tmp_path / "b" / "model.safetensors").is_file()
+
+
+def test_push_creates_a_private_repository(monkeypatch, tmp_path):
+    """A repository --push creates is private (a merged model is not published by accident)."""
+    import huggingface_hub
+
+    from e2wm.recipes.export import push_folder
+
+    calls = []
+
+    class Api:
+        def create_repo(self, repo, **kwargs):
+            calls.append(("create", repo, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload", kwargs["repo_id"]))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    push_folder(tmp_path, "me/merged")
+    assert calls == [("create", "me/merged", {"repo_type": "model", "exist_ok": True, "private": True}),
+                     ("upload", "me/merged")]

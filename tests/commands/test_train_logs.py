@@ -216,3 +216,11 @@ def test_eval_under_bf16_autocast_scores_close_to_float32_and_is_not_reused_as_f
     bf16 = [json.loads(line) for line in (tmp_path / "e" / "predictions" / "count.jsonl").read_text().splitlines()]
     for a, b in zip(fp32, bf16):
         assert b["scores"] == pytest.approx(a["scores"], rel=3e-2) and b["scores"] != a["scores"]
+
+
+def test_the_autocast_line_names_the_weights_dtype(tiny_llama, tmp_path, capsys, monkeypatch, mixture):
+    """--dtype bfloat16 --autocast bf16 keeps bf16 weights: the line says so (it said 'weights float32')."""
+    monkeypatch.setattr("e2wm.models.cpu_flags", lambda: {"fpu", "avx512_bf16"})
+    code, out, _ = train(capsys, "--model", tiny_llama, "--train", mixture, "--method", "lora", "--batch-size", "2",
+                         "--max-steps", "1", "--dtype", "bfloat16", "--autocast", "bf16", "--out", tmp_path / "r")
+    assert code == 0 and "--autocast bf16: matrix products in torch.bfloat16, weights bfloat16" in out

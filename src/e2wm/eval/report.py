@@ -35,7 +35,7 @@ from e2wm.eval.statistics import (
     min_items_for_verdict,
     score_interval,
 )
-from e2wm.files import read_jsonl, write_atomic
+from e2wm.files import at, read_jsonl, require, write_atomic
 
 METRIC_NAMES = {"accuracy": "accuracy", "rougeL": "ROUGE-L F1", "lcs": "LCS ratio", "perplexity": "perplexity"}
 # means over tasks are taken within a family of metrics only: accuracies, and the overlap ratios of generation
@@ -126,10 +126,21 @@ def load_train_log(path: Path, label: str) -> TrainLog:
     if not rows:
         raise InputError(f"{file}: empty (no optimiser step logged yet)")
     for number, row in enumerate(rows, start=1):
-        missing = [key for key in ("step", "loss", "ce", "ewc") if key not in row]
-        if missing:
-            raise InputError(f"{file}:{number}: field '{missing[0]}' is missing")
+        require(row, "step", int, file, number)
+        for key in ("loss", "ce", "ewc"):
+            require(row, key, (int, float), file, number)
+        for key in LOGGED_NUMBERS:  # optional, but plotted or tabulated when present
+            if key in row:
+                require(row, key, (int, float), file, number)
+        if "task_ce" in row:
+            for task, value in require(row, "task_ce", dict, file, number).items():
+                if not isinstance(value, (int, float)):
+                    raise InputError(f"{at(file, number, f'task_ce.{task}')} must be a number, got "
+                                     f"{type(value).__name__}")
     return TrainLog(label, path, rows)
+
+
+LOGGED_NUMBERS = ("lr", "grad_norm", "seconds", "tokens_per_s", "mfu", *CURVE)  # log.jsonl's optional numbers
 
 
 def visible(text: str) -> str:

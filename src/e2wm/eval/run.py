@@ -204,7 +204,10 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     max_length = token_limit(model, tokenizer, config)
     results: dict[str, dict] = {}
     device = next(model.parameters()).device
-    with autocast(autocast_dtype(config.autocast, str(device), config.dtype), device):  # bf16: matmuls in bf16
+    precision = autocast_dtype(config.autocast, str(device), config.dtype)
+    if precision is not None:  # as train says it: a score computed under bf16 may differ from float32's
+        logger.info("--autocast %s: matrix products in %s, weights %s", config.autocast, precision, config.dtype)
+    with autocast(precision, device):  # bf16: matmuls in bf16
         for task in tasks:
             n_original = len(task.items)
             if config.limit:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from e2wm.errors import InputError, RunError
-from e2wm.files import write_atomic
+from e2wm.files import output_folder, write_atomic
 from e2wm.models import DTYPES, ModelSpec, adapter_dir, hub_reachable, load_model, resolve_model_path
 from e2wm.provenance import tree_digest
 from e2wm.train.card import merged_card
@@ -27,7 +27,8 @@ def hub_endpoint() -> str:
 
 
 def push_folder(folder: Path, repo: str) -> None:
-    """Upload folder to the Hub model repo (created, public, when absent), with the token huggingface_hub finds.
+    """Upload folder to the Hub model repo (created private when absent: making it public is the owner's step on
+    the Hub; an existing repo keeps its visibility), with the token huggingface_hub finds.
 
     Raises RunError in one line when the upload fails (no token, no permission, a network error).
     """
@@ -35,12 +36,23 @@ def push_folder(folder: Path, repo: str) -> None:
 
     api = HfApi()
     try:
-        api.create_repo(repo, repo_type="model", exist_ok=True)
+        api.create_repo(repo, repo_type="model", exist_ok=True, private=True)
         api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
                           commit_message="e2wm export merged")
     except Exception as error:  # hub errors come in many types (HTTP, auth, validation, connection)
         raise RunError(f"--push {repo}: upload failed ({str(error).strip().splitlines()[0]}); the merged "
                        f"checkpoint is in {folder}") from None
+
+
+def check_repo_id(repo: str) -> None:
+    """InputError, before any work, for a --push name the Hub cannot hold (huggingface_hub's own rule: `name` or
+    `namespace/name` of letters, digits, '-', '_', '.'); it would fail only after the merge."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as error:
+        raise InputError(f"--push {repo}: not a Hub repository id ({str(error).splitlines()[0]})") from None
 
 
 def export_merged(config: ExportConfig) -> Path:
@@ -56,10 +68,12 @@ def export_merged(config: ExportConfig) -> Path:
     """
     from transformers import AutoTokenizer
 
-    out = Path(config.out)
+    out = output_folder(config.out)  # a file above it is refused here
     if out.exists():
         raise InputError(f"--out {out}: already exists; give a new directory")
     adapter_dir(config.adapter)
+    if config.push:
+        check_repo_id(config.push)
     if config.push and not hub_reachable():
         raise RunError(f"--push {config.push}: the Hub ({hub_endpoint()}) is unreachable (offline); export "
                        "without --push and upload the folder later")

@@ -233,7 +233,8 @@ class FinetuneRecipe:
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
         self.precision = autocast_dtype(config.autocast, str(accelerator.device), config.dtype)
         if self.precision is not None:
-            logger.info("--autocast %s: matrix products in %s, weights float32", config.autocast, self.precision)
+            logger.info("--autocast %s: matrix products in %s, weights %s", config.autocast, self.precision,
+                        config.dtype)
         self.flops = FlopCount.of(model)
         compute = self.precision or DTYPES[config.dtype]
         self.peak = matmul_peak(str(accelerator.device), compute)  # FLOP/s, the MFU's denominator
@@ -247,8 +248,8 @@ class FinetuneRecipe:
                                  config.max_steps, config.seed, config.batching, config.loss_norm)
         self.schedule.fit(self.examples)
         self.total = self.schedule.total_steps(len(self.examples))
-        if self.total == 0:
-            raise InputError(
+        if len(self.examples) < config.batch_size * config.grad_accum * accelerator.num_processes or not self.total:
+            raise InputError(  # a step of fewer examples than the mixture divisor counts learns 4x less at 2 of 8
                 f"--train: {len(self.examples)} examples make no full optimiser step of --batch-size "
                 f"{config.batch_size} x --grad-accum {config.grad_accum} x {accelerator.num_processes} processes"
             )

@@ -10,7 +10,9 @@ run again with the same result settings (every FisherConfig field not marked res
 
 import json
 import logging
+import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,7 +23,7 @@ from tqdm import tqdm
 from e2wm.config import result_settings
 from e2wm.errors import InputError
 from e2wm.files import output_file, read_jsonl, write_jsonl
-from e2wm.models import load_model, resolve_model_path
+from e2wm.models import REFUSED, load_model, resolve_model_path
 from e2wm.text import read_corpus
 from e2wm.train.config import FisherConfig, FisherImportConfig
 from e2wm.train.corpus import MODEL_SAMPLES, sample_texts
@@ -149,7 +151,11 @@ def read_tensors(files: list[Path]) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
         try:
-            part = load_file(str(file)) if file.suffix == ".safetensors" else torch.load(file, weights_only=True)
+            with warnings.catch_warnings():  # torch warns about a foreign pickle's protocol before refusing it
+                warnings.simplefilter("ignore", UserWarning)
+                part = load_file(str(file)) if file.suffix == ".safetensors" else torch.load(file, weights_only=True)
+        except pickle.UnpicklingError:  # torch's message goes on to suggest weights_only=False
+            raise InputError(f"{file}: refused: {REFUSED}") from None
         except Exception as error:  # corrupt or foreign files
             raise InputError(f"{file}: cannot read ({str(error).splitlines()[0]})") from None
         tensors.update(part)

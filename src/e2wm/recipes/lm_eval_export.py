@@ -17,6 +17,7 @@ from e2wm.config import option
 from e2wm.errors import InputError
 from e2wm.eval.items import load_eval_files
 from e2wm.eval.lm_eval.export import GROUP, SUBGROUPS, lm_eval_name, write_task_dir
+from e2wm.files import output_folder
 
 
 @dataclass(kw_only=True)
@@ -42,7 +43,7 @@ def export_lm_eval(config: LmEvalExportConfig) -> dict[str, list[str]]:
             (naming file, line and field), given twice, or a file's task name would be a group's (qa.json ->
             e2wm_qa).
     """
-    out = Path(config.out)
+    out = output_folder(config.out)  # a file above it is refused here
     if out.exists():
         raise InputError(f"--out {out}: already exists; give a new directory")
     for data in map(Path, config.data):

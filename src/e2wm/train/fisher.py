@@ -180,8 +180,9 @@ def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]
     """(header, name -> tensor) of a Fisher file; the tensors as stored (float32 from `e2wm fisher`), on the CPU.
 
     Raises:
-        InputError: (naming --fisher) when the path is not a file, not a safetensors file, or has no
-            e2wm Fisher header.
+        InputError: (naming --fisher) when the path is not a file, not a safetensors file, has no
+            e2wm Fisher header, or a tensor holds a NaN, an infinity or a negative value (a mean of squared
+            gradients is finite and >= 0; the paper scale would silently zero such a row, raw would end in NaN).
     """
     path = Path(path)
     if not path.is_file():
@@ -194,6 +195,12 @@ def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]
         raise InputError(f"--fisher {path}: not a safetensors file ({error})") from None
     if HEADER_KEY not in metadata:
         raise InputError(f"--fisher {path}: no e2wm Fisher header (was it written by `e2wm fisher`?)")
+    for name, tensor in tensors.items():
+        bad = ~torch.isfinite(tensor) | (tensor < 0)
+        if bad.any():
+            where = tuple(int(i) for i in bad.nonzero()[0])
+            raise InputError(f"--fisher {path}: tensor {name} holds {tensor[where].item()} at {list(where)} "
+                             f"({int(bad.sum())} entries not finite or negative; a Fisher is a mean of squares)")
     return FisherHeader(**json.loads(metadata[HEADER_KEY])), tensors
 
 
