@@ -136,18 +136,20 @@ def auto_bf16(device: str, weights: str) -> bool:
     return torch.device(device).type == "cpu" and weights == "float32" and native_bf16(device) is None
 
 
-def autocast_dtype(mode: str, device: str, weights: str = "float32", flag: str = "--autocast") -> torch.dtype | None:
+def autocast_dtype(mode: str, device: str, weights: str = "float32") -> torch.dtype | None:
     """The dtype to autocast to on device for mode (AUTOCASTS) and the weights' dtype name: bfloat16 for "bf16"
     where `native_bf16` finds it, else None (float32), with one warning line saying why; for "auto" bfloat16
-    where `auto_bf16` says so, else None, silently."""
+    where `auto_bf16` says so, else None, silently. A bf16 choice is logged in one line (train and eval alike:
+    a score computed under bf16 may differ from float32's)."""
     if mode == "none":
         return None
-    if mode == "auto":
-        return torch.bfloat16 if auto_bf16(device, weights) else None
-    why = native_bf16(device)
-    if why is not None:
-        logger.warning("%s %s: %s; computing in float32", flag, mode, why)
+    if mode == "auto" and not auto_bf16(device, weights):
         return None
+    why = None if mode == "auto" else native_bf16(device)
+    if why is not None:
+        logger.warning("--autocast %s: %s; computing in float32", mode, why)
+        return None
+    logger.info("--autocast %s: matrix products in %s, weights %s", mode, torch.bfloat16, weights)
     return torch.bfloat16
 
 

@@ -205,8 +205,6 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     results: dict[str, dict] = {}
     device = next(model.parameters()).device
     precision = autocast_dtype(config.autocast, str(device), config.dtype)
-    if precision is not None:  # as train says it: a score computed under bf16 may differ from float32's
-        logger.info("--autocast %s: matrix products in %s, weights %s", config.autocast, precision, config.dtype)
     with autocast(precision, device):  # bf16: matmuls in bf16
         for task in tasks:
             n_original = len(task.items)

@@ -232,9 +232,6 @@ class FinetuneRecipe:
             read_pairs(path)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
         self.precision = autocast_dtype(config.autocast, str(accelerator.device), config.dtype)
-        if self.precision is not None:
-            logger.info("--autocast %s: matrix products in %s, weights %s", config.autocast, self.precision,
-                        config.dtype)
         self.flops = FlopCount.of(model)
         compute = self.precision or DTYPES[config.dtype]
         self.peak = matmul_peak(str(accelerator.device), compute)  # FLOP/s, the MFU's denominator
