@@ -12,6 +12,9 @@ whose options are digits and room names (issue 14, item 3). This writes, from th
   asks: "What is the order of the rooms where the hat appeared?" / "bedroom, bathroom" becomes "Where was the hat
   before the bathroom?" / "bedroom" (the room before a later room of the path that occurs once in it, drawn with
   a seeded Random per example; shots say "is" as the benchmark's shots do). Examples with no such room are left out.
+- train_count_digits_curriculum.jsonl: the same digit examples ordered by their query story's length in words,
+  shortest first (ties in file order), for `e2wm train --batching sequential`: a curriculum from short
+  stories, with few actions to track, to long ones.
 - train_count.jsonl and train_obj_move.jsonl: the released files (the sentence and path forms), so that one
   --data-dir holds both forms.
 
@@ -99,6 +102,11 @@ def queries(files: list[Path]) -> set[str]:
     return {story(example["input"].split("\n\n")[-1]) for file in files for example in read_jsonl(file)}
 
 
+def query_words(example: dict) -> int:
+    """The number of words of an example's query story (its last block)."""
+    return len(story(example["input"].split("\n\n")[-1]).split())
+
+
 def find(data_dir: Path, task: str) -> Path:
     """train_<task>.json or .jsonl in data_dir."""
     for suffix in (".jsonl", ".json"):
@@ -126,6 +134,7 @@ def main() -> None:
     write_jsonl(args.out / "train_obj_move.jsonl", obj_move)
     write_jsonl(args.out / "train_count_digits.jsonl", digits)
     write_jsonl(args.out / "train_obj_move_qa.jsonl", qa)
+    write_jsonl(args.out / "train_count_digits_curriculum.jsonl", sorted(digits, key=query_words))
     answers = sorted({e["ref"] for e in digits})
     print(f"count: {len(digits)} examples, answers {answers}; obj_move QA: {len(qa)} of {len(obj_move)} examples")
 

@@ -548,6 +548,20 @@ def test_weight_decay_and_length_batching_reach_the_optimiser(tiny_gpt2, tmp_pat
     assert code == 2 and "--batching length needs --loss-norm mixture" in err
 
 
+def test_sequential_batching_trains_in_the_files_order_every_epoch(tiny_gpt2, tmp_path, capsys):
+    # a curriculum: the file lists short examples first; each step's token count follows the file's order
+    pairs = [(" ".join(["word"] * n), "yes") for n in (2, 2, 6, 6, 12, 12)]
+    data = write_pairs(tmp_path / "a.json", pairs)
+    code, _ = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
+                        "--batching", "sequential", "--epochs", "2", "--out", tmp_path / "r")
+    tokens = [row["tokens"] for row in read_log(tmp_path / "r")]
+    assert code == 0 and len(tokens) == 6 and tokens[:3] == tokens[3:]
+    assert tokens[0] < tokens[1] < tokens[2]
+    code, _ = run_train(capsys, "--model", tiny_gpt2, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
+                        "--epochs", "2", "--out", tmp_path / "r2")
+    assert code == 0 and [row["tokens"] for row in read_log(tmp_path / "r2")] != tokens  # random: shuffled
+
+
 def test_the_adapter_has_a_model_card_naming_the_public_base(tiny_gpt2, tmp_path, capsys):
     import yaml
 

@@ -61,7 +61,9 @@ class TrainConfig(LoadedModelOptions):
     grad_accum: int = option(1, "micro-batches per optimiser step", minimum=1)
     batching: str = option("random", "random: shuffled examples in consecutive batches (the authors'); length: "
                            "batches of similar length within shuffled chunks (less padding, same mixture; needs "
-                           "--loss-norm mixture)", choices=BATCHINGS)
+                           "--loss-norm mixture); sequential: the examples in the order of --train's files and "
+                           "their lines, unshuffled, every epoch (a curriculum: order the file easy to hard)",
+                           choices=BATCHINGS)
     loss_norm: str = option("mixture", "how a step's sum(weight x NLL) is divided: mixture: by the mean weighted "
                             "answer tokens of a step (a run constant: every file pulls its mixture share at any "
                             "batch size); step: by this step's (a mean per token; small steps cancel the weights); "

@@ -185,6 +185,12 @@ def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def sequential_batches(n: int, batch_size: int) -> list[list[int]]:
+    """Indices 0..n-1 in order, cut into consecutive batches (the last may be smaller): the examples as the
+    training files list them, every epoch, for a curriculum that the files' order states."""
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 64) -> list[list[int]]:
     """Indices in batches of similar length: shuffle, sort within groups of group*batch_size, shuffle the batches.
 

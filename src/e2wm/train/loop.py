@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from e2wm.errors import RunError
-from e2wm.train.data import Example, length_grouped_batches, random_batches, ref_tokens, ref_weight
+from e2wm.train.data import Example, length_grouped_batches, random_batches, ref_tokens, ref_weight, sequential_batches
 
-BATCHINGS = ("random", "length")
+BATCHINGS = ("random", "length", "sequential")
 LOSS_NORMS = ("mixture", "step", "micro-batch")
 
 
@@ -65,6 +65,8 @@ class Schedule:
         seed = self.seed * 1_000_003 + epoch
         if self.batching == "length":
             return length_grouped_batches(lengths, self.batch_size, seed)
+        if self.batching == "sequential":
+            return sequential_batches(len(lengths), self.batch_size)
         return random_batches(len(lengths), self.batch_size, seed)
 
     def steps_per_epoch(self, n_examples: int) -> int:

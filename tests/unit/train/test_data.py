@@ -15,6 +15,7 @@ from e2wm.train.data import (
     parse_mixture,
     random_batches,
     read_pairs,
+    sequential_batches,
 )
 from e2wm.train.loop import weighted_nll_sum
 
@@ -53,6 +54,11 @@ def test_random_batches_are_a_seeded_shuffle_cut_in_order():
     assert [len(b) for b in batches] == [4, 4, 2] and sorted(sum(batches, [])) == list(range(10))
     assert batches == random_batches(10, 4, seed=5) and batches != random_batches(10, 4, seed=6)
     assert random_batches(10, 2, seed=5) == [b[i : i + 2] for b in batches for i in range(0, len(b), 2)]
+
+
+def test_sequential_batches_keep_the_files_order():
+    assert sequential_batches(10, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert sequential_batches(3, 8) == [[0, 1, 2]] and sequential_batches(0, 2) == []
 
 
 def test_length_grouped_batches_cover_every_example_once():
