@@ -92,7 +92,9 @@ def prepare_data(study: dict, out: Path) -> tuple[Path | None, Path | None]:
     the study has its section): the paths of the last two (None without the section)."""
     if "prepare" in study and not Path(study["prepare"]["creates"]).exists():
         print(f"[study] prepare: {study['prepare']['run']}", flush=True)
-        subprocess.run(study["prepare"]["run"], shell=True, check=True)
+        # `python` in the command is this interpreter (its environment has e2wm) even when it is not on PATH
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        subprocess.run(study["prepare"]["run"], shell=True, check=True, env={**os.environ, "PATH": path})
     fisher = heldout = None
     if "fisher" in study:
         fisher = out / "fisher.safetensors"
