@@ -147,7 +147,9 @@ def training_file(task: str) -> ReleasedFile:
     found = next((file for file in released_files() if file.training and file.task == task), None)
     if found is None:
         names = ", ".join(f"{NAME}:{name}" for name in TRAINING_TASKS)
-        raise InputError(f"--train: {NAME}:{task}: the E2WM benchmark has no such training file; it has {names}")
+        given = NAME if task == NAME else f"{NAME}:{task}"  # `--train "1 e2wm"`: the bare name, not e2wm:e2wm
+        raise InputError(f"--train: {given}: the E2WM benchmark has no such training file; it has {names} (or "
+                         f"--train paper: the paper's mixture of the four)")
     return found
 
 

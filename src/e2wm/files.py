@@ -25,12 +25,21 @@ def read_text(path: str | Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def missing(path: str | Path, what: str = "file") -> str:
+    """Why path cannot be read: `no such <what>`, or, for a symbolic link that leads nowhere (a loop, or a
+    target that is gone), that, naming where it points."""
+    path = Path(path)
+    if path.is_symlink():
+        return f"a symbolic link that leads nowhere (to {os.readlink(path)}: a loop, or a missing target)"
+    return f"no such {what}"
+
+
 def check_file(path: Path) -> Path:
     """path, checked to be a file: InputError `PATH: a directory, not a file` or `PATH: no such file` otherwise."""
     if path.is_dir():
         raise InputError(f"{path}: a directory, not a file")
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: {missing(path)}")
     return path
 
 
@@ -47,10 +56,13 @@ def require_utf8(text: str, where: str) -> None:
 
 def output_file(path: str | Path, option: str = "--out") -> Path:
     """An output file's path, checked before any work: InputError `--out PATH: a directory, not a file` when a
-    folder is in its place (writing would fail only at the end)."""
+    folder is in its place, `not a regular file` for a device, pipe or socket (/dev/null: outputs are written
+    atomically by renaming a file over it, and resumed by reading it back): either would fail only at the end."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{option} {path}: a directory, not a file")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{option} {path}: not a regular file (a device, pipe or socket); give a file's path")
     check_parents(path, option)
     return path
 

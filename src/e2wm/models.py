@@ -96,6 +96,14 @@ AUTOCAST_HELP = ("bf16: compute the model's matrix multiplications in bfloat16 u
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo flags: x86's two, aarch64's feature
 
 
+def check_autocast(autocast: str, dtype: str) -> None:
+    """Refuse `--autocast bf16` over float16 weights (InputError): every product would recast them to bfloat16,
+    trading float16's precision for bfloat16's range on each call."""
+    if autocast == "bf16" and dtype == "float16":
+        raise InputError("--autocast bf16 with --dtype float16: every product would recast the float16 weights to "
+                         "bfloat16; use --dtype bfloat16 (bf16 weights need no autocast) or --dtype float32")
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags as Linux lists them in /proc/cpuinfo ("flags" on x86, "Features" on ARM); empty
     where that file is absent (other systems) or lists none."""

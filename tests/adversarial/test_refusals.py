@@ -191,6 +191,11 @@ def case_explore_yaml_float_for_an_int(tmp, f):
     return ["collect", "explore", "--config", yaml(tmp, f"steps: 1.5\nout: {tmp / 'e.jsonl'}")]
 
 
+@case("--out /dev/null: not a regular file")
+def case_explore_out_to_a_device(tmp, f):  # a traceback from fsync after the work
+    return ["collect", "explore", "--episodes", "1", "--out", "/dev/null"]
+
+
 @case("e.jsonl:1: field 'episode' is missing")
 def case_explore_out_of_another_kind(tmp, f):
     return ["collect", "explore", "--out", write_lines(tmp / "e.jsonl", {"program": "file3_1"})]
@@ -580,6 +585,27 @@ def case_train_unknown_model_name(tmp, f):
     return ["train", "--model", "llama-tiny", "--train", f"1 {pairs(tmp)}", "--method", "lora", "--out", tmp / "run"]
 
 
+@case("--modules ',,' names no module")
+def case_train_modules_without_a_name(tmp, f):  # trained the default modules without a word
+    return train(tmp, f, f"1 {pairs(tmp)}", "--modules", ",,")
+
+
+@case("--autocast bf16 with --dtype float16")
+def case_train_bf16_autocast_over_float16_weights(tmp, f):
+    return train(tmp, f, f"1 {pairs(tmp)}", "--autocast", "bf16", "--dtype", "float16")
+
+
+@case("--train: e2wm: the E2WM benchmark has no such training file", "e2wm:count")
+def case_train_the_whole_benchmark_as_a_file(tmp, f):  # the line named e2wm:e2wm
+    return train(tmp, f, "1 e2wm")
+
+
+@case("--train: ", "loop.jsonl: a symbolic link that leads nowhere")
+def case_train_symlink_loop(tmp, f):  # said "no such file"
+    (tmp / "loop.jsonl").symlink_to(tmp / "loop.jsonl")
+    return train(tmp, f, f"1 {tmp / 'loop.jsonl'}")
+
+
 # -- eval ---------------------------------------------------------------------------------------------------------
 @case("count.jsonl:2: field 'answer' 'Cook' is not in answer_list")
 def case_eval_gold_answer_not_an_option(tmp, f):
@@ -689,6 +715,12 @@ def case_eval_out_inside_a_file(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--out", tmp / "count.jsonl" / "eval")
 
 
+@case("loop.json: a symbolic link that leads nowhere")
+def case_eval_data_symlink_loop(tmp, f):
+    (tmp / "loop.json").symlink_to(tmp / "loop.json")
+    return evaluate(tmp, f, tmp / "loop.json")
+
+
 @case("--device meta: not a device that computes (cpu, cuda, mps, xpu)")
 def case_eval_meta_device(tmp, f):
     return evaluate(tmp, f, qa(tmp), "--device", "meta")
@@ -744,6 +776,12 @@ def case_eval_unknown_model_name(tmp, f):
 @case("run", "metrics.json")
 def case_report_run_without_metrics(tmp, f):
     return ["report", folder_with_a_file(tmp, "run"), "--out", tmp / "report.md"]
+
+
+@case("run/metrics.json: task 'count': accuracy must be a finite number, got nan")
+def case_report_metrics_with_a_nan(tmp, f):  # json reads NaN; the report printed nan +- nan
+    write_lines(tmp / "run" / "metrics.json", '{"count": {"accuracy": NaN, "n": 2}}')
+    return ["report", tmp / "run", "--out", tmp / "report.md"]
 
 
 @case("run/metrics.json:1: bad JSON")

@@ -109,6 +109,24 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     assert code == 2 and f"was started with other contents of {other};" in err
 
 
+def test_resume_says_when_auto_autocast_resolves_otherwise(tiny_gpt2, tmp_path, capsys):
+    """--autocast auto is recorded as "auto": a run resumed on a machine whose choice differs (bf16 there,
+    float32 here) continues, saying so (on standard output, with the other log lines)."""
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    args = ["train", "--model", str(tiny_gpt2), "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
+            "--out", str(tmp_path / "r"), "--save-every", "1", "--max-steps", "1"]
+    main(args)
+    main([*args, "--resume"])
+    assert "computed its matrix products in" not in capsys.readouterr().out  # the same choice: no word
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert recorded["provenance"]["matmul_peak"]["dtype"] == "torch.float32"
+    recorded["provenance"]["matmul_peak"]["dtype"] = "torch.bfloat16"  # as a machine with native bf16 records it
+    (tmp_path / "r" / "config.json").write_text(json.dumps(recorded))
+    main([*args, "--resume"])
+    assert "computed its matrix products in torch.bfloat16, this machine in torch.float32 (--autocast auto)" in \
+        capsys.readouterr().out
+
+
 def spoil_third_step(monkeypatch, spoil) -> None:
     """Make the third micro-batch's weighted NLL go through spoil (value -> value) before training uses it."""
     real, calls = finetune.weighted_nll_sums, []

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from e2wm import config
 from e2wm.benchmark import NORMS
 from e2wm.config import option
-from e2wm.models import AUTOCAST_HELP, AUTOCASTS, LoadedModelOptions, resolve_adapter
+from e2wm.models import AUTOCAST_HELP, AUTOCASTS, LoadedModelOptions, check_autocast, resolve_adapter
 
 BACKENDS = ("hf", "vllm")
 PERPLEXITY = "perplexity on general text"  # the --help group of the options that change only the ppl result
@@ -67,6 +67,7 @@ class EvalConfig(LoadedModelOptions):
         if self.adapter:  # a shipped adapter's name becomes its folder, so every later step sees a path
             self.adapter = resolve_adapter(self.adapter)
         super().__post_init__()
+        check_autocast(self.autocast, self.dtype)
 
 
 @dataclass(kw_only=True)

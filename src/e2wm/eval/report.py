@@ -112,9 +112,11 @@ def load_run(path: Path, label: str) -> Run:
         raise InputError(f"{file}: expected a non-empty mapping of task names to metrics")
     for task, result in metrics.items():
         try:
-            headline(result)
+            name, value = headline(result)
         except (KeyError, TypeError):
             raise InputError(f"{file}: task '{task}' has no accuracy, rougeL, lcs or perplexity") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"{file}: task '{task}': {name} must be a finite number, got {value!r}")
     return Run(label, path, metrics)
 
 

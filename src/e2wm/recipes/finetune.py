@@ -157,6 +157,13 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
                      "provenance": environment(config.device or default_device())}
 
 
+def started_in(run_dir: Path) -> str | None:
+    """The dtype a run's matrix products were computed in ("torch.bfloat16", ...), as its config.json records
+    it; None for a run recorded before e2wm kept it."""
+    recorded = json.loads((run_dir / "config.json").read_text())
+    return recorded.get("provenance", {}).get("matmul_peak", {}).get("dtype")
+
+
 def build_model(config: TrainConfig, device: str):
     """(model, tokenizer, penalty or None): the base model, wrapped with LoRA unless full, its Fisher checked.
 
@@ -228,6 +235,7 @@ class FinetuneRecipe:
             raise InputError(f"accelerate's {accelerator.distributed_type.value} is not supported yet by e2wm train; "
                              f"use DDP (multi-GPU) or one process")
         self.run_dir, recorded = prepare_run_dir(config, mixture)
+        before = started_in(self.run_dir) if config.resume else None
         for _, path in mixture:  # every training file checked before the model loads
             read_pairs(path)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
@@ -236,6 +244,10 @@ class FinetuneRecipe:
         compute = self.precision or DTYPES[config.dtype]
         self.peak = matmul_peak(str(accelerator.device), compute)  # FLOP/s, the MFU's denominator
         recorded["provenance"]["matmul_peak"] = {"flops_per_s": round(self.peak), "dtype": str(compute)}
+        if before not in (None, str(compute)):  # --autocast auto resolved otherwise here (the setting is the same)
+            logger.warning("--resume: %s computed its matrix products in %s, this machine in %s (--autocast %s): "
+                           "the rest of the run computes otherwise; pass --autocast explicitly in a new --out to "
+                           "keep one precision", self.run_dir, before, compute, config.autocast)
         sources = list(dict.fromkeys(path for _, path in mixture))
         self.window, self.labels = TaskWindow(sources), task_labels(sources)
         self.examples = load_examples(mixture, self.tokenizer, config.max_len, config.truncation)

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
-from e2wm.models import AUTOCAST_HELP, AUTOCASTS, DTYPES, MODEL_HELP, LoadedModelOptions, ModelOptions, resolve_adapter
+from e2wm.models import (
+    AUTOCAST_HELP,
+    AUTOCASTS,
+    DTYPES,
+    MODEL_HELP,
+    LoadedModelOptions,
+    ModelOptions,
+    check_autocast,
+    resolve_adapter,
+)
 from e2wm.train.corpus import MODEL_SAMPLES
 from e2wm.train.data import TRUNCATIONS
 from e2wm.train.fisher_scale import SCALES
@@ -104,6 +113,7 @@ class TrainConfig(LoadedModelOptions):
     def __post_init__(self) -> None:
         self.train = mixture_text(self.train)  # a mapping becomes the option's text before the checks
         super().__post_init__()
+        check_autocast(self.autocast, self.dtype)
         if self.method == "ewc-lora" and not self.fisher:
             raise InputError("--method ewc-lora needs --fisher F.safetensors (from `e2wm fisher`); "
                              "or use --method lora")

@@ -21,10 +21,18 @@ def default_target_names(model) -> list[str]:
 
 
 def parse_modules(text: str | None) -> list[str] | None:
-    """'q_proj,v_proj' -> ['q_proj', 'v_proj']; None or '' -> None (use the defaults)."""
+    """'q_proj,v_proj' -> ['q_proj', 'v_proj']; None or '' -> None (use the defaults).
+
+    Raises:
+        InputError: for a text that names no module (',,'): it would silently train the default modules.
+    """
     if not text:
         return None
-    return [name.strip() for name in text.split(",") if name.strip()]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise InputError(f"--modules {text!r} names no module (give e.g. q_proj,v_proj, or leave it out for the "
+                         f"model's defaults)")
+    return names
 
 
 def target_layers(model, names: list[str]) -> dict[str, torch.nn.Module]:
