@@ -38,6 +38,7 @@ from e2wm.config import with_defaults
 from e2wm.eval.report import pyplot, save_figure
 from e2wm.files import read_jsonl, write_json
 
+RESAMPLES, SEED = 10_000, 1234  # the summary's paired bootstraps and permutation tests
 UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a lora or full run does not read (their defaults may move)
 
 
@@ -189,7 +190,7 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
         evaluated = out / name / "eval"
         if not (evaluated / "metrics.json").is_file():
             continue
-        found = compare(base, evaluated, tasks, True, True, 10_000, 1234)
+        found = compare(base, evaluated, tasks, True, True, RESAMPLES, SEED)
         options = {**study["train"], **(study["runs"][name] or {})}
         log = read_jsonl(out / name / "train" / "log.jsonl")
         tail = log[-10:]
@@ -208,7 +209,7 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
                                json.loads((evaluated / "metrics.json").read_text()).items() if "answers" in values}
         reference = out / "lora" / "eval"
         if name != "lora" and (reference / "metrics.json").is_file():  # the penalty's effect, paired against LoRA
-            against = compare(reference, evaluated, tasks, True, True, 10_000, 1234)
+            against = compare(reference, evaluated, tasks, True, True, RESAMPLES, SEED)
             rows[-1]["vs_lora"] = {"means": family_means(against, base), "headline": interval_of(against.headline),
                                    "perplexity": interval_of(against.ppl.relative) if against.ppl else None}
     return rows
@@ -247,14 +248,15 @@ def learning_curve(out: Path, name: str, final_step: int | None) -> dict[str, li
     return curve
 
 
-def prior_corrected_accuracy(run: Path, item_file) -> float:
-    """Accuracy after removing the model's answer prior: each item's option scores minus the mean score of the same
-    option text over the other items (leave-one-out, so that an item's own scores do not set its correction). Near
-    chance when the choices carry nothing beyond a preferred answer; above it when they follow the item (contextual
-    calibration, Zhao et al. 2021, with the prior estimated from the benchmark's own items)."""
+def prior_corrected(run: Path, item_file) -> list[float]:
+    """Per item (in the file's order), 1 where it is answered right after removing the model's answer prior, else
+    0: each item's option scores minus the mean score of the same option text over the other items (leave-one-out,
+    so that an item's own scores do not set its correction). The mean is near chance when the choices carry
+    nothing beyond a preferred answer, above it when they follow the item (contextual calibration, Zhao et al.
+    2021, with the prior estimated from the benchmark's own items)."""
     import numpy as np
 
-    rows = read_jsonl(run / "predictions" / f"{item_file.name}.jsonl")
+    rows = sorted(read_jsonl(run / "predictions" / f"{item_file.name}.jsonl"), key=lambda row: row["index"])
     names = sorted({option for item in item_file.items for option in item.options})
     scores = np.full((len(rows), len(names)), np.nan)
     gold = np.empty(len(rows), dtype=int)
@@ -265,11 +267,21 @@ def prior_corrected_accuracy(run: Path, item_file) -> float:
         gold[i] = names.index(item.options[item.answer])
     present = ~np.isnan(scores)
     totals, counts = np.nansum(scores, axis=0), present.sum(axis=0)
-    correct = 0
+    correct = np.zeros(len(rows))
     for i in range(len(rows)):
         bias = (totals - np.nan_to_num(scores[i])) / np.maximum(counts - present[i], 1)
-        correct += int(np.nanargmax(scores[i] - bias) == gold[i])
-    return correct / len(rows)
+        correct[i] = float(np.nanargmax(scores[i] - bias) == gold[i])
+    return correct.tolist()
+
+
+def prior_corrected_cell(base: list[float], other: list[float], task: str) -> str:
+    """'0.400: +0.185 [+0.046, +0.323] p=0.014': the prior-corrected accuracy and its paired difference to the base
+    model's (bootstrap interval, exact McNemar p), as the summary's other differences."""
+    from e2wm.eval.statistics import paired_bootstrap
+
+    paired = paired_bootstrap(base, other, RESAMPLES, SEED, f"prior/{task}")
+    return f"{paired.other_mean:.3f}: {cell(interval_of(paired.difference))}"
+
 
 WORLD_QA = ("count", "obj_move")  # the world-tracking multiple-choice tasks, whose answer histograms the summary shows
 
@@ -302,13 +314,18 @@ def world_tables(study: dict, rows: list[dict], out: Path) -> list[str]:
         files = {f.name: f for f in load_eval_files(study["eval"]["data"]) if f.name in tasks}
         runs = [("base", out / "base" / "eval")] + [(row["name"], out / row["name"] / "eval") for row in rows]
         metrics = {name: json.loads((folder / "metrics.json").read_text()) for name, folder in runs}
-        lines += ["", "Accuracy without the answer prior (`prior_corrected_accuracy`: each option's score minus its "
-                  "mean over the other items; near chance when the choices carry nothing beyond a preferred answer):",
+        lines += ["", "Accuracy without the answer prior (`prior_corrected`: each option's score minus its "
+                  "mean over the other items; near chance when the choices carry nothing beyond a preferred "
+                  "answer), and its paired difference to the base model's:",
                   "", "| run | " + " | ".join(f"{t} raw | {t} prior-corrected" for t in tasks) + " |",
                   "|---|" + "---:|---:|" * len(tasks)]
+        corrected = {name: {t: prior_corrected(folder, files[t]) for t in tasks} for name, folder in runs}
+        lines += ["| base | " + " | ".join(f"{metrics['base'][t]['accuracy']:.3f} | "
+                                           f"{sum(corrected['base'][t]) / len(corrected['base'][t]):.3f}"
+                                           for t in tasks) + " |"]
         lines += [f"| {name} | " + " | ".join(f"{metrics[name][t]['accuracy']:.3f} | "
-                                             f"{prior_corrected_accuracy(folder, files[t]):.3f}" for t in tasks) + " |"
-                  for name, folder in runs]
+                                             f"{prior_corrected_cell(corrected['base'][t], corrected[name][t], t)}"
+                                             for t in tasks) + " |" for name, _ in runs[1:]]
     if tasks:
         lines += ["", "Answers (multiple choice; counts of each predicted option):", "",
                   "| run | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks),
@@ -348,15 +365,17 @@ def curves_chart(rows: list[dict], file: Path) -> None:
     save_figure(fig, file)
 
 
+def cell(value: dict | None, percent: bool = False) -> str:
+    """An interval (`interval_of`) as '+0.108 [-0.015, +0.231] p=0.14' (percent: '+12.7% [...]'); '—' for None."""
+    if value is None:
+        return "—"
+    scale, form = (100, "{:+.1f}%") if percent else (1, "{:+.3f}")
+    low, estimate, high = (form.format(value[k] * scale) for k in ("low", "estimate", "high"))
+    return f"{estimate} [{low}, {high}] p={value['p']:.2g}"
+
+
 def summary_table(rows: list[dict]) -> str:
     """The summary as markdown: a row per run."""
-    def cell(value: dict | None, percent: bool = False) -> str:
-        if value is None:
-            return "—"
-        scale, form = (100, "{:+.1f}%") if percent else (1, "{:+.3f}")
-        low, estimate, high = (form.format(value[k] * scale) for k in ("low", "estimate", "high"))
-        return f"{estimate} [{low}, {high}] p={value['p']:.2g}"
-
     lines = ["| run | train CE (last 10) | EWC term | mean accuracy Δ (QA) [95% CI] | mean ROUGE-L/LCS Δ "
              "(generation) | mean of relative changes | perplexity change | count Δ | obj_move Δ | "
              "obj_move_path Δ |", "|---|---:|---:|---|---|---|---|---|---|---|"]

@@ -29,11 +29,16 @@ def test_a_strong_prior_hides_a_signal_that_prior_correction_recovers(tmp_path):
         items.append(QAItem(f"story {i}", options, options.index(str(gold))))
         scores = [3.0 * (o == "1") + 1.0 * (o == str(gold)) for o in options]
         rows.append({"index": i, "scores": scores})
-    run = write_run(tmp_path / "run", "count", rows)
+    run = write_run(tmp_path / "run", "count", rows[::-1])  # a predictions file need not be in item order
     file = EvalFile("count", tmp_path / "count.json", "multiple_choice", items)
     raw = sum(max(zip(r["scores"], it.options))[1] == it.options[it.answer] for r, it in zip(rows, items)) / 8
     assert raw == pytest.approx(2 / 8)  # always "1"
-    assert study.prior_corrected_accuracy(run, file) == 1.0
+    corrected = study.prior_corrected(run, file)
+    assert corrected == [1.0] * 8
+    base = write_run(tmp_path / "base", "count", [{"index": i, "scores": [0.0, 0.0, 0.0]} for i in range(8)])
+    assert study.prior_corrected(base, file) == [float(it.options[it.answer] == "0") for it in items]
+    cell = study.prior_corrected_cell(study.prior_corrected(base, file), corrected, "count")
+    assert cell == "1.000: +0.625 [+0.250, +0.875] p=0.062"  # 5 of 8 items moved, all right: 2 / 2**5
 
 
 def test_no_signal_beyond_the_prior_stays_at_or_below_chance(tmp_path):
@@ -42,7 +47,7 @@ def test_no_signal_beyond_the_prior_stays_at_or_below_chance(tmp_path):
     rows = [{"index": i, "scores": [0.0, 2.0, 1.0]} for i in range(6)]  # the same scores whatever the story
     run = write_run(tmp_path / "run", "count", rows)
     file = EvalFile("count", tmp_path / "count.json", "multiple_choice", items)
-    assert study.prior_corrected_accuracy(run, file) <= 1 / 3
+    assert sum(study.prior_corrected(run, file)) / 6 <= 1 / 3
 
 
 def metrics(folder: Path, accuracy: float) -> None:
