@@ -35,10 +35,10 @@ import yaml
 
 from e2wm.cli import parse
 from e2wm.config import with_defaults
+from e2wm.eval.config import RESAMPLES, SEED
 from e2wm.eval.report import pyplot, save_figure
 from e2wm.files import read_jsonl, write_json
 
-RESAMPLES, SEED = 10_000, 1234  # the summary's paired bootstraps and permutation tests
 UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a lora or full run does not read (their defaults may move)
 
 

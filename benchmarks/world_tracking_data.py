@@ -29,6 +29,7 @@ Only derived training files are written (under runs/, never committed); the eval
 import argparse
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 from e2wm.files import read_jsonl, write_jsonl
@@ -134,9 +135,16 @@ def main() -> None:
     write_jsonl(args.out / "train_obj_move.jsonl", obj_move)
     write_jsonl(args.out / "train_count_digits.jsonl", digits)
     write_jsonl(args.out / "train_obj_move_qa.jsonl", qa)
-    write_jsonl(args.out / "train_count_digits_curriculum.jsonl", sorted(digits, key=query_words))
+    curriculum = sorted(digits, key=query_words)
+    write_jsonl(args.out / "train_count_digits_curriculum.jsonl", curriculum)
     answers = sorted({e["ref"] for e in digits})
     print(f"count: {len(digits)} examples, answers {answers}; obj_move QA: {len(qa)} of {len(obj_move)} examples")
+    quarter = -(-len(curriculum) // 4)
+    for i in range(0, len(curriculum), quarter):  # the answer mix moves along the order (short stories: 0 or 1)
+        part = curriculum[i : i + quarter]
+        mix = Counter(e["ref"] for e in part)
+        print(f"curriculum examples {i + 1}-{i + len(part)} (query stories of {query_words(part[0])}-"
+              f"{query_words(part[-1])} words): answers " + ", ".join(f"{a} {mix[a]}" for a in answers))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def read_text(path: str | Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def missing(path: str | Path, what: str = "file") -> str:
+def why_missing(path: str | Path, what: str = "file") -> str:
     """Why path cannot be read: `no such <what>`, or, for a symbolic link that leads nowhere (a loop, or a
     target that is gone), that, naming where it points."""
     path = Path(path)
@@ -39,7 +39,7 @@ def check_file(path: Path) -> Path:
     if path.is_dir():
         raise InputError(f"{path}: a directory, not a file")
     if not path.is_file():
-        raise InputError(f"{path}: {missing(path)}")
+        raise InputError(f"{path}: {why_missing(path)}")
     return path
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from e2wm import benchmark_data
 from e2wm.benchmark import TASKS, Kind, TaskSpec, spec_for
 from e2wm.errors import InputError, at
-from e2wm.files import iter_jsonl, missing, require, require_utf8
+from e2wm.files import iter_jsonl, require, require_utf8, why_missing
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def find_eval_files(paths: list[str]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise InputError(f"{path}: {missing(path, 'file or directory')}")
+            raise InputError(f"{path}: {why_missing(path, 'file or directory')}")
     seen: set[Path] = set()
     for path in found:
         require_utf8(str(path), f"{str(path)!r}")  # a file found in a folder: its name becomes the task's

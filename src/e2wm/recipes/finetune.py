@@ -120,11 +120,11 @@ class ForgettingCurve:
         return point
 
 
-def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tuple[Path, dict]:
-    """Check the run directory (resuming: its settings); returns it and what its config.json will record (once
+def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tuple[Path, dict, dict | None]:
+    """Check the run directory (resuming: its settings); returns it, what its config.json will record (once
     the run is set up, so that a refused run leaves nothing): the result settings (with the digests of the
     training files, the Fisher and the evaluation files), every option and the provenance (versions, git
-    commit, date).
+    commit, date), and, resuming, what its config.json recorded before (else None).
 
     Raises InputError when resuming a run started with other result settings (every field not marked
     result=False in TrainConfig) or other input file contents, when --out already holds a run and resume
@@ -139,7 +139,8 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
         recover(run_dir)
         if not (run_dir / CHECKPOINT / "state.json").is_file():
             raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
-        before = with_defaults(json.loads(recorded.read_text())["settings"], config, results_only=True)
+        previous = json.loads(recorded.read_text())
+        before = with_defaults(previous["settings"], config, results_only=True)
         changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
         what = [f"{flag_of(f)} {settings[f.name]} (was {before.get(f.name, 'not recorded')})"
                 for f in fields(config) if f.name in changed]
@@ -153,15 +154,10 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
                              "same run: other settings are a new --out")
     elif (run_dir / "log.jsonl").exists() or (run_dir / CHECKPOINT).exists():
         raise InputError(f"--out {run_dir}: a run is already there; use --resume or another --out")
+    else:
+        previous = None
     return run_dir, {"settings": settings, "options": asdict(config),
-                     "provenance": environment(config.device or default_device())}
-
-
-def started_in(run_dir: Path) -> str | None:
-    """The dtype a run's matrix products were computed in ("torch.bfloat16", ...), as its config.json records
-    it; None for a run recorded before e2wm kept it."""
-    recorded = json.loads((run_dir / "config.json").read_text())
-    return recorded.get("provenance", {}).get("matmul_peak", {}).get("dtype")
+                     "provenance": environment(config.device or default_device())}, previous
 
 
 def build_model(config: TrainConfig, device: str):
@@ -234,8 +230,9 @@ class FinetuneRecipe:
         if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             raise InputError(f"accelerate's {accelerator.distributed_type.value} is not supported yet by e2wm train; "
                              f"use DDP (multi-GPU) or one process")
-        self.run_dir, recorded = prepare_run_dir(config, mixture)
-        before = started_in(self.run_dir) if config.resume else None
+        self.run_dir, recorded, previous = prepare_run_dir(config, mixture)
+        # the dtype the resumed run's matrix products were computed in; None for a new run or one recorded before
+        before = (previous or {}).get("provenance", {}).get("matmul_peak", {}).get("dtype")
         for _, path in mixture:  # every training file checked before the model loads
             read_pairs(path)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))

@@ -20,7 +20,7 @@ import torch
 from e2wm import benchmark_data
 from e2wm.benchmark import TRAINING_TASKS, paper_mixture
 from e2wm.errors import InputError, at
-from e2wm.files import iter_jsonl, missing, require
+from e2wm.files import iter_jsonl, require, why_missing
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def parse_mixture(text: str, data_dir: str | Path | None = None) -> list[tuple[f
         elif Path(path).is_dir():
             raise InputError(f"--train: {path}: a directory, not a file")
         elif not Path(path).is_file():  # found before any model is loaded
-            raise InputError(f"--train: {path}: {missing(path)} (nor a training task: {', '.join(TRAINING_TASKS)})")
+            raise InputError(f"--train: {path}: {why_missing(path)} (nor a training task: {', '.join(TRAINING_TASKS)})")
         mixture.append((value, path))
     return mixture
 
@@ -115,7 +115,7 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--train: {path}: {missing(path)}")
+        raise InputError(f"--train: {path}: {why_missing(path)}")
     pairs = []
     for line, record in iter_jsonl(path):
         text = require(record, "input", str, path, line)

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from e2wm.errors import InputError
+from e2wm.files import why_missing
 from e2wm.train.targets import is_fan_in_fan_out, weight_shape
 
 HEADER_KEY = "e2wm_fisher"
@@ -186,7 +187,7 @@ def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--fisher {path}: no such file")
+        raise InputError(f"--fisher {path}: {why_missing(path)}")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
