@@ -64,6 +64,53 @@ def test_fisher_resumes_from_partial_sums(tiny_llama, tmp_path, monkeypatch):
         assert torch.equal(whole[1][name], resumed[1][name])
 
 
+def interrupt_after(chunks: int, monkeypatch) -> None:
+    """Make the next `e2wm fisher` stop (as Ctrl-C does) after chunks partial saves."""
+    calls, real = [], fisher_recipe.accumulate
+
+    def interrupted(*a, **k):
+        if len(calls) == chunks:
+            monkeypatch.setattr(fisher_recipe, "accumulate", real)  # the rerun computes normally
+            raise KeyboardInterrupt
+        calls.append(1)
+        real(*a, **k)
+
+    monkeypatch.setattr(fisher_recipe, "accumulate", interrupted)
+
+
+@pytest.mark.parametrize("changed", ["corpus", "model"])
+def test_partial_sums_of_a_corpus_or_model_changed_in_place_are_recomputed(changed, tiny_gpt2, tmp_path,
+                                                                             monkeypatch, capsys):
+    """The corpus file (or the model's weights) replaced under the same name between an interrupted run and its
+    rerun: the partial sums are of other inputs, so the Fisher is computed afresh and equals an uninterrupted
+    run on the new inputs (it was 67-86% off when they were resumed)."""
+    import shutil
+
+    from conftest import build_tiny_model
+
+    model = shutil.copytree(tiny_gpt2, tmp_path / "model")
+    corpus = write_corpus(tmp_path / "corpus.jsonl")
+    args = ["fisher", "--model", str(model), "--corpus", str(corpus), "--n", "5", "--max-len", "12",
+            "--batch-size", "2", "--save-every", "2"]
+    interrupt_after(1, monkeypatch)
+    with pytest.raises(SystemExit):
+        main(args + ["--out", str(tmp_path / "f.safetensors")])
+    assert (tmp_path / "f.safetensors.partial" / "sums.safetensors").is_file()
+    if changed == "corpus":
+        write_corpus(corpus, [text.upper() for text in reversed(TEXTS)])
+    else:
+        other = build_tiny_model(tmp_path / "retrained", style="bpe", arch="gpt2", seed=1)
+        shutil.copy(other / "model.safetensors", model / "model.safetensors")
+    capsys.readouterr()
+    main(args + ["--out", str(tmp_path / "f.safetensors")])
+    assert "partial sums were computed from another corpus or model content" in capsys.readouterr().out
+    main(args + ["--out", str(tmp_path / "clean.safetensors")])
+    resumed, clean = load_fisher(tmp_path / "f.safetensors")[1], load_fisher(tmp_path / "clean.safetensors")[1]
+    for name in clean:
+        assert torch.equal(resumed[name], clean[name])
+    assert not (tmp_path / "f.safetensors.partial").exists()
+
+
 def test_fisher_command_with_model_samples(tiny_llama, tmp_path):
     out = tmp_path / "f.safetensors"
     samples = tmp_path / "samples.jsonl"

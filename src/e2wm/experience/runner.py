@@ -30,16 +30,27 @@ def timings_path(out: Path) -> Path:
 
 
 def done_keys(path: Path, key: str) -> set:
-    """Keys of the records already in an output file; a last line cut short by a kill is removed."""
+    """Keys of the records already in an output file; a last line cut short by a kill is removed.
+
+    Raises InputError naming file, line and field for a record without the key, or with a key (an episode
+    number, a program id) that an earlier line already holds: two runs appended to one file, and resuming
+    would keep both copies.
+    """
     if not path.is_file():
         return set()
     drop_torn_tail(path)
-    keys = set()
+    first: dict = {}
     for number, record in iter_jsonl(path):
         if key not in record:
             raise InputError(f"{at(path, number, key)} is missing; not an output of e2wm collect?")
-        keys.add(record[key])
-    return keys
+        value = record[key]
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise InputError(f"{at(path, number, key)} must be a string or an integer, got {type(value).__name__}")
+        if value in first:
+            raise InputError(f"{at(path, number, key)}: {value!r} again (first at line {first[value]}): two runs "
+                             "wrote this file? keep one copy of each record (or collect into a new --out)")
+        first[value] = number
+    return set(first)
 
 
 def timed(work: Callable[..., dict], *job) -> tuple[dict, float]:

@@ -26,6 +26,7 @@ from e2wm.errors import InputError
 from e2wm.eval.metrics import lcs_score, rouge_scores
 from e2wm.eval.statistics import chance_baseline, majority_baseline
 from e2wm.files import output_folder, write_json, write_jsonl
+from e2wm.locks import output_lock
 
 logger = logging.getLogger(__name__)
 DRAWS = 10  # other items' references per item for a generation file's chance baseline
@@ -52,36 +53,38 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
 
         tokenizer = load_tokenizer(config.tokenizer, "--tokenizer")
     out = output_folder(config.out)
-    shots = {task: TASKS[task].shots if config.shots is None else config.shots for task in TRAINING_TASKS}
-    files, inputs = [], {}
-    if config.plans is not None:
-        made, report = plan_tasks(records(read_plans, config.plans), shots, config.seed, config.holdout_activities,
-                                  config.eval_programs)
-        files += made
-        inputs["plans"] = {"file": str(config.plans), **report}
-    if config.explore is not None:
-        made, report = story_tasks(records(read_episodes, config.explore), shots, config.seed, config.story_steps,
-                                   config.eval_episodes, config.answer_form == "option")
-        files += made
-        inputs["explore"] = {"file": str(config.explore), **report}
-    if files and not any(file.lines for file in files):
-        skipped = sum((file.skipped for file in files), Counter())
-        reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common() if n) or "none"
-        raise InputError(f"--out {out}: no example was built from the records (skipped: {reasons}); nothing written")
-    for file in files:
-        write_jsonl(out / file.path, file.lines)
-    remove_stale(out, {file.path for file in files}, config.plans is not None, config.explore is not None)
-    entries = {file.path: file_stats(file, tokenizer) for file in files}
-    for file in files:
-        if file.evaluation and file.lines:
-            entries[file.path]["baselines"] = baselines(file, config.seed)
-    stats = {"config": {**result_settings(config), "shots": shots}, "inputs": inputs, "files": entries}
-    write_json(out / "stats.json", stats)
-    for file in files:
-        if not file.lines:
-            reasons = ", ".join(f"{n} {why}" for why, n in file.skipped.most_common()) or "no records for it"
-            logger.warning("%s has no examples (%s); more programs or episodes give more", out / file.path, reasons)
-    return stats
+    with output_lock(out):  # one writer: a second build into this --out is refused
+        shots = {task: TASKS[task].shots if config.shots is None else config.shots for task in TRAINING_TASKS}
+        files, inputs = [], {}
+        if config.plans is not None:
+            made, report = plan_tasks(records(read_plans, config.plans), shots, config.seed, config.holdout_activities,
+                                      config.eval_programs)
+            files += made
+            inputs["plans"] = {"file": str(config.plans), **report}
+        if config.explore is not None:
+            made, report = story_tasks(records(read_episodes, config.explore), shots, config.seed, config.story_steps,
+                                       config.eval_episodes, config.answer_form == "option")
+            files += made
+            inputs["explore"] = {"file": str(config.explore), **report}
+        if files and not any(file.lines for file in files):
+            skipped = sum((file.skipped for file in files), Counter())
+            reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common() if n) or "none"
+            raise InputError(f"--out {out}: no example was built from the records (skipped: {reasons}); nothing "
+                             "written")
+        for file in files:
+            write_jsonl(out / file.path, file.lines)
+        remove_stale(out, {file.path for file in files}, config.plans is not None, config.explore is not None)
+        entries = {file.path: file_stats(file, tokenizer) for file in files}
+        for file in files:
+            if file.evaluation and file.lines:
+                entries[file.path]["baselines"] = baselines(file, config.seed)
+        stats = {"config": {**result_settings(config), "shots": shots}, "inputs": inputs, "files": entries}
+        write_json(out / "stats.json", stats)
+        for file in files:
+            if not file.lines:
+                reasons = ", ".join(f"{n} {why}" for why, n in file.skipped.most_common()) or "no records for it"
+                logger.warning("%s has no examples (%s); more programs or episodes give more", out / file.path, reasons)
+        return stats
 
 
 def remove_stale(out: Path, written: set[str], plans: bool, explore: bool) -> None:

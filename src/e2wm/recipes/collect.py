@@ -23,6 +23,7 @@ from e2wm.experience.mcts import SearchConfig
 from e2wm.experience.plans import plan_record
 from e2wm.experience.runner import collect, done_keys
 from e2wm.files import output_file, read_text, write_json
+from e2wm.locks import output_lock
 from e2wm.world.programs import check_ids, program_ids
 
 logger = logging.getLogger(__name__)
@@ -44,21 +45,24 @@ def collect_plans(config: CollectPlansConfig) -> CollectResult:
     chosen = program_ids(config.robothow_dir) if config.programs == ["all"] else list(dict.fromkeys(config.programs))
     check_ids(chosen, config.robothow_dir)  # a program given twice is one job
     chosen = chosen[: config.max_programs] if config.max_programs else chosen
-    done = done_keys(out, "program")
-    search = SearchConfig(simulations=config.simulations)
-    jobs = [(p, search, config.seed, config.robothow_dir) for p in chosen if p not in done]
-    return _run(plan_record, jobs, done, config, "program", "plans")
+    with output_lock(out):  # one writer: a second collection into this --out is refused
+        done = done_keys(out, "program")
+        search = SearchConfig(simulations=config.simulations)
+        jobs = [(p, search, config.seed, config.robothow_dir) for p in chosen if p not in done]
+        return _run(plan_record, jobs, done, config, "program", "plans")
 
 
 def collect_explore(config: CollectExploreConfig) -> CollectResult:
     """Exploration episodes 0 .. episodes-1 not yet in config.out; InputError on an unknown scene."""
     if config.scene:
         check_ids([config.scene], config.robothow_dir)
-    done = done_keys(output_file(config.out), "episode")
-    episode = ExploreConfig(steps=config.steps, characters=config.characters)
-    jobs = [(e, config.seed, episode, config.scene, config.robothow_dir) for e in range(config.episodes)
-            if e not in done]
-    return _run(explore, jobs, done, config, "episode", "episodes")
+    out = output_file(config.out)
+    with output_lock(out):  # one writer: a second collection into this --out is refused
+        done = done_keys(out, "episode")
+        episode = ExploreConfig(steps=config.steps, characters=config.characters)
+        jobs = [(e, config.seed, episode, config.scene, config.robothow_dir) for e in range(config.episodes)
+                if e not in done]
+        return _run(explore, jobs, done, config, "episode", "episodes")
 
 
 SELECTION = ("programs", "max_programs", "episodes")  # choose which records there are, not what one holds

@@ -38,6 +38,7 @@ from e2wm.eval.items import load_eval_files
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.experience.runner import default_workers
 from e2wm.files import write_atomic, write_json
+from e2wm.locks import output_lock
 from e2wm.models import EMBEDDED_NAME, MODEL_HELP
 from e2wm.provenance import model_fingerprint, path_digest
 from e2wm.recipes.build import build
@@ -290,7 +291,8 @@ def run_stages(settings: DemoConfig) -> dict[str, float]:
 def run_demo(settings: DemoConfig) -> Path:
     """Set the torch threads, run every stage (skipping those done before); returns the report's path."""
     set_threads(settings.threads)
-    run_stages(settings)
+    with output_lock(settings.out):  # one demo per folder; its stages lock their own folders too
+        run_stages(settings)
     return Path(settings.out) / "report" / "report.md"
 
 

@@ -25,6 +25,7 @@ from e2wm.eval.perplexity import read_texts
 from e2wm.eval.prefix_cache import model_device
 from e2wm.eval.run import Shard, check_limits, evaluate_model, token_limit
 from e2wm.files import output_folder, write_json
+from e2wm.locks import output_lock
 from e2wm.models import describe, load_model, resolve_model_path
 from e2wm.provenance import environment, git_commit, model_fingerprint, model_revision, package_versions, tree_digest
 
@@ -78,35 +79,36 @@ def evaluate(config: EvalConfig) -> dict:
     out = output_folder(config.out)
     tasks = load_eval_files(config.data)  # every file checked before the model is loaded
     ppl_texts = read_texts(config.ppl_data) if config.ppl_data else []
-    if config.backend == "vllm":
-        vllm_backend.check_available()
-    if config.num_processes > 1:
-        launch(config.num_processes, to_argv(replace(config, num_processes=1)))
-        return json.loads((out / "metrics.json").read_text())
-    shard, device = current_shard()
-    spec = config.model_spec(config.adapter)
-    if device and not spec.device:
-        spec.device = device
-    began = time.time()
-    model, tokenizer = load_model(spec)
-    max_length = token_limit(model, tokenizer, config)
-    check_limits(tokenizer, tasks, config, max_length, ppl_texts)  # before the model runs or anything is written
-    identity = model_identity(config, model)
-    record = {"config": asdict(config), "identity": identity, "provenance": environment(str(model_device(model)))}
-    if shard.is_main:
-        for stale in ("metrics.json", "results.md"):  # an earlier run's, until this one writes its own
-            (out / stale).unlink(missing_ok=True)
-        write_json(out / "config.json", record)
-    generator = None
-    if config.backend == "vllm" and any(task.kind == "generation" for task in tasks):
-        generator = vllm_backend.VllmGenerator(
-            resolve_model_path(spec.model), spec.adapter, spec.dtype, max_length, config.gpu_memory_utilization,
-        )
-    start = time.time()
-    results = evaluate_model(model, tokenizer, tasks, config, identity, shard, generator)
-    if shard.is_main:
-        record["provenance"]["wall_seconds"] = round(time.time() - began, 3)  # model loading included
-        write_json(out / "config.json", record)
-        logger.info("%s", (out / "results.md").read_text())
-        logger.info("wrote %s in %.0f s", out / "metrics.json", time.time() - start)
-    return results
+    with output_lock(out):  # one writer: a second eval of this --out is refused
+        if config.backend == "vllm":
+            vllm_backend.check_available()
+        if config.num_processes > 1:
+            launch(config.num_processes, to_argv(replace(config, num_processes=1)))
+            return json.loads((out / "metrics.json").read_text())
+        shard, device = current_shard()
+        spec = config.model_spec(config.adapter)
+        if device and not spec.device:
+            spec.device = device
+        began = time.time()
+        model, tokenizer = load_model(spec)
+        max_length = token_limit(model, tokenizer, config)
+        check_limits(tokenizer, tasks, config, max_length, ppl_texts)  # before the model runs or anything is written
+        identity = model_identity(config, model)
+        record = {"config": asdict(config), "identity": identity, "provenance": environment(str(model_device(model)))}
+        if shard.is_main:
+            for stale in ("metrics.json", "results.md"):  # an earlier run's, until this one writes its own
+                (out / stale).unlink(missing_ok=True)
+            write_json(out / "config.json", record)
+        generator = None
+        if config.backend == "vllm" and any(task.kind == "generation" for task in tasks):
+            generator = vllm_backend.VllmGenerator(
+                resolve_model_path(spec.model), spec.adapter, spec.dtype, max_length, config.gpu_memory_utilization,
+            )
+        start = time.time()
+        results = evaluate_model(model, tokenizer, tasks, config, identity, shard, generator)
+        if shard.is_main:
+            record["provenance"]["wall_seconds"] = round(time.time() - began, 3)  # model loading included
+            write_json(out / "config.json", record)
+            logger.info("%s", (out / "results.md").read_text())
+            logger.info("wrote %s in %.0f s", out / "metrics.json", time.time() - start)
+        return results

@@ -32,6 +32,7 @@ from e2wm.eval.items import EvalFile, read_eval_file
 from e2wm.eval.perplexity import perplexity, predicts_a_token
 from e2wm.eval.run import PPL_WINDOW, Shard, check_limits, qa_rows
 from e2wm.files import append_jsonl, drop_torn_tail, output_folder, read_jsonl, write_json, write_jsonl
+from e2wm.locks import output_lock
 from e2wm.models import DTYPES, autocast, autocast_dtype, check_device, context_length, default_device, load_model
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
@@ -487,10 +488,11 @@ def finetune(config: TrainConfig) -> TrainResult:
     Raises InputError on bad input (files, options, a resume with other settings) before training,
     and Diverged if the loss becomes NaN or infinite.
     """
-    recipe = FinetuneRecipe(config)
-    recipe.setup()
-    try:
-        recipe.train()
-        return recipe.save()
-    finally:
-        recipe.finish()
+    with output_lock(output_folder(config.out)):  # one writer: a second run on this --out is refused
+        recipe = FinetuneRecipe(config)
+        recipe.setup()
+        try:
+            recipe.train()
+            return recipe.save()
+        finally:
+            recipe.finish()

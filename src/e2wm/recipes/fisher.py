@@ -23,7 +23,9 @@ from tqdm import tqdm
 from e2wm.config import result_settings
 from e2wm.errors import InputError
 from e2wm.files import output_file, read_jsonl, write_jsonl
+from e2wm.locks import output_lock
 from e2wm.models import REFUSED, load_model, resolve_model_path
+from e2wm.provenance import model_fingerprint, path_digest
 from e2wm.text import read_corpus
 from e2wm.train.config import FisherConfig, FisherImportConfig
 from e2wm.train.corpus import MODEL_SAMPLES, sample_texts
@@ -43,47 +45,49 @@ logger = logging.getLogger(__name__)
 def compute_fisher(config: FisherConfig) -> FisherHeader | None:
     """Compute the Fisher as config says and write it to config.out; returns its header (None with samples_only).
 
-    Raises InputError on bad input (a corpus without a text of two or more tokens among them), or when
-    OUT.partial/ holds sums computed with other settings.
+    Raises InputError on bad input (a corpus without a text of two or more tokens among them), when
+    OUT.partial/ holds sums computed with other settings, or when another process is writing config.out
+    (`locks.output_lock`). Partial sums of a corpus or model changed in place since are recomputed (`resume`).
     """
     out = output_file(config.out)
-    partial = out.with_name(out.name + ".partial")
-    texts = None if config.corpus == MODEL_SAMPLES else read_corpus(config.corpus)
-    model, tokenizer = load_model(config.model_spec())
-    names = parse_modules(config.modules) or default_target_names(model)
-    layers = target_layers(model, names)
-    header = FisherHeader(
-        base_model=config.model, modules=names, shapes={k: list(v.weight.shape) for k, v in layers.items()},
-        n=config.n, corpus=config.corpus, max_len=config.max_len, dtype=config.dtype, seed=config.seed,
-    )
-    key = fingerprint(config, header)
-    sums, done = resume(partial, key)
-    if texts is None:
-        texts = model_samples(model, tokenizer, config, partial)
-    if config.write_samples:
-        write_jsonl(config.write_samples, [{"text": text} for text in texts])
-    if config.samples_only:
-        logger.info("wrote %d texts to %s", len(texts), config.write_samples)
-        return None
-    sequences = encode_texts(tokenizer, texts, config.max_len)[: config.n]
-    if not sequences:
-        raise InputError(f"--corpus {config.corpus}: no text has two or more tokens (nothing to predict)")
-    if len(sequences) < config.n:
-        logger.warning("the corpus has %d usable texts (>= 2 tokens); using all of them", len(sequences))
-    sums = sums or zero_sums(layers)
-    prepare_for_fisher(model, layers)
-    with tqdm(total=len(sequences), initial=done, desc="fisher", unit="text") as bar:
-        while done < len(sequences):
-            chunk = sequences[done : done + config.save_every]
-            accumulate(model, layers, chunk, tokenizer.pad_token_id, sums, config.batch_size, bar.update)
-            done += len(chunk)
-            save_partial(partial, sums, done, key)
-    header.n = done
-    save_fisher(out, {name: total / done for name, total in sums.items()}, header)
-    shutil.rmtree(partial, ignore_errors=True)
-    size = sum(t.numel() for t in sums.values())
-    logger.info("wrote %s: %d matrices, %s values, N=%d", out, len(sums), f"{size:,}", done)
-    return header
+    with output_lock(out):  # one writer: a second run on this --out is refused
+        partial = out.with_name(out.name + ".partial")
+        texts = None if config.corpus == MODEL_SAMPLES else read_corpus(config.corpus)
+        model, tokenizer = load_model(config.model_spec())
+        names = parse_modules(config.modules) or default_target_names(model)
+        layers = target_layers(model, names)
+        header = FisherHeader(
+            base_model=config.model, modules=names, shapes={k: list(v.weight.shape) for k, v in layers.items()},
+            n=config.n, corpus=config.corpus, max_len=config.max_len, dtype=config.dtype, seed=config.seed,
+        )
+        key, inputs = fingerprint(config, header), input_digests(config)
+        sums, done = resume(partial, key, inputs)
+        if texts is None:
+            texts = model_samples(model, tokenizer, config, partial)
+        if config.write_samples:
+            write_jsonl(config.write_samples, [{"text": text} for text in texts])
+        if config.samples_only:
+            logger.info("wrote %d texts to %s", len(texts), config.write_samples)
+            return None
+        sequences = encode_texts(tokenizer, texts, config.max_len)[: config.n]
+        if not sequences:
+            raise InputError(f"--corpus {config.corpus}: no text has two or more tokens (nothing to predict)")
+        if len(sequences) < config.n:
+            logger.warning("the corpus has %d usable texts (>= 2 tokens); using all of them", len(sequences))
+        sums = sums or zero_sums(layers)
+        prepare_for_fisher(model, layers)
+        with tqdm(total=len(sequences), initial=done, desc="fisher", unit="text") as bar:
+            while done < len(sequences):
+                chunk = sequences[done : done + config.save_every]
+                accumulate(model, layers, chunk, tokenizer.pad_token_id, sums, config.batch_size, bar.update)
+                done += len(chunk)
+                save_partial(partial, sums, done, key, inputs)
+        header.n = done
+        save_fisher(out, {name: total / done for name, total in sums.items()}, header)
+        shutil.rmtree(partial, ignore_errors=True)
+        size = sum(t.numel() for t in sums.values())
+        logger.info("wrote %s: %d matrices, %s values, N=%d", out, len(sums), f"{size:,}", done)
+        return header
 
 
 def fingerprint(config: FisherConfig, header: FisherHeader) -> str:
@@ -91,8 +95,21 @@ def fingerprint(config: FisherConfig, header: FisherHeader) -> str:
     return json.dumps({"settings": result_settings(config), "shapes": header.shapes}, sort_keys=True)
 
 
-def resume(partial: Path, key: str) -> tuple[dict[str, torch.Tensor] | None, int]:
-    """(partial sums, texts done) from an interrupted run with the same settings, else (None, 0)."""
+def input_digests(config: FisherConfig) -> str:
+    """The content of what partial sums were computed from: the corpus's bytes (a file, or a dataset folder's
+    files; nothing for the model's own samples, which the base model's digest covers) and the base model's
+    fingerprint (`provenance.model_fingerprint`: its files' digest, or a Hub snapshot's commit)."""
+    corpus = None if config.corpus == MODEL_SAMPLES else path_digest(config.corpus)
+    return json.dumps({"corpus": corpus, "model": model_fingerprint(config.model)}, sort_keys=True)
+
+
+def resume(partial: Path, key: str, inputs: str) -> tuple[dict[str, torch.Tensor] | None, int]:
+    """(partial sums, texts done) from an interrupted run with the same settings and inputs, else (None, 0).
+
+    Partial sums of the same settings whose corpus or model changed since (same names, other bytes) are
+    discarded with a warning, and the Fisher is computed afresh. Raises InputError when OUT.partial/ holds
+    sums of other settings (a run the user may still want to finish).
+    """
     sums_file = partial / "sums.safetensors"
     if not sums_file.is_file():
         return None, 0
@@ -102,16 +119,21 @@ def resume(partial: Path, key: str) -> tuple[dict[str, torch.Tensor] | None, int
             raise InputError(
                 f"{partial}: a partial Fisher with other settings is there; delete it or choose another --out"
             )
+        if metadata.get("inputs") != inputs:
+            logger.warning("%s: its partial sums were computed from another corpus or model content (changed "
+                           "in place since); starting over", partial)
+            shutil.rmtree(partial)
+            return None, 0
         sums = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
     done = int(metadata["done"])
     logger.info("resuming from %s: %d texts done", partial, done)
     return sums, done
 
 
-def save_partial(partial: Path, sums: dict[str, torch.Tensor], done: int, key: str) -> None:
+def save_partial(partial: Path, sums: dict[str, torch.Tensor], done: int, key: str, inputs: str) -> None:
     partial.mkdir(parents=True, exist_ok=True)
     staging = partial / "sums.safetensors.tmp"
-    save_file(sums, str(staging), metadata={"done": str(done), "settings": key})
+    save_file(sums, str(staging), metadata={"done": str(done), "settings": key, "inputs": inputs})
     staging.replace(partial / "sums.safetensors")
 
 
@@ -184,28 +206,29 @@ def import_fisher(config: FisherImportConfig) -> FisherHeader:
 
     checkpoint, model, out = config.checkpoint, config.model, output_file(config.out)
 
-    model_config = AutoConfig.from_pretrained(resolve_model_path(model))
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(model_config)
-    names = parse_modules(config.modules) or default_target_names(skeleton)
-    layers = target_layers(skeleton, names)
-    tensors = read_tensors(checkpoint_files(checkpoint))
-    fisher, source_dtypes = {}, set()
-    for name, layer in layers.items():
-        tensor = find_tensor(tensors, name)
-        if tensor is None:
-            raise InputError(f"--checkpoint {checkpoint}: no tensor for {name}.weight (a Fisher of another model?)")
-        if tuple(tensor.shape) != weight_shape(layer):
-            raise InputError(f"--checkpoint {checkpoint}: {name}.weight has shape {list(tensor.shape)} but the "
-                             f"model's is {list(weight_shape(layer))}")
-        if not torch.isfinite(tensor).all() or (tensor < 0).any():
-            raise InputError(f"--checkpoint {checkpoint}: {name}.weight has negative or non-finite values")
-        source_dtypes.add(str(tensor.dtype).removeprefix("torch."))
-        fisher[name] = tensor.float()
-    header = FisherHeader(
-        base_model=model, modules=names, shapes={k: list(weight_shape(v)) for k, v in layers.items()}, n=config.n,
-        corpus=f"imported from {checkpoint}", max_len=0, dtype="float32",
-        extra={"source": checkpoint, "source_dtype": sorted(source_dtypes)},
-    )
-    save_fisher(out, fisher, header)
-    return header
+    with output_lock(out):
+        model_config = AutoConfig.from_pretrained(resolve_model_path(model))
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(model_config)
+        names = parse_modules(config.modules) or default_target_names(skeleton)
+        layers = target_layers(skeleton, names)
+        tensors = read_tensors(checkpoint_files(checkpoint))
+        fisher, source_dtypes = {}, set()
+        for name, layer in layers.items():
+            tensor = find_tensor(tensors, name)
+            if tensor is None:
+                raise InputError(f"--checkpoint {checkpoint}: no tensor for {name}.weight (a Fisher of another model?)")
+            if tuple(tensor.shape) != weight_shape(layer):
+                raise InputError(f"--checkpoint {checkpoint}: {name}.weight has shape {list(tensor.shape)} but the "
+                                 f"model's is {list(weight_shape(layer))}")
+            if not torch.isfinite(tensor).all() or (tensor < 0).any():
+                raise InputError(f"--checkpoint {checkpoint}: {name}.weight has negative or non-finite values")
+            source_dtypes.add(str(tensor.dtype).removeprefix("torch."))
+            fisher[name] = tensor.float()
+        header = FisherHeader(
+            base_model=model, modules=names, shapes={k: list(weight_shape(v)) for k, v in layers.items()}, n=config.n,
+            corpus=f"imported from {checkpoint}", max_len=0, dtype="float32",
+            extra={"source": checkpoint, "source_dtype": sorted(source_dtypes)},
+        )
+        save_fisher(out, fisher, header)
+        return header

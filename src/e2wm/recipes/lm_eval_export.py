@@ -18,6 +18,7 @@ from e2wm.errors import InputError
 from e2wm.eval.items import load_eval_files
 from e2wm.eval.lm_eval.export import GROUP, SUBGROUPS, lm_eval_name, write_task_dir
 from e2wm.files import output_folder
+from e2wm.locks import output_lock
 
 
 @dataclass(kw_only=True)
@@ -44,24 +45,25 @@ def export_lm_eval(config: LmEvalExportConfig) -> dict[str, list[str]]:
             e2wm_qa).
     """
     out = output_folder(config.out)  # a file above it is refused here
-    if out.exists():
-        raise InputError(f"--out {out}: already exists; give a new directory")
-    for data in map(Path, config.data):
-        if data.is_dir() and out.resolve().is_relative_to(data.resolve()):
-            raise InputError(f"--out {out} is inside --data {data}: reading {data} again would take the exported "
-                             "JSONL for evaluation files; give a folder outside it")
-    tasks = load_eval_files(config.data)
-    groups = {GROUP, *(name for name, _ in SUBGROUPS.values())}
-    for task in tasks:
-        if lm_eval_name(task.name) in groups:
-            raise InputError(f"{task.path}: its lm-eval task name {lm_eval_name(task.name)} is a group's name "
-                             f"({', '.join(sorted(groups))}); rename the file")
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        groups = write_task_dir(tasks, staging)
-        staging.rename(out)
-    except BaseException:
+    with output_lock(out):  # one writer; the check that --out is new holds until the folder is there
+        if out.exists():
+            raise InputError(f"--out {out}: already exists; give a new directory")
+        for data in map(Path, config.data):
+            if data.is_dir() and out.resolve().is_relative_to(data.resolve()):
+                raise InputError(f"--out {out} is inside --data {data}: reading {data} again would take the exported "
+                                 "JSONL for evaluation files; give a folder outside it")
+        tasks = load_eval_files(config.data)
+        groups = {GROUP, *(name for name, _ in SUBGROUPS.values())}
+        for task in tasks:
+            if lm_eval_name(task.name) in groups:
+                raise InputError(f"{task.path}: its lm-eval task name {lm_eval_name(task.name)} is a group's name "
+                                 f"({', '.join(sorted(groups))}); rename the file")
+        staging = out.with_name(f".{out.name}.partial")
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return {name: group["task"] for name, group in groups.items()}
+        try:
+            groups = write_task_dir(tasks, staging)
+            staging.rename(out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return {name: group["task"] for name, group in groups.items()}

@@ -1,0 +1,187 @@
+"""One writer per output: while a process holds an output, every command that would write it is refused in one
+line naming the output and the holder's pid (exit 2, nothing written); the lock goes with its process, kill -9
+included; two real processes racing for one output end with one result, not a mix."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from adversarial.support import GEN, PAIR, QA, TEXT, Foreign, child_env, refused, run_e2wm, write_lines
+from helpers.experience_fixtures import programs, random_episode
+
+from e2wm.cli import main
+from e2wm.errors import InputError
+from e2wm.locks import HELD_ENV, lock_file, output_lock, writer_of
+
+HOLD = "import sys, time\nfrom e2wm.locks import output_lock\nwith output_lock(sys.argv[1]):\n" \
+       "    print('held', flush=True)\n    time.sleep(120)\n"
+
+
+class Holder:
+    """Another process holding the lock of an output (as a running e2wm command does)."""
+
+    def __init__(self, output: Path):
+        env = {k: v for k, v in child_env().items() if k != HELD_ENV}
+        self.process = subprocess.Popen([sys.executable, "-c", HOLD, str(output)], stdout=subprocess.PIPE,
+                                        env=env, text=True, start_new_session=True)
+        assert self.process.stdout.readline().strip() == "held"
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.fixture
+def holder():
+    held = []
+
+    def hold(output: Path) -> Holder:
+        held.append(Holder(output))
+        return held[-1]
+
+    yield hold
+    for h in held:
+        if h.process.poll() is None:
+            h.kill()
+
+
+def eval_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    data = write_lines(tmp / "count.jsonl", QA, QA)
+    return ["eval", "--model", f.gpt2, "--data", data, "--out", tmp / "eval"], tmp / "eval"
+
+
+def train_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    data = write_lines(tmp / "a.jsonl", PAIR, PAIR)
+    return ["train", "--model", f.llama, "--train", f"1 {data}", "--method", "lora", "--max-steps", "1",
+            "--batch-size", "2", "--out", tmp / "run"], tmp / "run"
+
+
+def fisher_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    corpus = write_lines(tmp / "c.jsonl", TEXT, TEXT)
+    return ["fisher", "--model", f.llama, "--corpus", corpus, "--n", "2", "--out", tmp / "f.safetensors"], \
+        tmp / "f.safetensors"
+
+
+def build_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    plans = write_lines(tmp / "plans.jsonl", *programs()[:3])
+    return ["build", "--plans", plans, "--out", tmp / "built"], tmp / "built"
+
+
+def plans_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    return ["collect", "plans", "--programs", "file3_1", "--simulations", "2", "--out", tmp / "p.jsonl"], \
+        tmp / "p.jsonl"
+
+
+def explore_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    return ["collect", "explore", "--episodes", "2", "--steps", "3", "--out", tmp / "e.jsonl"], tmp / "e.jsonl"
+
+
+def export_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    return ["export", "merged", "--model", f.llama, "--adapter", f.llama_adapter, "--out", tmp / "merged"], \
+        tmp / "merged"
+
+
+def lm_eval_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    data = write_lines(tmp / "data" / "plan_gen.jsonl", GEN)
+    return ["export", "lm-eval", "--data", data, "--out", tmp / "tasks"], tmp / "tasks"
+
+
+def report_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    run = tmp / "evaluated"
+    write_lines(run / "metrics.json", json.dumps({"count": {"accuracy": 0.5, "n": 2}}))
+    return ["report", run, "--out", tmp / "report.md"], tmp / "report.md"
+
+
+def demo_run(tmp: Path, f: Foreign) -> tuple[list, Path]:
+    return ["demo", "--model", f.llama, "--out", tmp / "demo"], tmp / "demo"
+
+
+COMMANDS = {"eval": eval_run, "train": train_run, "fisher": fisher_run, "build": build_run,
+            "collect-plans": plans_run, "collect-explore": explore_run, "export-merged": export_run,
+            "export-lm-eval": lm_eval_run, "report": report_run, "demo": demo_run}
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_second_writer_is_refused_in_one_line_naming_the_output_and_the_holder(name, tmp_path, foreign, holder,
+                                                                                 capsys):
+    argv, output = COMMANDS[name](tmp_path, foreign)
+    first = holder(output)
+    line = refused(argv, tmp_path, capsys)  # exit 2, one line, nothing under tmp_path created or changed
+    assert f"{output}: another e2wm process is writing it (pid {first.process.pid} " in line, line
+
+
+def test_the_lock_goes_with_its_process_even_after_kill_9(tmp_path, foreign, holder, capsys):
+    argv, output = eval_run(tmp_path, foreign)
+    first = holder(output)
+    assert writer_of(output).startswith(f"pid {first.process.pid} ")
+    first.kill()  # the lock file stays behind, but nobody holds it
+    assert lock_file(output).is_file() and writer_of(output) is None
+    main([str(a) for a in argv])
+    assert (output / "metrics.json").is_file()
+    assert not lock_file(output).exists()  # removed by the run that held it last
+
+
+def test_report_refuses_a_run_that_is_still_being_written(tmp_path, holder):
+    run = tmp_path / "evaluated"
+    write_lines(run / "metrics.json", json.dumps({"count": {"accuracy": 0.5, "n": 2}}))
+    first = holder(run)
+    from e2wm.eval.config import ReportConfig
+    from e2wm.recipes.report import report
+
+    with pytest.raises(InputError, match=f"{run}: still being written \\(pid {first.process.pid} "):
+        report(ReportConfig(runs=[str(run)], out=str(tmp_path / "r.md")))
+    first.kill()
+    assert "count" in report(ReportConfig(runs=[str(run)], out=str(tmp_path / "r.md")))
+
+
+def test_the_lock_is_reentrant_in_a_process_and_cleans_up_what_it_made(tmp_path):
+    output = tmp_path / "new" / "deeper" / "run"
+    with output_lock(output):
+        assert lock_file(output).is_file()
+        assert str(lock_file(output)) in os.environ[HELD_ENV]  # what the processes it starts inherit
+        with output_lock(output):  # the demo's recipes, a recipe calling another
+            pass
+        assert lock_file(output).is_file()
+        assert writer_of(output) is None  # this process is the writer: not refused to itself
+    assert not (tmp_path / "new").exists()  # the lock file and the folders made for it are gone
+    assert str(lock_file(output)) not in os.environ.get(HELD_ENV, "")
+
+
+def test_a_symbolic_link_to_an_output_shares_its_lock(tmp_path, holder):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "alias").symlink_to(real)
+    holder(real)
+    with pytest.raises(InputError, match="another e2wm process is writing it"), output_lock(tmp_path / "alias"):
+        pass
+
+
+@pytest.mark.slow
+def test_a_second_collection_started_while_the_first_runs_is_refused_and_the_file_is_one_collection(tmp_path):
+    out, episodes = tmp_path / "shared.jsonl", 150  # about 15 s of work: the second starts well before its end
+    command = [sys.executable, "-m", "e2wm", "collect", "explore", "--episodes", str(episodes), "--steps", "20",
+               "--seed", "3", "--workers", "1", "--out", str(out)]
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=child_env())
+    while not (out.is_file() and out.read_bytes().count(b"\n") >= 1):  # the first holds the file
+        assert first.poll() is None, first.stderr.read()
+        time.sleep(0.05)
+    second = run_e2wm(*command[3:])
+    assert first.poll() is None, "the first collection ended before the second tried: make it longer"
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip().splitlines() == [
+        f"e2wm collect explore: error: --out {out}: another e2wm process is writing it (pid {first.pid} "
+        "(e2wm collect explore)); wait for it to finish or choose another --out"]
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    numbers = [json.loads(line)["episode"] for line in out.read_text().splitlines()]
+    assert numbers == list(range(episodes))  # no record duplicated, lost or mixed in
+
+
+def test_a_collection_file_with_a_record_twice_is_named_on_resume(tmp_path, capsys):
+    out = write_lines(tmp_path / "e.jsonl", random_episode(0), random_episode(1), random_episode(0))
+    line = refused(["collect", "explore", "--episodes", "4", "--out", out], tmp_path, capsys)
+    assert f"{out}:3: field 'episode': 0 again (first at line 1)" in line
