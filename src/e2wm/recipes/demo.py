@@ -275,6 +275,7 @@ def run_stages(settings: DemoConfig) -> dict[str, float]:
         jobs = prepare(stage, folder, resume=not fresh and stage.name in RESUMABLE)
         write_json(marker, {"commands": commands, "settings": results, "inputs": inputs, "done": False})
         logger.info(f"{header}  (demo time so far {time.time() - start:.0f} s)")
+        set_threads(settings.threads)  # per stage: the load of other work may have changed since the last one
         began, began_cpu = time.time(), cpu_seconds()
         for job in jobs:
             logger.info("    $ e2wm " + " ".join(quote(a) for a in job.argv()))
@@ -289,25 +290,42 @@ def run_stages(settings: DemoConfig) -> dict[str, float]:
 
 
 def run_demo(settings: DemoConfig) -> Path:
-    """Set the torch threads, run every stage (skipping those done before); returns the report's path."""
-    set_threads(settings.threads)
+    """Run every stage (skipping those done before), each with the torch threads `set_threads` chooses then;
+    returns the report's path."""
     with output_lock(settings.out):  # one demo per folder; its stages lock their own folders too
         run_stages(settings)
     return Path(settings.out) / "report" / "report.md"
 
 
 def set_threads(threads: int | None) -> None:
-    """Use the given thread count; by default 1 when other work already keeps every core busy."""
+    """Use the given thread count; by default one per core that other work leaves free (`busy_elsewhere`), at
+    least 1. Called before each stage, so a demo that started on an idle machine gives cores back when other
+    jobs arrive (more threads than free cores contend for them and run many times slower), and takes them again
+    when they leave. The threads wait passively (OMP_WAIT_POLICY=PASSIVE, set by the `e2wm` command)."""
     import torch
 
     if threads is None:
-        load, cores = os.getloadavg()[0], os.cpu_count() or 1
-        if load < cores:
-            return
-        threads = 1
-        logger.info("e2wm demo: the machine is busy (load %.1f on %d cores): 1 torch thread (--threads overrides)",
-                    load, cores)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        busy = busy_elsewhere()
+        threads = max(1, min(cores, round(cores - busy)))
+        if threads != torch.get_num_threads():
+            logger.info("    %d torch thread%s (%.1f of %d cores busy with other work; --threads overrides)",
+                        threads, "" if threads == 1 else "s", busy, cores)
     torch.set_num_threads(threads)
+
+
+def busy_elsewhere(readings: int = 10, interval: float = 0.05) -> float:
+    """How many threads of other work are running now: the mean of /proc/loadavg's count of runnable threads
+    over readings * interval seconds, less this process's reading thread (its torch threads sleep between
+    stages). Where /proc is missing, the 1-minute load average (which also counts this process's recent work)."""
+    path = Path("/proc/loadavg")
+    if not path.is_file():
+        return os.getloadavg()[0]
+    counts = []
+    for _ in range(readings):
+        counts.append(int(path.read_text().split()[3].split("/")[0]) - 1)
+        time.sleep(interval)
+    return max(0.0, sum(counts) / len(counts))
 
 
 def cpu_seconds() -> float:
