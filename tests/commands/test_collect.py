@@ -137,3 +137,32 @@ def test_records_without_their_settings_file_are_not_extended(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["collect", "explore", "--episodes", "2", "--steps", "4", "--out", str(out), "--workers", "1"])
     assert stop.value.code == 2 and "holds records but no episodes.jsonl.settings.json" in capsys.readouterr().err
+
+
+def test_records_of_programs_whose_files_changed_are_not_extended(tmp_path, capsys):
+    """A --robothow-dir whose program files changed in place between two runs into one --out: refused, naming
+    both sources (the records would mix two worlds); the bundled programs are named by their package's version."""
+    import shutil
+
+    from e2wm.world.programs import GRAPHS, SCRIPTS, bundled_root, index
+
+    robothow = tmp_path / "robothow"
+    for scene, script, graph in list(index(None).values())[:3]:  # three programs of the bundled set
+        for file, kind in ((script, SCRIPTS), (graph, GRAPHS)):
+            target = robothow / kind / file.relative_to(bundled_root() / kind)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(file, target)
+    out = tmp_path / "episodes.jsonl"
+    args = ["collect", "explore", "--steps", "4", "--workers", "1", "--robothow-dir", str(robothow), "--out", str(out)]
+    main([*args, "--episodes", "1"])
+    settings = json.loads((tmp_path / "episodes.jsonl.settings.json").read_text())
+    assert settings["world"].startswith("virtualhome-eval ") and f"{robothow}: sha256 " in settings["world"]
+    main([*args, "--episodes", "2"])  # the same files: the collection grows
+    script = next((robothow / SCRIPTS).rglob("*.txt"))
+    script.write_text(script.read_text() + "\n")  # edited in place
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--episodes", "3"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "were collected from other programs or another simulator" in err
+    assert len(out.read_text().splitlines()) == 2

@@ -24,7 +24,7 @@ from e2wm.experience.plans import plan_record
 from e2wm.experience.runner import collect, done_keys
 from e2wm.files import output_file, read_text, write_json
 from e2wm.locks import output_lock
-from e2wm.world.programs import check_ids, program_ids
+from e2wm.world.programs import check_ids, program_ids, source_digest
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +69,13 @@ SELECTION = ("programs", "max_programs", "episodes")  # choose which records the
 
 
 def check_settings(config: CollectPlansConfig | CollectExploreConfig, done: set) -> None:
-    """Record the settings beside the output, or, with records there, refuse other ones (InputError)."""
+    """Record the settings and the programs' source (`programs.source_digest`) beside the output, or, with records
+    there, refuse other ones (InputError): records of two settings, or of programs whose files changed since, are
+    never mixed in one file."""
     out = Path(config.out)
     kept = out.with_name(out.name + ".settings.json")
     settings = {k: v for k, v in result_settings(config).items() if k not in SELECTION}
+    world = source_digest(config.robothow_dir)
     if done and not kept.is_file():
         raise InputError(f"--out {out}: it holds records but no {kept.name} saying how they were collected (a "
                          "copy, or an older e2wm); use another --out")
@@ -85,7 +88,10 @@ def check_settings(config: CollectPlansConfig | CollectExploreConfig, done: set)
         if changed:
             raise InputError(f"--out {out}: its records were collected with other {', '.join(changed)}; "
                              "use another --out")
-    write_json(kept, settings)
+        if before.get("world", world) != world:  # (a file of an older e2wm does not say)
+            raise InputError(f"--out {out}: its records were collected from other programs or another simulator "
+                             f"({before['world']}; now {world}); use another --out")
+    write_json(kept, {**settings, "world": world})
 
 
 def _run(work, jobs: list[tuple], done: set, config: CollectPlansConfig | CollectExploreConfig, key: str,

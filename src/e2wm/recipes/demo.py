@@ -74,8 +74,9 @@ class DemoConfig:
                                    "cache (e2wm data download), else ../shared/e2wm-benchmark/eval-dev when present, "
                                    "else the evaluation files the build stage generates)")
     force: bool = option(False, "redo every stage, even those done before")
-    threads: int | None = option(None, "torch threads (default: torch's, or 1 on a machine already busy, where "
-                                 "more threads contend for the cores and run many times slower)", minimum=1)
+    threads: int | None = option(None, "torch threads (default: chosen before each stage, one per core that other "
+                                 "work leaves free, at least 1: more threads than free cores contend for them and "
+                                 "run many times slower)", minimum=1)
     num_programs: int | None = option(None, "RobotHow programs to plan for, spread over the activities (default: "
                                       "all)", minimum=1, group=SIZES)
     simulations: int = option(50, "MCTS simulations per program", minimum=1, group=SIZES)

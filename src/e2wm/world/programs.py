@@ -54,6 +54,21 @@ def parse_step(text: str, where: str) -> Step:
     return Step(match.group(1).upper(), args)
 
 
+def source_digest(root: str | None = None) -> str:
+    """What identifies the programs (and the simulator that runs them): `virtualhome-eval VERSION` for the bundled
+    ones, whose bytes the version fixes; for a user's directory, the sha256 of its script and graph files' bytes
+    (`provenance.tree_digest`; a whole RobotHow release is some GB: seconds to minutes, once per collection run)
+    with the simulator's version."""
+    from importlib import metadata
+
+    from e2wm.provenance import tree_digest
+
+    version = f"virtualhome-eval {metadata.version('virtualhome-eval')}"
+    if root is None:
+        return version
+    return f"{version}; {root}: sha256 {tree_digest(root, (f'{SCRIPTS}/**/*.txt', f'{GRAPHS}/**/*.json'))}"
+
+
 @cache
 def index(root: str | None = None) -> dict[str, tuple[str, Path, Path]]:
     """Program id -> (scene, script file, graph file).
