@@ -9,6 +9,7 @@ import argparse
 import difflib
 import importlib
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 
 from e2wm import __version__, config
 from e2wm.errors import InputError, RunError
-from e2wm.files import read_text, require_utf8
+from e2wm.files import DISK_FULL, check_text, os_errno, read_text, require_utf8
 
 # command name -> (module under e2wm.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -62,6 +63,9 @@ def load_config(path: str, parser: argparse.ArgumentParser, renamed: dict[str, s
         mark = getattr(error, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise InputError(f"{file}{line}: bad YAML ({getattr(error, 'problem', error)})") from None
+    except RecursionError:
+        raise InputError(f"{file}: bad YAML (nested too deeply to read)") from None
+    check_text(data, file)  # a "\ud83d" escape: no text, and fatal in every file the run writes
     if not isinstance(data, dict):
         raise InputError(f"{file}: a config must be a mapping of option names to values")
     known = {action.dest: action.dest for action in parser._actions}  # dest names, and option names too:
@@ -166,7 +170,19 @@ def configure_logging() -> None:
     logger.propagate = False  # a library's root handler (rouge-score's absl) would print each line twice
 
 
+def one_line(text: str) -> str:
+    """text with each character that is not printable (line breaks, other control characters, lone surrogates)
+    written as its Python escape (`\\n`, `\\x1b`, `\\ud83d`): an error stays one line, whatever the input it
+    quotes (a field name, a YAML parser's message) holds."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def main(argv: list[str] | None = None) -> None:
+    # torch's OpenMP threads sleep while they wait instead of spinning (before torch loads: libgomp reads it
+    # once). On a machine other jobs keep busy, spinning threads burn the time slices of the thread they wait
+    # for: the same work took 3x the CPU time and 3x the wall time (benchmarks/load_threads.py).
+    # OMP_WAIT_POLICY=ACTIVE in the environment keeps spinning.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
     # the libraries' notes to their own callers (PEFT calling a transformers method renamed in v6) are not the user's
@@ -194,14 +210,30 @@ def main(argv: list[str] | None = None) -> None:
         job, module = parse(name, argv[len(name.split()):])
         module.run(job)
     except InputError as error:
-        print(f"e2wm {name}: error: {error}", file=sys.stderr)
+        print(f"e2wm {name}: error: {one_line(str(error))}", file=sys.stderr)
         sys.exit(2)
     except RunError as error:
-        print(f"e2wm {name}: stopped: {error}", file=sys.stderr)
+        print(f"e2wm {name}: stopped: {one_line(str(error))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print(f"e2wm {name}: interrupted; completed work is kept, re-run to resume", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        if os_errno(error) not in DISK_FULL:
+            raise
+        print(f"e2wm {name}: stopped: {disk_full(error)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def disk_full(error: Exception) -> str:
+    """The one line for a write that found the disk full (or the quota used up): `PATH: no space left on device
+    (...)`, PATH the file or folder being written (OSError.filename, which `e2wm.files.writing` sets), or `a file`
+    when a library's error names none. What was written atomically is whole or absent (temporaries removed),
+    appended logs end at their last whole line, so a re-run resumes (train: with --resume)."""
+    number = os_errno(error)
+    where = getattr(error, "filename", None) or "a file"
+    reason = os.strerror(number)
+    return f"{where}: {reason[0].lower()}{reason[1:]} (free some space; completed work is kept, re-run to resume)"
 
 
 if __name__ == "__main__":

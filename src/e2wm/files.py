@@ -1,8 +1,11 @@
 """JSONL reading with precise errors, and atomic writes (a crash never leaves a half-written file)."""
 
 import codecs
+import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,7 +92,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; bad JSON raises InputError with file and line.
 
     Lines end in LF or CRLF; a UTF-8 byte order mark at the start is skipped (as Python's `utf-8-sig` does).
-    InputError naming the file when it is a directory or missing, and the line when it is not UTF-8 text.
+    InputError naming the file when it is a directory or missing, and the line when it is not UTF-8 text, not
+    JSON as `parse_json` reads it (a lone surrogate named with its field), or not an object.
     """
     path = check_file(Path(path))
     with path.open("rb") as handle:
@@ -101,13 +105,69 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise InputError(f"{at(path, number)}: not UTF-8 text (byte 0x{raw[error.start]:02x})") from None
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{at(path, number)}: bad JSON ({error.msg})") from None
+            record = parse_json(line, path, number)
             if not isinstance(record, dict):
                 raise InputError(f"{at(path, number)}: expected a JSON object, got {type(record).__name__}")
             yield number, record
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: a str, but no UTF-8 text
+
+
+def check_text(value: Any, path, line: int | None = None) -> None:
+    """InputError for the first string of value, in reading order, that holds a lone surrogate (a code point in
+    U+D800..U+DFFF, which JSON's and YAML's \\uXXXX escapes give and no UTF-8 text holds: tokenizers and every
+    file e2wm writes fail on it, after the work): `FILE:LINE: field 'steps[0].action' holds a lone surrogate
+    \\ud83d (...)`, for strings nested in lists and objects and for objects' keys too.
+
+    Args:
+        value: a parsed JSON or YAML value (str, list, dict, numbers, None; lists and dicts may nest and, from YAML
+            aliases, refer to themselves).
+        path, line: where value was read, for the message (line None for a whole file).
+    """
+    stack: list[tuple[str, Any, bool]] = [("", value, False)]  # (field, value, is a key)
+    seen: set[int] = set()
+    while stack:
+        field, item, is_key = stack.pop()
+        if isinstance(item, str):
+            found = LONE_SURROGATE.search(item)
+            if found:
+                name = field.encode("utf-8", "backslashreplace").decode("utf-8")
+                where = f"{at(path, line, name)}{' (a key)' if is_key else ''}" if name else f"{at(path, line)}: text"
+                raise InputError(f"{where} holds a lone surrogate \\u{ord(found.group()):04x} (not text: half of a "
+                                 "UTF-16 pair, escaped alone; write the whole character)")
+        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            if isinstance(item, dict):
+                named = [(f"{field}.{key}" if field else str(key), key, child) for key, child in item.items()]
+                children = [entry for name, key, child in named for entry in ((name, key, True), (name, child, False))]
+            else:
+                children = [(f"{field}[{i}]", child, False) for i, child in enumerate(item)]
+            stack.extend(reversed(children))
+
+
+def parse_json(text: str, path, line: int | None = None) -> Any:
+    """json.loads of text (a JSONL line, or a whole file with line None), every fault an InputError naming path and
+    the line: bad JSON, nesting too deep for Python to read (RecursionError), a number too long for Python's int
+    (ValueError past 4300 digits), and a string holding a lone surrogate (`check_text`, with its field)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        where = line if line is not None else error.lineno
+        raise InputError(f"{at(path, where)}: bad JSON ({error.msg})") from None
+    except RecursionError:
+        raise InputError(f"{at(path, line)}: bad JSON (nested too deeply to read)") from None
+    except ValueError:  # an integer of more digits than sys.get_int_max_str_digits()
+        raise InputError(f"{at(path, line)}: bad JSON (a number too long to read)") from None
+    if "\\u" in text or LONE_SURROGATE.search(text):  # text read as UTF-8 holds none: only an escape gives one
+        check_text(value, path, line)
+    return value
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value in a UTF-8 file (`read_text`: byte order mark and CRLF as there), every fault an InputError
+    naming the file and line (`parse_json`)."""
+    return parse_json(read_text(path), path)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -126,19 +186,60 @@ def require(record: dict, field: str, kind: type | tuple[type, ...], path, line:
     return value
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write text to path via a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or the user's quota on it used up
+OS_ERROR_IN_MESSAGE = re.compile(r"\(os error (\d+)\)")  # how Rust's io::Error ends (safetensors, tokenizers)
+
+
+def os_errno(error: BaseException) -> int | None:
+    """The OS error number behind error: its own (an OSError), one that Rust libraries (safetensors, tokenizers)
+    write into their message as `(os error 28)`, or that of an error in its chain of causes (torch.save into a
+    Python file object raises a RuntimeError while handling the file's OSError); None when there is none."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno is not None:
+            return error.errno
+        found = OS_ERROR_IN_MESSAGE.search(str(error))
+        if found:
+            return int(found[1])
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Re-raise a failed write inside as an OSError that names the file: an OSError naming no file (a failed write
+    or flush) gets path, and a library's own error for a full disk (`os_errno` in DISK_FULL: safetensors'
+    SafetensorError, torch.save's RuntimeError) becomes OSError(ENOSPC or EDQUOT, strerror, path), which the
+    command line reports in one line (e2wm.cli). Other errors pass unchanged."""
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
+    except Exception as error:
+        number = os_errno(error)
+        if number not in DISK_FULL:
+            raise
+        raise OSError(number, os.strerror(number), str(path)) from error
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write text to path via a temporary file in the same folder and an atomic rename; a failed write (a full
+    disk: OSError naming path, `writing`) removes the temporary file and leaves path as it was."""
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def _umask() -> int:
@@ -172,10 +273,23 @@ def drop_torn_tail(path: Path) -> None:
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
-    """Append one record and flush it to disk (for resumable logs: at most the line in flight is lost)."""
+    """Append one record and flush it to disk (for resumable logs: at most the line in flight is lost).
+
+    A failed write (a full disk: OSError naming path, `writing`) cuts the file back to its size before, so no
+    partial line is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
+    data = memoryview((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.lseek(handle, 0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[os.write(handle, data):]
+                os.fsync(handle)
+            except BaseException:
+                os.ftruncate(handle, size)
+                raise
+        finally:
+            os.close(handle)

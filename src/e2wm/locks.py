@@ -1,10 +1,12 @@
 """One writer per output: an exclusive lock that a command holds on its output for its whole run.
 
 Two e2wm processes given the same output (an eval run folder, a collection file, a Fisher file, ...) would
-otherwise both succeed and leave a mix of the two runs. The first takes `fcntl.flock` on a hidden file beside
+otherwise both succeed and leave a mix of the two runs. The first locks a hidden file beside
 the output, `.NAME.lock`; a second is refused before it writes anything (InputError naming the output and the
-holder's pid). The kernel releases a flock when its process ends, kill -9 and out-of-memory kills included,
-so an interrupted run never blocks the next one; the lock file itself is removed when the holder finishes.
+holder's pid). It is a POSIX record lock (`fcntl.lockf`), which belongs to the process that took it: the
+kernel releases it when that process ends, kill -9 and out-of-memory kills included, so an interrupted run
+never blocks the next one, and the workers it forks (collect's) do not inherit it (a `flock` would live on in
+a worker that outlives its killed parent). The lock file itself is removed when the holder finishes.
 
 Within one process the lock is re-entrant (the demo's stages, a recipe called from another). The processes a
 holder starts for the same job (`accelerate launch` of eval's shards) find the output in E2WM_HELD_OUTPUTS and
@@ -46,21 +48,26 @@ def _holder(fd: int) -> str:
     return text or "pid unknown"
 
 
-def _acquire(file: Path, output: str | Path, option: str) -> int | None:
-    """An open descriptor of file holding its exclusive flock; None where the file system has no locks (a
-    warning says so). Raises InputError when another process holds it, or the folder cannot be written."""
+def _acquire(file: Path, output: str | Path, option: str, wait: bool) -> int | None:
+    """An open descriptor of file holding its exclusive lock; None where the file system has no locks (a
+    warning says so). Raises InputError when another process holds it (unless wait: then it waits for it), or
+    the folder cannot be written."""
     while True:
         try:
             fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
             raise InputError(f"{option} {output}: cannot write in {file.parent} ({error.strerror})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held
             holder = _holder(fd)
-            os.close(fd)
-            raise InputError(f"{option} {output}: another e2wm process is writing it ({holder}); wait for it to "
-                             f"finish or choose another {option}") from None
+            if wait:
+                logger.info("waiting for another e2wm process (%s) to finish writing %s", holder, output)
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+            else:
+                os.close(fd)
+                raise InputError(f"{option} {output}: another e2wm process is writing it ({holder}); wait for it to "
+                                 f"finish or choose another {option}") from None
         except OSError as error:  # ENOLCK and the like: a file system without locks (some network mounts)
             os.close(fd)
             logger.warning("%s %s: cannot lock it (%s); make sure no other run writes it", option, output,
@@ -87,8 +94,9 @@ def _make_parents(folder: Path) -> list[Path]:
 
 
 @contextmanager
-def output_lock(output: str | Path, option: str = "--out") -> Iterator[None]:
-    """Hold the exclusive lock of output (a file or folder, existing or not) for the body of the with block.
+def output_lock(output: str | Path, option: str = "--out", wait: bool = False) -> Iterator[None]:
+    """Hold the exclusive lock of output (a file or folder, existing or not) for the body of the with block;
+    wait: wait for another holder to finish instead of refusing (a shared cache that one process fills).
 
     Raises:
         InputError: another process holds it (`--out runs/x: another e2wm process is writing it (pid 4242
@@ -105,7 +113,7 @@ def output_lock(output: str | Path, option: str = "--out") -> Iterator[None]:
         return
     created = _make_parents(file.parent)
     try:
-        fd = _acquire(file, output, option)
+        fd = _acquire(file, output, option, wait)
     except BaseException:
         _remove_empty(created)
         raise
@@ -142,8 +150,8 @@ def writer_of(output: str | Path) -> str | None:
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):
         return _holder(fd)
     except OSError:
         return None

@@ -21,6 +21,7 @@ import torch
 from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
+from e2wm.locks import output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +217,20 @@ def embedded_model_dir() -> Path:
         raise InputError(f"--model {EMBEDDED_NAME}: {source / EMBEDDED_GGUF} is missing")
     stat = (source / EMBEDDED_GGUF).stat()
     stamp = {"gguf": str(source / EMBEDDED_GGUF), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    made_from = target / "e2wm_source.json"  # absent in copies converted before it was written: kept
-    if ready and (not made_from.is_file() or json.loads(made_from.read_text(encoding="utf-8")) == stamp):
+    if converted(target, stamp):
         return target
-    convert_gguf(source, EMBEDDED_GGUF, target, stamp)
+    with output_lock(target, "the embedded model's cache", wait=True):  # two first runs at once: one converts
+        if not converted(target, stamp):  # (while this one waited, the other may have)
+            convert_gguf(source, EMBEDDED_GGUF, target, stamp)
     return target
+
+
+def converted(target: Path, stamp: dict) -> bool:
+    """Whether target holds a conversion of the GGUF that stamp describes (a copy converted before stamps were
+    written, without e2wm_source.json, is taken as one)."""
+    made_from = target / "e2wm_source.json"
+    ready = (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+    return ready and (not made_from.is_file() or json.loads(made_from.read_text(encoding="utf-8")) == stamp)
 
 
 def convert_gguf(source: Path, gguf_file: str, target: Path, stamp: dict | None = None) -> None:
@@ -375,7 +385,8 @@ def quantization_config(spec: ModelSpec):
 
 
 def load_tokenizer(name: str, option: str = "--model"):
-    """The model's tokenizer, with a pad token (eos when it has none); option is the flag that named the model.
+    """The model's tokenizer, with a pad token (eos when it has none; see `pad_id` for a tokenizer with neither);
+    option is the flag that named the model.
 
     InputError when the model has no tokenizer transformers can build (a folder without tokenizer files gives
     transformers' ValueError).
@@ -390,6 +401,18 @@ def load_tokenizer(name: str, option: str = "--model"):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def pad_id(tokenizer) -> int:
+    """The token id that pads batches: the tokenizer's pad token, else 0 when it has neither a pad nor an EOS token.
+
+    Padding is never scored: padded positions have attention mask 0 and are left out of every loss, score and
+    decoded text (e2wm decodes only the tokens after the padded prompt), so any id of the vocabulary does. Id 0 is
+    used as it is, not registered as the pad token: that would make it a special token, dropped from decoded
+    text (GPT-2's "!"), and no token is added to the vocabulary (which would change the embedding size).
+    lm-evaluation-harness issue 434, OpenCompass PR 287.
+    """
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def load_model(spec: ModelSpec):
@@ -455,6 +478,30 @@ def adapter_dir(adapter: str) -> Path:
     return path
 
 
+def adapter_config(path: Path, adapter: str):
+    """The PEFT config in path/adapter_config.json.
+
+    Raises:
+        InputError: `--adapter A: .../adapter_config.json...` when the file is not JSON text (`files.read_json`),
+            not an object whose peft_type PEFT knows, or holds fields PEFT's config class refuses.
+    """
+    from peft import PeftConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    from e2wm.files import read_json
+
+    file = path / "adapter_config.json"
+    value = read_json(file)
+    kind = value.get("peft_type") if isinstance(value, dict) else None
+    if not isinstance(kind, str) or kind not in PEFT_TYPE_TO_CONFIG_MAPPING:
+        raise InputError(f"--adapter {adapter}: {file}: not a PEFT adapter config (an object with a peft_type such "
+                         f"as LORA; got {type(value).__name__}{f' with peft_type {kind!r}' if kind else ''})")
+    try:
+        return PeftConfig.from_pretrained(str(path))
+    except (TypeError, ValueError, KeyError) as error:  # a field of another type or value than PEFT's config takes
+        raise InputError(f"--adapter {adapter}: {file}: PEFT cannot read it ({mismatch(error)})") from None
+
+
 def apply_adapter(model, adapter: str):
     """Wrap model with the PEFT adapter saved in the directory adapter.
 
@@ -469,8 +516,9 @@ def apply_adapter(model, adapter: str):
     from peft import PeftModel
     from safetensors import SafetensorError
 
+    path = adapter_dir(adapter)
     try:
-        return PeftModel.from_pretrained(model, str(adapter_dir(adapter)))
+        return PeftModel.from_pretrained(model, str(path), config=adapter_config(path, adapter))
     except pickle.UnpicklingError:
         raise InputError(f"--adapter {adapter}: refused: {REFUSED}") from None
     except SafetensorError as error:

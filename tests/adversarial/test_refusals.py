@@ -772,6 +772,64 @@ def case_eval_unknown_model_name(tmp, f):
     return ["eval", "--model", "gpt-2", "--data", qa(tmp), "--out", tmp / "eval"]
 
 
+# -- a lone surrogate (a valid JSON escape of half a UTF-16 pair) in any file: refused at the reader ----------------
+SURROGATE = "holds a lone surrogate \\ud83d (not text"
+
+
+@case("count.jsonl:2: field 'input'", SURROGATE)
+def case_eval_qa_lone_surrogate(tmp, f):  # was a TypeError in the tokenizer after the model loaded
+    return evaluate(tmp, f, qa(tmp, QA, QA | {"input": "Bob walked \ud83d. How many times?"}))
+
+
+@case("plan_gen.jsonl:1: field 'ref'", SURROGATE)
+def case_eval_generation_lone_surrogate(tmp, f):  # config.json was left behind
+    return evaluate(tmp, f, write_lines(tmp / "plan_gen.jsonl", GEN | {"ref": "Walk \ud83d."}, GEN))
+
+
+@case("count.jsonl:1: field 'answer_list[1]'", SURROGATE)
+def case_eval_lone_surrogate_in_an_option(tmp, f):
+    return evaluate(tmp, f, qa(tmp, QA | {"answer_list": ["Watch TV", "\ud83d"]}))
+
+
+@case("ppl.jsonl:1: field 'text'", SURROGATE)
+def case_eval_ppl_data_lone_surrogate(tmp, f):
+    return evaluate(tmp, f, qa(tmp), "--ppl-data", write_lines(tmp / "ppl.jsonl", {"text": "the cup \ud83d is here"}))
+
+
+@case("a.jsonl:2: field 'input'", SURROGATE)
+def case_train_lone_surrogate(tmp, f):
+    data = pairs(tmp, PAIR, PAIR | {"input": "Task: Drink milk \ud83d."})
+    return train(tmp, f, f"1 {data}")
+
+
+@case("corpus.jsonl:1: field 'text'", SURROGATE)
+def case_fisher_corpus_lone_surrogate(tmp, f):
+    return fisher(tmp, f, write_lines(tmp / "corpus.jsonl", {"text": "the cup \ud83d"}, TEXT))
+
+
+@case("explore.jsonl:2: field 'steps[3].text'", SURROGATE)
+def case_build_lone_surrogate_in_a_nested_field(tmp, f):
+    bad = random_episode(1)
+    bad["steps"][3]["text"] = "Walk to \ud83d."  # a field build does not read: refused all the same
+    return ["build", "--explore", episodes(tmp, random_episode(0), bad), "--out", tmp / "out"]
+
+
+@case("plans.jsonl:1: field 'note\\ud83d' (a key)", SURROGATE)
+def case_build_lone_surrogate_in_a_key(tmp, f):
+    return ["build", "--plans", plans(tmp, programs()[0] | {"note\ud83d": 1}), "--out", tmp / "out"]
+
+
+@case("config.yaml: field 'title'", SURROGATE)
+def case_report_yaml_lone_surrogate(tmp, f):
+    return ["report", "--config", yaml(tmp, f'title: "E2WM \\ud83d"\nout: {tmp / "r.md"}\ntrain_log: [{tmp}]')]
+
+
+@case("run/metrics.json: field 'count.majority_answer'", SURROGATE)
+def case_report_metrics_lone_surrogate(tmp, f):
+    write_lines(tmp / "run" / "metrics.json", {"count": {"accuracy": 0.5, "n": 2, "majority_answer": "\ud83d"}})
+    return ["report", tmp / "run", "--out", tmp / "report.md"]
+
+
 # -- report, export merged, export lm-eval, plan-memory, demo ----------------------------------------------------------
 @case("run", "metrics.json")
 def case_report_run_without_metrics(tmp, f):

@@ -126,6 +126,29 @@ def test_the_lock_goes_with_its_process_even_after_kill_9(tmp_path, foreign, hol
     assert not lock_file(output).exists()  # removed by the run that held it last
 
 
+FORK = "import os, sys, time\nfrom e2wm.locks import output_lock\nwith output_lock(sys.argv[1]):\n" \
+       "    if os.fork() == 0:\n        time.sleep(120)\n        os._exit(0)\n    print('held', flush=True)\n" \
+       "    time.sleep(120)\n"
+
+
+def test_a_worker_that_outlives_its_killed_parent_does_not_keep_the_lock(tmp_path, foreign, capsys):
+    """collect's workers are forked from the process that holds the lock; killed alone, the parent must not
+    leave the output locked by a worker still alive (a flock would be: the fork shares it)."""
+    argv, output = eval_run(tmp_path, foreign)
+    parent = subprocess.Popen([sys.executable, "-c", FORK, str(output)], stdout=subprocess.PIPE, text=True,
+                              env={k: v for k, v in child_env().items() if k != HELD_ENV}, start_new_session=True)
+    try:
+        assert parent.stdout.readline().strip() == "held"
+        assert writer_of(output).startswith(f"pid {parent.pid} ")
+        parent.kill()  # the parent alone: its forked child sleeps on
+        parent.wait()
+        assert writer_of(output) is None
+        main([str(a) for a in argv])
+        assert (output / "metrics.json").is_file()
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+
+
 def test_report_refuses_a_run_that_is_still_being_written(tmp_path, holder):
     run = tmp_path / "evaluated"
     write_lines(run / "metrics.json", json.dumps({"count": {"accuracy": 0.5, "n": 2}}))
@@ -185,3 +208,23 @@ def test_a_collection_file_with_a_record_twice_is_named_on_resume(tmp_path, caps
     out = write_lines(tmp_path / "e.jsonl", random_episode(0), random_episode(1), random_episode(0))
     line = refused(["collect", "explore", "--episodes", "4", "--out", out], tmp_path, capsys)
     assert f"{out}:3: field 'episode': 0 again (first at line 1)" in line
+
+
+def test_a_cache_that_one_process_fills_makes_the_others_wait_instead(tmp_path, holder):
+    """wait=True (the embedded model's conversion, which two first runs may start at once): blocks while another
+    process holds the lock, then takes it."""
+    import threading
+
+    cache = tmp_path / "cache" / "model"
+    first, taken = holder(cache), threading.Event()
+
+    def second():
+        with output_lock(cache, "the cache", wait=True):
+            taken.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert not taken.wait(0.5)  # still held by the first
+    first.kill()
+    assert taken.wait(30)
+    thread.join()

@@ -147,7 +147,7 @@ def test_records_of_programs_whose_files_changed_are_not_extended(tmp_path, caps
     from e2wm.world.programs import GRAPHS, SCRIPTS, bundled_root, index
 
     robothow = tmp_path / "robothow"
-    for scene, script, graph in list(index(None).values())[:3]:  # three programs of the bundled set
+    for _, script, graph in list(index(None).values())[:3]:  # three programs of the bundled set
         for file, kind in ((script, SCRIPTS), (graph, GRAPHS)):
             target = robothow / kind / file.relative_to(bundled_root() / kind)
             target.parent.mkdir(parents=True, exist_ok=True)

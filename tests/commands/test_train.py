@@ -109,6 +109,30 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     assert code == 2 and f"was started with other contents of {other};" in err
 
 
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tiny_llama, tmp_path, capsys, monkeypatch):
+    """A kill or a full disk before the first checkpoint: nothing to resume from, but the run is there (config.json,
+    log rows); --resume starts it again and ends as an uninterrupted run (it was refused: 'no checkpoint')."""
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    common = ["--model", tiny_llama, "--train", f"1 {data}", "--batch-size", "2", "--max-steps", "4",
+              "--save-every", "3", "--method", "lora", "--lr", "5e-3"]
+    assert run_train(capsys, *common, "--out", tmp_path / "whole")[0] == 0
+    real = finetune.append_jsonl
+
+    def crash_at_step_2(path, record):
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+        real(path, record)
+
+    monkeypatch.setattr(finetune, "append_jsonl", crash_at_step_2)
+    assert run_train(capsys, *common, "--out", tmp_path / "cut")[0] == 130
+    assert not (tmp_path / "cut" / "checkpoint").exists() and len(read_log(tmp_path / "cut")) == 1
+    monkeypatch.setattr(finetune, "append_jsonl", real)
+    code, err = run_train(capsys, *common, "--out", tmp_path / "cut", "--resume")
+    assert code == 0, err
+    assert [deterministic(r) for r in read_log(tmp_path / "cut")] == \
+        [deterministic(r) for r in read_log(tmp_path / "whole")]
+
+
 def test_resume_says_when_auto_autocast_resolves_otherwise(tiny_gpt2, tmp_path, capsys):
     """--autocast auto is recorded as "auto": a run resumed on a machine whose choice differs (bf16 there,
     float32 here) continues, saying so (on standard output, with the other log lines)."""

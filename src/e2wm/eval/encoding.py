@@ -66,13 +66,17 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         special prefix) the context is [BOS], else [EOS], and the continuation is the whole encoding, as
         the harness does with its `prefix_token_id` for an empty context.
     Raises:
-        ValueError: when the continuation encodes to no token at all (nothing to score).
+        ValueError: when the continuation encodes to no token at all (nothing to score), or the context encodes to
+            nothing and the tokenizer has no BOS or EOS token to start from.
     """
     context, continuation = split_boundary(context, continuation)
     whole = encode(tokenizer, context + continuation)
     context_ids = encode(tokenizer, context)
     if not context_ids:  # nothing to condition on: start from a BOS/EOS token as the harness does
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if start is None:
+            raise ValueError("the input encodes to no token and the tokenizer has neither a BOS nor an EOS token "
+                             "to condition on")
         return [start], whole
     split = len(context_ids)
     if whole[:split] == context_ids and len(whole) > split:

@@ -7,16 +7,25 @@ beam that reaches a newline is finished then and scored by its first line alone 
 the winning beam need not be the one whose whole 256 tokens score best. `--beam-stop full`
 (stop_at_newline=False) decodes as the authors did. Under greedy decoding both give the same first line
 (the tokens up to the first newline are chosen the same way; stopping only drops what follows).
+
+Decoding follows e2wm's options only (`decoding_config`), never the model's generation_config.json: Hub models often
+ship sampling settings there (do_sample, temperature, top-k/p, repetition penalties, no-repeat n-grams, minimum
+lengths, forced or suppressed tokens), and transformers' `generate` fills every field the passed config leaves unset
+from the model's (transformers 5.x `_prepare_generation_config`), so "greedy" would not be greedy (transformers
+issue 29080). `decoding.own_settings_only` hides the model's file during a call; `decoding.ignored_settings` says
+what it held that e2wm did not follow (logged and recorded in the eval run's config.json).
 """
 
 import copy
 from functools import cache
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from e2wm.decoding import ignored_settings, own_settings_only
 from e2wm.eval.encoding import encode
 from e2wm.eval.prefix_cache import common_prefix, model_device, run_tokens, supports_prefix_cache
+from e2wm.models import pad_id
 
 STOP = "\n"
 
@@ -59,19 +68,21 @@ class StopAtNewline(StoppingCriteria):
         return torch.isin(input_ids[:, -1], self.ids.to(input_ids.device))  # (B,) bool
 
 
-def generation_kwargs(tokenizer, max_new_tokens: int, num_beams: int, stop_at_newline: bool) -> dict:
-    """Keyword arguments for `model.generate`: greedy (num_beams 1) or beam search, never sampling.
+def decoding_config(tokenizer, max_new_tokens: int, num_beams: int) -> GenerationConfig:
+    """e2wm's decoding as a GenerationConfig: greedy (num_beams 1) or beam search, never sampling.
 
-    max_new_tokens is in tokens; pad and EOS ids come from the tokenizer; with stop_at_newline a
-    `StopAtNewline` criterion ends each sequence at its first newline token.
+    max_new_tokens is in tokens; pad (`models.pad_id`) and EOS ids come from the tokenizer (no EOS: decoding stops
+    at the newline or after max_new_tokens). Every other field is left unset, so that transformers' neutral
+    defaults apply (no penalty, no forced or suppressed token) under `decoding.own_settings_only`.
     """
-    kwargs = dict(
-        max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    if stop_at_newline:
-        kwargs["stopping_criteria"] = StoppingCriteriaList([StopAtNewline(tokenizer)])
-    return kwargs
+    return GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
+                            pad_token_id=pad_id(tokenizer), eos_token_id=tokenizer.eos_token_id)
+
+
+def ignored_model_settings(model, tokenizer, max_new_tokens: int, num_beams: int) -> dict:
+    """What the model's generation_config.json sets that e2wm's decoding with these options does not follow
+    (`decoding.ignored_settings` of `decoding_config`): field -> the model's value; {} for a plain file."""
+    return ignored_settings(model, decoding_config(tokenizer, max_new_tokens, num_beams))
 
 
 @torch.no_grad()
@@ -98,31 +109,34 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
     Returns:
         one string per chosen prompt, in order: the new tokens decoded with special tokens skipped.
     """
-    kwargs = generation_kwargs(tokenizer, max_new_tokens, num_beams, stop_at_newline)
+    kwargs = {"generation_config": decoding_config(tokenizer, max_new_tokens, num_beams)}
+    if stop_at_newline:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopAtNewline(tokenizer)])
     device = model_device(model)
     chosen = prompts if indices is None else [prompts[i] for i in indices]
     outputs: list[str] = []
-    if batch_size == 1:
-        shared = common_prefix(prompts)[: min(len(p) for p in prompts) - 1]
-        prefix = run_tokens(model, shared) if num_beams == 1 and len(shared) >= 8 and chosen else None
-        if prefix is not None and not supports_prefix_cache(prefix.cache):
-            prefix = None
-        for prompt in chosen:
-            ids = torch.tensor([prompt], device=device)  # (1, T) long
-            extra = {"cache": copy.deepcopy(prefix.cache)} if prefix is not None else {}
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs, **extra)
-            outputs.append(tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True))  # out: (1, T + new)
+    with own_settings_only(model):
+        if batch_size == 1:
+            shared = common_prefix(prompts)[: min(len(p) for p in prompts) - 1]
+            prefix = run_tokens(model, shared) if num_beams == 1 and len(shared) >= 8 and chosen else None
+            if prefix is not None and not supports_prefix_cache(prefix.cache):
+                prefix = None
+            for prompt in chosen:
+                ids = torch.tensor([prompt], device=device)  # (1, T) long
+                extra = {"cache": copy.deepcopy(prefix.cache)} if prefix is not None else {}
+                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs, **extra)
+                outputs.append(tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True))  # (1, T + new)
+                if progress is not None:
+                    progress(1)
+            return outputs
+        pad = pad_id(tokenizer)
+        for start in range(0, len(chosen), batch_size):
+            batch = chosen[start : start + batch_size]
+            width = max(len(p) for p in batch)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)  # (B, W), left-padded
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)  # 0 on pads
+            out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)  # (B, W + new) long
+            outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True) for row in out)
             if progress is not None:
-                progress(1)
-        return outputs
-    pad = tokenizer.pad_token_id
-    for start in range(0, len(chosen), batch_size):
-        batch = chosen[start : start + batch_size]
-        width = max(len(p) for p in batch)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)  # (B, W) long, left-padded
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)  # (B, W), 0 on pads
-        out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)  # (B, W + new) long
-        outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True) for row in out)
-        if progress is not None:
-            progress(len(batch))
+                progress(len(batch))
     return outputs

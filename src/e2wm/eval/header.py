@@ -9,24 +9,32 @@ target modules). A training run is found beside the adapter (RUN/adapter, RUN/ch
 (RUN/model for full finetuning). What a run did not record is said to be unknown, never guessed.
 """
 
-import json
 from pathlib import Path
 
 from e2wm import benchmark_data
-from e2wm.files import read_jsonl
+from e2wm.errors import InputError
+from e2wm.files import read_json, read_jsonl
 from e2wm.models import EMBEDDED_GGUF, EMBEDDED_HUB_ID, EMBEDDED_NAME, SHIPPED_ADAPTERS
 from e2wm.provenance import file_digest
 
 METHODS = {"ewc-lora": "EWC-LoRA", "lora": "LoRA", "full": "full finetuning"}
 
 
-def read_json(path: Path) -> dict | None:
-    """The JSON object in path, or None when it is missing or not a JSON object."""
+def json_object(path: Path) -> dict | None:
+    """The JSON object in path, or None when it is missing, unreadable or not JSON text (`files.read_json`: a lone
+    surrogate too, which report.md could not hold) or not an object."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = read_json(path)
+    except (OSError, InputError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def entry(record: object, key: str, kind: type | tuple[type, ...] = str, default=None):
+    """record[key] when record is a JSON object holding a value of kind there (a bool is none of the kinds read),
+    else default: a value of another type e2wm did not write, so the header says it is unknown."""
+    value = record.get(key) if isinstance(record, dict) else None
+    return default if not isinstance(value, kind) or isinstance(value, bool) else value
 
 
 def model_text(name: str) -> str:
@@ -67,8 +75,7 @@ def training_run(weights: Path) -> tuple[Path, int | None] | None:
     if not weights.is_dir():
         return None
     for run, step in ((weights.parent, None), (weights.parent.parent, weights.parent.name)):
-        recorded = read_json(run / "config.json")
-        if recorded and "options" in recorded and "train" in recorded["options"]:
+        if "train" in entry(json_object(run / "config.json"), "options", dict, {}):
             number = step.removeprefix("checkpoint-") if step else None
             return run, int(number) if number and number.isdigit() else None
     return None
@@ -77,11 +84,11 @@ def training_run(weights: Path) -> tuple[Path, int | None] | None:
 def mixture_examples(recorded: dict) -> str:
     """The training files with their examples (lines), counted in the files still there with the recorded sha256;
     the total when every file was."""
-    options = recorded["options"]
-    others = {options.get(key) for key in ("fisher", "eval_ppl_data", "eval_data")}
+    options = entry(recorded, "options", dict, {})
+    others = {entry(options, key) for key in ("fisher", "eval_ppl_data", "eval_data")}
     parts, counts = [], []
-    for path, digest in recorded.get("settings", {}).get("inputs", {}).items():
-        if path in others:
+    for path, digest in entry(entry(recorded, "settings", dict), "inputs", dict, {}).items():
+        if path in others or not isinstance(digest, str):
             continue
         file = Path(path)
         if file.is_file() and file_digest(file) == digest:
@@ -99,26 +106,25 @@ def training_text(weights: Path, found: tuple[Path, int | None]) -> str:
     """How the model in weights was trained: method, lambda and Fisher scale, LoRA rank and targets, steps and
     examples, mixture and seed, from its training run (`training_run`)."""
     run, step = found
-    recorded = read_json(run / "config.json")  # `training_run` found it to hold the options
-    options = recorded["options"]
-    method = options.get("method", "?")
+    recorded = json_object(run / "config.json")  # `training_run` found it to hold the options
+    options = entry(recorded, "options", dict, {})
+    method = entry(options, "method", default="?")
     parts = [METHODS.get(method, method)]
     if method == "full":  # the model evaluated is the run's own: say what it was trained from
-        parts[0] += f" of {model_text(options.get('model', '?'))}"
-    if method != "lora" and options.get("fisher"):
-        parts.append(f"lambda {options.get('lam')} on the Fisher `{options['fisher']}` (scale "
-                     f"{options.get('fisher_scale', 'raw')})")
+        parts[0] += f" of {model_text(entry(options, 'model', default='?'))}"
+    if method != "lora" and entry(options, "fisher"):
+        parts.append(f"lambda {entry(options, 'lam', (int, float), '?')} on the Fisher `{options['fisher']}` (scale "
+                     f"{entry(options, 'fisher_scale', default='raw')})")
     else:
         parts.append("no EWC penalty")
-    adapter = read_json(weights / "adapter_config.json")
+    adapter = json_object(weights / "adapter_config.json")
     if adapter:
-        targets = adapter.get("target_modules") or []
-        targets = ", ".join(sorted(targets)) if isinstance(targets, list) else str(targets)
-        parts.append(f"LoRA rank {adapter.get('r')} (alpha {adapter.get('lora_alpha')}) on {targets}")
-    log = run / "log.jsonl"
-    steps = step if step is not None else (read_jsonl(log)[-1]["step"] if log.is_file() and log.stat().st_size
-                                           else None)
-    batch, accum = options.get("batch_size"), options.get("grad_accum")
+        targets = entry(adapter, "target_modules", (list, str), [])
+        targets = ", ".join(sorted(map(str, targets))) if isinstance(targets, list) else targets
+        parts.append(f"LoRA rank {entry(adapter, 'r', int)} (alpha {entry(adapter, 'lora_alpha', (int, float))}) "
+                     f"on {targets}")
+    steps = step if step is not None else last_step(run / "log.jsonl")
+    batch, accum = entry(options, "batch_size", int), entry(options, "grad_accum", int)
     if steps is None:
         parts.append("steps unknown (no log.jsonl)")
     else:
@@ -126,9 +132,20 @@ def training_text(weights: Path, found: tuple[Path, int | None]) -> str:
         drawn = steps * each if each != "?" else "?"
         parts.append(f"{steps} optimiser step{'s' if steps != 1 else ''} of {each} examples (batch {batch} x "
                      f"accumulation {accum}; {drawn} examples drawn per process)")
-    parts.append(f"mixture `{options.get('train')}` ({mixture_examples(recorded)})")
-    parts.append(f"seed {options.get('seed')}")
+    parts.append(f"mixture `{entry(options, 'train')}` ({mixture_examples(recorded)})")
+    parts.append(f"seed {entry(options, 'seed', int)}")
     return f"trained by `e2wm train` in {run}: " + "; ".join(parts)
+
+
+def last_step(log: Path) -> int | None:
+    """The step of log.jsonl's last row, or None when there is no such file, row or integer step."""
+    if not log.is_file() or not log.stat().st_size:
+        return None
+    try:
+        rows = read_jsonl(log)
+    except InputError:
+        return None
+    return entry(rows[-1], "step", int) if rows else None
 
 
 def adapter_text(adapter: str) -> str:
@@ -146,28 +163,27 @@ def adapter_text(adapter: str) -> str:
 
 def eval_run_line(path: Path, label: str, metrics: dict) -> str:
     """One bullet: the run's label and folder, model, adapter (and its training), data and item counts."""
-    recorded = read_json(path / "config.json")
+    config = entry(json_object(path / "config.json"), "config", dict)
     head = f"- `{label}` ({path}): "
-    if not recorded or "config" not in recorded:
+    if config is None:
         return head + f"no config.json, so model and data are not recorded; {items_text(metrics)}."
-    config = recorded["config"]
-    model = config.get("model", "?")
-    found = training_run(Path(model)) if not config.get("adapter") else None
+    model, adapter = entry(config, "model", default="?"), entry(config, "adapter")
+    found = training_run(Path(model)) if not adapter else None
     parts = [f"model {model_text(model)}" + (f", {training_text(Path(model), found)}" if found else "")]
-    if config.get("adapter"):
-        parts.append(adapter_text(config["adapter"]))
+    if adapter:
+        parts.append(adapter_text(adapter))
     elif not found:
         parts.append("no adapter")
-    parts.append(f"data {data_text(config.get('data', []))}: {items_text(metrics, config.get('ppl_data'))}")
+    data = [item for item in entry(config, "data", list, []) if isinstance(item, str)]
+    parts.append(f"data {data_text(data)}: {items_text(metrics, entry(config, 'ppl_data'))}")
     return head + "; ".join(parts) + "."
 
 
 def train_log_line(path: Path, label: str) -> str:
     """One bullet for a --train-log directory: how its adapter (or model) was trained."""
-    recorded = read_json(path / "config.json")
-    if not recorded or "options" not in recorded:
+    options = entry(json_object(path / "config.json"), "options", dict)
+    if options is None:
         return f"- `{label}` ({path}): no config.json, so its settings are not recorded."
-    method = recorded["options"].get("method")
-    weights = path / ("model" if method == "full" else "adapter")
-    return f"- `{label}` (--train-log): model {model_text(recorded['options'].get('model', '?'))}, " + training_text(
+    weights = path / ("model" if entry(options, "method") == "full" else "adapter")
+    return f"- `{label}` (--train-log): model {model_text(entry(options, 'model', default='?'))}, " + training_text(
         weights, (path, None)) + "."

@@ -16,6 +16,7 @@ import torch
 
 from e2wm.eval.encoding import encode
 from e2wm.eval.prefix_cache import model_device
+from e2wm.models import pad_id
 from e2wm.text import read_corpus
 
 PAPER_TOKENS = 800  # --ppl-mode paper: each text cut to its first 800 tokens, as in the authors' eval_ppl.py
@@ -107,7 +108,7 @@ def window_losses(model, tokenizer, texts: list[str], max_length: int = 1024, ba
     max_length tokens, its windows' NLL summed. Texts giving no window (under 2 tokens) are left out.
     batch_size: windows per forward pass; progress: called with the windows done after each batch."""
     split = [windows(encode(tokenizer, text), max_length) for text in texts]
-    scored = iter(sequence_nll(model, [w for ws in split for w in ws], tokenizer.pad_token_id, batch_size, progress))
+    scored = iter(sequence_nll(model, [w for ws in split for w in ws], pad_id(tokenizer), batch_size, progress))
     losses = []
     for index, (text, parts) in enumerate(zip(texts, split)):
         pairs = [next(scored) for _ in parts]
@@ -122,7 +123,7 @@ def paper_losses(model, tokenizer, texts: list[str], max_texts: int = 5000, max_
     tokens without BOS (`paper_sequences`); texts under 2 tokens are left out. batch_size: texts per pass."""
     kept = [(i, ids) for i, ids in enumerate(paper_sequences(tokenizer, texts, max_texts, max_tokens, drop=False))
             if len(ids) > 1]
-    scored = sequence_nll(model, [ids for _, ids in kept], tokenizer.pad_token_id, batch_size, progress)
+    scored = sequence_nll(model, [ids for _, ids in kept], pad_id(tokenizer), batch_size, progress)
     return [TextLoss(i, text_digest(texts[i]), nll, count) for (i, _), (nll, count) in zip(kept, scored)]
 
 

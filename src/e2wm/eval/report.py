@@ -9,7 +9,6 @@ saved next to the markdown and linked from it.
 """
 
 import functools
-import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from e2wm.eval.statistics import (
     min_items_for_verdict,
     score_interval,
 )
-from e2wm.files import at, read_jsonl, require, write_atomic
+from e2wm.files import at, parse_json, read_jsonl, require, write_atomic, writing
 
 METRIC_NAMES = {"accuracy": "accuracy", "rougeL": "ROUGE-L F1", "lcs": "LCS ratio", "perplexity": "perplexity"}
 # means over tasks are taken within a family of metrics only: accuracies, and the overlap ratios of generation
@@ -104,20 +103,47 @@ def load_run(path: Path, label: str) -> Run:
         raise InputError(f"{path}: no such run directory")
     if not file.is_file():
         raise InputError(f"{path}: no metrics.json (not an `e2wm eval` run, or the run has not finished)")
-    try:
-        metrics = json.loads(file.read_bytes().decode("utf-8-sig", errors="replace"))  # bad bytes: bad JSON
-    except json.JSONDecodeError as error:
-        raise InputError(f"{file}:{error.lineno}: bad JSON ({error.msg})") from None
+    metrics = parse_json(file.read_bytes().decode("utf-8-sig", errors="replace"), file)  # bad bytes: bad JSON
     if not isinstance(metrics, dict) or not metrics:
         raise InputError(f"{file}: expected a non-empty mapping of task names to metrics")
     for task, result in metrics.items():
-        try:
-            name, value = headline(result)
-        except (KeyError, TypeError):
-            raise InputError(f"{file}: task '{task}' has no accuracy, rougeL, lcs or perplexity") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InputError(f"{file}: task '{task}': {name} must be a finite number, got {value!r}")
+        check_result(file, task, result)
     return Run(label, path, metrics)
+
+
+NUMBERS = ("n", "n_original", "texts", "tokens", "majority", "chance")  # optional numbers of a result the report reads
+
+
+def is_number(value) -> bool:
+    """A finite int or float (not a bool), as metrics.json holds its numbers."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_result(file: Path, task: str, result) -> None:
+    """InputError `FILE: task 'T': FIELD must be ...` for a task's result in metrics.json that the report could not
+    read (docs/formats.md): not an object; no accuracy, rougeL, lcs or perplexity (the perplexity's `ppl` needs its
+    perplexity), or one that is not a finite number; an optional number (`NUMBERS`, `<metric>_stderr`) of another
+    type; a `<metric>_ci95` that is not null or two finite numbers; `majority` without `chance` and an accuracy."""
+    if not isinstance(result, dict):
+        raise InputError(f"{file}: task '{task}' must be an object of metrics, got {type(result).__name__}")
+    try:
+        name, value = headline(result)
+    except KeyError:
+        raise InputError(f"{file}: task '{task}' has no accuracy, rougeL, lcs or perplexity") from None
+    if task == PPL and name != "perplexity":
+        raise InputError(f"{file}: task '{task}' (the perplexity) has no perplexity")
+    if not is_number(value):
+        raise InputError(f"{file}: task '{task}': {name} must be a finite number, got {value!r}")
+    for key in (*NUMBERS, f"{name}_stderr"):
+        if key in result and not is_number(result[key]) and not (key.endswith("_stderr") and result[key] is None):
+            raise InputError(f"{file}: task '{task}': {key} must be a finite number, got {result[key]!r}")
+    interval = result.get(f"{name}_ci95")
+    if interval is not None and not (isinstance(interval, list) and len(interval) == 2 and all(map(is_number,
+                                                                                                    interval))):
+        raise InputError(f"{file}: task '{task}': {name}_ci95 must be [low, high] (finite numbers) or null, got "
+                         f"{interval!r}")
+    if "majority" in result and not ("chance" in result and name == "accuracy"):
+        raise InputError(f"{file}: task '{task}': majority needs chance and an accuracy beside it")
 
 
 def load_train_log(path: Path, label: str) -> TrainLog:
@@ -647,9 +673,15 @@ def save_figure(figure, file: Path) -> None:
 
     file.parent.mkdir(parents=True, exist_ok=True)
     staging = file.with_name(f".{file.name}.tmp.png")
-    figure.savefig(staging, dpi=120)
-    plt.close(figure)
-    staging.replace(file)
+    try:
+        with writing(file):  # a full disk: OSError naming the file
+            figure.savefig(staging, dpi=120)
+        staging.replace(file)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(figure)
 
 
 def train_table(logs: list[TrainLog]) -> str:

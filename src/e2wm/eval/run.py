@@ -23,7 +23,7 @@ from e2wm.eval.items import EvalFile, item_digest
 from e2wm.eval.perplexity import PAPER_TOKENS, paper_losses, predicts_a_token, read_texts, summary, window_losses
 from e2wm.eval.results import answer_chart, results_table
 from e2wm.files import write_atomic, write_json, write_jsonl
-from e2wm.models import autocast, autocast_dtype, context_length, describe
+from e2wm.models import autocast, autocast_dtype, context_length, describe, pad_id
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +129,11 @@ def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: in
     encoded = [qa.encode_item(tokenizer, item, max_length) for item in task.items]
     mine = shard.indices(len(encoded))
     with progress_bar(task, len(mine), f"qa, {norm}", shard) as bar:
-        logprobs = qa.option_logprobs(model, encoded, tokenizer.pad_token_id, bar.update, indices=mine)
+        logprobs = qa.option_logprobs(model, encoded, pad_id(tokenizer), bar.update, indices=mine)
     unconditional = None
     if norm == "un":
         options = [o for item in task.items for o in item.options]  # the whole file's: same batches in any shard
-        unconditional = qa.unconditional_logprobs(model, tokenizer, options, tokenizer.pad_token_id)
+        unconditional = qa.unconditional_logprobs(model, tokenizer, options, pad_id(tokenizer))
     rows = []
     for index, lps in zip(mine, logprobs):
         item = task.items[index]

@@ -1,7 +1,10 @@
 """Generation with vLLM (extra `e2wm[vllm]`, CUDA only): base model plus LoRA adapter, greedy or beam.
 
 The prompts are the same token ids the hf backend decodes from, so under greedy decoding both
-backends give the same first lines (up to the kernels' floating-point differences).
+backends give the same first lines (up to the kernels' floating-point differences). As with the hf backend, only
+e2wm's options apply: the engine is built with generation_config="vllm", so that the model's generation_config.json
+(which vLLM's default "auto" merges into every request's SamplingParams, and whose max_new_tokens caps max_tokens)
+is not read; the run's config.json records what it held (`decoding.ignored_settings`).
 """
 
 import importlib.util
@@ -37,7 +40,7 @@ class VllmGenerator:
         self.llm = LLM(
             model=model_path, dtype=dtype, seed=seed, max_model_len=max_length, enable_lora=adapter is not None,
             max_lora_rank=max(8, lora_rank(adapter)) if adapter else 16,
-            gpu_memory_utilization=gpu_memory_utilization,
+            gpu_memory_utilization=gpu_memory_utilization, generation_config="vllm",  # e2wm's settings only
         )
 
     def lora_request(self):

@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 
 from e2wm.config import to_argv
 from e2wm.errors import RunError
-from e2wm.eval import vllm_backend
+from e2wm.eval import generation, vllm_backend
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import load_eval_files
 from e2wm.eval.perplexity import read_texts
@@ -94,7 +94,13 @@ def evaluate(config: EvalConfig) -> dict:
         max_length = token_limit(model, tokenizer, config)
         check_limits(tokenizer, tasks, config, max_length, ppl_texts)  # before the model runs or anything is written
         identity = model_identity(config, model)
-        record = {"config": asdict(config), "identity": identity, "provenance": environment(str(model_device(model)))}
+        ignored = (generation.ignored_model_settings(model, tokenizer, config.max_new_tokens, config.num_beams)
+                   if any(task.kind == "generation" for task in tasks) else {})
+        if ignored and shard.is_main:
+            logger.info("decoding with e2wm's options only; the model's generation_config.json settings ignored: %s",
+                        json.dumps(ignored))
+        record = {"config": asdict(config), "identity": identity, "provenance": environment(str(model_device(model))),
+                  "ignored_generation_config": ignored}
         if shard.is_main:
             for stale in ("metrics.json", "results.md"):  # an earlier run's, until this one writes its own
                 (out / stale).unlink(missing_ok=True)

@@ -33,7 +33,16 @@ from e2wm.eval.perplexity import perplexity, predicts_a_token
 from e2wm.eval.run import PPL_WINDOW, Shard, check_limits, qa_rows
 from e2wm.files import append_jsonl, drop_torn_tail, output_folder, read_jsonl, write_json, write_jsonl
 from e2wm.locks import output_lock
-from e2wm.models import DTYPES, autocast, autocast_dtype, check_device, context_length, default_device, load_model
+from e2wm.models import (
+    DTYPES,
+    autocast,
+    autocast_dtype,
+    check_device,
+    context_length,
+    default_device,
+    load_model,
+    pad_id,
+)
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
 from e2wm.train.card import write_card
@@ -128,8 +137,9 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
     commit, date), and, resuming, what its config.json recorded before (else None).
 
     Raises InputError when resuming a run started with other result settings (every field not marked
-    result=False in TrainConfig) or other input file contents, when --out already holds a run and resume
-    is off, or when --out is a file.
+    result=False in TrainConfig) or other input file contents, or a folder where no run was started, when --out
+    already holds a run and resume is off, or when --out is a file. Resuming a run that stopped before its first
+    checkpoint starts it again from step 0.
     """
     run_dir = output_folder(config.out)
     inputs = [path for _, path in mixture] + [p for p in (config.fisher, config.eval_ppl_data, config.eval_data) if p]
@@ -139,7 +149,10 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
     if config.resume:
         recover(run_dir)
         if not (run_dir / CHECKPOINT / "state.json").is_file():
-            raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
+            if not recorded.is_file():
+                raise InputError(f"--resume: {run_dir} has no checkpoint to resume from")
+            logger.warning("--resume: %s stopped before its first checkpoint (killed, or its disk full); it starts "
+                           "again from step 0", run_dir)
         previous = json.loads(recorded.read_text())
         before = with_defaults(previous["settings"], config, results_only=True)
         changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
@@ -276,8 +289,9 @@ class FinetuneRecipe:
             write_json(self.run_dir / "config.json", recorded)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.start = 0
-        if config.resume:
-            self.start = load_checkpoint(accelerator, self.run_dir, self.model, self.optimizer, self.scheduler)
+        if config.resume:  # (a run stopped before its first checkpoint starts again: its log is emptied)
+            if (self.run_dir / CHECKPOINT / "state.json").is_file():
+                self.start = load_checkpoint(accelerator, self.run_dir, self.model, self.optimizer, self.scheduler)
             if accelerator.is_main_process:
                 log = self.run_dir / "log.jsonl"
                 if log.exists():
@@ -307,7 +321,7 @@ class FinetuneRecipe:
                    disable=not self.accelerator.is_main_process)
         try:
             self.steps([len(e.ids) for e in examples], schedule.steps_per_epoch(len(examples)),
-                       schedule.grad_accum * schedule.processes, self.tokenizer.pad_token_id, bar)
+                       schedule.grad_accum * schedule.processes, pad_id(self.tokenizer), bar)
         finally:
             bar.close()  # an error message then starts on a line of its own
 

@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from e2wm.config import result_settings
 from e2wm.errors import InputError
-from e2wm.files import output_file, read_jsonl, write_jsonl
+from e2wm.files import output_file, read_jsonl, write_jsonl, writing
 from e2wm.locks import output_lock
-from e2wm.models import REFUSED, load_model, resolve_model_path
+from e2wm.models import REFUSED, load_model, pad_id, resolve_model_path
 from e2wm.provenance import model_fingerprint, path_digest
 from e2wm.text import read_corpus
 from e2wm.train.config import FisherConfig, FisherImportConfig
@@ -79,7 +79,7 @@ def compute_fisher(config: FisherConfig) -> FisherHeader | None:
         with tqdm(total=len(sequences), initial=done, desc="fisher", unit="text") as bar:
             while done < len(sequences):
                 chunk = sequences[done : done + config.save_every]
-                accumulate(model, layers, chunk, tokenizer.pad_token_id, sums, config.batch_size, bar.update)
+                accumulate(model, layers, chunk, pad_id(tokenizer), sums, config.batch_size, bar.update)
                 done += len(chunk)
                 save_partial(partial, sums, done, key, inputs)
         header.n = done
@@ -133,8 +133,13 @@ def resume(partial: Path, key: str, inputs: str) -> tuple[dict[str, torch.Tensor
 def save_partial(partial: Path, sums: dict[str, torch.Tensor], done: int, key: str, inputs: str) -> None:
     partial.mkdir(parents=True, exist_ok=True)
     staging = partial / "sums.safetensors.tmp"
-    save_file(sums, str(staging), metadata={"done": str(done), "settings": key, "inputs": inputs})
-    staging.replace(partial / "sums.safetensors")
+    try:
+        with writing(partial / "sums.safetensors"):  # a full disk: OSError naming the file
+            save_file(sums, str(staging), metadata={"done": str(done), "settings": key, "inputs": inputs})
+        staging.replace(partial / "sums.safetensors")
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
 
 
 def model_samples(model, tokenizer, config: FisherConfig, partial: Path) -> list[str]:

@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from e2wm.errors import InputError
+from e2wm.files import writing
 
 NAME = "checkpoint"
 STEP = re.compile(r"checkpoint-(\d+)")  # the name of a step's folder, checkpoint-N
@@ -52,7 +53,8 @@ def save_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler, ste
 
     Layout: trainable.safetensors (`trainable_state` of the unwrapped model), optimizer.pt, scheduler.pt,
     rng-<process index>.pt (one per process) and state.json ({"step": step}). Everything is written to
-    checkpoint.tmp, which then replaces checkpoint by renames; the old one is removed last.
+    checkpoint.tmp, which then replaces checkpoint by renames; the old one is removed last. A failed write (a full
+    disk: OSError naming run_dir/checkpoint, `e2wm.files.writing`) removes checkpoint.tmp and keeps checkpoint.
 
     Args:
         accelerator: the run's `accelerate.Accelerator` (collective: every process must call this).
@@ -60,19 +62,31 @@ def save_checkpoint(accelerator, run_dir: Path, model, optimizer, scheduler, ste
         step: optimiser steps taken so far.
     """
     final, staging = run_dir / NAME, run_dir / f"{NAME}.tmp"
-    if accelerator.is_main_process:
+    try:
+        with writing(final):
+            if accelerator.is_main_process:
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                save_file(trainable_state(accelerator.unwrap_model(model)), str(staging / "trainable.safetensors"))
+                save_state(optimizer.state_dict(), staging / "optimizer.pt")
+                save_state(scheduler.state_dict(), staging / "scheduler.pt")
+            accelerator.wait_for_everyone()
+            save_state(rng_state(), staging / f"rng-{accelerator.process_index}.pt")
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                (staging / "state.json").write_text(json.dumps({"step": step}) + "\n")
+                swap_in(staging, final)
+    except BaseException:  # a full disk: checkpoint/ stays the last whole one, and no partial staging is left
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        save_file(trainable_state(accelerator.unwrap_model(model)), str(staging / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        raise
     accelerator.wait_for_everyone()
-    torch.save(rng_state(), staging / f"rng-{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (staging / "state.json").write_text(json.dumps({"step": step}) + "\n")
-        swap_in(staging, final)
-    accelerator.wait_for_everyone()
+
+
+def save_state(state: dict, path: Path) -> None:
+    """torch.save of state into path, through a Python file object: a failed write (a full disk) then surfaces as
+    the OSError behind torch's RuntimeError (`e2wm.files.os_errno`), which a path given to torch.save loses."""
+    with path.open("wb") as handle:
+        torch.save(state, handle)
 
 
 def swap_in(staging: Path, final: Path) -> None:
@@ -102,7 +116,8 @@ def save_pretrained(model, tokenizer, final: Path, inside: str | None = None) ->
     """Write `model.save_pretrained` (and the tokenizer's, when given) atomically; main process only.
 
     Everything goes to final.tmp (into its subfolder `inside`, when given), which then replaces final by
-    `swap_in`; a failed write removes final.tmp and leaves final as it was. For a PeftModel this is a
+    `swap_in`; a failed write removes final.tmp and leaves final as it was (a full disk: OSError naming final,
+    `e2wm.files.writing`). For a PeftModel this is a
     standard PEFT adapter (adapter_config.json and adapter_model.safetensors), for a plain model its config
     and weights.
 
@@ -116,9 +131,10 @@ def save_pretrained(model, tokenizer, final: Path, inside: str | None = None) ->
     shutil.rmtree(staging, ignore_errors=True)
     target = staging / inside if inside else staging
     try:
-        model.save_pretrained(target)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(target)
+        with writing(final):
+            model.save_pretrained(target)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

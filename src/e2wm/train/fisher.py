@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from e2wm.errors import InputError
-from e2wm.files import why_missing
+from e2wm.files import parse_json, require, why_missing, writing
 from e2wm.train.targets import is_fan_in_fan_out, weight_shape
 
 HEADER_KEY = "e2wm_fisher"
@@ -172,9 +172,42 @@ def save_fisher(path: str | Path, tensors: dict[str, torch.Tensor], header: Fish
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(staging),
-              metadata={HEADER_KEY: json.dumps(asdict(header))})
-    staging.replace(path)
+    try:
+        with writing(path):  # a full disk: OSError naming the file (the command's one line)
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(staging),
+                      metadata={HEADER_KEY: json.dumps(asdict(header))})
+        staging.replace(path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+def parse_header(text: str, where: str) -> FisherHeader:
+    """The FisherHeader in text (the JSON under HEADER_KEY), checked: a JSON object with every field of
+    FisherHeader (seed and extra may be missing), each of its type, and no other field.
+
+    Raises:
+        InputError: `WHERE (its e2wm_fisher header): field 'n' must be int, got str` and the like, or bad JSON.
+    """
+    source = f"{where} (its {HEADER_KEY} header)"
+    value = parse_json(text, source)
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: expected a JSON object, got {type(value).__name__}")
+    known = {name: kind for name, kind in HEADER_FIELDS.items() if name in value or name not in ("seed", "extra")}
+    for name in value:
+        if name not in HEADER_FIELDS:
+            raise InputError(f"{source}: field '{name}' is not a field of an e2wm Fisher header")
+    checked = {name: require(value, name, kind, source, None) for name, kind in known.items()}
+    if not all(isinstance(module, str) for module in checked["modules"]):
+        raise InputError(f"{source}: field 'modules' must hold strings only")
+    for name, shape in checked["shapes"].items():
+        if not isinstance(shape, list) or not all(isinstance(size, int) for size in shape):
+            raise InputError(f"{source}: field 'shapes.{name}' must be a list of integers")
+    return FisherHeader(**checked)
+
+
+HEADER_FIELDS = {"base_model": str, "modules": list, "shapes": dict, "n": int, "corpus": str, "max_len": int,
+                 "dtype": str, "seed": int, "extra": dict}  # FisherHeader's fields and their JSON types
 
 
 def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]]:
@@ -202,7 +235,7 @@ def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]
             where = tuple(int(i) for i in bad.nonzero()[0])
             raise InputError(f"--fisher {path}: tensor {name} holds {tensor[where].item()} at {list(where)} "
                              f"({int(bad.sum())} entries not finite or negative; a Fisher is a mean of squares)")
-    return FisherHeader(**json.loads(metadata[HEADER_KEY])), tensors
+    return parse_header(metadata[HEADER_KEY], f"--fisher {path}"), tensors
 
 
 def check_fisher(path, tensors: dict[str, torch.Tensor], layers: dict[str, torch.nn.Module]) -> None:
