@@ -43,9 +43,9 @@ def run_demo(out: Path, sizes: str, load: int, env: dict, extra: list[str]) -> d
         for spinner in spinners:
             spinner.kill()
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the demo's (reaped by wait), not yet the spinners'
     for spinner in spinners:
-        spinner.wait()  # reaped after the demo's usage is read: their CPU time is not the demo's
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spinner.wait()
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return {"cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
             "stages": json.loads((out / "timings.json").read_text())}
@@ -69,8 +69,10 @@ def main() -> None:
         for label, load, env, extra in ways:
             results[label] = run_demo(Path(folder) / label.replace(", ", "-"), args.sizes, load, env, extra)
             r = results[label]
-            print(f"{label:14s}: {r['cpu_s']:7.1f} s CPU {r['wall_s']:7.1f} s wall; per stage CPU "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in r["stages"]["cpu_seconds"].items()), flush=True)
+            stages = r["stages"]["cpu_seconds"]
+            print(f"{label:14s}: {r['cpu_s']:7.1f} s CPU {r['wall_s']:7.1f} s wall; the demo's own count per stage "
+                  f"(sum {sum(stages.values()):.0f} s): " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()),
+                  flush=True)
     quiet = results["quiet"]
     for label in results:
         if label != "quiet":

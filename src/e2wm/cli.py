@@ -65,6 +65,8 @@ def load_config(path: str, parser: argparse.ArgumentParser, renamed: dict[str, s
         raise InputError(f"{file}{line}: bad YAML ({getattr(error, 'problem', error)})") from None
     except RecursionError:
         raise InputError(f"{file}: bad YAML (nested too deeply to read)") from None
+    except ValueError:  # an integer of more digits than sys.get_int_max_str_digits(), as JSON's reader refuses it
+        raise InputError(f"{file}: bad YAML (a number too long to read)") from None
     check_text(data, file)  # a "\ud83d" escape: no text, and fatal in every file the run writes
     if not isinstance(data, dict):
         raise InputError(f"{file}: a config must be a mapping of option names to values")

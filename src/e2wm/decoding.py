@@ -9,6 +9,7 @@ scratch is not enough: `own_settings_only` swaps in an empty one for the call. t
 llama-cpp-python issue 878.
 """
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -57,7 +58,7 @@ def ignored_settings(model, own: GenerationConfig) -> dict:
     for key, value in sorted(settings.items()):
         effective = used.get(key) if used.get(key) is not None else defaults.get(key)
         if key not in NOT_DECODING and value is not None and value != effective:
-            ignored[key] = value
+            ignored[key] = json.loads(json.dumps(value, default=repr), parse_constant=str)  # inf, NaN: "Infinity"
     return ignored
 
 

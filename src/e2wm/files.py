@@ -62,12 +62,20 @@ def output_file(path: str | Path, option: str = "--out") -> Path:
     folder is in its place, `not a regular file` for a device, pipe or socket (/dev/null: outputs are written
     atomically by renaming a file over it, and resumed by reading it back): either would fail only at the end."""
     path = Path(path)
+    dangling(path, option)
     if path.is_dir():
         raise InputError(f"{option} {path}: a directory, not a file")
     if path.exists() and not path.is_file():
         raise InputError(f"{option} {path}: not a regular file (a device, pipe or socket); give a file's path")
     check_parents(path, option)
     return path
+
+
+def dangling(path: Path, option: str) -> None:
+    """InputError `--out PATH: a symbolic link that leads nowhere (...)` for an output path that is such a link:
+    a folder cannot be made there, and a file written atomically would replace the link itself."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"{option} {path}: {why_missing(path)}; give a path that exists or none")
 
 
 def check_parents(path: Path, option: str) -> None:
@@ -82,6 +90,7 @@ def output_folder(path: str | Path, option: str = "--out") -> Path:
     """An output folder's path, checked before any work: InputError `--out PATH: a file, not a folder` when
     something other than a folder is in its place."""
     path = Path(path)
+    dangling(path, option)
     if path.exists() and not path.is_dir():
         raise InputError(f"{option} {path}: a file, not a folder")
     check_parents(path, option)

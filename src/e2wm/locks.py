@@ -18,11 +18,13 @@ import fcntl
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from e2wm.errors import InputError
+from e2wm.files import writing
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +34,11 @@ _depth: dict[Path, int] = {}  # lock file -> how many times this process holds i
 
 def lock_file(output: str | Path) -> Path:
     """The lock file of an output: `.NAME.lock` beside it, for the output's real path (symbolic links resolved,
-    so two names of one folder share a lock)."""
+    so two names of one folder share a lock); inside it, `.e2wm.lock`, for an existing folder whose parent cannot
+    be written (`--out .` in a read-only parent, a mount point), where every writer sees the same."""
     real = Path(os.path.realpath(output))
+    if real.is_dir() and real.parent.exists() and not os.access(real.parent, os.W_OK):
+        return real / ".e2wm.lock"
     return real.parent / f".{real.name}.lock"
 
 
@@ -41,11 +46,16 @@ def _inherited() -> set[str]:
     return set(filter(None, os.environ.get(HELD_ENV, "").split(os.pathsep)))
 
 
-def _holder(fd: int) -> str:
-    """What the holder wrote into the lock file: `pid N (e2wm eval)`, or `pid unknown` before it has written."""
-    os.lseek(fd, 0, os.SEEK_SET)
-    text = os.read(fd, 4096).decode("utf-8", "replace").strip()
-    return text or "pid unknown"
+def _holder(fd: int, patience: float = 1.0) -> str:
+    """What the holder wrote into the lock file: `pid N (e2wm eval)`; read again for up to patience seconds
+    while it is empty (a holder that has just taken the lock writes it next), then `pid unknown`."""
+    deadline = time.monotonic() + patience
+    while True:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 4096).decode("utf-8", "replace").strip()
+        if text or time.monotonic() > deadline:
+            return text or "pid unknown"
+        time.sleep(0.02)
 
 
 def _acquire(file: Path, output: str | Path, option: str, wait: bool) -> int | None:
@@ -80,9 +90,15 @@ def _acquire(file: Path, output: str | Path, option: str, wait: bool) -> int | N
         if current == os.fstat(fd).st_ino:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
     command = " ".join(["e2wm", *sys.argv[1:3]]) if Path(sys.argv[0]).name in ("e2wm", "__main__.py") else sys.argv[0]
-    os.write(fd, f"pid {os.getpid()} ({command})\n".encode("utf-8", "replace"))
+    try:
+        with writing(file):  # a full disk: OSError naming the lock file (the command's one line)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} ({command})\n".encode("utf-8", "replace"))
+    except BaseException:
+        file.unlink(missing_ok=True)
+        os.close(fd)
+        raise
     return fd
 
 

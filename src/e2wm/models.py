@@ -20,7 +20,7 @@ import torch
 
 from e2wm import config
 from e2wm.config import option
-from e2wm.errors import InputError
+from e2wm.errors import InputError, at
 from e2wm.locks import output_lock
 
 logger = logging.getLogger(__name__)
@@ -415,6 +415,28 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
+def check_generation_config(folder: Path) -> None:
+    """InputError naming the file (and line and field where there is one) for a generation_config.json in a local
+    model folder that transformers would fail on while loading the model: not JSON text, not an object, or values
+    GenerationConfig refuses (`max_new_tokens: -5`). e2wm never decodes with its settings (e2wm.decoding), but
+    transformers reads the file with the model."""
+    from transformers import GenerationConfig
+
+    from e2wm.files import read_json
+
+    file = folder / "generation_config.json"
+    if not file.is_file():
+        return
+    value = read_json(file)  # bad JSON, lone surrogates, nesting: one line with the file's line and field
+    if not isinstance(value, dict):
+        raise InputError(f"{file}: not a generation config (a JSON object), got {type(value).__name__}")
+    try:
+        GenerationConfig.from_pretrained(folder)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise InputError(f"{file}: transformers cannot load it with the model ({mismatch(error)}); e2wm decodes with "
+                         "its own options, so it may be fixed or removed") from None
+
+
 def load_model(spec: ModelSpec):
     """(model, tokenizer) in eval mode on the requested device, with the adapter applied if given."""
     from transformers import AutoModelForCausalLM
@@ -429,6 +451,7 @@ def load_model(spec: ModelSpec):
     kwargs = {"dtype": DTYPES[spec.dtype]}
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": torch.device(device).index or 0})
+    check_generation_config(Path(path))
     try:
         tokenizer = load_tokenizer(spec.model)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -497,9 +520,15 @@ def adapter_config(path: Path, adapter: str):
         raise InputError(f"--adapter {adapter}: {file}: not a PEFT adapter config (an object with a peft_type such "
                          f"as LORA; got {type(value).__name__}{f' with peft_type {kind!r}' if kind else ''})")
     try:
-        return PeftConfig.from_pretrained(str(path))
+        config = PeftConfig.from_pretrained(str(path))
     except (TypeError, ValueError, KeyError) as error:  # a field of another type or value than PEFT's config takes
         raise InputError(f"--adapter {adapter}: {file}: PEFT cannot read it ({mismatch(error)})") from None
+    if kind == "LORA":  # PEFT's config takes any value here and fails later, deep in building or merging layers
+        for field, kinds in (("r", int), ("lora_alpha", (int, float))):
+            value = getattr(config, field, None)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+                raise InputError(f"{at(file, None, field)} must be a positive number, got {value!r}")
+    return config
 
 
 def apply_adapter(model, adapter: str):
@@ -527,6 +556,9 @@ def apply_adapter(model, adapter: str):
     except (RuntimeError, ValueError) as error:  # load_state_dict's size mismatch; PEFT's missing target modules
         raise InputError(f"--adapter {adapter}: does not fit the model ({mismatch(error)}; an adapter of another "
                          "model?)") from None
+    except (TypeError, KeyError, AttributeError) as error:  # a config field PEFT accepted but cannot build from
+        raise InputError(f"--adapter {adapter}: adapter_config.json: PEFT cannot use it ({mismatch(error)})") \
+            from None
 
 
 SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "

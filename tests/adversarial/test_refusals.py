@@ -1014,6 +1014,91 @@ def case_demo_yaml_renamed_key(tmp, f):
     return ["demo", "--config", yaml(tmp, f"programs: 3\nout: {tmp / 'demo'}")]
 
 
+def copy_model(tmp: Path, f: Foreign, generation_config: str) -> Path:
+    """The tiny GPT-2 with another generation_config.json (as Hub models ship their own)."""
+    import shutil
+
+    model = shutil.copytree(f.gpt2, tmp / "model")
+    (model / "generation_config.json").write_text(generation_config)
+    return model
+
+
+def lora_config_with(tmp: Path, f: Foreign, **fields) -> Path:
+    adapter = tmp / "adapter"
+    adapter.mkdir()
+    config = json.loads((f.llama_adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, **fields}))
+    for file in f.llama_adapter.glob("*.safetensors"):
+        (adapter / file.name).write_bytes(file.read_bytes())
+    return adapter
+
+
+@case("--out", "dl", "a symbolic link that leads nowhere")
+def case_eval_out_a_dangling_symbolic_link(tmp, f):  # was FileExistsError (eval, train, build)
+    (tmp / "dl").symlink_to(tmp / "nowhere")
+    return ["eval", "--model", f.gpt2, "--data", qa(tmp), "--out", tmp / "dl"]
+
+
+@case("--out", "dl.safetensors", "a symbolic link that leads nowhere")
+def case_fisher_out_a_dangling_symbolic_link(tmp, f):  # the atomic write replaced the link itself
+    (tmp / "dl.safetensors").symlink_to(tmp / "nowhere.safetensors")
+    return ["fisher", "--model", f.llama, "--corpus", write_lines(tmp / "c.jsonl", TEXT), "--n", "1",
+            "--out", tmp / "dl.safetensors"]
+
+
+@case("--out", "dl", "a symbolic link that leads nowhere")
+def case_export_out_a_dangling_symbolic_link(tmp, f):  # failed after the whole merge (NotADirectoryError)
+    (tmp / "dl").symlink_to(tmp / "nowhere")
+    return ["export", "merged", "--model", f.llama, "--adapter", f.llama_adapter, "--out", tmp / "dl"]
+
+
+@case("config.yaml: bad YAML (a number too long to read)")
+def case_eval_yaml_number_too_long(tmp, f):  # a ValueError traceback (JSON's readers already refused it)
+    return ["eval", "--config", yaml(tmp, "limit: " + "9" * 6000), "--model", f.gpt2, "--data", qa(tmp),
+            "--out", tmp / "eval"]
+
+
+@case("adapter_config.json: field 'r' must be a positive number, got 'eight'")
+def case_eval_adapter_config_field_of_another_type(tmp, f):  # a TypeError deep in PEFT's layers
+    return ["eval", "--model", f.llama, "--adapter", lora_config_with(tmp, f, r="eight"), "--data", qa(tmp),
+            "--out", tmp / "eval"]
+
+
+@case("adapter_config.json: field 'lora_alpha' must be a positive number, got None")
+def case_export_adapter_config_alpha_null(tmp, f):  # a TypeError in the merge
+    return ["export", "merged", "--model", f.llama, "--adapter", lora_config_with(tmp, f, lora_alpha=None),
+            "--out", tmp / "merged"]
+
+
+@case("--adapter", "a PREFIX_TUNING adapter adds virtual tokens, not weights")
+def case_export_prompt_learning_adapter(tmp, f):  # AttributeError: no merge_and_unload
+    adapter = tmp / "prefix"
+    write_lines(adapter / "adapter_config.json", {"peft_type": "PREFIX_TUNING", "task_type": "CAUSAL_LM",
+                                                 "num_virtual_tokens": 4})
+    from safetensors.torch import save_file
+
+    save_file({"prompt_embeddings": torch.zeros(4, 32)}, str(adapter / "adapter_model.safetensors"))
+    return ["export", "merged", "--model", f.llama, "--adapter", adapter, "--out", tmp / "merged"]
+
+
+@case("generation_config.json: transformers cannot load it with the model")
+def case_eval_generation_config_transformers_refuses(tmp, f):  # a ValueError traceback, also for QA-only evals
+    return ["eval", "--model", copy_model(tmp, f, '{"max_new_tokens": -5}'), "--data", qa(tmp), "--out",
+            tmp / "eval"]
+
+
+@case("generation_config.json: not a generation config (a JSON object), got list")
+def case_fisher_generation_config_not_an_object(tmp, f):  # a TypeError traceback
+    return ["fisher", "--model", copy_model(tmp, f, "[1, 2]"), "--corpus", write_lines(tmp / "c.jsonl", TEXT),
+            "--n", "1", "--out", tmp / "f.safetensors"]
+
+
+@case("generation_config.json: field 'temperature' holds a lone surrogate")
+def case_eval_generation_config_lone_surrogate(tmp, f):  # a UnicodeEncodeError writing config.json
+    return ["eval", "--model", copy_model(tmp, f, '{"temperature": "\\ud83d"}'), "--data", qa(tmp), "--out",
+            tmp / "eval"]
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_refused_in_one_line(name, tmp_path, foreign, capsys, monkeypatch):
     fragments, build = CASES[name]

@@ -228,3 +228,78 @@ def test_a_cache_that_one_process_fills_makes_the_others_wait_instead(tmp_path, 
     first.kill()
     assert taken.wait(30)
     thread.join()
+
+
+def test_a_full_disk_when_taking_the_lock_names_the_lock_file_and_leaves_nothing(tmp_path, foreign, monkeypatch,
+                                                                                   capsys):
+    import errno
+
+    from e2wm import locks
+
+    argv, output = eval_run(tmp_path, foreign)
+    real = os.write
+
+    def full(fd, data):
+        if os.fstat(fd).st_ino == os.stat(lock_file(output)).st_ino:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(locks.os, "write", full)
+    with pytest.raises(SystemExit) as stop:
+        main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 1
+    assert err == [f"e2wm eval: stopped: {lock_file(output)}: no space left on device (free some space; completed "
+                   "work is kept, re-run to resume)"]
+    assert not lock_file(output).exists() and not output.exists()
+
+
+def test_report_written_while_a_run_changed_is_removed(tmp_path, monkeypatch, capsys):
+    """A run folder rewritten while the report reads it (an eval started on it after the report's check): the
+    report would describe a run that no longer exists; it stops and leaves nothing."""
+    from e2wm.recipes import report as report_recipe
+
+    run = tmp_path / "evaluated"
+    write_lines(run / "metrics.json", json.dumps({"count": {"accuracy": 0.5, "n": 2}}))
+    real = report_recipe.write_report
+
+    def meanwhile_an_eval_rewrites_the_run(*args, **kwargs):
+        text = real(*args, **kwargs)
+        write_lines(run / "metrics.json.new", json.dumps({"count": {"accuracy": 1.0, "n": 2}}))
+        (run / "metrics.json.new").replace(run / "metrics.json")
+        return text
+
+    monkeypatch.setattr(report_recipe, "write_report", meanwhile_an_eval_rewrites_the_run)
+    with pytest.raises(SystemExit) as stop:
+        main(["report", str(run), "--out", str(tmp_path / "r.md")])
+    assert stop.value.code == 1
+    assert f"{run}: changed while the report read it" in capsys.readouterr().err
+    assert not list(tmp_path.glob("r*"))
+
+
+def test_the_holder_s_pid_is_waited_for_briefly_when_it_has_not_written_it_yet(tmp_path):
+    import threading
+
+    from e2wm import locks
+
+    file = tmp_path / ".x.lock"
+    file.write_text("")
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        assert locks._holder(fd, patience=0.1) == "pid unknown"
+        threading.Timer(0.1, lambda: file.write_text("pid 42 (e2wm eval)\n")).start()
+        assert locks._holder(fd, patience=5) == "pid 42 (e2wm eval)"
+    finally:
+        os.close(fd)
+
+
+def test_an_existing_folder_in_a_parent_that_cannot_be_written_is_locked_inside(tmp_path, monkeypatch):
+    """`--out .` in a read-only parent, or a mount point: the lock file goes into the folder (every writer sees the
+    same folder and the same parent); otherwise beside it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    assert lock_file(folder) == tmp_path / ".mine.lock"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real(path, mode))
+    assert lock_file(folder) == folder / ".e2wm.lock"
+    assert lock_file(tmp_path / "new") == tmp_path / ".new.lock"  # a folder yet to be made: beside, as before

@@ -103,3 +103,20 @@ def test_vllm_engine_reads_no_generation_config(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM))
     vllm_backend.VllmGenerator("some/model", None, "float32", 128)
     assert seen["generation_config"] == "vllm" and seen["model"] == "some/model"
+
+
+def test_what_the_model_s_file_sets_is_recorded_as_valid_json():
+    """A temperature of 1e999 (JSON's Infinity, which Python reads) is recorded as the string "Infinity", so
+    config.json stays standard JSON."""
+    import json as json_module
+
+    from transformers import GenerationConfig
+
+    from e2wm.decoding import ignored_settings
+
+    class Model:
+        generation_config = GenerationConfig(temperature=float("inf"), top_k=7)
+
+    ignored = ignored_settings(Model(), GenerationConfig(max_new_tokens=4))
+    assert ignored == {"temperature": "Infinity", "top_k": 7}
+    json_module.dumps(ignored, allow_nan=False)

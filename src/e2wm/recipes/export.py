@@ -36,7 +36,16 @@ import torch
 from e2wm.errors import InputError, RunError
 from e2wm.files import output_folder, write_atomic, writing
 from e2wm.locks import output_lock
-from e2wm.models import DTYPES, ModelSpec, adapter_dir, apply_adapter, hub_reachable, load_model, resolve_model_path
+from e2wm.models import (
+    DTYPES,
+    ModelSpec,
+    adapter_config,
+    adapter_dir,
+    apply_adapter,
+    hub_reachable,
+    load_model,
+    resolve_model_path,
+)
 from e2wm.provenance import tree_digest
 from e2wm.train.card import merged_card
 from e2wm.train.config import ExportConfig
@@ -192,7 +201,11 @@ def export_merged(config: ExportConfig) -> Path:
     with output_lock(out):  # one writer; the check that --out is new holds until the folder is there
         if out.exists():
             raise InputError(f"--out {out}: already exists; give a new directory")
-        adapter_dir(config.adapter)
+        peft_config = adapter_config(adapter_dir(config.adapter), config.adapter)
+        if peft_config.is_prompt_learning:  # (PEFT's merge_and_unload does not exist for them: a traceback)
+            kind = getattr(peft_config.peft_type, "value", peft_config.peft_type)
+            raise InputError(f"--adapter {config.adapter}: a {kind} adapter adds virtual tokens, not weights: there "
+                             "is nothing to merge into the model (export merged takes LoRA-style adapters)")
         if config.push:
             check_repo_id(config.push)
         if config.push and not hub_reachable():

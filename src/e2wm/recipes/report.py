@@ -6,19 +6,41 @@
 
 from pathlib import Path
 
-from e2wm.errors import InputError
+from e2wm.errors import InputError, RunError
 from e2wm.eval.config import ReportConfig
 from e2wm.eval.report import write_report
 from e2wm.locks import output_lock, writer_of
 
 
+def run_state(run: Path) -> list[tuple]:
+    """What the report reads of a run folder, as (file, inode, size, mtime in ns) of metrics.json, config.json and
+    predictions/*.jsonl: an eval that rewrites any of them (atomically: a new inode) changes it."""
+    files = [run / "metrics.json", run / "config.json", *sorted((run / "predictions").glob("*.jsonl"))]
+    return [(f.name, s.st_ino, s.st_size, s.st_mtime_ns) for f in files if f.is_file() for s in [f.stat()]]
+
+
 def report(config: ReportConfig) -> str:
-    """Write config.out and its charts; returns the markdown. InputError on a missing or bad run directory, a
-    run that a live `e2wm eval` is still writing (`locks.writer_of`), or when two runs scored different items."""
+    """Write config.out and its charts; returns the markdown.
+
+    Raises:
+        InputError: a missing or bad run directory, a run that a live `e2wm eval` is writing (`locks.writer_of`),
+            or two runs that scored different items.
+        RunError: a run folder changed while the report read it (an eval started on it meanwhile): what was
+            written is removed, so no report mixes two states of a run.
+    """
     runs = [Path(p) for p in config.runs]
     for run in runs:
         if writer := writer_of(run):
             raise InputError(f"{run}: still being written ({writer}); report it when that run has finished")
-    with output_lock(config.out):
-        return write_report(runs, [Path(p) for p in config.train_log], Path(config.out), config.title,
+    before = [run_state(run) for run in runs]
+    out = Path(config.out)
+    with output_lock(out):
+        text = write_report(runs, [Path(p) for p in config.train_log], out, config.title,
                             config.bootstrap_resamples, config.seed)
+        changed = [run for run, state in zip(runs, before) if writer_of(run) or run_state(run) != state]
+        if changed:
+            for file in (out, *(out.with_name(out.stem + end) for end in (".png", "-train.png", "-eval.png"))):
+                file.unlink(missing_ok=True)
+            raise RunError(f"{changed[0]}: changed while the report read it (an `e2wm eval` wrote it meanwhile); "
+                           "nothing written: report it again when that run has finished")
+    return text
