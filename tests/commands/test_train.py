@@ -67,6 +67,19 @@ def deterministic(row: dict) -> dict:
     return {key: value for key, value in row.items() if key not in finetune.TIMING}
 
 
+def crash_at_step(step: int, monkeypatch):
+    """Make the next run stop (as Ctrl-C does) when it would log step; returns the real log writer."""
+    real = finetune.append_jsonl
+
+    def crash(path, record):
+        if record["step"] == step:
+            raise KeyboardInterrupt
+        real(path, record)
+
+    monkeypatch.setattr(finetune, "append_jsonl", crash)
+    return real
+
+
 def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     data = write_pairs(tmp_path / "a.json", repeat=3)
     other = write_pairs(tmp_path / "b.json", PAIRS[:2], repeat=2)
@@ -78,14 +91,7 @@ def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
     whole = read_log(tmp_path / "whole")
     assert len(whole) == 12 and whole[-1]["step"] == 12 and whole[-1]["ewc"] > 0  # 16 examples / 4 = 4 steps x 3
 
-    real = finetune.append_jsonl
-
-    def crash_at_step_7(path, record):
-        if record["step"] == 7:
-            raise KeyboardInterrupt
-        real(path, record)
-
-    monkeypatch.setattr(finetune, "append_jsonl", crash_at_step_7)
+    real = crash_at_step(7, monkeypatch)
     assert run_train(capsys, *common, "--out", tmp_path / "cut")[0] == 130
     assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["step"] == 6
     monkeypatch.setattr(finetune, "append_jsonl", real)
@@ -116,14 +122,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tiny_llam
     common = ["--model", tiny_llama, "--train", f"1 {data}", "--batch-size", "2", "--max-steps", "4",
               "--save-every", "3", "--method", "lora", "--lr", "5e-3"]
     assert run_train(capsys, *common, "--out", tmp_path / "whole")[0] == 0
-    real = finetune.append_jsonl
-
-    def crash_at_step_2(path, record):
-        if record["step"] == 2:
-            raise KeyboardInterrupt
-        real(path, record)
-
-    monkeypatch.setattr(finetune, "append_jsonl", crash_at_step_2)
+    real = crash_at_step(2, monkeypatch)
     assert run_train(capsys, *common, "--out", tmp_path / "cut")[0] == 130
     assert not (tmp_path / "cut" / "checkpoint").exists() and len(read_log(tmp_path / "cut")) == 1
     monkeypatch.setattr(finetune, "append_jsonl", real)
