@@ -303,3 +303,13 @@ def test_an_existing_folder_in_a_parent_that_cannot_be_written_is_locked_inside(
     monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real(path, mode))
     assert lock_file(folder) == folder / ".e2wm.lock"
     assert lock_file(tmp_path / "new") == tmp_path / ".new.lock"  # a folder yet to be made: beside, as before
+
+
+@pytest.mark.parametrize(("argv", "named"), [(["eval", "--model", "m"], "e2wm eval"),
+                                             (["collect", "explore", "--out", "e"], "e2wm collect explore"),
+                                             (["fisher", "--corpus", "c"], "e2wm fisher"),
+                                             (["report", "runs/a", "--out", "r.md"], "e2wm report")])
+def test_the_lock_file_names_the_command(argv, named, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/e2wm", *argv])
+    with output_lock(tmp_path / "out"):
+        assert lock_file(tmp_path / "out").read_text() == f"pid {os.getpid()} ({named})\n"
