@@ -251,6 +251,16 @@ def write_atomic(path: str | Path, text: str) -> None:
             raise
 
 
+def usual_permissions(path: str | Path) -> None:
+    """Give a file, or every file below a folder, the permissions a new file gets (0666 less the umask):
+    safetensors writes through a temporary file of mode 0600 renamed into place, which other users of a shared
+    machine could not read (Fisher files, adapters, merged models)."""
+    path = Path(path)
+    mode = 0o666 & ~_umask()
+    for file in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
+        os.chmod(file, mode)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

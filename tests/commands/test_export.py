@@ -2,7 +2,9 @@
 inside the export itself); atomic; --push fails cleanly."""
 
 import json
+import os
 import socket
+import stat
 
 import pytest
 import torch
@@ -140,6 +142,10 @@ def test_an_untied_base_exports_as_before(tiny_llama, tmp_path, capsys):
     assert not merged.config.tie_word_embeddings
     assert torch.equal(merged.get_input_embeddings().weight, model.get_input_embeddings().weight)
     assert (logits(merged, tokenizer) - logits(adapted, tokenizer)).abs().max().item() < 1e-5
+    mask = os.umask(0)
+    os.umask(mask)
+    for file in out.iterdir():  # safetensors writes 0600; the checkpoint gets a new file's usual permissions
+        assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~mask, file
 
 
 def corrupt_the_merge(monkeypatch):

@@ -135,3 +135,24 @@ def test_corpus_from_a_saved_hf_dataset(tmp_path, capsys):
         main(["fisher", "--model", "unused", "--corpus", str(tmp_path / "bad"), "--out", str(tmp_path / "f")])
     assert exit_info.value.code == 2
     assert "field 'text' is missing (columns: body)" in capsys.readouterr().err
+
+
+def test_fisher_and_adapter_files_get_the_usual_permissions(tiny_gpt2, tmp_path):
+    """safetensors writes 0600 files (a temporary renamed into place); e2wm's outputs get 0666 less the umask, so
+    that others on a shared machine can read them as they read the rest of a run."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        corpus = write_corpus(tmp_path / "corpus.jsonl")
+        main(["fisher", "--model", str(tiny_gpt2), "--corpus", str(corpus), "--n", "2", "--max-len", "10",
+              "--out", str(tmp_path / "f.safetensors")])
+        pairs = tmp_path / "a.jsonl"
+        pairs.write_text(json.dumps({"input": "Q: Walk?\nA:", "ref": "Walk to kitchen."}) + "\n")
+        main(["train", "--model", str(tiny_gpt2), "--train", f"1 {pairs}", "--method", "lora", "--max-steps", "1",
+              "--batch-size", "1", "--out", str(tmp_path / "run")])
+    finally:
+        os.umask(mask)
+    for file in [tmp_path / "f.safetensors", *(tmp_path / "run" / "adapter").iterdir()]:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o644, file

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from e2wm.errors import InputError, RunError
-from e2wm.files import output_folder, write_atomic, writing
+from e2wm.files import output_folder, usual_permissions, write_atomic, writing
 from e2wm.locks import output_lock
 from e2wm.models import (
     DTYPES,
@@ -223,6 +223,7 @@ def export_merged(config: ExportConfig) -> Path:
             del reloaded
             write_atomic(staging / "README.md", merged_card(config.model, config.adapter, tree_digest(config.adapter),
                                                             config.dtype, out.name))
+            usual_permissions(staging)
             staging.rename(out)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

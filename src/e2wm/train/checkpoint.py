@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from e2wm.errors import InputError
-from e2wm.files import writing
+from e2wm.files import usual_permissions, writing
 
 NAME = "checkpoint"
 STEP = re.compile(r"checkpoint-(\d+)")  # the name of a step's folder, checkpoint-N
@@ -135,6 +135,7 @@ def save_pretrained(model, tokenizer, final: Path, inside: str | None = None) ->
             model.save_pretrained(target)
             if tokenizer is not None:
                 tokenizer.save_pretrained(target)
+        usual_permissions(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

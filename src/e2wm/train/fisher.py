@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from e2wm.errors import InputError
-from e2wm.files import parse_json, require, why_missing, writing
+from e2wm.files import parse_json, require, usual_permissions, why_missing, writing
 from e2wm.train.targets import is_fan_in_fan_out, weight_shape
 
 HEADER_KEY = "e2wm_fisher"
@@ -176,6 +176,7 @@ def save_fisher(path: str | Path, tensors: dict[str, torch.Tensor], header: Fish
         with writing(path):  # a full disk: OSError naming the file (the command's one line)
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(staging),
                       metadata={HEADER_KEY: json.dumps(asdict(header))})
+        usual_permissions(staging)
         staging.replace(path)
     except BaseException:
         staging.unlink(missing_ok=True)
