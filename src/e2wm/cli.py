@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from e2wm import __version__, config
+from e2wm import __version__, config, locks
 from e2wm.errors import InputError, RunError
 from e2wm.files import DISK_FULL, check_text, os_errno, read_text, require_utf8
 
@@ -182,7 +182,7 @@ def one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     # torch's OpenMP threads sleep while they wait instead of spinning (before torch loads: libgomp reads it
     # once). On a machine other jobs keep busy, spinning threads burn the time slices of the thread they wait
-    # for: the same work took 3x the CPU time and 3x the wall time (benchmarks/load_threads.py).
+    # for: the same work took 3x the CPU time and 2.4-3x the wall time (benchmarks/load_threads.py).
     # OMP_WAIT_POLICY=ACTIVE in the environment keeps spinning.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         for arg in argv:
             require_utf8(arg, f"argument {arg!r}")
         job, module = parse(name, argv[len(name.split()):])
+        locks.COMMAND = f"e2wm {name}"  # what the lock files of its outputs name as their holder
         module.run(job)
     except InputError as error:
         print(f"e2wm {name}: error: {one_line(str(error))}", file=sys.stderr)

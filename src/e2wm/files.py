@@ -244,7 +244,7 @@ def write_atomic(path: str | Path, text: str) -> None:
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(text)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+            usual_permissions(tmp)  # mkstemp makes 0600 files
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -253,8 +253,8 @@ def write_atomic(path: str | Path, text: str) -> None:
 
 def usual_permissions(path: str | Path) -> None:
     """Give a file, or every file below a folder, the permissions a new file gets (0666 less the umask):
-    safetensors writes through a temporary file of mode 0600 renamed into place, which other users of a shared
-    machine could not read (Fisher files, adapters, merged models)."""
+    mkstemp and safetensors write through a temporary file of mode 0600 renamed into place, which other users of a
+    shared machine could not read (Fisher files, adapters, merged models)."""
     path = Path(path)
     mode = 0o666 & ~_umask()
     for file in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:

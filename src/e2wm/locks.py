@@ -29,7 +29,7 @@ from e2wm.files import writing
 logger = logging.getLogger(__name__)
 
 HELD_ENV = "E2WM_HELD_OUTPUTS"  # lock files held by this process or an ancestor that started it, os.pathsep-joined
-GROUPS = ("collect", "export", "data", "fisher")  # commands of two words: `fisher import` (`fisher` is one too)
+COMMAND: str | None = None  # what holds a lock, as its lock file says: the `e2wm` command line sets it (`e2wm eval`)
 _depth: dict[Path, int] = {}  # lock file -> how many times this process holds it (re-entrant)
 
 
@@ -91,10 +91,7 @@ def _acquire(file: Path, output: str | Path, option: str, wait: bool) -> int | N
         if current == os.fstat(fd).st_ino:
             break
         os.close(fd)
-    command = sys.argv[0]
-    if Path(sys.argv[0]).name in ("e2wm", "__main__.py"):  # `e2wm eval`, `e2wm collect explore`
-        words = sys.argv[1:3] if sys.argv[1:2] and sys.argv[1] in GROUPS else sys.argv[1:2]
-        command = " ".join(["e2wm", *(w for w in words if not w.startswith("-"))])
+    command = COMMAND or Path(sys.argv[0]).name  # the program, for the Python API
     try:
         with writing(file):  # a full disk: OSError naming the lock file (the command's one line)
             os.ftruncate(fd, 0)

@@ -537,6 +537,9 @@ def test_a_run_config_of_other_types_reads_as_not_recorded(eval_run, tmp_path):
     ({"rougeL": 0.5, "majority": 0.5, "chance": 0.5}, "majority needs chance and an accuracy beside it"),
     ({"accuracy": 0.5, "majority": None, "chance": 0.5}, "majority must be a finite number, got None"),
     ([0.5], "must be an object of metrics, got list"),
+    ({"accuracy": 7.5}, "accuracy must be between 0 and 1, got 7.5"),
+    ({"rougeL": -0.1}, "rougeL must be between 0 and 1, got -0.1"),
+    ({"accuracy": 0.5, "n": -3}, "n must not be negative, got -3"),
 ])
 def test_metrics_the_report_cannot_read_are_refused(result, said, tmp_path):
     from e2wm.eval.report import load_run

@@ -305,11 +305,17 @@ def test_an_existing_folder_in_a_parent_that_cannot_be_written_is_locked_inside(
     assert lock_file(tmp_path / "new") == tmp_path / ".new.lock"  # a folder yet to be made: beside, as before
 
 
-@pytest.mark.parametrize(("argv", "named"), [(["eval", "--model", "m"], "e2wm eval"),
-                                             (["collect", "explore", "--out", "e"], "e2wm collect explore"),
-                                             (["fisher", "--corpus", "c"], "e2wm fisher"),
-                                             (["report", "runs/a", "--out", "r.md"], "e2wm report")])
-def test_the_lock_file_names_the_command(argv, named, tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["/venv/bin/e2wm", *argv])
-    with output_lock(tmp_path / "out"):
-        assert lock_file(tmp_path / "out").read_text() == f"pid {os.getpid()} ({named})\n"
+def test_the_lock_file_names_the_command_that_holds_it(tmp_path, monkeypatch):
+    from e2wm.recipes import report as report_recipe
+
+    run, out, seen = tmp_path / "evaluated", tmp_path / "r.md", []
+    write_lines(run / "metrics.json", json.dumps({"count": {"accuracy": 0.5, "n": 2}}))
+    real = report_recipe.write_report
+
+    def look(*args, **kwargs):
+        seen.append(lock_file(out).read_text())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report_recipe, "write_report", look)
+    main(["report", str(run), "--out", str(out)])
+    assert seen == [f"pid {os.getpid()} (e2wm report)\n"]

@@ -134,9 +134,14 @@ def check_result(file: Path, task: str, result) -> None:
         raise InputError(f"{file}: task '{task}' (the perplexity) has no perplexity")
     if not is_number(value):
         raise InputError(f"{file}: task '{task}': {name} must be a finite number, got {value!r}")
+    if not (value >= 1 if name == "perplexity" else 0 <= value <= 1):  # a fraction, or exp(mean NLL) >= 1
+        bounds = "at least 1" if name == "perplexity" else "between 0 and 1"
+        raise InputError(f"{file}: task '{task}': {name} must be {bounds}, got {value!r}")
     for key in (*NUMBERS, f"{name}_stderr"):
         if key in result and not is_number(result[key]) and not (key.endswith("_stderr") and result[key] is None):
             raise InputError(f"{file}: task '{task}': {key} must be a finite number, got {result[key]!r}")
+        if key in result and is_number(result[key]) and result[key] < 0:
+            raise InputError(f"{file}: task '{task}': {key} must not be negative, got {result[key]!r}")
     interval = result.get(f"{name}_ci95")
     if interval is not None and not (isinstance(interval, list) and len(interval) == 2 and all(map(is_number,
                                                                                                     interval))):

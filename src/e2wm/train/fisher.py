@@ -13,8 +13,9 @@ token NLL, averaged over 20000 Pile validation texts cut to 800 tokens); the pap
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import get_origin, get_type_hints
 
 import torch
 from safetensors import safe_open
@@ -194,9 +195,11 @@ def parse_header(text: str, where: str) -> FisherHeader:
     value = parse_json(text, source)
     if not isinstance(value, dict):
         raise InputError(f"{source}: expected a JSON object, got {type(value).__name__}")
-    known = {name: kind for name, kind in HEADER_FIELDS.items() if name in value or name not in ("seed", "extra")}
+    kinds = header_kinds()
+    optional = {f.name for f in fields(FisherHeader) if f.default is not MISSING or f.default_factory is not MISSING}
+    known = {name: kind for name, kind in kinds.items() if name in value or name not in optional}
     for name in value:
-        if name not in HEADER_FIELDS:
+        if name not in kinds:
             raise InputError(f"{source}: field '{name}' is not a field of an e2wm Fisher header")
     checked = {name: require(value, name, kind, source, None) for name, kind in known.items()}
     if not all(isinstance(module, str) for module in checked["modules"]):
@@ -207,8 +210,10 @@ def parse_header(text: str, where: str) -> FisherHeader:
     return FisherHeader(**checked)
 
 
-HEADER_FIELDS = {"base_model": str, "modules": list, "shapes": dict, "n": int, "corpus": str, "max_len": int,
-                 "dtype": str, "seed": int, "extra": dict}  # FisherHeader's fields and their JSON types
+def header_kinds() -> dict[str, type]:
+    """FisherHeader's fields and the JSON type of each (`list` for list[str], ...), from its annotations."""
+    hints = get_type_hints(FisherHeader)
+    return {f.name: get_origin(hints[f.name]) or hints[f.name] for f in fields(FisherHeader)}
 
 
 def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]]:
