@@ -1,6 +1,6 @@
-"""The newline stop: e2wm's StopAtNewline criterion against transformers' own `stop_strings`, same run.
+"""The newline stop: e2wm's StopAt criterion against transformers' own `stop_strings`, same run.
 
-Both end each sequence at its first newline; stop_strings matches the decoded text, StopAtNewline the
+Both end each sequence at its first newline; stop_strings matches the decoded text, StopAt the
 ids of the tokens whose text holds a newline (found once per tokenizer). Prints seconds per prompt for
 each (greedy, batch 1, no prefix cache, so that only the stop differs; the fastest of alternating rounds),
 the ratio, each one's set-up, and whether the first lines agree.
@@ -24,8 +24,10 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "e2wm-benchmark"
 @torch.no_grad()
 def decode(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, ours: bool) -> tuple[list[str], float]:
     """(continuations, seconds) with one of the two stops; the first call of each pays its set-up."""
-    kwargs = generation.generation_kwargs(tokenizer, max_new_tokens, 1, stop_at_newline=ours)
-    if not ours:
+    kwargs = {"generation_config": generation.decoding_config(tokenizer, max_new_tokens, 1)}
+    if ours:
+        kwargs["stopping_criteria"] = generation.StoppingCriteriaList([generation.StopAt(tokenizer)])
+    else:
         kwargs.update(stop_strings=[generation.STOP], tokenizer=tokenizer)
     texts, start = [], time.perf_counter()
     for prompt in prompts:
@@ -48,7 +50,7 @@ def main() -> None:
     prompts, _ = generation.encode_prompts(tokenizer, [i.input for i in items], context_length(model, tokenizer),
                                            args.max_new_tokens)
     setup = time.perf_counter()
-    generation.newline_token_ids(tokenizer)
+    generation.stop_token_ids(tokenizer)
     ours_setup = time.perf_counter() - setup
     decode(model, tokenizer, prompts[:1], 8, ours=True)  # warm the model up
     _, first_s = decode(model, tokenizer, prompts[:1], 1, ours=False)  # stop_strings' set-up, 1 token
@@ -61,9 +63,9 @@ def main() -> None:
     same = [generation.first_line(a) == generation.first_line(b) for a, b in zip(ours, theirs)]
     print(f"{len(prompts)} prompts, greedy, up to {args.max_new_tokens} new tokens, torch threads "
           f"{torch.get_num_threads()}")
-    print(f"StopAtNewline: {ours_s / len(prompts):.3f} s per prompt (+ {ours_setup:.2f} s once per tokenizer)")
+    print(f"StopAt:        {ours_s / len(prompts):.3f} s per prompt (+ {ours_setup:.2f} s once per tokenizer)")
     print(f"stop_strings:  {theirs_s / len(prompts):.3f} s per prompt (first call with 1 token: {first_s:.2f} s)")
-    print(f"stop_strings / StopAtNewline time: {theirs_s / ours_s:.2f}x; same first lines: {sum(same)}/{len(same)}")
+    print(f"stop_strings / StopAt time: {theirs_s / ours_s:.2f}x; same first lines: {sum(same)}/{len(same)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["multiple_choice", "generation"]
-Metric = Literal["accuracy", "rougeL", "lcs"]
 Norm = Literal["ln", "un"]
 NORMS: tuple[Norm, ...] = ("ln", "un")  # ln: sum log p / option tokens; un: log p(o|input) - log p(o|"Answer:")
 
@@ -26,10 +25,11 @@ class TaskSpec:
     name: str
     label: str  # for tables and charts
     kind: Kind  # of the evaluation file
-    metric: Metric
+    metric: str  # a name in e2wm.eval.metrics.METRICS, which says how it is scored and read
     norm: Norm | None = None  # multiple choice only
     shots: int | None = None  # training tasks: worked examples before each query in train_<name>
     weight: float | None = None  # training tasks: the paper's mixture weight
+    extra_metrics: tuple[str, ...] = ()  # computed beside the metric (e2wm.eval.metrics.EXTRA_SCORERS)
 
     @property
     def is_training_task(self) -> bool:
@@ -40,16 +40,22 @@ def _qa(name: str, label: str, norm: Norm, shots: int | None = None, weight: flo
     return TaskSpec(name, label, "multiple_choice", "accuracy", norm, shots, weight)
 
 
-def _gen(name: str, label: str, metric: Metric = "rougeL", shots: int | None = None,
-         weight: float | None = None) -> TaskSpec:
-    return TaskSpec(name, label, "generation", metric, None, shots, weight)
+def _gen(name: str, label: str, metric: str = "rougeL", shots: int | None = None,
+         weight: float | None = None, extra_metrics: tuple[str, ...] = ()) -> TaskSpec:
+    return TaskSpec(name, label, "generation", metric, None, shots, weight, extra_metrics)
+
+
+def _plan(name: str, label: str, **kwargs) -> TaskSpec:
+    """A plan-generation task: ROUGE-L against the reference, and the plan run in the simulator where its program is
+    known (SPEC 6b)."""
+    return _gen(name, label, extra_metrics=("execution",), **kwargs)
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
-    _gen("plan_gen", "plan generation", shots=2, weight=1.0),
-    _gen("plan_gen_confusing", "plan gen. (confusing)"),
-    _gen("plan_gen_unseen", "plan gen. (unseen)"),
-    _gen("plan_gen_unseen_confusing", "plan gen. (unseen, confusing)"),
+    _plan("plan_gen", "plan generation", shots=2, weight=1.0),
+    _plan("plan_gen_confusing", "plan gen. (confusing)"),
+    _plan("plan_gen_unseen", "plan gen. (unseen)"),
+    _plan("plan_gen_unseen_confusing", "plan gen. (unseen, confusing)"),
     _qa("act_recog", "activity recognition", "ln", shots=2, weight=0.7),
     _qa("act_recog_unseen", "act. recog. (unseen)", "ln"),
     _qa("act_infer", "activity inference", "un"),
@@ -58,6 +64,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     _gen("obj_move_path", "object path (gen.)", metric="lcs"),
     _qa("housework_qa", "housework QA", "un"),
     _qa("neg_housework_qa", "negation housework QA", "un"),
+    _gen("eai_action_sequence", "EAI action sequencing", metric="task_success"),  # SPEC 6b; e2wm.eval.eai
 )}
 TRAINING_TASKS: list[str] = [name for name, spec in TASKS.items() if spec.is_training_task]
 

@@ -241,7 +241,8 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     key = fingerprint(task, base, identity)
     changed = {"model": "other", "dtype": "bfloat16", "load_in_8bit": True, "load_in_4bit": True, "adapter": "x",
                "limit": 3, "batch_size": 3, "num_beams": 3, "max_new_tokens": 3, "norm": "un", "max_len": 64,
-               "backend": "vllm", "beam_stop": "full", "bootstrap_resamples": 500, "seed": 7, "autocast": "bf16"}
+               "backend": "vllm", "beam_stop": "full", "bootstrap_resamples": 500, "seed": 7, "autocast": "bf16",
+               "chat_template": True, "eai_form": "e2wm", "robothow_dir": "r"}
     perplexity_only = {"ppl_data": "g.jsonl", "ppl_mode": "paper", "ppl_texts": 3}  # the perplexity is always redone
     result_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.metadata.get("result", True)}
     assert result_fields - {"data"} == set(changed) | set(perplexity_only)  # a new result field must be added here
@@ -337,11 +338,11 @@ def newline_prone(tiny_gpt2, target):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from e2wm.eval.generation import newline_token_ids
+    from e2wm.eval.generation import stop_token_ids
 
     model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_gpt2), AutoTokenizer.from_pretrained(tiny_gpt2)
     with torch.no_grad():
-        for i in newline_token_ids(tokenizer):
+        for i in stop_token_ids(tokenizer):
             model.transformer.wte.weight[i] *= 3
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)

@@ -173,3 +173,37 @@ def test_the_header_says_what_each_run_evaluated_and_how_it_was_trained(tiny_gpt
         + trained.format(steps="1 optimiser step", seen=2) + f"; {data}",
         f"- `train` (--train-log): model `{tiny_gpt2}`, " + trained.format(steps="2 optimiser steps", seen=4) + "."]
     assert "| **mean accuracy** | unweighted, 2 QA tasks |" in text and "**mean**" not in text
+
+
+def test_eai_leaderboard_cache_option_and_leaving_it_out(tmp_path, monkeypatch):
+    """`e2wm report` on an EAI run: the leaderboard (faked: the real one costs ~16 minutes) is cached in
+    --eai-leaderboard-cache, by default in e2wm's cache folder ($E2WM_CACHE); --no-eai-leaderboard leaves it out."""
+    from helpers.eai_run import eai_run, item
+
+    from e2wm.world import eai_judge
+
+    asked = []
+
+    def leaderboard(cache, hash_seed=0, workers=1, models=None):
+        asked.append(cache)
+        return {"some-llm": {"summary": {"goal_evaluation": {"task_success_rate": 100.0, "state_goal": 100.0,
+                                                             "relation_goal": 100.0, "action_goal": 100.0},
+                                         "trajectory_evaluation": {
+                                             "execution_success_rate": 100.0,
+                                             "grammar_error": {"parsing": 0.0, "hallucination": 0.0,
+                                                               "predicate_argument_number": 0.0},
+                                             "runtime_error": {"wrong_order": 0.0, "missing_step": 0.0,
+                                                               "affordance_error": 0.0, "additional_step": 0.0}}},
+                             "seconds_per_item": 0.2, "items": [{"success": True}]}}
+
+    monkeypatch.setattr(eai_judge, "leaderboard", leaderboard)
+    monkeypatch.setenv("E2WM_CACHE", str(tmp_path / "e2wm-cache"))
+    run = eai_run(tmp_path / "eai", [item(success=True, executable=True), item()])
+    main(["report", str(run), "--out", str(tmp_path / "a.md"), "--eai-leaderboard-cache", str(tmp_path / "board")])
+    main(["report", str(run), "--out", str(tmp_path / "b.md")])
+    assert [str(path) for path in asked] == [str(tmp_path / "board"), str(tmp_path / "e2wm-cache")]
+    assert "| 1 | some-llm | native | 1 | 100.0 [" in (tmp_path / "a.md").read_text()
+    main(["report", str(run), "--out", str(tmp_path / "c.md"), "--no-eai-leaderboard"])
+    assert len(asked) == 2
+    text = (tmp_path / "c.md").read_text()
+    assert "| 1 | **eai** (evaluated) | **e2wm** | **2** | **50.0 [" in text and "some-llm" not in text

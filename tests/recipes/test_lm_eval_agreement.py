@@ -5,6 +5,7 @@ The model is a tiny Llama (4096 positions, so that the dev files' long prompts a
 few E2WM-like lines, so that it answers with words, room lists and newlines rather than noise."""
 
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -164,3 +165,41 @@ def test_dev_items_agree(model_dir, benchmark_dir, tmp_path):
     """Three items of each released dev file (their few-shot prompts, up to ~1500 tokens, verbatim)."""
     ours = assert_agreement(model_dir, benchmark_dir / "eval-dev", tmp_path, limit=3)
     assert len(ours) == 11
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def test_chat_template_generation_agrees_and_multiple_choice_is_refused(model_dir, tmp_path):
+    """`e2wm eval --chat-template` decodes what lm-eval's --apply_chat_template decodes (the prompt as the user's
+    turn, the assistant's opened); the exported multiple-choice tasks refuse it (their scores would not be e2wm's)."""
+    chat = tmp_path / "chat-model"
+    shutil.copytree(model_dir, chat)
+    tokenizer = AutoTokenizer.from_pretrained(chat)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(chat)
+    data = tmp_path / "data"
+    write(data / "plan_gen.json", FIXTURES["plan_gen"])
+    tasks = tmp_path / "tasks"
+    main(["export", "lm-eval", "--data", str(data), "--out", str(tasks)])
+    main(["eval", "--model", str(chat), "--data", str(data), "--out", str(tmp_path / "e2wm"), "--device", "cpu",
+          "--max-new-tokens", str(MAX_NEW_TOKENS), "--bootstrap-resamples", "100", "--chat-template"])
+    model = AutoModelForCausalLM.from_pretrained(chat).eval()
+    manager = TaskManager(include_path=str(tasks), include_defaults=False)
+    theirs = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1, device="cpu"),
+                             tasks=["e2wm"], task_manager=manager, log_samples=True, apply_chat_template=True,
+                             gen_kwargs={"max_gen_toks": MAX_NEW_TOKENS}, bootstrap_iters=100)
+    samples = theirs["samples"][lm_eval_name("plan_gen")]
+    prompt = f"<|user|>\n{FIXTURES['plan_gen'][0]['input']}{tokenizer.eos_token}\n<|assistant|>\n"
+    assert samples[0]["arguments"][0][0] == prompt  # the user turn, no system turn added
+    predictions = [utils.first_line(sample["filtered_resps"][0]) for sample in samples]
+    assert predictions == [row["prediction"] for row in rows(tmp_path / "e2wm", "plan_gen")]
+    write(data / "act_recog.json", FIXTURES["act_recog"])
+    shutil.rmtree(tasks)
+    main(["export", "lm-eval", "--data", str(data), "--out", str(tasks)])
+    with pytest.raises(ValueError, match="not defined under lm-eval's --apply_chat_template"):
+        simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1, device="cpu"),
+                        tasks=["e2wm"], task_manager=TaskManager(include_path=str(tasks), include_defaults=False,
+                                                                 metadata={"tokenizer": str(chat)}),
+                        apply_chat_template=True, gen_kwargs={"max_gen_toks": MAX_NEW_TOKENS}, bootstrap_iters=100)

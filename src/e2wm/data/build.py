@@ -81,12 +81,17 @@ def evaluation_file(task: str, queries: list[Block], shots: list[Block] | None, 
 
 
 def plan_tasks(records: list[PlanRecord], shots: dict[str, int], seed: int, holdout: int,
-               eval_programs: int = 0) -> tuple[list[OutputFile], dict]:
+               eval_programs: int = 0, excluded: frozenset[str] = frozenset()) -> tuple[list[OutputFile], dict]:
     """plan_gen and act_recog training files, the seen-activity evaluation files when eval_programs > 0 and the
-    unseen-activity ones when holdout > 0."""
-    report = {"records": len(records), "failed": 0, "inconsistent": Counter()}
+    unseen-activity ones when holdout > 0. The records of excluded programs are left out of every file, before
+    anything else (activities, splits, shots, the confusing questions' distractor objects); the report counts
+    them as `excluded`."""
+    report = {"records": len(records), "excluded": 0, "failed": 0, "inconsistent": Counter()}
     good = []
     for record in records:
+        if record.program in excluded:
+            report["excluded"] += 1
+            continue
         if not record.success:
             report["failed"] += 1
             continue

@@ -27,6 +27,11 @@ class BuildConfig:
                               "the benchmark asks: the digit; where the object was before or after a room)",
                               choices=("sentence", "option"))
     tokenizer: str | None = option(None, "a model (Hub id, folder or smollm2-135m) for token percentiles")
+    exclude_programs: list[str] | None = option(None, "keep these programs' plan records out of every file the build "
+                                                "writes (training and evaluation files): eai (the 342 programs of "
+                                                "the Embodied Agent Interface's action-sequencing tasks), a text "
+                                                "file of program ids (one a line, # comments) or program ids; "
+                                                "stats.json says what was excluded", metavar="EAI|FILE|ID")
     eval_episodes: int = option(0, "keep N episodes out of training and write them as count, obj_move and "
                                 "obj_move_path (one question each)", minimum=0, metavar="N", group=EVALUATION)
     eval_programs: int = option(0, "keep N programs of activities that stay in training out of it and write them "
@@ -45,3 +50,9 @@ class BuildConfig:
                                           ("--eval-episodes", self.eval_episodes, "--explore", self.explore)):
             if value and given is None:
                 raise InputError(f"{name} {value}: needs {needs}")
+        if self.exclude_programs == []:
+            raise InputError("--exclude-programs needs a value (eai, a file of program ids or ids); leave it out to "
+                             "keep every program")
+        if self.exclude_programs is not None and self.plans is None:
+            raise InputError(f"--exclude-programs {' '.join(self.exclude_programs)}: needs --plans (exploration "
+                             "episodes come from scenes, not programs)")

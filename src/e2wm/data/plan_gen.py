@@ -91,7 +91,12 @@ def confusing_block(record: PlanRecord, pool: list[str], rng: random.Random) -> 
     return _block(record, items, state)
 
 
+def question(activity: str, items: list[str], state: list[str]) -> str:
+    """'Q: How to <activity>? Given items include <items>. <state sentences>\nA:' (the released files' form)."""
+    return f"Q: How to {activity}? Given items include {', '.join(items)}.{''.join(' ' + s for s in state)}\nA:"
+
+
 def _block(record: PlanRecord, items: list[str], state: list[str]) -> Block:
     name = activity_name(record)
-    prompt = f"Q: How to {name}? Given items include {', '.join(items)}.{''.join(' ' + s for s in state)}\nA:"
-    return Block(prompt, plan_english(record), source=record.program, group=name, label=str(len(record.plan)))
+    return Block(question(name, items, state), plan_english(record), source=record.program, group=name,
+                 label=str(len(record.plan)))

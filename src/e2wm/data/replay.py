@@ -7,17 +7,14 @@ Inconsistent and is skipped; otherwise the stories told from its actions answer 
 the recorded trajectory does.
 """
 
-import re
 from dataclasses import dataclass, replace
 
 from e2wm.data.records import Episode, Inconsistent, Place
+from e2wm.world.parse import script_line
 
 GRAB = "GRAB"
 PUTS = {"PUTBACK": "on", "PUTIN": "in"}  # script verb -> relation to the target
 MOVES = {"WALK", "RUN", "FIND"}  # verbs that take the actor to an object or room
-
-_VERB = re.compile(r"\s*\[(\w+)\]")
-_ARG = re.compile(r"<([^>]+)>\s*\(([\d.]+)\)")
 
 
 @dataclass(frozen=True)
@@ -42,11 +39,13 @@ class Trajectory:
 
 
 def parse_action(action: str) -> tuple[str, tuple[str, ...]]:
-    """'[PUTBACK] <cup> (12) <table> (45)' -> ('PUTBACK', ('12', '45')); ids like '1.45' keep '45'."""
-    match = _VERB.match(action)
-    if not match:
+    """'[PUTBACK] <cup> (12) <table> (45)' -> ('PUTBACK', ('12', '45')); ids like '1.45' keep '45'
+    (`world.parse.script_line`); Inconsistent for a line that is not a script line."""
+    parsed = script_line(action)
+    if parsed is None:
         raise Inconsistent("unreadable action")
-    return match.group(1).upper(), tuple(node.split(".")[-1] for _, node in _ARG.findall(action))
+    verb, args = parsed
+    return verb, tuple(node for _, node in args)
 
 
 def replay(episode: Episode, limit: int | None = None) -> Trajectory:

@@ -3,9 +3,11 @@ perplexity.
 
 A run directory is what `e2wm eval` writes; the per-item scores come from its predictions/<task>.jsonl
 (multiple choice: 1 where the prediction is the answer, else 0; generation: the row's `score`, its ROUGE-L
-or LCS) and the perplexity's per-text NLL from predictions/ppl.jsonl. Two runs are compared only over the
-same items: the same indices with the same gold answers (or references) and, where both runs recorded them,
-the same digests of each item's input (and options), else InputError naming the files. The statistics are
+or LCS, or EAI's task success, null for a task EAI's evaluator does not count) and the perplexity's per-text NLL
+from predictions/ppl.jsonl. Two runs are compared only over the same items: the same indices with the same gold
+answers (or references) and, where both runs recorded them, the same digests of each item's input (and options),
+and the same items left uncounted by a judge (those are left out of the pairing), else InputError naming the
+files. The statistics are
 e2wm.eval.statistics'; docs/statistics.md says what they mean.
 """
 
@@ -26,11 +28,16 @@ def predictions_file(run: Path, task: str) -> Path:
 @dataclass
 class ItemScores:
     """One run's rows of a task: per item its identity, its digest (None for runs written before digests) and
-    its score in [0, 1]."""
+    its score in [0, 1] (None for an item its judge does not count: EAI's tasks whose gold program fails the
+    evaluator's own check)."""
 
     keys: list[tuple]  # (index, gold answer or reference)
     digests: list[str | None]  # the row's `sha256` of the item's input (and options)
-    scores: list[float]
+    scores: list[float | None]
+
+    def counted(self) -> list[float]:
+        """The scores of the counted items, in row order."""
+        return [score for score in self.scores if score is not None]
 
 
 def item_scores(run: Path, task: str) -> ItemScores:
@@ -56,7 +63,7 @@ def item_scores(run: Path, task: str) -> ItemScores:
             raise InputError(f"{at(file, line, 'score')} is missing (written before e2wm eval kept per-item "
                              f"scores): re-run `e2wm eval` into {run}")
         found.keys.append((index, require(row, "ref", str, file, line)))
-        found.scores.append(float(require(row, "score", (int, float), file, line)))
+        found.scores.append(None if row["score"] is None else float(require(row, "score", (int, float), file, line)))
     return found
 
 
@@ -78,6 +85,20 @@ def same_items(task: str, base: Path, other: Path, base_items: ItemScores, other
         raise InputError(f"task {task}: {files} scored different items: at index {base_items.keys[first][0]} "
                          f"(row {first + 1}) the digests of the item's input and options differ (`sha256`), so the "
                          f"files differ under the same name; {advice}")
+
+
+def same_counted(task: str, base: Path, other: Path, base_items: ItemScores, other_items: ItemScores) -> None:
+    """InputError naming both files when the judge counted an item in one run and not in the other (`score`
+    null in one row only): the items left out of the pairing must be the same in both runs. EAI's evaluator counts
+    the tasks whose gold program passes its own check, the same tasks for every output at the same hash seed and
+    package version (`eai_hash_seed`, `eai_version` in metrics.json)."""
+    for row, (a, b) in enumerate(zip(base_items.scores, other_items.scores), start=1):
+        if (a is None) != (b is None):
+            counted, uncounted = (base, other) if b is None else (other, base)
+            raise InputError(f"task {task}: {predictions_file(base, task)} and {predictions_file(other, task)}: the "
+                             f"item at index {base_items.keys[row - 1][0]} (row {row}) is counted in {counted} and "
+                             f"not in {uncounted} (`score` null), so the runs were judged differently (another "
+                             "hash seed or package version of the judge?); compare runs judged alike")
 
 
 @dataclass
@@ -130,13 +151,15 @@ def compare(base: Path, other: Path, tasks: list[str], complete: bool, perplexit
         resamples, seed: of the bootstrap and of a Monte Carlo permutation test (each task with its own
             streams, see `resample_indices` and `swap_deltas`).
     Raises:
-        InputError: a predictions file is missing or bad, or the runs scored different items of a task.
+        InputError: a predictions file is missing or bad, or the runs scored different items of a task, or a judge
+            counted different items of it (`same_counted`).
     """
     pairs: dict[str, Paired] = {}
     for task in tasks:
         base_items, other_items = item_scores(base, task), item_scores(other, task)
         same_items(task, base, other, base_items, other_items)
-        pairs[task] = paired_bootstrap(base_items.scores, other_items.scores, resamples, seed, task)
+        same_counted(task, base, other, base_items, other_items)
+        pairs[task] = paired_bootstrap(base_items.counted(), other_items.counted(), resamples, seed, task)
     overall = complete and len(pairs) > 1
     mean = mean_over_tasks(list(pairs.values()), resamples, seed) if overall else None
     left_out = [task for task, pair in pairs.items() if pair.base_mean == 0]

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from e2wm import config
 from e2wm.benchmark import NORMS
+from e2wm.chat import HELP as CHAT_HELP
 from e2wm.config import option
 from e2wm.models import AUTOCAST_HELP, AUTOCASTS, LoadedModelOptions, check_autocast, resolve_adapter
 
@@ -11,6 +12,7 @@ BACKENDS = ("hf", "vllm")
 PERPLEXITY = "perplexity on general text"  # the --help group of the options that change only the ppl result
 BEAM_STOPS = ("newline", "full")  # e2wm's default; the authors' eval_gen.py
 PPL_MODES = ("windows", "paper")  # e2wm's default; the authors' eval_ppl.py
+EAI_FORMS = ("native", "e2wm", "e2wm-no-goals")  # the prompt forms of eai:action_sequence (e2wm.eval.eai)
 STATISTICS = "statistics (docs/statistics.md)"
 RESAMPLES = 10_000  # bootstrap resamples by default (eval standard errors and report intervals)
 SEED = 1234  # the bootstrap's default seed
@@ -32,6 +34,9 @@ class EvalConfig(LoadedModelOptions):
                              "download`): e2wm (its 11 files), e2wm:qa, e2wm:gen, e2wm:<task> (e2wm:count, ...)")
     out: str = option(help="run directory for metrics.json, results.md, predictions/", result=False)
     autocast: str = option("none", AUTOCAST_HELP, choices=AUTOCASTS, group="model")
+    chat_template: bool = option(False, CHAT_HELP + "; a multiple-choice option is scored right after the opened "
+                                 "assistant turn, without the ' ' before it (lm-evaluation-harness's "
+                                 "--apply_chat_template)")
     limit: int | None = option(None, "evaluate only the first N items of each file (default: every item)", minimum=1)
     batch_size: int = option(1, "prompts decoded together (generation) and windows per pass (perplexity)",
                              minimum=1)
@@ -41,6 +46,13 @@ class EvalConfig(LoadedModelOptions):
                             "eval_gen.py; slower). Only matters with --num-beams > 1: greedy decoding gives the same "
                             "first line either way", choices=BEAM_STOPS)
     max_new_tokens: int = option(256, "tokens generated at most per answer", minimum=1)
+    robothow_dir: str | None = option(None, "a full RobotHow directory (same layout as the bundled programs): plan "
+                                      "items whose reference is one of its programs are also run in the simulator "
+                                      "(default: the 518 bundled programs)")
+    eai_form: str = option("native", "the prompt of --data eai:action_sequence: native (EAI's own prompt, a JSON "
+                           "answer: the leaderboard's setting), e2wm (E2WM's plan question with the goals told in "
+                           "English and two worked examples; the English plan is read back into actions), "
+                           "e2wm-no-goals (the same without the goals)", choices=EAI_FORMS)
     norm: str | None = option(None, "QA normalisation for every task (default: each task's, from e2wm.benchmark)",
                               choices=NORMS)
     max_len: int | None = option(None, "token limit of prompt + answer (default: the model's)", minimum=2)
@@ -84,6 +96,13 @@ class ReportConfig:
                                       "the permutation test past 20 differing items", minimum=100, group=STATISTICS)
     seed: int = option(SEED, "seed of the paired bootstrap and of a Monte Carlo permutation test (the same seed "
                        "gives the same intervals and p-values)", minimum=0, group=STATISTICS)
+    eai_leaderboard_cache: str | None = option(None, "folder of the cached EAI leaderboard (the LLM outputs shipped "
+                                               "with virtualhome-eval, scored by EAI's evaluator: about 16 minutes "
+                                               "on one core the first time) shown beside runs of eai:action_sequence "
+                                               "(default: e2wm's cache folder, $E2WM_CACHE or ~/.cache/e2wm)",
+                                               metavar="DIR", result=False)
+    no_eai_leaderboard: bool = option(False, "leave the EAI leaderboard out of the report (the evaluated runs' EAI "
+                                      "table stays)")
 
     def __post_init__(self) -> None:
         config.check(self)

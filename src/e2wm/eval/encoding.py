@@ -14,6 +14,8 @@ Source: lm-evaluation-harness, `TemplateLM._encode_pair` and `TemplateLM.loglike
 
 from functools import cache
 
+from e2wm.chat import starts_with_bos
+
 
 @cache
 def _special_prefix(tokenizer) -> tuple[int, ...]:
@@ -38,6 +40,14 @@ def encode(tokenizer, text: str) -> list[int]:
     return special_prefix(tokenizer) + tokenizer(text, add_special_tokens=False).input_ids
 
 
+def encode_rendered(tokenizer, text: str) -> list[int]:
+    """Token ids of a chat template's rendering: its own ids without special tokens when it starts with the BOS
+    the template wrote (no second BOS; lm-evaluation-harness's `tok_encode`), else `encode`'s."""
+    if starts_with_bos(tokenizer, text):
+        return tokenizer(text, add_special_tokens=False).input_ids
+    return encode(tokenizer, text)
+
+
 def split_boundary(context: str, continuation: str) -> tuple[str, str]:
     """Move the context's trailing whitespace to the front of the continuation.
 
@@ -48,7 +58,7 @@ def split_boundary(context: str, continuation: str) -> tuple[str, str]:
     return stripped, context[len(stripped):] + continuation
 
 
-def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+def encode_pair(tokenizer, context: str, continuation: str, rendered: bool = False) -> tuple[list[int], list[int]]:
     """Token ids of (context, continuation) for scoring log p(continuation | context), the harness's way.
 
     The whole string (after `split_boundary`) is encoded once with `encode`; when it starts with the
@@ -60,6 +70,9 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     Args:
         context: the conditioning text (a QA item's input, or "Answer:").
         continuation: the text to score (" " + option).
+        rendered: the context is a chat template's user turn (`chat.user_turn`) and the continuation the bare
+            option: both are encoded with `encode_rendered`, and no whitespace moves (the newline that ends the
+            opened assistant turn stays in the context, so exactly the option's tokens are scored).
     Returns:
         (context ids, continuation ids), lists of token ids. The context ids are always `encode(context)` after
         `split_boundary`, whatever the continuation. When the context encodes to nothing (empty text, no
@@ -69,9 +82,11 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         ValueError: when the continuation encodes to no token at all (nothing to score), or the context encodes to
             nothing and the tokenizer has no BOS or EOS token to start from.
     """
-    context, continuation = split_boundary(context, continuation)
-    whole = encode(tokenizer, context + continuation)
-    context_ids = encode(tokenizer, context)
+    if not rendered:
+        context, continuation = split_boundary(context, continuation)
+    encoder = encode_rendered if rendered else encode
+    whole = encoder(tokenizer, context + continuation)
+    context_ids = encoder(tokenizer, context)
     if not context_ids:  # nothing to condition on: start from a BOS/EOS token as the harness does
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         if start is None:

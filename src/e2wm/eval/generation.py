@@ -1,11 +1,13 @@
 """Generation: greedy (or beam) decoding that stops at the first newline; prediction = first line, stripped.
+(EAI's native prompts ask for a JSON object instead, possibly over several lines: those stop at its first '}',
+and the prediction is the text up to it; `cut`.)
 
 Source: the authors' `eval_gen.py` (up to 256 new tokens, prediction `pred.split('\\n')[0].strip()`). It decodes
 the whole 256-token budget with 4 beams and cuts at the newline afterwards; e2wm decodes greedily by default
 and stops each sequence at its first newline (`--beam-stop newline`). With beams the two can differ: a
 beam that reaches a newline is finished then and scored by its first line alone (length-normalised), so
 the winning beam need not be the one whose whole 256 tokens score best. `--beam-stop full`
-(stop_at_newline=False) decodes as the authors did. Under greedy decoding both give the same first line
+(stop=None) decodes as the authors did. Under greedy decoding both give the same first line
 (the tokens up to the first newline are chosen the same way; stopping only drops what follows).
 
 Decoding follows e2wm's options only (`decoding_config`), never the model's generation_config.json: Hub models often
@@ -22,8 +24,9 @@ from functools import cache
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from e2wm.chat import user_turn
 from e2wm.decoding import ignored_settings, own_settings_only
-from e2wm.eval.encoding import encode
+from e2wm.eval.encoding import encode, encode_rendered
 from e2wm.eval.prefix_cache import common_prefix, model_device, run_tokens, supports_prefix_cache
 from e2wm.models import pad_id
 
@@ -35,36 +38,50 @@ def first_line(text: str) -> str:
     return text.split(STOP, 1)[0].strip()
 
 
-def encode_prompts(tokenizer, prompts: list[str], max_length: int, max_new_tokens: int):
+def cut(text: str, stop: str = STOP) -> str:
+    """The prediction of a decoded text: its first line (stop a newline), else the text up to and including the
+    first stop string (EAI's JSON ends at '}'), stripped; the whole text, stripped, when the stop never comes."""
+    if stop == STOP:
+        return first_line(text)
+    head, found, _ = text.partition(stop)
+    return (head + found).strip()
+
+
+def encode_prompts(tokenizer, prompts: list[str], max_length: int, max_new_tokens: int, chat: bool = False):
     """Prompt ids cut from the left so that prompt + new tokens fit; also how many were cut.
 
     Args:
         prompts: the items' input texts; each is encoded here with `encode` (leading special tokens kept).
         max_length: the model's context, in tokens.
         max_new_tokens: the decoding budget, in tokens.
+        chat: each prompt is first rendered as the user's turn of the tokenizer's chat template, the assistant's
+            turn opened (`chat.user_turn`), and encoded with `encode_rendered` (a BOS the template wrote is not
+            doubled): lm-evaluation-harness's `--apply_chat_template` for generate_until.
     Returns:
         (per prompt its last max_length - max_new_tokens token ids, the number of prompts that were cut).
     """
     budget = max_length - max_new_tokens
-    encoded = [encode(tokenizer, prompt) for prompt in prompts]
+    encoded = ([encode_rendered(tokenizer, user_turn(tokenizer, prompt)) for prompt in prompts] if chat
+               else [encode(tokenizer, prompt) for prompt in prompts])
     truncated = sum(len(ids) > budget for ids in encoded)
     return [ids[max(0, len(ids) - budget):] for ids in encoded], truncated
 
 
 @cache
-def newline_token_ids(tokenizer) -> tuple[int, ...]:
-    """Ids of every token whose text contains a newline (found once per tokenizer by decoding all V tokens)."""
-    return tuple(i for i in range(len(tokenizer)) if STOP in tokenizer.decode([i]))
+def stop_token_ids(tokenizer, stop: str = STOP) -> tuple[int, ...]:
+    """Ids of every token whose text contains the stop string (found once per tokenizer and stop by decoding all V
+    tokens)."""
+    return tuple(i for i in range(len(tokenizer)) if stop in tokenizer.decode([i]))
 
 
-class StopAtNewline(StoppingCriteria):
-    """Finish a sequence as soon as it produces a token containing a newline."""
+class StopAt(StoppingCriteria):
+    """Finish a sequence as soon as it produces a token containing the stop string (a newline by default)."""
 
-    def __init__(self, tokenizer):
-        self.ids = torch.tensor(newline_token_ids(tokenizer))
+    def __init__(self, tokenizer, stop: str = STOP):
+        self.ids = torch.tensor(stop_token_ids(tokenizer, stop))
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        """input_ids: (B, T) long, prompts + tokens so far -> (B,) bool: the last token holds a newline."""
+        """input_ids: (B, T) long, prompts + tokens so far -> (B,) bool: the last token holds the stop string."""
         return torch.isin(input_ids[:, -1], self.ids.to(input_ids.device))  # (B,) bool
 
 
@@ -87,7 +104,7 @@ def ignored_model_settings(model, tokenizer, max_new_tokens: int, num_beams: int
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256, num_beams: int = 1,
-             batch_size: int = 1, stop_at_newline: bool = True, progress=None,
+             batch_size: int = 1, stop: str | None = STOP, progress=None,
              indices: list[int] | None = None) -> list[str]:
     """Decoded continuations (full text, not yet cut at the newline) of the prompts at indices (default all).
 
@@ -102,16 +119,16 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
         max_new_tokens: the most tokens generated per prompt.
         num_beams: 1 for greedy decoding, K for beam search (no prefix cache then).
         batch_size: prompts decoded together; 1 allows the prefix cache.
-        stop_at_newline: stop each sequence at its first newline token (`--beam-stop newline`); False decodes
-            the whole max_new_tokens budget, as the authors' eval_gen.py did (`--beam-stop full`).
+        stop: stop each sequence at its first token holding this string (a newline; `--beam-stop newline`); None
+            decodes the whole max_new_tokens budget, as the authors' eval_gen.py did (`--beam-stop full`).
         progress: called with the number of prompts done after each prompt or batch.
         indices: positions in prompts to decode (a process's shard); None for all.
     Returns:
         one string per chosen prompt, in order: the new tokens decoded with special tokens skipped.
     """
     kwargs = {"generation_config": decoding_config(tokenizer, max_new_tokens, num_beams)}
-    if stop_at_newline:
-        kwargs["stopping_criteria"] = StoppingCriteriaList([StopAtNewline(tokenizer)])
+    if stop is not None:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopAt(tokenizer, stop)])
     device = model_device(model)
     chosen = prompts if indices is None else [prompts[i] for i in indices]
     outputs: list[str] = []

@@ -133,6 +133,8 @@ def training_text(weights: Path, found: tuple[Path, int | None]) -> str:
         parts.append(f"{steps} optimiser step{'s' if steps != 1 else ''} of {each} examples (batch {batch} x "
                      f"accumulation {accum}; {drawn} examples drawn per process)")
     parts.append(f"mixture `{entry(options, 'train')}` ({mixture_examples(recorded)})")
+    if options.get("chat_template") is True:
+        parts.append("prompts in the base model's chat template (--chat-template)")
     parts.append(f"seed {entry(options, 'seed', int)}")
     return f"trained by `e2wm train` in {run}: " + "; ".join(parts)
 
@@ -176,6 +178,8 @@ def eval_run_line(path: Path, label: str, metrics: dict) -> str:
         parts.append("no adapter")
     data = [item for item in entry(config, "data", list, []) if isinstance(item, str)]
     parts.append(f"data {data_text(data)}: {items_text(metrics, entry(config, 'ppl_data'))}")
+    if config.get("chat_template") is True:
+        parts.append("prompts in the model's chat template (--chat-template)")
     return head + "; ".join(parts) + "."
 
 

@@ -8,7 +8,7 @@ files in the cache (`e2wm data download`; e2wm.benchmark_data).
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from e2wm import benchmark_data
@@ -34,6 +34,7 @@ class GenItem:
     input: str
     ref: str
     line: int | None = None  # in its file, for error messages (None for an item made in code)
+    source: str | None = None  # the record it was made from, as e2wm's own files write it (a program id, ...)
 
 
 def item_digest(item: QAItem | GenItem) -> str:
@@ -59,16 +60,27 @@ def check_options(options: list[str], path: Path, line: int) -> None:
 
 @dataclass
 class EvalFile:
-    """One evaluation file: its task's name, its kind (from its records) and its items."""
+    """One evaluation file: its task's name, its kind (from its records) and its items; a task built in code (EAI's,
+    e2wm.eval.eai) has a path that is no file. stop: where a generated answer ends (a newline: the first line;
+    EAI's native JSON: '}')."""
 
     name: str
     path: Path
     kind: Kind
     items: list = field(default_factory=list)
+    stop: str = "\n"
 
     @property
     def spec(self) -> TaskSpec:
         return spec_for(self.name, self.kind)
+
+    def content_digest(self) -> str:
+        """sha256 of what the task's results depend on: the file's bytes, or for a task built in code its items
+        (every field) and stop."""
+        if self.path.is_file():
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        built = json.dumps([[asdict(item) for item in self.items], self.stop], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(built.encode("utf-8")).hexdigest()
 
 
 def task_name(path: Path) -> str:
@@ -91,7 +103,8 @@ def read_eval_file(path: Path) -> EvalFile:
         if kind == "generation":
             if not text.strip():  # nothing to continue from: a model without a start token has no position
                 raise InputError(f"{at(path, line, 'input')} is empty; a generation item needs a prompt")
-            items.append(GenItem(text, require(record, "ref", str, path, line), line))
+            source = require(record, "source", str, path, line) if "source" in record else None
+            items.append(GenItem(text, require(record, "ref", str, path, line), line, source))
             continue
         options = require(record, "answer_list", list, path, line)
         if not options:
@@ -145,9 +158,15 @@ def find_eval_files(paths: list[str]) -> list[Path]:
     return found
 
 
-def load_eval_files(paths: list[str]) -> list[EvalFile]:
-    """Every evaluation file, fully checked before any model work starts; task names must be unique."""
-    tasks = [read_eval_file(path) for path in find_eval_files(paths)]
+def load_eval_files(paths: list[str], eai_form: str = "native") -> list[EvalFile]:
+    """Every evaluation file, fully checked before any model work starts, and EAI's action sequencing when named
+    (`e2wm.eval.eai`, in the prompt form eai_form; last); task names must be unique."""
+    from e2wm.eval import eai  # which builds EvalFiles
+
+    files = [path for path in paths if not eai.is_name(path)]
+    tasks = [read_eval_file(path) for path in find_eval_files(files)] if files else []
+    if len(files) < len(paths):
+        tasks.append(eai.eai_file(eai_form))
     seen: dict[str, Path] = {}
     for task in tasks:
         if task.name in seen:

@@ -1,4 +1,10 @@
-"""Metrics: accuracy, ROUGE-1/2/L F1 with stemming (rouge-score), and the longest common run of room lists.
+"""Metrics: the metric table, accuracy, ROUGE-1/2/L F1 with stemming (rouge-score), the longest common run of room
+lists, and the hooks of scorers that judge by other means (EAI's evaluator, plan execution).
+
+`METRICS` is the one table of what e2wm knows about a metric (lm-evaluation-harness's `metric_list`: the metric, how
+items are scored, `higher_is_better`): a task's metric in the task registry (`e2wm.benchmark`) names an entry;
+evaluation scores generation items with its `score`, and `headline`, the report's bounds, labels, families and
+verdict directions read it. A new metric is one entry here.
 
 Source: the authors' `eval_gen.py` (ROUGE through `evaluate` with use_stemmer=True; `longest_common_substring`
 for obj_move_path) and `eval_qa.py` (accuracy). All scores are fractions in [0, 1].
@@ -11,6 +17,9 @@ tokens of their own, in their place: text without letters or digits of another s
 a word as rouge-score does).
 """
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 
 import regex
@@ -110,13 +119,103 @@ def accuracy(predictions: list[int], answers: list[int]) -> float:
     return sum(p == a for p, a in zip(predictions, answers)) / len(answers)
 
 
+@dataclass
+class Scores:
+    """What a scorer gives for a task's items.
+
+    per_item: metric name -> per-item scores, (n,) each, in [0, 1]; their means become the task's result and the
+        headline metric's list becomes each prediction row's `score`.
+    rows: per item extra fields for its prediction row (the judge's findings), or None.
+    summary: extra fields of the task's result (the judge's own summary, counts).
+    binary: names in per_item whose scores are 0/1 (binomial standard error and Wilson interval, else bootstrap).
+    """
+
+    per_item: dict[str, list[float]]
+    rows: list[dict] | None = None
+    summary: dict = field(default_factory=dict)
+    binary: frozenset[str] = frozenset()
+
+
+# (items, predictions, config) -> Scores: items are the task's GenItems, predictions their texts (cut as the task
+# says), config the EvalConfig (a judge may need its options: the RobotHow directory, the prompt form)
+Scorer = Callable[[list, list[str], object], Scores]
+
+
+def rouge_scorer_of(items: list, predictions: list[str], config=None) -> Scores:
+    """ROUGE-1/2/L F1 of each prediction against its item's ref (`rouge_scores`)."""
+    scores = rouge_scores(predictions, [item.ref for item in items])
+    return Scores({key: [s[key] for s in scores] for key in ("rouge1", "rouge2", "rougeL")})
+
+
+def lcs_scorer_of(items: list, predictions: list[str], config=None) -> Scores:
+    """The longest-common-run ratio of each prediction's room list against its item's ref (`lcs_score`)."""
+    return Scores({"lcs": [lcs_score(p, item.ref) for p, item in zip(predictions, items)]})
+
+
+def eai_scorer_of(items: list, predictions: list[str], config) -> Scores:
+    """EAI's evaluator on the predictions (`e2wm.eval.eai.score`)."""
+    from e2wm.eval import eai
+
+    return eai.score(items, predictions, config)
+
+
+def execution_scorer_of(items: list, predictions: list[str], config) -> Scores:
+    """Plans run in the simulator from their program's initial graph (`e2wm.eval.execution.score`)."""
+    from e2wm.eval import execution
+
+    return execution.score(items, predictions, config)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of metrics.json: how items are scored under it and how reports read it.
+
+    name: its key in a task's result; label: its name in tables; higher_is_better: the direction of a gain;
+    bounds: the range of a valid value (a fraction, or a perplexity of at least 1); family: (name, what its
+    tasks are called): tasks whose metrics share a family are averaged together in reports (never across
+    families: their scales differ), None for none; binary: item scores are 0/1 (binomial standard error,
+    Wilson interval, and the accuracy's power assumption); score: for generation tasks, the scorer of their
+    predictions (None: scored elsewhere, as multiple-choice accuracy by log-likelihood and perplexity by
+    token NLL).
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool = True
+    bounds: tuple[float, float] = (0.0, 1.0)
+    family: tuple[str, str] | None = None
+    binary: bool = False
+    score: Scorer | None = None
+
+
+METRICS: dict[str, Metric] = {metric.name: metric for metric in (  # in headline order
+    Metric("accuracy", "accuracy", family=("accuracy", "QA"), binary=True),
+    Metric("rougeL", "ROUGE-L F1", family=("ROUGE-L / LCS", "generation"), score=rouge_scorer_of),
+    Metric("lcs", "LCS ratio", family=("ROUGE-L / LCS", "generation"), score=lcs_scorer_of),
+    Metric("task_success", "EAI task success", family=("EAI task success", "EAI"), binary=True, score=eai_scorer_of),
+    Metric("perplexity", "perplexity", higher_is_better=False, bounds=(1.0, math.inf)),
+)}
+# metrics computed beside a task's own (TaskSpec.extra_metrics): name -> scorer
+EXTRA_SCORERS: dict[str, Scorer] = {"execution": execution_scorer_of}
+
+
+def families() -> dict[str, tuple[tuple[str, ...], str]]:
+    """Family name -> (its metrics, what its tasks are called), in `METRICS` order."""
+    found: dict[str, tuple[tuple[str, ...], str]] = {}
+    for metric in METRICS.values():
+        if metric.family is not None:
+            name, kind = metric.family
+            found[name] = (found.get(name, ((), kind))[0] + (metric.name,), kind)
+    return found
+
+
 def headline(result: dict) -> tuple[str, float]:
-    """The main metric of a task result as (name, value): the first of accuracy, rougeL, lcs, perplexity present.
+    """The main metric of a task result as (name, value): the first metric of `METRICS` present.
 
     Raises:
         KeyError: when the result has none of them.
     """
-    for key in ("accuracy", "rougeL", "lcs", "perplexity"):
+    for key in METRICS:
         if key in result:
             return key, result[key]
     raise KeyError(f"no known metric in {sorted(result)}")

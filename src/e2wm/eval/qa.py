@@ -2,10 +2,14 @@
 
 Source: the authors' `eval_qa.py` (sum of the option's token log-probs, then `ln` or `un` per task), with
 the context/continuation split of lm-evaluation-harness (e2wm.eval.encoding). All log-probs are in nats.
+With `--chat-template` (chat=True) the input is the user's turn of the model's chat template and each option is
+scored as the assistant's answer right after it, with no " " before it (lm-evaluation-harness's
+`--apply_chat_template` drops the target delimiter; e2wm.chat).
 """
 
 from dataclasses import dataclass
 
+from e2wm.chat import user_turn
 from e2wm.eval.encoding import encode_pair
 from e2wm.eval.items import QAItem
 from e2wm.eval.prefix_cache import Prefix, common_prefix, continuation_logprobs, restore, run_tokens
@@ -19,17 +23,29 @@ class EncodedItem:
     """Token ids of one QA item: one context shared by all options, and each option's own (see `encode_item`)."""
 
     context: list[int]  # the input's ids (special prefix kept), cut from the left to fit max_length
-    options: list[list[int]]  # per option: exactly the ids of " " + option, at least one each
+    options: list[list[int]]  # per option: exactly the ids of " " + option (chat: of option), at least one each
     truncated: bool  # the context lost tokens on the left to fit max_length
 
 
-def encode_item(tokenizer, item: QAItem, max_length: int) -> EncodedItem:
+def encode_options(tokenizer, context: str, options: list[str], chat: bool) -> list[tuple[list[int], list[int]]]:
+    """(context ids, option ids) per option: the pair (context, " " + option) by `encode_pair`, or with chat the
+    pair (the context rendered as the chat template's user turn by `chat.user_turn`, option)."""
+    if chat:
+        turn = user_turn(tokenizer, context)
+        return [encode_pair(tokenizer, turn, option, rendered=True) for option in options]
+    return [encode_pair(tokenizer, context, " " + option) for option in options]
+
+
+def encode_item(tokenizer, item: QAItem, max_length: int, chat: bool = False) -> EncodedItem:
     """The item's context ids and its options' ids; the context is cut from the left if the whole would not fit.
 
     Args:
         item: the QA item; each option o is encoded as the pair (item.input, " " + o) by `encode_pair`, which
             gives every option the same context ids and scores exactly the option's tokens.
         max_length: the model's context, in tokens.
+        chat: wrap the input as the user's turn of the tokenizer's chat template and score each option as the
+            assistant's answer, without the " " (`encode_options`); the tokenizer must have a template
+            (`chat.check_template`).
     Returns:
         an EncodedItem whose context is cut to max_length - (longest option's tokens) tokens, keeping its end,
         so that context + any option fits in max_length tokens; truncated says whether it was cut.
@@ -37,7 +53,7 @@ def encode_item(tokenizer, item: QAItem, max_length: int) -> EncodedItem:
         ValueError: when an option encodes to no token, or the longest option leaves no context token within
             max_length (`eval.run.check_limits` turns both into an InputError naming the file and line).
     """
-    pairs = [encode_pair(tokenizer, item.input, " " + option) for option in item.options]
+    pairs = encode_options(tokenizer, item.input, item.options, chat)
     context, options = pairs[0][0], [option for _, option in pairs]
     longest = max(len(o) for o in options)
     budget = max_length - longest
@@ -77,17 +93,18 @@ def option_logprobs(model, items: list[EncodedItem], pad_id: int, progress=None,
     return results
 
 
-def unconditional_logprobs(model, tokenizer, options: list[str], pad_id: int) -> dict[str, float]:
+def unconditional_logprobs(model, tokenizer, options: list[str], pad_id: int, chat: bool = False) -> dict[str, float]:
     """log p(" " + o | "Answer:") in nats for each distinct option, all against one cached "Answer:" prefix.
 
     The unconditional term of the `un` normalisation; "Answer:" is the context of `eval_qa.py`'s
-    `compute_prob(f'Answer: {answer}', ...)`.
+    `compute_prob(f'Answer: {answer}', ...)`. With chat, "Answer:" is the user's turn and o the assistant's
+    answer (`encode_options`), so that the same tokens of o are scored as in `encode_item` with chat.
 
     Returns:
         option text -> sum of its tokens' log-probs after "Answer:", in nats.
     """
     distinct = sorted(set(options))
-    pairs = [encode_pair(tokenizer, UNCONDITIONAL_CONTEXT, " " + option) for option in distinct]
+    pairs = encode_options(tokenizer, UNCONDITIONAL_CONTEXT, distinct, chat)
     prefix: Prefix = run_tokens(model, pairs[0][0])  # encode_pair gives every option the same context ids
     totals = continuation_logprobs(model, prefix, [option for _, option in pairs], pad_id)
     scores = {option: total for option, (total, _) in zip(distinct, totals)}

@@ -4,8 +4,9 @@ A run directory is what `e2wm eval` writes (metrics.json, predictions/); a train
 `e2wm train` writes (log.jsonl; with `--eval-every`, its rows at the evaluated steps also hold the
 forgetting curve, eval_ppl and eval_accuracy). Every later run is compared with the first item by item
 (e2wm.eval.compare): each change comes with its 95% paired bootstrap interval and the p of a paired
-permutation test, and a change is called a gain or a loss only when p < 0.05, else noise. Charts are PNGs
-saved next to the markdown and linked from it.
+permutation test, and a change is called a gain or a loss only when p < 0.05, else noise. Runs of EAI's action
+sequencing also get the "Embodied Agent Interface" section (e2wm.eval.eai_report): the runs among the shipped LLMs'
+leaderboard. Charts are PNGs saved next to the markdown and linked from it.
 """
 
 import functools
@@ -19,8 +20,10 @@ from e2wm.benchmark import label as task_label
 from e2wm.errors import InputError
 from e2wm.eval.compare import PPL, Comparison, compare
 from e2wm.eval.config import RESAMPLES, SEED
+from e2wm.eval.eai_report import TASK as EAI_TASK
+from e2wm.eval.eai_report import check_eai, eai_section
 from e2wm.eval.header import eval_run_line, train_log_line
-from e2wm.eval.metrics import headline
+from e2wm.eval.metrics import METRICS, families, headline
 from e2wm.eval.statistics import (
     ALPHA,
     LEVEL,
@@ -36,9 +39,6 @@ from e2wm.eval.statistics import (
 )
 from e2wm.files import at, parse_json, read_jsonl, require, write_atomic, writing
 
-METRIC_NAMES = {"accuracy": "accuracy", "rougeL": "ROUGE-L F1", "lcs": "LCS ratio", "perplexity": "perplexity"}
-# means over tasks are taken within a family of metrics only: accuracies, and the overlap ratios of generation
-FAMILIES = {"accuracy": (("accuracy",), "QA"), "ROUGE-L / LCS": (("rougeL", "lcs"), "generation")}
 CURVE = {  # log.jsonl's held-out fields (train --eval-every): (panel title, y-axis label)
     "eval_ppl": ("general-text perplexity (lower is better)", "exp(mean token NLL)"),
     "eval_accuracy": ("dev accuracy (higher is better)", "accuracy"),
@@ -61,6 +61,12 @@ class Run:
         score = self.score(task)
         return None if score is None else self.metrics[task].get(f"{score[0]}_stderr")
 
+    def counted(self, task: str) -> int | None:
+        """The items the task's score is over: those its judge counted (EAI's `eai_counted`), else every item
+        scored (`n`); None when the run lacks the task or records neither."""
+        result = self.metrics.get(task, {})
+        return result.get("eai_counted", result.get("n"))
+
     def interval(self, task: str) -> tuple[float, float] | None:
         """The 95% interval of the task's headline score (`score_interval`); None when the run lacks the task."""
         return score_interval(self.metrics[task]) if task in self.metrics else None
@@ -81,9 +87,9 @@ class TrainLog:
 
 @dataclass
 class FamilyMean:
-    """The unweighted mean over the tasks of one metric family (`FAMILIES`), per later run against the first."""
+    """The unweighted mean over the tasks of one metric family (`metrics.families`), per later run against the first."""
 
-    name: str  # a key of FAMILIES
+    name: str  # a family of metrics.METRICS
     kind: str  # of its tasks: QA or generation
     tasks: list[str]
     changes: list[Interval | None]  # per later run; None when the run or the first lacks one of the tasks
@@ -121,21 +127,27 @@ def is_number(value) -> bool:
 
 def check_result(file: Path, task: str, result) -> None:
     """InputError `FILE: task 'T': FIELD must be ...` for a task's result in metrics.json that the report could not
-    read (docs/formats.md): not an object; no accuracy, rougeL, lcs or perplexity (the perplexity's `ppl` needs its
-    perplexity), or one that is not a finite number; an optional number (`NUMBERS`, `<metric>_stderr`) of another
-    type; a `<metric>_ci95` that is not null or two finite numbers; `majority` without `chance` and an accuracy."""
+    read (docs/formats.md): not an object; no metric of `METRICS` (the perplexity's `ppl` needs its perplexity), or
+    one that is not a finite number (null: a judge that counted none of the items, as EAI's evaluator for a --limit
+    subset of tasks it does not count: such a run has no score to compare, and is refused); an optional number
+    (`NUMBERS`, `<metric>_stderr`) of another type; a `<metric>_ci95` that is not null or two finite numbers;
+    `majority` without `chance` and an accuracy; EAI's fields (`eai_report.check_eai`)."""
     if not isinstance(result, dict):
         raise InputError(f"{file}: task '{task}' must be an object of metrics, got {type(result).__name__}")
     try:
         name, value = headline(result)
     except KeyError:
-        raise InputError(f"{file}: task '{task}' has no accuracy, rougeL, lcs or perplexity") from None
+        raise InputError(f"{file}: task '{task}' has no {', '.join(METRICS)}") from None
     if task == PPL and name != "perplexity":
         raise InputError(f"{file}: task '{task}' (the perplexity) has no perplexity")
+    if value is None and METRICS[name].score is not None:
+        raise InputError(f"{file}: task '{task}': {name} is null: the judge counted none of its {result.get('n', '?')} "
+                         "items, so the run has no score to report; evaluate more items (a larger --limit)")
     if not is_number(value):
         raise InputError(f"{file}: task '{task}': {name} must be a finite number, got {value!r}")
-    if not (value >= 1 if name == "perplexity" else 0 <= value <= 1):  # a fraction, or exp(mean NLL) >= 1
-        bounds = "at least 1" if name == "perplexity" else "between 0 and 1"
+    low, high = METRICS[name].bounds  # a fraction, or exp(mean NLL) >= 1
+    if not low <= value <= high:
+        bounds = f"at least {low:g}" if math.isinf(high) else f"between {low:g} and {high:g}"
         raise InputError(f"{file}: task '{task}': {name} must be {bounds}, got {value!r}")
     for key in (*NUMBERS, f"{name}_stderr"):
         if key in result and not is_number(result[key]) and not (key.endswith("_stderr") and result[key] is None):
@@ -149,6 +161,8 @@ def check_result(file: Path, task: str, result) -> None:
                          f"{interval!r}")
     if "majority" in result and not ("chance" in result and name == "accuracy"):
         raise InputError(f"{file}: task '{task}': majority needs chance and an accuracy beside it")
+    if task == EAI_TASK:
+        check_eai(file, task, result)
 
 
 def load_train_log(path: Path, label: str) -> TrainLog:
@@ -214,14 +228,14 @@ def format_interval(value: Interval, percent: bool = False) -> str:
     return f"{form(value.estimate)} [{form(value.low)}, {form(value.high)}]"
 
 
-def verdict(pair: Paired, lower_is_better: bool = False) -> str:
+def verdict(pair: Paired, metric: str = "accuracy") -> str:
     """The verdict cell: 'noise' when the permutation test's p is not below ALPHA ('no change' when every item
-    is alike), else 'gain' or 'loss' (for perplexity: 'higher, worse' or 'lower, better') with the relative
-    change and its interval."""
+    is alike), else 'gain' or 'loss' (for a metric where lower is better, as perplexity: 'higher, worse' or
+    'lower, better') with the relative change and its interval."""
     difference = pair.difference
     if difference.verdict in ("noise", "no change"):
         return difference.verdict
-    if lower_is_better:
+    if not METRICS[metric].higher_is_better:
         word = "higher, worse" if difference.verdict == "gain" else "lower, better"
     else:
         word = difference.verdict
@@ -256,7 +270,7 @@ def family_means(runs: list[Run], found: list[Comparison], resamples: int, seed:
     the first. Accuracy and ROUGE-L/LCS are never averaged together: their scales differ."""
     tasks = tasks_of(runs)
     means = []
-    for name, (metrics, kind) in FAMILIES.items():
+    for name, (metrics, kind) in families().items():
         members = [task for task in tasks if metric_of(runs, task) in metrics]
         if len(members) < 2:
             continue
@@ -321,13 +335,13 @@ def change_cells(pair: Paired | None, word) -> list[str]:
 
 
 def score_cell(run: Run, task: str) -> str:
-    """'0.5000 [0.3520, 0.6480]' for an accuracy with its Wilson interval, '0.3000 ± 0.0100' for a score with
-    its standard error, '—' when the run lacks the task."""
+    """'0.5000 [0.3520, 0.6480]' for an accuracy or another 0/1 metric (EAI's task success) with its Wilson
+    interval, '0.3000 ± 0.0100' for a score with its standard error, '—' when the run lacks the task."""
     score = run.score(task)
     if score is None:
         return "—"
-    if score[0] == "accuracy" and run.metrics[task].get("accuracy_ci95"):
-        return "{:.4f} [{:.4f}, {:.4f}]".format(score[1], *run.metrics[task]["accuracy_ci95"])
+    if METRICS[score[0]].binary and run.metrics[task].get(f"{score[0]}_ci95"):
+        return "{:.4f} [{:.4f}, {:.4f}]".format(score[1], *run.metrics[task][f"{score[0]}_ci95"])
     stderr = run.stderr(task)
     return f"{score[1]:.4f}" + ("" if stderr is None else f" ± {stderr:.4f}")
 
@@ -346,11 +360,10 @@ def comparison_table(runs: list[Run], found: list[Comparison], means: list[Famil
     tasks = tasks_of(runs)
     for task in tasks:
         metric = metric_of(runs, task)
-        sizes = sorted({str(run.metrics[task].get("n", "")) for run in runs if task in run.metrics})
-        cells = [cell(task), METRIC_NAMES[metric], "/".join(sizes), score_cell(base, task)]
+        cells = [cell(task), METRICS[metric].label, sizes_cell(runs, task), score_cell(base, task)]
         for run, comparison in zip(runs[1:], found):
             pair = comparison.tasks.get(task)
-            cells += [score_cell(run, task), *change_cells(pair, verdict)]
+            cells += [score_cell(run, task), *change_cells(pair, functools.partial(verdict, metric=metric))]
         lines.append("| " + " | ".join(cells) + " |")
     for mean in means:
         cells = [f"**mean {mean.name}**", f"unweighted, {len(mean.tasks)} {mean.kind} tasks", "",
@@ -371,13 +384,22 @@ def comparison_table(runs: list[Run], found: list[Comparison], means: list[Famil
         for run, comparison in zip(runs[1:], found):
             pair = comparison.ppl
             cells += [fmt(run.metrics.get(PPL, {}).get("perplexity")),
-                      *change_cells(pair, functools.partial(verdict, lower_is_better=True))]
+                      *change_cells(pair, functools.partial(verdict, metric="perplexity"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
+
+
+def sizes_cell(runs: list[Run], task: str) -> str:
+    """The n cell: the items scored ('40', '40/20' when runs differ), or those a judge counted of them ('8 counted
+    of 12'), over the runs that have the task."""
+    sizes = sorted({(run.counted(task), run.metrics[task].get("n")) for run in runs if task in run.metrics},
+                   key=str)
+    return "/".join("" if n is None else str(n) if counted == n else f"{counted} counted of {n}"
+                    for counted, n in sizes)
 
 
 def below_baseline(run: Run, task: str) -> bool:
@@ -392,7 +414,7 @@ def detectable(n: int, metric: str) -> str:
     if n < min_items_for_verdict():
         return (f"at {n} items no change can be told from noise, however large: the paired test's smallest "
                 f"two-sided p is 2 / 2^{n} = {format_p(2 / 2**n)}")
-    assumed = (f"{PSI:.0%} of items changing correctness" if metric == "accuracy"
+    assumed = (f"{PSI:.0%} of items changing correctness" if METRICS[metric].binary
                else f"a per-item SD of the differences of {SD_DIFFERENCE}")
     return (f"at {n} items a change of about ±{detectable_difference(n, metric):.2f} would be found 80% of the "
             f"time (two-sided {ALPHA:.0%}, assuming {assumed})")
@@ -432,7 +454,7 @@ def conclusions(runs: list[Run], found: list[Comparison], means: list[FamilyMean
         if len(runs) > 2:
             lines += [f"`{run.label}` against `{base.label}`:", ""]
         for task, pair in comparison.tasks.items():
-            lines.append("- " + conclusion(task, base.metrics[task].get("n", 0), pair, base, run))
+            lines.append("- " + conclusion(task, len(pair.base), pair, base, run))
         for mean in means:
             change = mean.changes[index]
             if change is not None:
@@ -449,7 +471,7 @@ def conclusions(runs: list[Run], found: list[Comparison], means: list[FamilyMean
         if comparison.ppl is not None:
             lines.append(f"- **perplexity** ({len(comparison.ppl.base)} texts): "
                          f"{format_interval(comparison.ppl.difference)}, "
-                         f"{verdict(comparison.ppl, lower_is_better=True)} (p = {format_p(comparison.ppl.p)}).")
+                         f"{verdict(comparison.ppl, 'perplexity')} (p = {format_p(comparison.ppl.p)}).")
         elif comparison.ppl_note:
             lines.append(f"- **perplexity**: {comparison.ppl_note}.")
         lines.append("")
@@ -467,7 +489,7 @@ def small_tasks(runs: list[Run]) -> list[str]:
     found = {}
     for run in runs:
         for task in tasks_of([run]):
-            n = run.metrics[task].get("n")
+            n = run.counted(task)
             if n is not None and n < MIN_ITEMS:
                 found.setdefault(task, f"{n}")
         texts = run.metrics.get(PPL, {}).get("texts")
@@ -479,7 +501,7 @@ def small_tasks(runs: list[Run]) -> list[str]:
 def chart_order(runs: list[Run]) -> list[tuple[str, str]]:
     """(task, metric) for the chart: tasks grouped by metric (accuracy, ROUGE-L, LCS), table order within."""
     pairs = [(task, metric_of(runs, task)) for task in tasks_of(runs)]
-    order = list(METRIC_NAMES)
+    order = list(METRICS)
     return sorted(pairs, key=lambda pair: order.index(pair[1]))
 
 
@@ -520,7 +542,7 @@ def score_chart(runs: list[Run], file: Path) -> None:
         if index + 1 == len(pairs) or pairs[index + 1][1] != metric:
             if group % 2:
                 ax.axvspan(start - 0.5, index + 0.5, color="0.94", zorder=0)
-            ax.text((start + index) / 2, 1.1, METRIC_NAMES[metric], ha="center", va="center", fontsize=9,
+            ax.text((start + index) / 2, 1.1, METRICS[metric].label, ha="center", va="center", fontsize=9,
                     style="italic", color="0.3")
             start, group = index + 1, group + 1
     for i, run in enumerate(runs):
@@ -723,9 +745,11 @@ def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) 
     found = comparisons(runs, resamples, seed)
     means = family_means(runs, found, resamples, seed)
     parts = ["## Evaluation", "",
-             f"Scores: an accuracy with its {LEVEL:.0%} Wilson interval [low, high], ROUGE-L and LCS ± their bootstrap "
-             "standard error, each as its own `e2wm eval` computed it (with that run's --seed and "
-             f"--bootstrap-resamples). Δ is the difference from `{runs[0].label}` over the same items with its "
+             f"Scores: an accuracy (and EAI's task success) with its {LEVEL:.0%} Wilson interval [low, high], ROUGE-L "
+             "and LCS ± their bootstrap standard error, each as its own `e2wm eval` computed it (with that run's "
+             "--seed and --bootstrap-resamples); EAI's task success is over the tasks its evaluator counts (n: "
+             "counted of scored), and so are its Δ and test. "
+             f"Δ is the difference from `{runs[0].label}` over the same items with its "
              f"{LEVEL:.0%} paired bootstrap interval ({resamples} resamples, seed {seed}); p is the two-sided p of a "
              "paired permutation test (the two runs' scores swapped per item: all 2^d ways when d items differ, "
              f"d <= 20, else {resamples} random swaps). A change is a gain or a loss only when p < {ALPHA:.2f}, "
@@ -746,11 +770,13 @@ def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) 
 
 
 def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str = "E2WM report",
-                 resamples: int = RESAMPLES, seed: int = SEED) -> str:
+                 resamples: int = RESAMPLES, seed: int = SEED, eai_leaderboard: Path | None = None) -> str:
     """Write out (markdown) and its PNG charts; returns the markdown.
 
-    resamples, seed: of the paired bootstrap intervals. InputError on a bad run directory, or when two runs
-    scored different items of a task.
+    resamples, seed: of the paired bootstrap intervals. eai_leaderboard: the folder of the EAI leaderboard's cache
+    (`eai_report.eai_section`; scored there first when missing, about 16 minutes), or None to leave the leaderboard
+    out of the EAI section (written when a run has EAI's task). InputError on a bad run directory, or when two runs
+    scored different items of a task; RunError when EAI's evaluator fails on the leaderboard.
     """
     if not runs and not train_logs:
         raise InputError("give run directories (from `e2wm eval`), --train-log directories, or both")
@@ -764,6 +790,7 @@ def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str
     if loaded:
         chart = out.with_name(out.stem + ".png")
         section = evaluation_section(loaded, chart, resamples, seed)  # before the chart: it checks the items
+        section += eai_section([(run.label, run.path, run.metrics) for run in loaded], eai_leaderboard)
         score_chart(loaded, chart)
         parts += section
     if logs:

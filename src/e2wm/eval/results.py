@@ -59,6 +59,9 @@ def task_row(name: str, result: dict) -> str:
     extra, stderr = "", result.get(f"{metric}_stderr")
     if metric == "rougeL":
         extra = f" (R1 {result['rouge1']:.4f}, R2 {result['rouge2']:.4f})"
+    if metric == "task_success":  # EAI's: the evaluator counts only the tasks whose gold program passes its check
+        executable = "—" if result.get("executable") is None else f"{result['executable']:.4f}"
+        extra = f" (executable {executable}; {result['eai_counted']} counted, {result['eai_form']} form)"
     if metric == "perplexity":
         extra = f" ({result['tokens']} tokens)"
         if "perplexity_base2" in result:  # --ppl-mode paper: also the number the paper's tables print
@@ -66,7 +69,7 @@ def task_row(name: str, result: dict) -> str:
     span = score_interval(result)
     ci = "—" if span is None else "{:.4f}-{:.4f}".format(*span)
     n = result.get("n", result.get("texts", ""))
-    return (f"| {cell(name)} | {metric} | {value:.4f}{extra} | {ci} | {fmt(stderr)} | {fmt(result.get('chance'))} | "
+    return (f"| {cell(name)} | {metric} | {fmt(value)}{extra} | {ci} | {fmt(stderr)} | {fmt(result.get('chance'))} | "
             f"{fmt(result.get('majority'))} | {n} | {result.get('truncated', '')} |")
 
 

@@ -65,7 +65,7 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
     settings = {k: v for k, v in result_settings(config).items() if k != "data" and k not in perplexity_only}
     if settings.get("autocast") == "none":  # float32 as before the option existed: earlier results stay valid
         del settings["autocast"]
-    digest = hashlib.sha256(task.path.read_bytes())
+    digest = hashlib.sha256(task.content_digest().encode())
     digest.update(json.dumps([settings, identity, PPL_WINDOW, METRICS_VERSION], sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -103,7 +103,7 @@ def check_limits(tokenizer, tasks: list[EvalFile], config: EvalConfig, max_lengt
         for item in items:
             if task.kind == "multiple_choice":
                 try:
-                    qa.encode_item(tokenizer, item, max_length)
+                    qa.encode_item(tokenizer, item, max_length, config.chat_template)
                 except ValueError as error:
                     raise InputError(f"{at(task.path, item.line, 'answer_list')}: {error} ({limit})") from None
     if config.ppl_data and not predicts_a_token(tokenizer, ppl_texts, config.ppl_mode, config.ppl_texts):
@@ -126,14 +126,14 @@ def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: in
     norm = config.norm or task.spec.norm
     if config.norm is None and task.name not in TASKS and shard.is_main:
         logger.warning("%s: task not known, using length-normalised scores (ln); --norm overrides", task.name)
-    encoded = [qa.encode_item(tokenizer, item, max_length) for item in task.items]
+    encoded = [qa.encode_item(tokenizer, item, max_length, config.chat_template) for item in task.items]
     mine = shard.indices(len(encoded))
     with progress_bar(task, len(mine), f"qa, {norm}", shard) as bar:
         logprobs = qa.option_logprobs(model, encoded, pad_id(tokenizer), bar.update, indices=mine)
     unconditional = None
     if norm == "un":
         options = [o for item in task.items for o in item.options]  # the whole file's: same batches in any shard
-        unconditional = qa.unconditional_logprobs(model, tokenizer, options, pad_id(tokenizer))
+        unconditional = qa.unconditional_logprobs(model, tokenizer, options, pad_id(tokenizer), config.chat_template)
     rows = []
     for index, lps in zip(mine, logprobs):
         item = task.items[index]
@@ -151,41 +151,55 @@ def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: in
 
 def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard,
                     generator=None):
-    """Decode the shard's prompts (first line of each answer) and score them; (result, rows) gathered.
+    """Decode the shard's prompts (each answer cut at the task's stop: its first line, or EAI's JSON) and score them
+    with the task's metric (`metrics.METRICS`) and its extra metrics; (result, rows) gathered.
 
-    result: the mean scores (rouge1/rouge2/rougeL, or lcs), n, truncated and `statistics.generation_statistics`
-    (bootstrap stderr of each); rows: per item index, sha256 (`item_digest`), prediction, ref and score (its
-    rougeL or lcs).
+    result: the mean of every per-item score the scorers give (rouge1/rouge2/rougeL, lcs, task_success, ...; over
+    the items a judge counts, None when it counts none), n,
+    truncated, the scorers' summaries and `statistics.generation_statistics` (bootstrap stderr, or binomial stderr
+    and Wilson interval for 0/1 scores); rows: per item index, sha256 (`item_digest`), prediction, ref, score (its
+    headline metric's) and what the scorers add.
 
-    config.beam_stop "newline" stops each sequence at its first newline; "full" decodes the whole
-    --max-new-tokens budget, as the authors' eval_gen.py did, and the first line is cut afterwards.
+    config.beam_stop "newline" stops each sequence at its stop (a newline, or the end of EAI's JSON); "full" decodes
+    the whole --max-new-tokens budget, as the authors' eval_gen.py did, and the answer is cut afterwards.
     """
     prompts, truncated = generation.encode_prompts(
-        tokenizer, [item.input for item in task.items], max_length, config.max_new_tokens
+        tokenizer, [item.input for item in task.items], max_length, config.max_new_tokens, config.chat_template
     )
     mine = shard.indices(len(prompts))
     options = dict(max_new_tokens=config.max_new_tokens, num_beams=config.num_beams, indices=mine,
-                   stop_at_newline=config.beam_stop == "newline")
+                   stop=task.stop if config.beam_stop == "newline" else None)
     if generator is not None:  # another backend (vLLM) decodes the same prompt ids
         texts = generator.generate(tokenizer, prompts, **options)
     else:
         with progress_bar(task, len(mine), "generation", shard) as bar:
             texts = generation.generate(model, tokenizer, prompts, batch_size=config.batch_size,
                                         progress=bar.update, **options)
-    rows = [{"index": i, "sha256": item_digest(task.items[i]), "prediction": generation.first_line(text),
+    rows = [{"index": i, "sha256": item_digest(task.items[i]), "prediction": generation.cut(text, task.stop),
              "ref": task.items[i].ref} for i, text in zip(mine, texts)]
     rows = gather_rows(rows, shard)
-    predictions, references = [r["prediction"] for r in rows], [r["ref"] for r in rows]
-    if task.spec.metric == "lcs":
-        per_item = {"lcs": [metrics.lcs_score(p, r) for p, r in zip(predictions, references)]}
-    else:
-        scores = metrics.rouge_scores(predictions, references)
-        per_item = {key: [s[key] for s in scores] for key in ("rouge1", "rouge2", "rougeL")}
+    items = [task.items[row["index"]] for row in rows]
+    predictions = [row["prediction"] for row in rows]
+    scores = metrics.METRICS[task.spec.metric].score(items, predictions, config)
+    per_item, binary = dict(scores.per_item), set(scores.binary)
+    result: dict = {}
+    for extra in task.spec.extra_metrics:
+        found = metrics.EXTRA_SCORERS[extra](items, predictions, config)
+        per_item |= found.per_item
+        binary |= found.binary
+        result |= found.summary
+        for row, extra_fields in zip(rows, found.rows or []):
+            row.update(extra_fields)
     for row, score in zip(rows, per_item[task.spec.metric]):
-        row["score"] = float(score)
-    result = {key: sum(values) / len(values) for key, values in per_item.items()}
+        row["score"] = None if score is None else float(score)  # None: an item the judge does not count
+    for row, judged in zip(rows, scores.rows or []):
+        row.update(judged)
+    scored = {key: [value for value in values if value is not None] for key, values in per_item.items()}
+    result |= {key: sum(values) / len(values) if values else None for key, values in scored.items()}
+    result |= scores.summary
     result.update(n=len(rows), truncated=truncated)
-    result |= statistics.generation_statistics(per_item, config.bootstrap_resamples, config.seed, task.name)
+    result |= statistics.generation_statistics(scored, config.bootstrap_resamples, config.seed, task.name,
+                                               binary=binary)
     return result, rows
 
 

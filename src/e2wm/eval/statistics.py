@@ -26,7 +26,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from e2wm.eval.metrics import headline
+from e2wm.eval.metrics import METRICS, headline
 
 LEVEL = 0.95  # the confidence level of every interval
 Z = NormalDist().inv_cdf((1 + LEVEL) / 2)  # 1.959964: score ± Z stderr covers about LEVEL
@@ -340,12 +340,12 @@ def detectable_difference(n: int, metric: str) -> float:
     """The smallest paired difference of mean scores found with POWER (80%) by a two-sided test at ALPHA (5%)
     on n items, from the normal approximation: (z_{1 - ALPHA/2} + z_{POWER}) * s / sqrt(n).
 
-    s is assumed, never taken from the runs: for an accuracy sqrt(PSI), PSI the share of items on which the
-    runs disagree about correctness (McNemar's test; Connor, Biometrics 43(1), 1987, δ² neglected beside
-    PSI); for ROUGE / LCS SD_DIFFERENCE, a per-item standard deviation of the differences. Below
+    s is assumed, never taken from the runs: for an accuracy (or another 0/1 metric) sqrt(PSI), PSI the share
+    of items on which the runs disagree about correctness (McNemar's test; Connor, Biometrics 43(1), 1987, δ²
+    neglected beside PSI); for ROUGE / LCS SD_DIFFERENCE, a per-item standard deviation of the differences. Below
     `min_items_for_verdict` items no change can be detected at all, whatever its size.
     """
-    spread = math.sqrt(PSI) if metric == "accuracy" else SD_DIFFERENCE
+    spread = math.sqrt(PSI) if METRICS[metric].binary else SD_DIFFERENCE
     normal = NormalDist()
     return (normal.inv_cdf(1 - ALPHA / 2) + normal.inv_cdf(POWER)) * spread / math.sqrt(n)
 
@@ -389,19 +389,29 @@ def multiple_choice_statistics(predictions: Sequence[str], answers: Sequence[str
             "answers": histogram}
 
 
-def generation_statistics(scores: dict[str, Sequence[float]], resamples: int, seed: int, name: str) -> dict:
-    """Bootstrap standard errors of a generation task's mean scores.
+def generation_statistics(scores: dict[str, Sequence[float]], resamples: int, seed: int, name: str,
+                          binary: set[str] | frozenset[str] = frozenset()) -> dict:
+    """Standard errors of a generation task's mean scores: bootstrap ones, and for 0/1 scores (EAI's task success)
+    the binomial one with Wilson's interval, as for an accuracy.
 
     Args:
-        scores: metric name (rouge1, rouge2, rougeL or lcs) -> per-item scores, (n,) each.
+        scores: metric name (rouge1, rouge2, rougeL, lcs, task_success, ...) -> per-item scores, (n,) each.
         resamples, seed, name: see `bootstrap_stderr` (the task name seeds its own stream).
+        binary: the names in scores whose items score 0 or 1.
     Returns:
-        {"<metric>_stderr" per metric (None under 2 items), "stderr_method": "bootstrap",
+        {"<metric>_stderr" per metric (None under 2 items), "<metric>_ci95" per binary metric (`wilson_interval`;
+        None for no item), "stderr_method": "bootstrap", or "binomial" when every metric is binary,
         "bootstrap_resamples", "seed"}.
     """
-    result: dict = {f"{metric}_stderr": bootstrap_stderr(values, resamples, seed, name)
-                    for metric, values in scores.items()}
-    return result | {"stderr_method": "bootstrap", "bootstrap_resamples": resamples, "seed": seed}
+    result: dict = {}
+    for metric, values in scores.items():
+        if metric in binary:
+            result[f"{metric}_stderr"] = binomial_stderr(values)
+            result[f"{metric}_ci95"] = list(wilson_interval(sum(values), len(values))) if values else None
+        else:
+            result[f"{metric}_stderr"] = bootstrap_stderr(values, resamples, seed, name)
+    method = "binomial" if scores and set(scores) <= set(binary) else "bootstrap"
+    return result | {"stderr_method": method, "bootstrap_resamples": resamples, "seed": seed}
 
 
 def perplexity_statistics(nll: Sequence[float], tokens: Sequence[int], resamples: int, seed: int) -> dict:

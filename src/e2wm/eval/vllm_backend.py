@@ -51,7 +51,7 @@ class VllmGenerator:
         return LoRARequest("e2wm-adapter", 1, str(Path(self.adapter).resolve()))
 
     def generate(self, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256, num_beams: int = 1,
-                 stop_at_newline: bool = True, indices: list[int] | None = None, **_) -> list[str]:
+                 stop: str | None = "\n", indices: list[int] | None = None, **_) -> list[str]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -66,8 +66,10 @@ class VllmGenerator:
             )
             texts = [tokenizer.decode(out.sequences[0].tokens[len(ids):], skip_special_tokens=True)
                      for out, ids in zip(outputs, chosen)]
-            return [text.split("\n", 1)[0] + ("\n" if "\n" in text else "") for text in texts]
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=["\n"] if stop_at_newline else None,
+            if stop is None:
+                return texts
+            return [text.split(stop, 1)[0] + (stop if stop in text else "") for text in texts]
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=[stop] if stop else None,
                                 include_stop_str_in_output=True)
         outputs = self.llm.generate(requests, params, lora_request=self.lora_request(), use_tqdm=True)
         return [out.outputs[0].text for out in outputs]

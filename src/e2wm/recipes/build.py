@@ -7,7 +7,9 @@ Writes OUT/train_{plan_gen,act_recog,count,obj_move}.jsonl ({"input", "ref"} per
 format), the evaluation files of the records kept out of training in OUT/heldout/ (`e2wm.data.heldout`:
 count, obj_move and obj_move_path with eval_episodes; plan_gen, plan_gen_confusing and act_recog with
 eval_programs; plan_gen_unseen, plan_gen_unseen_confusing and act_recog_unseen with holdout_activities), and
-OUT/stats.json, which also records each evaluation file's chance and majority baselines. Every answer is
+OUT/stats.json, which also records each evaluation file's chance and majority baselines, and what
+exclude_programs kept out of every file (`e2wm.data.exclude`; e.g. ["eai"]: the 342 programs of the Embodied
+Agent Interface's tasks, so that a model trained on the files can be judged on them). Every answer is
 re-derived from its record before it is written; records that contradict themselves are skipped and counted.
 The output is fixed by the seed.
 """
@@ -21,7 +23,8 @@ from e2wm.benchmark import TASKS, TRAINING_TASKS
 from e2wm.config import result_settings
 from e2wm.data.build import HELDOUT_DIR, OutputFile, file_stats, plan_tasks, story_tasks
 from e2wm.data.config import BuildConfig
-from e2wm.data.records import read_episodes, read_plans
+from e2wm.data.exclude import Exclusion, known_programs, resolve
+from e2wm.data.records import PlanRecord, read_episodes, read_plans
 from e2wm.errors import InputError
 from e2wm.eval.metrics import lcs_score, rouge_scores
 from e2wm.eval.statistics import chance_baseline, majority_baseline
@@ -45,7 +48,8 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
     Files an earlier build made in config.out from the same inputs that this build does not write are deleted
     (`remove_stale`).
     Raises InputError naming file, line and field on a bad record, for an input file without records, when more
-    records are asked for evaluation than can be spared, and when no file got any example (nothing is written then;
+    records are asked for evaluation than can be spared, for an --exclude-programs value that names no known program
+    or that leaves no plan record, and when no file got any example (nothing is written then;
     an output file without examples among others is a warning).
     """
     if tokenizer is None and config.tokenizer:
@@ -56,11 +60,15 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
     with output_lock(out):  # one writer: a second build into this --out is refused
         shots = {task: TASKS[task].shots if config.shots is None else config.shots for task in TRAINING_TASKS}
         files, inputs = [], {}
+        excluded = None
         if config.plans is not None:
-            made, report = plan_tasks(records(read_plans, config.plans), shots, config.seed, config.holdout_activities,
-                                      config.eval_programs)
+            plans = records(read_plans, config.plans)
+            exclusion = exclude_programs(config, plans)
+            made, report = plan_tasks(plans, shots, config.seed, config.holdout_activities, config.eval_programs,
+                                      frozenset() if exclusion is None else exclusion.ids)
             files += made
             inputs["plans"] = {"file": str(config.plans), **report}
+            excluded = None if exclusion is None else exclusion.summary(r.program for r in plans)
         if config.explore is not None:
             made, report = story_tasks(records(read_episodes, config.explore), shots, config.seed, config.story_steps,
                                        config.eval_episodes, config.answer_form == "option")
@@ -78,7 +86,8 @@ def build(config: BuildConfig, tokenizer=None) -> dict:
         for file in files:
             if file.evaluation and file.lines:
                 entries[file.path]["baselines"] = baselines(file, config.seed)
-        stats = {"config": {**result_settings(config), "shots": shots}, "inputs": inputs, "files": entries}
+        stats = {"config": {**result_settings(config), "shots": shots}, "inputs": inputs,
+                 "excluded_programs": excluded, "files": entries}
         write_json(out / "stats.json", stats)
         for file in files:
             if not file.lines:
@@ -97,6 +106,21 @@ def remove_stale(out: Path, written: set[str], plans: bool, explore: bool) -> No
         if name not in written and path.is_file():
             path.unlink()
             logger.warning("%s: removed (written by an earlier build of another split)", path)
+
+
+def exclude_programs(config: BuildConfig, plans: list[PlanRecord]) -> Exclusion | None:
+    """The programs `--exclude-programs` keeps out (None without it), their ids checked against the programs the
+    plans came from and the records (`data.exclude`); InputError when it would leave no plan record."""
+    if config.exclude_programs is None:
+        return None
+    programs = [record.program for record in plans]
+    exclusion = resolve(config.exclude_programs, known_programs(config.plans, programs))
+    if all(program in exclusion.ids for program in programs):
+        raise InputError(f"--exclude-programs {' '.join(config.exclude_programs)}: every one of the {len(plans)} "
+                         f"plan records in {config.plans} is of an excluded program; nothing is left to build from")
+    logger.info("--exclude-programs %s: %d programs kept out of every file (%d plan records)", exclusion.source,
+                len(exclusion.ids), sum(program in exclusion.ids for program in programs))
+    return exclusion
 
 
 def records(read, path: str) -> list:

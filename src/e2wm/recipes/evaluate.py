@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 
+from e2wm.chat import check_template
 from e2wm.config import to_argv
 from e2wm.errors import RunError
 from e2wm.eval import generation, vllm_backend
@@ -26,7 +27,7 @@ from e2wm.eval.prefix_cache import model_device
 from e2wm.eval.run import Shard, check_limits, evaluate_model, token_limit
 from e2wm.files import output_folder, write_json
 from e2wm.locks import output_lock
-from e2wm.models import describe, load_model, resolve_model_path
+from e2wm.models import describe, load_model, load_tokenizer, resolve_model_path
 from e2wm.provenance import environment, git_commit, model_fingerprint, model_revision, package_versions, tree_digest
 
 logger = logging.getLogger(__name__)
@@ -73,12 +74,15 @@ def model_identity(config: EvalConfig, model) -> dict:
 def evaluate(config: EvalConfig) -> dict:
     """Evaluate as config says; returns {task: metrics} (also in OUT/metrics.json, with results.md).
 
-    Raises InputError on a bad file, option or model, or limits that contradict each other (`check_limits`),
-    before any scoring starts or any file is written.
+    Raises InputError on a bad file, option or model (with --chat-template, a tokenizer without a chat
+    template), or limits that contradict each other (`check_limits`), before any scoring starts or any file is
+    written.
     """
     out = output_folder(config.out)
-    tasks = load_eval_files(config.data)  # every file checked before the model is loaded
+    tasks = load_eval_files(config.data, config.eai_form)  # every file checked before the model is loaded
     ppl_texts = read_texts(config.ppl_data) if config.ppl_data else []
+    if config.chat_template:  # the general-text perplexity stays raw text: only the task prompts are wrapped
+        check_template(load_tokenizer(config.model), config.model)
     with output_lock(out):  # one writer: a second eval of this --out is refused
         if config.backend == "vllm":
             vllm_backend.check_available()

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from e2wm.chat import check_template
 from e2wm.config import flag_of, result_settings, with_defaults
 from e2wm.errors import InputError
 from e2wm.eval.config import EvalConfig
@@ -41,6 +42,7 @@ from e2wm.models import (
     context_length,
     default_device,
     load_model,
+    load_tokenizer,
     pad_id,
 )
 from e2wm.provenance import environment, model_fingerprint, path_digest
@@ -105,7 +107,8 @@ class ForgettingCurve:
             if dev.kind != "multiple_choice":
                 raise InputError(f"--eval-data {config.eval_data}: a generation file; give a multiple-choice one "
                                  f"(input, answer_list, answer)")
-            scoring = EvalConfig(model=config.model, data=[config.eval_data], out=config.out, norm=dev.spec.norm)
+            scoring = EvalConfig(model=config.model, data=[config.eval_data], out=config.out, norm=dev.spec.norm,
+                                 chat_template=config.chat_template)
         return cls(config.eval_ppl_data, texts, dev, scoring, config.batch_size)
 
     def check(self, tokenizer, max_length: int) -> None:
@@ -249,6 +252,8 @@ class FinetuneRecipe:
         before = (previous or {}).get("provenance", {}).get("matmul_peak", {}).get("dtype")
         for _, path in mixture:  # every training file checked before the model loads
             read_pairs(path)
+        if config.chat_template:  # and the chat template --chat-template needs
+            check_template(load_tokenizer(config.model), config.model)
         model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
         self.precision = autocast_dtype(config.autocast, str(accelerator.device), config.dtype)
         self.flops = FlopCount.of(model)
@@ -261,7 +266,8 @@ class FinetuneRecipe:
                            "keep one precision", self.run_dir, before, compute, config.autocast)
         sources = list(dict.fromkeys(path for _, path in mixture))
         self.window, self.labels = TaskWindow(sources), task_labels(sources)
-        self.examples = load_examples(mixture, self.tokenizer, config.max_len, config.truncation)
+        self.examples = load_examples(mixture, self.tokenizer, config.max_len, config.truncation,
+                                      config.chat_template)
         if self.curve is not None:
             self.curve.check(self.tokenizer, context_length(model, self.tokenizer))
         self.schedule = Schedule(config.batch_size, config.grad_accum, accelerator.num_processes, config.epochs,

@@ -10,6 +10,7 @@ from e2wm.errors import InputError, RunError
 from e2wm.eval.config import ReportConfig
 from e2wm.eval.report import write_report
 from e2wm.locks import output_lock, writer_of
+from e2wm.models import cache_dir
 
 
 def run_state(run: Path) -> list[tuple]:
@@ -17,6 +18,14 @@ def run_state(run: Path) -> list[tuple]:
     predictions/*.jsonl: an eval that rewrites any of them (atomically: a new inode) changes it."""
     files = [run / "metrics.json", run / "config.json", *sorted((run / "predictions").glob("*.jsonl"))]
     return [(f.name, s.st_ino, s.st_size, s.st_mtime_ns) for f in files if f.is_file() for s in [f.stat()]]
+
+
+def leaderboard_cache(config: ReportConfig) -> Path | None:
+    """The EAI leaderboard's cache folder: --eai-leaderboard-cache, else e2wm's cache folder; None with
+    --no-eai-leaderboard."""
+    if config.no_eai_leaderboard:
+        return None
+    return Path(config.eai_leaderboard_cache) if config.eai_leaderboard_cache else cache_dir()
 
 
 def report(config: ReportConfig) -> str:
@@ -36,7 +45,7 @@ def report(config: ReportConfig) -> str:
     out = Path(config.out)
     with output_lock(out):
         text = write_report(runs, [Path(p) for p in config.train_log], out, config.title,
-                            config.bootstrap_resamples, config.seed)
+                            config.bootstrap_resamples, config.seed, leaderboard_cache(config))
         changed = [run for run, state in zip(runs, before) if writer_of(run) or run_state(run) != state]
         if changed:
             for file in (out, *(out.with_name(out.stem + end) for end in (".png", "-train.png", "-eval.png"))):

@@ -28,7 +28,7 @@ SETTINGS = [("method", "method"), ("lam", "lambda"), ("fisher_scale", "Fisher sc
             ("lr", "learning rate (AdamW, linear decay)"), ("weight_decay", "weight decay"),
             ("batch_size", "examples per micro-batch"), ("grad_accum", "micro-batches per step"),
             ("max_steps", "optimiser steps (at most)"), ("epochs", "epochs (at most)"),
-            ("max_len", "tokens per example"),
+            ("max_len", "tokens per example"), ("chat_template", "prompts in the base model's chat template"),
             ("truncation", "truncation"), ("batching", "batching"), ("loss_norm", "loss normalisation"),
             ("seed", "seed")]
 
@@ -94,7 +94,7 @@ def model_card(run_dir: Path, evaluation: Path | None = None, name: str | None =
               "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
               f'base = AutoModelForCausalLM.from_pretrained("{base}")',
               'model = PeftModel.from_pretrained(base, "<this folder>")',
-              f'tokenizer = AutoTokenizer.from_pretrained("{base}")', "```", "",
+              f'tokenizer = AutoTokenizer.from_pretrained("{base}")', "```", *chat_use(options), "",
               "## Limitations", "",
               "- Trained on simulated household activities (VirtualHome programs and random exploration), in "
               "English; the skills are those of the E2WM tasks: plans, activity recognition, counting, object paths.",
@@ -102,6 +102,17 @@ def model_card(run_dir: Path, evaluation: Path | None = None, name: str | None =
               "- The base model's own limitations and license apply.", "",
               "## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
+
+
+def chat_use(options: dict) -> list[str]:
+    """How to prompt an adapter trained with --chat-template (nothing for raw prompts, or a run recorded before
+    the option existed)."""
+    if not options.get("chat_template"):
+        return []
+    return ["", "Trained with `--chat-template`: give each prompt as the user's message, "
+            "`tokenizer.apply_chat_template([{\"role\": \"user\", \"content\": prompt}], tokenize=False, "
+            "add_generation_prompt=True)`, and read the answer up to the template's end of turn; evaluate it with "
+            "`e2wm eval --chat-template`."]
 
 
 def evaluation_lines(evaluation: Path) -> list[str]:

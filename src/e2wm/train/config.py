@@ -7,6 +7,7 @@ config fails the same way from Python and from the command line.
 from dataclasses import dataclass
 
 from e2wm import config
+from e2wm.chat import HELP as CHAT_HELP
 from e2wm.config import option
 from e2wm.errors import InputError
 from e2wm.models import (
@@ -79,6 +80,8 @@ class TrainConfig(LoadedModelOptions):
                             "micro-batch: the authors' per-micro-batch answer tokens (needs --batching random); "
                             "see e2wm.train.loop", choices=LOSS_NORMS)
     max_len: int = option(800, "tokens per example", minimum=2)
+    chat_template: bool = option(False, CHAT_HELP + "; the loss covers the assistant's answer and the template's end "
+                                 "of turn (evaluate such an adapter with `e2wm eval --chat-template`)")
     truncation: str = option("left", "which end of a longer example is cut: left keeps its end (the ref); right "
                              "keeps its start, as the authors' run.py (a ref past --max-len is lost)",
                              choices=TRUNCATIONS)

@@ -1,10 +1,13 @@
 """Training data: the mixture string, E2WM {"input", "ref"} files, ref-token masks and batches.
 
 Training text = input + " " + ref + "\n"; the loss covers the ref tokens (" " + ref + "\n"), each
-weighted by its file's mixture weight. Sequences longer than max_len keep their last max_len tokens by
-default (truncation "left": the ref, the part that is learnt, survives and the start of a long story is
-cut); truncation "right" keeps the first max_len tokens, as the authors' `run.py` did (a ref past max_len
-is then lost). Batches are random (the authors' shuffled DataLoader) or, opt-in, length-grouped.
+weighted by its file's mixture weight. With `--chat-template` the text is the model's chat template's rendering
+of the input as the user's message and the ref as the assistant's (e2wm.chat.conversation): the loss covers what
+follows the opened assistant turn, the ref and the template's end of turn.
+Sequences longer than max_len keep their last max_len tokens by default (truncation "left": the ref, the part
+that is learnt, survives and the start of a long story is cut); truncation "right" keeps the first max_len
+tokens, as the authors' `run.py` did (a ref past max_len is then lost). Batches are random (the authors'
+shuffled DataLoader) or, opt-in, length-grouped.
 Source: the authors' `run.py` (text f'{inp} {ref}\\n', loss weights = the file's weight on the tokens after the
 input, `truncation=True` at max_src_len 800, `DataLoader(shuffle=True)`); the mixture weights are the paper's
 section 4.1.
@@ -19,6 +22,7 @@ import torch
 
 from e2wm import benchmark_data
 from e2wm.benchmark import TRAINING_TASKS, paper_mixture
+from e2wm.chat import conversation, starts_with_bos
 from e2wm.errors import InputError, at
 from e2wm.files import iter_jsonl, require, why_missing
 
@@ -33,7 +37,7 @@ class Example:
     """One tokenised training text: ids, which of them are ref tokens, and its file's weight."""
 
     ids: list[int]  # at most max_len token ids
-    is_ref: list[bool]  # per id: part of " " + ref + "\n" (the loss covers it)
+    is_ref: list[bool]  # per id: part of " " + ref + "\n" (chat: of ref + end of turn; the loss covers it)
     weight: float  # its file's mixture weight, > 0
     source: str = ""  # the training file it came from
 
@@ -129,11 +133,16 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
 
 
 def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int, truncation: str = "left",
-                   source: str = "") -> Example:
+                   source: str = "", chat: bool = False) -> Example:
     """Tokenise input + " " + ref + "\\n" once; ref tokens are those whose characters end past the input.
 
     Needs a fast tokenizer (`return_offsets_mapping`). A token that straddles the boundary counts as ref;
     special tokens (offsets (0, 0)) never do. The tokenizer's own special tokens are added.
+    With chat (the tokenizer has a chat template: `chat.check_template`) the text is
+    `chat.conversation`'s rendering of input as the user's turn and ref as the assistant's; ref tokens are those
+    ending past the opened assistant turn (the ref and the template's end of turn, e.g. "<|im_end|>\\n"). The
+    tokenizer's special tokens are then added only when the rendering does not start with its BOS already
+    (lm-evaluation-harness's `has_bos_prefix`).
 
     Args:
         text, ref: the training line's "input" and "ref".
@@ -142,19 +151,26 @@ def encode_example(tokenizer, text: str, ref: str, weight: float, max_len: int, 
         truncation: "left" keeps the last max_len tokens (the ref's end); "right" the first max_len (the
             authors' run.py: a long input pushes its ref out, and such an example adds no loss).
         source: the file it came from (kept on the Example).
+        chat: wrap the text in the tokenizer's chat template (`--chat-template`).
     Returns:
         an Example with ids and is_ref of the same length, at most max_len.
     """
-    full = text + " " + ref + "\n"
-    encoding = tokenizer(full, return_offsets_mapping=True)
-    is_ref = [end > len(text) for _, end in encoding["offset_mapping"]]
+    if chat:
+        prompt, full = conversation(tokenizer, text, ref)
+        special = not starts_with_bos(tokenizer, full)
+    else:
+        prompt, full, special = text, text + " " + ref + "\n", True
+    encoding = tokenizer(full, return_offsets_mapping=True, add_special_tokens=special)
+    is_ref = [end > len(prompt) for _, end in encoding["offset_mapping"]]
     ids = list(encoding["input_ids"])
     kept = slice(None, max_len) if truncation == "right" else slice(-max_len, None)
     return Example(ids[kept], is_ref[kept], weight, source)
 
 
-def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int, truncation: str = "left") -> list[Example]:
-    """All examples of the mixture's files, in file order, each file's lines with its weight and path.
+def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int, truncation: str = "left",
+                  chat: bool = False) -> list[Example]:
+    """All examples of the mixture's files, in file order, each file's lines with its weight and path; with chat
+    wrapped in the tokenizer's chat template (`encode_example`).
 
     Logs a warning per file with examples that lost every ref token to right truncation (they add no loss).
 
@@ -164,7 +180,7 @@ def load_examples(mixture: list[tuple[float, str]], tokenizer, max_len: int, tru
     """
     examples = []
     for weight, path in mixture:
-        encoded = [encode_example(tokenizer, text, ref, weight, max_len, truncation, path)
+        encoded = [encode_example(tokenizer, text, ref, weight, max_len, truncation, path, chat)
                    for text, ref in read_pairs(path)]
         lost = sum(not example.predicted_refs for example in encoded)
         if lost == len(encoded):

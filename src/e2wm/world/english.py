@@ -31,6 +31,12 @@ def action_text(verb: str, objects: list[str]) -> str:
     return template.format(*[name(o) for o in objects]) + "."
 
 
+def verb_phrase(verb: str) -> str:
+    """English for a verb alone, its template up to its first object: 'SWITCHOFF' -> 'switch off'."""
+    template = _VERBS.get(verb, verb.capitalize())
+    return template.split(" {", 1)[0].lower()
+
+
 def fact_text(fact: Fact, names: dict[int, str], rooms: set[int]) -> str:
     """English for one fact: 'The fridge is open.', 'The cup is inside the kitchen cabinet.'"""
     if fact.relation == "CLOSE" and names[fact.target] == "character":  # the character first reads better

@@ -13,10 +13,10 @@ from importlib import resources
 from pathlib import Path
 
 from e2wm.errors import InputError, at
+from e2wm.world.english import action_text
+from e2wm.world.parse import script_line
 
 SCRIPTS, GRAPHS = "executable_programs", "init_and_final_graphs"
-_LINE = re.compile(r"^\[(\w+)\]((?:\s*<[^>]+>\s*\([\d.]+\))*)\s*$")
-_ARG = re.compile(r"<([^>]+)>\s*\(([\d.]+)\)")
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,11 @@ def bundled_root() -> Path:
 
 def parse_step(text: str, where: str) -> Step:
     """'[PUTBACK] <cup> (1.12) <table> (1.45)' -> Step('PUTBACK', (('cup', 12), ('table', 45)))."""
-    match = _LINE.match(text.strip())
-    if not match:
+    parsed = script_line(text)
+    if parsed is None:
         raise InputError(f"{where}: cannot parse script line {text.strip()!r}")
-    args = tuple((name, int(node.split(".")[-1])) for name, node in _ARG.findall(match.group(2)))
-    return Step(match.group(1).upper(), args)
+    verb, args = parsed
+    return Step(verb, tuple((name, int(node)) for name, node in args))
 
 
 def source_digest(root: str | None = None) -> str:
@@ -99,6 +99,21 @@ def program_ids(root: str | None = None) -> list[str]:
     return sorted(index(root), key=lambda pid: [int(n) if n.isdigit() else n for n in re.split(r"(\d+)", pid)])
 
 
+def read_script(path: Path) -> tuple[str, str, list[Step]]:
+    """A script file's activity (line 1), description (line 2) and steps; InputError naming the file and line of
+    a line that does not parse, or of a file without its two header lines."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if len(lines) < 2:
+        raise InputError(f"{path}: expected a title line and a description line")
+    steps = [parse_step(text, at(path, number)) for number, text in enumerate(lines, start=1) if text.startswith("[")]
+    return lines[0].strip(), lines[1].strip(), steps
+
+
+def plan_english(steps: list[Step]) -> str:
+    """A program's steps as e2wm tells a plan: 'Walk to kitchen. Grab cup. Put cup in fridge.'"""
+    return " ".join(action_text(step.verb, [name for name, _ in step.args]) for step in steps)
+
+
 def load_graphs(path: Path) -> tuple[dict, dict]:
     """The initial and final graph of a graph file; a file that does not parse raises InputError."""
     try:
@@ -127,10 +142,6 @@ def load_program(program_id: str, root: str | None = None) -> Program:
     """Read one program and its graphs; an unknown id raises InputError."""
     check_ids([program_id], root)
     scene, script, graph = index(root)[program_id]
-    scene = scene.removesuffix("_graph")
-    lines = script.read_text(encoding="utf-8", errors="replace").splitlines()
-    if len(lines) < 2:
-        raise InputError(f"{script}: expected a title line and a description line")
-    steps = [parse_step(text, at(script, number)) for number, text in enumerate(lines, start=1) if text.startswith("[")]
+    activity, description, steps = read_script(script)
     init_graph, final_graph = load_graphs(graph)
-    return Program(program_id, scene, lines[0].strip(), lines[1].strip(), steps, init_graph, final_graph)
+    return Program(program_id, scene.removesuffix("_graph"), activity, description, steps, init_graph, final_graph)

@@ -115,7 +115,7 @@ def test_generation_paths_agree_and_stop_at_newline(fixture, request):
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
                              do_sample=False, pad_token_id=tokenizer.pad_token_id)
         plain.append(tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True))
-    cached = generation.generate(model, tokenizer, prompts, max_new_tokens=12, stop_at_newline=False)
+    cached = generation.generate(model, tokenizer, prompts, max_new_tokens=12, stop=None)
     assert cached == plain
     stopped = generation.generate(model, tokenizer, prompts, max_new_tokens=12)
     for full, short in zip(plain, stopped):

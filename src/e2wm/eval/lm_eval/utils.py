@@ -147,7 +147,16 @@ class E2WMTask(ConfigurableTask):
 
     def construct_requests(self, doc, ctx, **kwargs):
         """lm-eval's requests (one (input, " " + option) per option), then for `un` one ("Answer:", " " + option)
-        per option."""
+        per option.
+
+        Raises ValueError for a multiple-choice task under `--apply_chat_template`: lm-eval then scores the option
+        after the rendered prompt with the template's closing newline moved into the scored continuation
+        (`_encode_pair`), which neither the `ln` token counts nor the `un` term here follow (`e2wm eval
+        --chat-template` scores the option's own tokens); generation tasks are rendered as `e2wm eval` renders
+        them."""
+        if self.OUTPUT_TYPE == "multiple_choice" and kwargs.get("apply_chat_template"):
+            raise ValueError(f"{self.config.task}: E2WM's multiple-choice scores are not defined under lm-eval's "
+                             f"--apply_chat_template; run these tasks without it, or `e2wm eval --chat-template`")
         requests = super().construct_requests(doc, ctx, **kwargs)
         if self.OUTPUT_TYPE != "multiple_choice" or self.norm != "un":
             return requests
