@@ -18,7 +18,6 @@ from functools import cache, lru_cache
 
 from e2wm.eval.items import GenItem
 from e2wm.eval.metrics import Scores
-from e2wm.eval.statistics import binomial_stderr, bootstrap_stderr, wilson_interval
 from e2wm.world import programs
 from e2wm.world.execute import Scene, execute_plan
 from e2wm.world.facts import Fact, goal_facts
@@ -27,7 +26,6 @@ from e2wm.world.sim import World
 
 logger = logging.getLogger(__name__)
 
-SHARES = ("steps_executed", "goals_reached")  # per-item shares in [0, 1]: bootstrap standard errors
 BINARY = "executable"  # per-item 0/1: binomial standard error and Wilson interval
 SCENES_CACHED = 64  # programs whose World is kept (a scene graph's World: a few MB)
 
@@ -118,22 +116,6 @@ def counts(items: list[GenItem], rows: list[dict | None]) -> dict:
     unknown = [label(item, i) for i, (item, row) in enumerate(zip(items, rows)) if row is None]
     return {"execution_known": len(rows) - len(unknown), "execution_unknown": len(unknown),
             "execution_unknown_items": unknown}
-
-
-def summarise(items: list[GenItem], rows: list[dict | None], resamples: int, seed: int, name: str = "") -> dict:
-    """Counts (`counts`) and per metric over the known items its mean, `n_<metric>` and standard error: bootstrap
-    (`statistics.bootstrap_stderr`, resamples and seed, name seeding the stream) for the shares, binomial with its
-    Wilson interval (`executable_ci95`) for executability. A metric without items is absent."""
-    result = counts(items, rows)
-    for metric, values in per_item_scores(rows).items():
-        result[metric] = sum(values) / len(values)
-        result[f"n_{metric}"] = len(values)
-        if metric == BINARY:
-            result[f"{metric}_stderr"] = binomial_stderr(values)
-            result[f"{metric}_ci95"] = list(wilson_interval(sum(values), len(values)))
-        else:
-            result[f"{metric}_stderr"] = bootstrap_stderr(values, resamples, seed, name)
-    return result
 
 
 def score(items: list[GenItem], predictions: list[str], config=None) -> Scores:

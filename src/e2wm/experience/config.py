@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from e2wm.config import option
 from e2wm.experience.explore import ExploreConfig
+from e2wm.experience.goals import KINDS
 from e2wm.experience.mcts import SearchConfig
 from e2wm.experience.runner import default_workers
 from e2wm.world.config import RobotHowOptions
@@ -26,10 +27,14 @@ class CollectOptions(RobotHowOptions):
 class CollectPlansConfig(CollectOptions):
     """`e2wm collect plans` / `e2wm.collect_plans`: an MCTS plan record per RobotHow program."""
 
-    programs: list[str] = option(default_factory=lambda: ["all"], help="program ids, or 'all'")
+    programs: list[str] = option(default_factory=lambda: ["all"], help="program ids, 'all', or 'eai' (the 342 "
+                                 "programs of EAI's action-sequencing tasks, in EAI's task order)")
     max_programs: int | None = option(None, "only the first N of the selected programs (default: all of them)",
                                       minimum=1)
     simulations: int = option(SearchConfig.simulations, "MCTS budget per program", minimum=1)
+    goals: str = option(KINDS[0], "what a plan aims at: final-graph (the facts a program's final graph gains) or eai "
+                        "(for the 342 programs of EAI's action-sequencing tasks, their node, edge and action goals, "
+                        "each verb once as EAI reads a plan; other programs keep final-graph)", choices=KINDS)
 
 
 @dataclass(kw_only=True)

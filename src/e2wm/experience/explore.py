@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from virtualhome_eval.simulation.evolving_graph.environment import EnvironmentState, Property, Relation
 
 from e2wm.world.english import name
+from e2wm.world.parse import script_line
 from e2wm.world.programs import load_program, program_ids
 from e2wm.world.sim import HANDS, Action, World
 
@@ -126,7 +127,7 @@ def explore(episode: int, seed: int, config: ExploreConfig, scene: str | None = 
 
 
 def _record(world: World, start, end, steps: list[dict], episode: int, seed: int, scene: str) -> dict:
-    touched = {int(i) for step in steps for i in _ids(step["action"])} - world.rooms
+    touched = {int(i) for step in steps for _, i in script_line(step["action"])[1]} - world.rooms
     touched |= {int(i) for step in steps for i in step["state"]}
     touched |= {int(ref) for state in (start, end) for i in touched for ref in _refs(place(world, state, i))}
     touched |= {int(ref) for step in steps for where in step["state"].values() for ref in _refs(where)}
@@ -144,6 +145,3 @@ def _record(world: World, start, end, steps: list[dict], episode: int, seed: int
 def _refs(where: dict) -> list[str]:
     return [ref for ref in (where["on"], where["inside"]) if ref is not None]
 
-
-def _ids(script: str) -> list[str]:
-    return [part.split(")")[0] for part in script.split("(")[1:]]

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from e2wm.config import flag_of, result_settings
+from e2wm.config import flag_of, result_settings, with_defaults
 from e2wm.errors import InputError, at
 from e2wm.experience.config import CollectExploreConfig, CollectPlansConfig
 from e2wm.experience.explore import ExploreConfig, explore
@@ -24,6 +24,7 @@ from e2wm.experience.plans import plan_record
 from e2wm.experience.runner import collect, done_keys
 from e2wm.files import output_file, read_text, write_json
 from e2wm.locks import output_lock
+from e2wm.world import eai_tasks
 from e2wm.world.programs import check_ids, program_ids, source_digest
 
 logger = logging.getLogger(__name__)
@@ -42,13 +43,15 @@ class CollectResult:
 def collect_plans(config: CollectPlansConfig) -> CollectResult:
     """An MCTS plan record per selected program not yet in config.out; InputError on an unknown program id."""
     out = output_file(config.out)
-    chosen = program_ids(config.robothow_dir) if config.programs == ["all"] else list(dict.fromkeys(config.programs))
+    selections = {"all": lambda: program_ids(config.robothow_dir), "eai": eai_tasks.program_ids}
+    chosen = selections[config.programs[0]]() if config.programs in (["all"], ["eai"]) else \
+        list(dict.fromkeys(config.programs))
     check_ids(chosen, config.robothow_dir)  # a program given twice is one job
     chosen = chosen[: config.max_programs] if config.max_programs else chosen
     with output_lock(out):  # one writer: a second collection into this --out is refused
         done = done_keys(out, "program")
         search = SearchConfig(simulations=config.simulations)
-        jobs = [(p, search, config.seed, config.robothow_dir) for p in chosen if p not in done]
+        jobs = [(p, search, config.seed, config.robothow_dir, config.goals) for p in chosen if p not in done]
         return _run(plan_record, jobs, done, config, "program", "plans")
 
 
@@ -81,7 +84,7 @@ def check_settings(config: CollectPlansConfig | CollectExploreConfig, done: set)
                          "copy, or an older e2wm); use another --out")
     if done:
         try:
-            before = json.loads(read_text(kept))
+            before = with_defaults(json.loads(read_text(kept)), config, results_only=True)  # (newer options)
         except json.JSONDecodeError as error:
             raise InputError(f"{at(kept, error.lineno)}: bad JSON ({error.msg})") from None
         changed = [flag_of(f) for f in fields(config) if f.name in settings and before.get(f.name) != settings[f.name]]

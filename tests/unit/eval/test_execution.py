@@ -5,7 +5,6 @@ from conftest import BENCHMARK
 
 from e2wm.eval import execution
 from e2wm.eval.items import GenItem, read_eval_file
-from e2wm.eval.statistics import wilson_interval
 from e2wm.world.programs import load_program, plan_english
 
 GOLD = "Walk to dining room. Walk to freezer. Find food food. Grab food food. Open freezer. Put food food in freezer."
@@ -43,18 +42,11 @@ def test_score_counts_and_names_unknown_items():
     assert scores.summary == {"execution_known": 2, "execution_unknown": 2,
                               "execution_unknown_items": ["line 3", "item 4"]}
     assert [row["program"] for row in scores.rows] == ["file1004_2", "file1004_2", None, None]
-    summary = execution.summarise(items, [execution.execute_item(i, p) for i, p in zip(items, predictions)],
-                                  resamples=200, seed=1, name="plan_gen")
-    assert summary["steps_executed"] == 0.75 and summary["goals_reached"] == pytest.approx(0.7)
-    assert summary["executable"] == 0.5 and summary["executable_stderr"] == 0.5
-    assert summary["executable_ci95"] == list(wilson_interval(1, 2)) and summary["n_executable"] == 2
-    assert 0 < summary["steps_executed_stderr"] <= 0.25 and summary["execution_unknown"] == 2
 
 
 def test_no_known_item_gives_counts_only():
     scores = execution.score([item(line=7)], [GOLD], None)
     assert scores.per_item == {} and scores.summary["execution_unknown_items"] == ["line 7"]
-    assert execution.summarise([item(line=7)], [None], resamples=200, seed=1) == scores.summary
 
 
 @pytest.mark.skipif(not (BENCHMARK / "eval-dev").is_dir(), reason="the released benchmark is not in ../shared")
@@ -65,3 +57,26 @@ def test_released_items_matching_a_bundled_program():
     assert [row["program"] for row in rows if row] == [
         "file988_1", "file503_2", "file815_2", "file145_1", "file438_1", "file446_2"]
     assert sum(row["executable"] for row in rows if row) == 5
+
+
+def test_plan_tasks_write_execution_metrics_beside_rouge(tiny_llama, tmp_path):
+    """e2wm eval of a plan_gen file: metrics.json has the execution metrics of the items whose program is known,
+    with their standard errors and Wilson interval, and each prediction row its program and execution."""
+    import json
+
+    from e2wm.eval.config import EvalConfig
+    from e2wm.eval.items import EvalFile
+    from e2wm.eval.run import evaluate_model
+    from e2wm.models import ModelSpec, load_model
+
+    model, tokenizer = load_model(ModelSpec(str(tiny_llama), device="cpu"))
+    items = [item(source="file1004_2", line=1), item(ref=GOLD, line=2), item(line=3)]
+    task = EvalFile("plan_gen", tmp_path / "plan_gen.json", "generation", items)
+    config = EvalConfig(model=str(tiny_llama), data=["x"], out=str(tmp_path / "run"), max_new_tokens=8)
+    result = evaluate_model(model, tokenizer, [task], config, identity={})["plan_gen"]
+    assert result["execution_known"] == 2 and result["execution_unknown_items"] == ["line 3"]
+    assert result["executable"] == 0.0 and result["executable_ci95"][0] == 0.0  # 8 random tokens do not execute
+    assert {"rougeL", "steps_executed", "steps_executed_stderr", "executable_stderr"} <= set(result)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "plan_gen.jsonl").read_text().splitlines()]
+    assert [row["program"] for row in rows] == ["file1004_2", "file1004_2", None]
+    assert rows[0]["steps_executed"] == 0.0 and "score" in rows[2]
