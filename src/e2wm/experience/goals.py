@@ -128,6 +128,7 @@ def _effects(action: Action, goal: list[Fact], world: World) -> int:
             "TURNTO": character and fact.relation == "FACING" and args == (other,),
         }
         produced["RUN"] = produced["WALK"]
+        produced["PUTON"] = fact.relation == "ON" and fact.target in world.characters and args == (fact.subject,)
         if verb in _CLEANING:
             produced[verb] = fact.relation == "CLEAN" and args == (fact.subject,)
         if produced.get(verb, False):
@@ -170,9 +171,10 @@ def eai_goal(task: EAITask, root: str | None = None) -> Goal:
 
     Facts: the task's node goals and edge goals. Action goals: its verbs, in order ('TYPE|TOUCH' accepts either).
     Candidates: `candidate_actions` over the objects the evaluator can name (`judged_objects`), RUN beside every
-    WALK, and every action-goal verb over them (0, 1 or 2 objects as EAI's `valid_actions` says), keeping only the
-    verbs and objects the evaluator accepts; a plan uses each verb once, since the evaluator reads a plan as a JSON
-    object keyed by verb (repeated keys keep one step). Source: virtualhome_eval evaluate_results.py, eval_utils.py.
+    WALK, PUTON (wear) for every grabbable one, and every action-goal verb over them (0, 1 or 2 objects as EAI's
+    `valid_actions` says), keeping only the verbs and objects the evaluator accepts; a plan uses each verb once,
+    since the evaluator reads a plan as a JSON object keyed by verb (repeated keys keep one step). Source:
+    virtualhome_eval evaluate_results.py, eval_utils.py.
     """
     program = load_program(task.program_id, root)
     world = World(program.init_graph)
@@ -181,6 +183,7 @@ def eai_goal(task: EAITask, root: str | None = None) -> Goal:
     objects = sorted(nameable - world.rooms - set(world.characters))
     candidates = candidate_actions(world, objects)
     candidates += [Action("RUN", action.args) for action in candidates if action.verb == "WALK"]
+    candidates += [Action("PUTON", (node,)) for node in objects if Property.GRABBABLE in world.nodes[node].properties]
     entries = tuple(frozenset(verb.strip().upper() for verb in entry.split("|")) for entry in task.action_goals)
     for verb in sorted(set().union(*entries)) if entries else ():
         arity = valid_actions[verb][1] if verb in valid_actions else None

@@ -78,6 +78,7 @@ class ItemJudgement:
     action_goals_met: int
     action_goals: int
     success: bool  # all goals met (the task success rate's numerator)
+    stops_evaluator: str | None = None  # why the output was judged as unreadable instead (`evaluator_stopper`)
 
 
 @dataclass(frozen=True)
@@ -344,8 +345,46 @@ def check_items(judgement: Judgement) -> None:
                        f"{version()}): " + "; ".join(differences))
 
 
+def evaluator_stopper(llm_output: str) -> str | None:
+    """Why EAI's evaluator would raise on an output instead of classifying it, or None.
+
+    The output is read as the evaluator reads it (a ```json prefix dropped, stripped, line breaks removed, ' made ",
+    json.loads; evaluate_results.py). It raises, and stops the whole run, on JSON that is not an object (a list, a
+    number, a string: AttributeError or TypeError), on a verb that is valid in upper case but not written so
+    (its argument check looks the verb up as written: KeyError), and on objects that are not a list of names.
+    """
+    text = llm_output[7:] if llm_output.startswith("```json") else llm_output
+    try:
+        actions = json.loads(text.strip().replace("\n", "").replace("'", '"'))
+    except ValueError:
+        return None  # not JSON: the evaluator's own parsing error
+    if actions is None:
+        return None
+    if not isinstance(actions, dict):
+        return f"a JSON {type(actions).__name__} where EAI expects an object of actions"
+    for verb, objects in actions.items():
+        if not (isinstance(objects, str) or isinstance(objects, list) and all(isinstance(o, str) for o in objects)):
+            return f"the objects of {verb!r} are not a list of names"
+        if verb != verb.upper():
+            from virtualhome_eval.simulation.evolving_graph.eval_utils import valid_actions
+
+            if verb.upper() in valid_actions:
+                return f"the verb {verb!r} is not in upper case"
+    return None
+
+
+UNREADABLE = "e2wm: an output EAI's evaluator cannot read"  # what a stopping output is replaced by (not JSON)
+RETRIES = 5  # outputs that stop the evaluator in its run (a checker error code it asserts against) replaced in turn
+_STOPPED_AT = re.compile(r"^(AssertionError|AttributeError|KeyError|TypeError|IndexError|ValueError): .*"
+                         r"\(last task begun: ([^)]+)\)$")
+
+
 def judge(outputs: list[dict], hash_seed: int = 0, name: str = "model") -> Judgement:
     """Score one model's outputs with EAI's evaluator (one call, a spawned child at PYTHONHASHSEED=hash_seed).
+
+    An output that would stop the evaluator (`evaluator_stopper`), or that stops it during its run (at most RETRIES
+    such, found one per run), is replaced by a text that is not JSON, so that it is judged a parsing error and the
+    others are judged; its item's `stops_evaluator` says why.
 
     Args:
         outputs: EAI's records {"identifier": '27_2', "llm_output": the text the evaluator parses (a JSON object
@@ -359,11 +398,26 @@ def judge(outputs: list[dict], hash_seed: int = 0, name: str = "model") -> Judge
             by zero), or the per-item results do not reproduce its summary.
     """
     _check_outputs(outputs, name)
-    results, records, seconds = _run({name: outputs}, hash_seed, record=True)
+    stopped = {o["identifier"]: why for o in outputs if (why := evaluator_stopper(o["llm_output"]))}
+    for attempt in range(RETRIES + 1):
+        judged = [{"identifier": o["identifier"], "llm_output": UNREADABLE} if o["identifier"] in stopped else o
+                  for o in outputs]
+        try:
+            results, records, seconds = _run({name: judged}, hash_seed, record=True)
+            break
+        except RunError as error:
+            found = _STOPPED_AT.match(str(error).removeprefix("EAI's evaluator failed: "))
+            if attempt == RETRIES or found is None or found.group(2) in stopped:
+                raise
+            stopped[found.group(2)] = f"it stopped EAI's evaluator ({found.group(1)})"
     summary, error_info = results[name]
-    items = [_item(output["identifier"], records[output["identifier"]], error_info) for output in outputs]
+    items = [dataclasses.replace(_item(o["identifier"], records[o["identifier"]], error_info),
+                                 stops_evaluator=stopped.get(o["identifier"])) for o in outputs]
     judgement = Judgement(summary, items, hash_seed, version(), seconds)
     check_items(judgement)
+    if stopped:
+        logger.warning("%s: %d output(s) would stop EAI's evaluator and were judged as parsing errors (%s)", name,
+                       len(stopped), "; ".join(f"{k}: {v}" for k, v in sorted(stopped.items())[:3]))
     logger.info("judged %d outputs of %s in %.1f s: task success %.2f%%", len(outputs), name, seconds,
                 summary["goal_evaluation"]["task_success_rate"])
     return judgement

@@ -3,6 +3,7 @@ action-goal reward in order, a search that meets them, and the default (final-gr
 
 import dataclasses
 import json
+import random
 
 import pytest
 from virtualhome_eval.simulation.evolving_graph.eval_utils import valid_actions
@@ -58,8 +59,8 @@ def test_action_goals_count_in_order_with_alternatives():
     assert not goal.allows(goal.after(Trace(), touch), Action("TOUCH", (COMPUTER,)))  # each verb once
     assert goal.allows(Trace(), touch) and goal.actions_done(Trace(2)) and not goal.actions_done(Trace(1))
 
-    search = Search(eai_goal(task("1003_2")), SearchConfig(), None)
-    search.count = 0
+    search = Search(eai_goal(task("1003_2")), SearchConfig(), random.Random(0))
+    search.count = 0  # (replay reports the simulations run so far)
     run, on, typed = Action("RUN", (DESK,)), Action("SWITCHON", (COMPUTER,)), Action("TYPE", (KEYBOARD,))
     done = search.replay([run, typed, on, off])  # TYPE then SWITCHOFF: +2 each, +5 at the end
     assert done.success and done.met == 2
@@ -105,6 +106,11 @@ def test_the_goals_are_recorded_and_never_mixed(tmp_path, capsys):
           "--simulations", "30"])
     record = json.loads(out.read_text())
     assert record["goals"] == "eai" and record["action_goals"] == ["TYPE", "SWITCHOFF"]
+    assert record["action_goals_met"] == 2 and record["success"]
+    first = tmp_path / "first.jsonl"  # 'eai' selects EAI's programs, in EAI's task order
+    main(["collect", "plans", "--programs", "eai", "--max-programs", "2", "--goals", "eai", "--out", str(first),
+          "--workers", "1", "--simulations", "30"])
+    assert [json.loads(line)["program"] for line in first.read_text().splitlines()] == eai_tasks.program_ids()[:2]
     settings = json.loads((tmp_path / "plans.jsonl.settings.json").read_text())
     assert settings["goals"] == "eai"
     with pytest.raises(SystemExit) as stop:

@@ -10,6 +10,7 @@ from e2wm.errors import InputError, RunError
 from e2wm.world import eai_judge
 from e2wm.world.eai_judge import (
     check_items,
+    evaluator_stopper,
     judge,
     leaderboard,
     leaderboard_path,
@@ -131,10 +132,22 @@ def test_bad_outputs_are_input_errors():
         judge([good], name="../x")
 
 
-@pytest.mark.parametrize("output, error", [('["WALK"]', "AttributeError"), ('{"walk": ["television"]}', "KeyError")])
-def test_outputs_that_crash_the_evaluator_are_run_errors(output, error):
-    with pytest.raises(RunError, match=f"EAI's evaluator failed: {error}.*last task begun: 117_1"):
-        judge(records([("117_1", output)]))
+@pytest.mark.parametrize("output, why", [('["WALK"]', "a JSON list where EAI expects an object"),
+                                         ('{"walk": ["television"]}', "the verb 'walk' is not in upper case"),
+                                         ('{"WALK": 3}', "the objects of 'WALK' are not a list of names"),
+                                         ("```json\n7", "a JSON int")])
+def test_outputs_that_would_stop_the_evaluator_are_judged_unreadable(output, why):
+    """Run alone, the evaluator raises on these (AttributeError, KeyError, TypeError) and scores nothing; the judge
+    hands it a text that is not JSON instead, so that the item is a parsing error and the others are judged."""
+    assert why in evaluator_stopper(output)
+    found = judge(records([("117_1", output), ("1057_1", WATCH_TV)]))
+    stopped, other = found.items
+    assert stopped.stops_evaluator.startswith(why) and stopped.error_type == "parsing error"
+    assert stopped.parse_errors == 2 and not stopped.success and other.stops_evaluator is None
+    assert found.summary["trajectory_evaluation"]["grammar_error"]["parsing"] == 100.0  # 2 counts of 2 items
+    with pytest.raises(RunError, match="AttributeError|KeyError|TypeError"):  # the evaluator alone, same output
+        run_evaluator({"alone": records([("117_1", output)])})
+    assert evaluator_stopper(WATCH_TV) is None and evaluator_stopper("WALK to the TV") is None
 
 
 def test_a_subset_without_a_goal_kind_is_a_run_error_that_says_why():
