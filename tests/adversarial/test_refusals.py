@@ -612,6 +612,27 @@ def case_eval_gold_answer_not_an_option(tmp, f):
     return evaluate(tmp, f, qa(tmp, QA, QA | {"answer": "Cook"}))
 
 
+@case("--data eai:goal_interpretation: not a task of the Embodied Agent Interface's; e2wm has eai:action_sequence")
+def case_eval_unknown_eai_task(tmp, f):
+    return evaluate(tmp, f, "eai:goal_interpretation")
+
+
+@case("--data eai:action_sequence: given twice")
+def case_eval_eai_twice(tmp, f):
+    return ["eval", "--model", f.gpt2, "--data", "eai:action_sequence", "eai:action_sequence", "--out", tmp / "eval"]
+
+
+@case("--eai-form", "invalid choice")
+def case_eval_unknown_eai_form(tmp, f):
+    return evaluate(tmp, f, "eai:action_sequence", "--eai-form", "chat")
+
+
+@case("not a RobotHow directory")
+def case_eval_robothow_dir_not_robothow(tmp, f):
+    (tmp / "empty").mkdir()
+    return evaluate(tmp, f, qa(tmp, QA), "--robothow-dir", tmp / "empty")
+
+
 @case("count.jsonl:1: field 'answer' must be str, got int")
 def case_eval_gold_answer_as_an_index(tmp, f):
     return evaluate(tmp, f, qa(tmp, QA | {"answer": 5}))

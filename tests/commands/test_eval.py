@@ -232,7 +232,7 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     import dataclasses
 
     from e2wm.eval.config import EvalConfig
-    from e2wm.eval.items import read_eval_file
+    from e2wm.eval.items import EvalFile, GenItem, read_eval_file
     from e2wm.eval.run import fingerprint
 
     task = read_eval_file(write(tmp_path / "housework_qa.json", [QA]))
@@ -242,12 +242,19 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     changed = {"model": "other", "dtype": "bfloat16", "load_in_8bit": True, "load_in_4bit": True, "adapter": "x",
                "limit": 3, "batch_size": 3, "num_beams": 3, "max_new_tokens": 3, "norm": "un", "max_len": 64,
                "backend": "vllm", "beam_stop": "full", "bootstrap_resamples": 500, "seed": 7, "autocast": "bf16",
-               "chat_template": True, "eai_form": "e2wm", "robothow_dir": "r"}
+               "chat_template": True}
     perplexity_only = {"ppl_data": "g.jsonl", "ppl_mode": "paper", "ppl_texts": 3}  # the perplexity is always redone
+    other_tasks_only = {"eai_form": "e2wm", "robothow_dir": "r"}  # EAI's task; the plan tasks' execution
     result_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.metadata.get("result", True)}
-    assert result_fields - {"data"} == set(changed) | set(perplexity_only)  # a new result field must be added here
+    assert result_fields - {"data"} == set(changed) | set(perplexity_only) | set(other_tasks_only)  # add new ones
     for name, value in changed.items():
         assert fingerprint(task, dataclasses.replace(base, **{name: value}), identity) != key, name
+    assert fingerprint(task, dataclasses.replace(base, **other_tasks_only), identity) == key
+    plans = read_eval_file(write(tmp_path / "plan_gen.json", [{"input": "Q: How to x?\nA:", "ref": "Walk to y."}]))
+    eai_task = EvalFile("eai_action_sequence", tmp_path / "eai", "generation", [GenItem("p", "r", source="11_1")])
+    for reader, name in ((plans, "robothow_dir"), (eai_task, "eai_form")):
+        changed_one = dataclasses.replace(base, **{name: other_tasks_only[name]})
+        assert fingerprint(reader, changed_one, identity) != fingerprint(reader, base, identity), name
     for name in identity:
         assert fingerprint(task, base, identity | {name: "changed"}) != key, name
     assert fingerprint(task, dataclasses.replace(base, out="elsewhere", num_processes=2), identity) == key

@@ -42,10 +42,12 @@ logger = logging.getLogger(__name__)
 
 NAME = "eai:action_sequence"
 TASK = "eai_action_sequence"  # the task's name in results (e2wm.benchmark.TASKS)
+UNPARSED = "e2wm: a plan outside the English grammar: "  # before an e2wm-form answer that was not read back
 HASH_SEED = 0  # the judge's PYTHONHASHSEED: EAI's evaluator's rates depend on it (docs/eai.md)
+ALTERNATIVES = re.compile(r"\||\s+or\s+", re.IGNORECASE)  # between the verbs of one action goal
+FIRST_COUNTED = 5  # the first task (in EAI's order) that its evaluator counts at hash seed 0 is the 5th
 PADDING = 6  # tasks judged beside a subset, so that every goal kind is counted (`padding`)
 SHOTS = 2  # worked examples before an e2wm-form question, as the released plan_gen files have
-SHOWN = re.compile(r"^\w+, id: (\d+), properties:", re.MULTILINE)  # an object line of EAI's prompt
 SHOT_STEPS = (4, 8)  # a worked example's plan length, in steps: short enough to read, long enough to show a plan
 
 
@@ -57,8 +59,8 @@ def is_name(text: str) -> bool:
 def goal_sentences(task: eai_tasks.EAITask, world: World) -> list[str]:
     """The task's node and edge goals in English ('The washing machine is closed.'), then its action goals."""
     sentences = [fact_text(fact, world.names, world.rooms) for fact in (*task.node_goals, *task.edge_goals)]
-    if task.action_goals:  # 'TYPE or TOUCH' -> 'type on or touch'
-        phrases = [" or ".join(verb_phrase(verb.strip().upper()) for verb in goal.split(" or "))
+    if task.action_goals:  # 'RINSE|WASH' -> 'rinse or wash' (the package writes alternatives with '|')
+        phrases = [" or ".join(verb_phrase(verb.strip().upper()) for verb in ALTERNATIVES.split(goal))
                    for goal in task.action_goals]
         sentences.append(f"The plan must include: {', then '.join(phrases)}.")
     return sentences
@@ -68,7 +70,7 @@ def shown_objects(task: eai_tasks.EAITask, world: World) -> list[int]:
     """The objects EAI's own prompt lists ('<name>, id: <id>, properties: ...' under 'Objects in the scene'), the
     character and rooms aside, with the goal objects and their containers (`relevant_objects`): the e2wm forms show
     what the native one shows, also for tasks whose only goals are actions."""
-    listed = {int(found) for found in SHOWN.findall(task.prompt)} & set(world.nodes)
+    listed = set(task.objects.values()) & set(world.nodes)
     listed -= set(world.characters) | world.rooms
     return sorted(listed | set(relevant_objects(world, [*task.node_goals, *task.edge_goals])))
 
@@ -142,11 +144,12 @@ def to_eai_output(plan: str) -> tuple[str, list[list[str]] | None]:
     Every sentence read back (`parse_plan`): a JSON object whose keys are the verbs in plan order, repeated verbs
     repeated (EAI's parser then keeps the last of equal keys, as for every LLM's output), objects as class names
     ('kitchen cabinet' -> 'kitchen_cabinet'). A plan with a sentence that does not parse, or no sentence, is
-    returned as written with None: EAI's evaluator counts it as a parsing error.
+    returned as written after UNPARSED (so that it is never read as JSON, even when it is JSON) with None: EAI's
+    evaluator counts it as a parsing error.
     """
     steps = parse_plan(plan)
     if not steps or any(step.error for step in steps):
-        return plan, None
+        return UNPARSED + plan, None
     actions = [[step.verb, *(class_key(name).replace(" ", "_") for name in step.names)] for step in steps]
     body = ", ".join(f"{json.dumps(verb)}: {json.dumps(objects)}" for verb, *objects in actions)
     return "{" + body + "}", actions
@@ -224,6 +227,10 @@ def score(items: list[GenItem], predictions: list[str], config) -> Scores:
             row["actions"] = actions
         rows.append(row)
     counted = sum(found.counted for found in judged)
+    if not counted:
+        logger.warning("EAI's evaluator counts none of these %d tasks (their gold programs fail its own check), so "
+                       "there is no score: the first %d of the 342 are such tasks; --limit %d is the least that "
+                       "counts one", len(items), FIRST_COUNTED - 1, FIRST_COUNTED)
     summary = {"eai_summary": None if extra else judgement.summary, "eai_form": form,
                "eai_hash_seed": judgement.hash_seed, "eai_version": judgement.version, "eai_counted": counted,
                "eai_not_counted": len(items) - counted}

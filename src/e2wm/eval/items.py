@@ -163,6 +163,11 @@ def load_eval_files(paths: list[str], eai_form: str = "native") -> list[EvalFile
     (`e2wm.eval.eai`, in the prompt form eai_form; last); task names must be unique."""
     from e2wm.eval import eai  # which builds EvalFiles
 
+    for name in paths:
+        if name.startswith(eai.NAME.split(":")[0] + ":") and not eai.is_name(name):
+            raise InputError(f"--data {name}: not a task of the Embodied Agent Interface's; e2wm has {eai.NAME}")
+    if sum(map(eai.is_name, paths)) > 1:
+        raise InputError(f"--data {eai.NAME}: given twice")
     files = [path for path in paths if not eai.is_name(path)]
     tasks = [read_eval_file(path) for path in find_eval_files(files)] if files else []
     if len(files) < len(paths):

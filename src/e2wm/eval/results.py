@@ -59,6 +59,10 @@ def task_row(name: str, result: dict) -> str:
     extra, stderr = "", result.get(f"{metric}_stderr")
     if metric == "rougeL":
         extra = f" (R1 {result['rouge1']:.4f}, R2 {result['rouge2']:.4f})"
+    if result.get("execution_known"):  # plans run in the simulator (e2wm.eval.execution)
+        extra += (f"; run in the simulator, {result['execution_known']} of known program: executable "
+                  f"{fmt(result.get('executable'))}, steps executed {fmt(result.get('steps_executed'))}, goal facts "
+                  f"reached {fmt(result.get('goals_reached'))}")
     if metric == "task_success":  # EAI's: the evaluator counts only the tasks whose gold program passes its check
         executable = "—" if result.get("executable") is None else f"{result['executable']:.4f}"
         extra = f" (executable {executable}; {result['eai_counted']} counted, {result['eai_form']} form)"
@@ -69,6 +73,8 @@ def task_row(name: str, result: dict) -> str:
     span = score_interval(result)
     ci = "—" if span is None else "{:.4f}-{:.4f}".format(*span)
     n = result.get("n", result.get("texts", ""))
+    if metric == "task_success":
+        n = f"{result['eai_counted']} counted of {n}"
     return (f"| {cell(name)} | {metric} | {fmt(value)}{extra} | {ci} | {fmt(stderr)} | {fmt(result.get('chance'))} | "
             f"{fmt(result.get('majority'))} | {n} | {result.get('truncated', '')} |")
 

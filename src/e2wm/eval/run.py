@@ -59,10 +59,17 @@ def gather_rows(rows: list[dict], shard: Shard) -> list[dict]:
 
 def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
     """What a saved task result depends on: the file's bytes, the config's result settings (every EvalConfig
-    field not marked result=False, so a field added later is covered) and the model's identity (the base
+    field not marked result=False, so a field added later is covered; --eai-form for EAI's task only,
+    --robothow-dir for the plan tasks only) and the model's identity (the base
     model's revision or weight digest, the adapter's digest, the device type: see recipes.evaluate)."""
     perplexity_only = {f.name for f in fields(config) if f.metadata["group"] == PERPLEXITY}
-    settings = {k: v for k, v in result_settings(config).items() if k != "data" and k not in perplexity_only}
+    unread = set()  # options that change only other tasks' results: a change of them leaves this task's alone
+    if task.spec.metric != "task_success":
+        unread.add("eai_form")
+    if "execution" not in task.spec.extra_metrics:
+        unread.add("robothow_dir")
+    settings = {k: v for k, v in result_settings(config).items()
+                if k != "data" and k not in perplexity_only and k not in unread}
     if settings.get("autocast") == "none":  # float32 as before the option existed: earlier results stay valid
         del settings["autocast"]
     digest = hashlib.sha256(task.content_digest().encode())

@@ -29,6 +29,7 @@ from e2wm.files import output_folder, write_json
 from e2wm.locks import output_lock
 from e2wm.models import describe, load_model, load_tokenizer, resolve_model_path
 from e2wm.provenance import environment, git_commit, model_fingerprint, model_revision, package_versions, tree_digest
+from e2wm.world import programs
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def evaluate(config: EvalConfig) -> dict:
     """
     out = output_folder(config.out)
     tasks = load_eval_files(config.data, config.eai_form)  # every file checked before the model is loaded
+    if config.robothow_dir:
+        programs.index(config.robothow_dir)  # not a RobotHow directory: InputError now, not after generating
     ppl_texts = read_texts(config.ppl_data) if config.ppl_data else []
     if config.chat_template:  # the general-text perplexity stays raw text: only the task prompts are wrapped
         check_template(load_tokenizer(config.model), config.model)

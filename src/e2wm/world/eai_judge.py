@@ -5,9 +5,11 @@ The judge is `virtualhome_eval.evaluation.action_sequence.scripts.evaluate_resul
 
 - a pinned hash seed: the evaluator does `list(set(action goals))` and checks the goals in that order, so its task
   success depends on Python's hash seed (GPT-4o's shipped outputs: 64.26% or 65.25%). Each call runs in one child
-  process started with multiprocessing's "spawn" context and PYTHONHASHSEED set to `hash_seed`;
-- the package's original simulator: the child is a fresh interpreter that does not import `e2wm.world.sim` (whose
-  import patches the simulator, `e2wm.world.fast`), and it refuses to run if the simulator's classes were patched;
+  process, `python -m e2wm.world.eai_judge FOLDER`, with PYTHONHASHSEED set to `hash_seed` (a plain interpreter,
+  not a multiprocessing spawn, which would re-run the caller's main script: its imports, or a whole script
+  without a `__main__` guard);
+- the package's original simulator: the child does not import `e2wm.world.sim` (whose import patches the
+  simulator, `e2wm.world.fast`), and it refuses to run if the simulator's classes were patched;
 - quiet logging: the evaluator's loggers are at WARNING in the child, its prints go nowhere, and its output folder
   is a temporary one (`agent_evaluation` is not used: it writes logs/ into the working folder);
 - per-item results, which the evaluator returns only in part (`error_info`): for the call only, the evaluator
@@ -28,12 +30,12 @@ import contextlib
 import dataclasses
 import json
 import logging
-import multiprocessing
 import os
+import pickle
 import re
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -52,7 +54,7 @@ GRAMMAR_ERRORS = {"parsing error": "parsing", "hallucination error": "hallucinat
                   "parameter error": "predicate_argument_number"}  # error_info's type -> the summary's key
 RUNTIME_ERRORS = {0: "wrong_order", 1: "missing_step", 2: "affordance_error", 4: "additional_step"}  # checker codes
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*(_[A-Za-z0-9.\-]+)*")  # a file name part without '/'
-_START = threading.Lock()  # PYTHONHASHSEED is set in os.environ around one child's start at a time
+RESULT = "result.pickle"  # what the child process leaves in its folder
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,9 @@ def _recorders(module, records: dict, current: list) -> dict:
             "TemporalOrderChecker": RecordingChecker, "json": RecordingJson()}
 
 
-def _child(folder: str, record: bool, connection) -> None:
-    """The evaluator's process: evaluate_results on folder/LLM; sends ('ok', results, records) or ('error', line)."""
+def _child(folder: str, record: bool) -> None:
+    """The evaluator's process: evaluate_results on folder/LLM; writes folder/result.pickle, ('ok', results, records)
+    or ('error', its last error line)."""
     current = [None]
     try:
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
@@ -182,12 +185,12 @@ def _child(folder: str, record: bool, connection) -> None:
                 results = module.evaluate_results(args)
             finally:
                 vars(module).update(originals)
-        connection.send(("ok", results, records))
+        message = ("ok", results, records)
     except BaseException as error:  # the parent raises RunError with this line
         where = f" (last task begun: {current[0]})" if current[0] else ""
-        connection.send(("error", f"{type(error).__name__}: {error}{where}"))
-    finally:
-        connection.close()
+        message = ("error", f"{type(error).__name__}: {error}{where}")
+    with open(os.path.join(folder, RESULT), "wb") as file:
+        pickle.dump(message, file)
 
 
 def _check_outputs(outputs: list[dict], name: str) -> None:
@@ -215,7 +218,7 @@ def _check_outputs(outputs: list[dict], name: str) -> None:
 
 
 def _run(outputs_by_model: dict[str, list[dict]], hash_seed: int, record: bool) -> tuple[dict, dict, float]:
-    """One evaluate_results call on every model's outputs in a spawned child at PYTHONHASHSEED=hash_seed: its
+    """One evaluate_results call on every model's outputs in a child process at PYTHONHASHSEED=hash_seed: its
     results ({model: [summary, error_info]}), the wrappers' records and the seconds it took.
 
     Raises:
@@ -225,32 +228,16 @@ def _run(outputs_by_model: dict[str, list[dict]], hash_seed: int, record: bool) 
     with tempfile.TemporaryDirectory(prefix="e2wm-eai-") as folder:
         for name, outputs in outputs_by_model.items():
             write_json(Path(folder, "LLM", "action_sequence", f"{name}_outputs.json"), outputs)
-        context = multiprocessing.get_context("spawn")
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(folder, record, send), name="eai-evaluator")
-        with _START:
-            before = os.environ.get("PYTHONHASHSEED")
-            os.environ["PYTHONHASHSEED"] = str(hash_seed)
-            try:
-                process.start()
-            finally:
-                if before is None:
-                    del os.environ["PYTHONHASHSEED"]
-                else:
-                    os.environ["PYTHONHASHSEED"] = before
-        send.close()
-        message = None
-        try:
-            message = receive.recv()
-        except EOFError:  # the child died without a word
-            pass
-        finally:
-            if message is None and process.is_alive():  # interrupted here: stop the child too
-                process.terminate()
-            process.join()
-            receive.close()
-    if message is None:
-        raise RunError(f"EAI's evaluator process died (exit code {process.exitcode}) before it returned")
+        env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
+        command = [sys.executable, "-m", __name__, folder, "record" if record else "plain"]
+        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              errors="replace")
+        result = Path(folder, RESULT)
+        if not result.is_file():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RunError(f"EAI's evaluator process died (exit code {done.returncode}) before it returned: {last}")
+        with open(result, "rb") as file:
+            message = pickle.load(file)  # written by our own child, in a folder only this call knows
     if message[0] == "error":
         hint = ("; it divides by the number of counted tasks (those passing its gold check) and of their node, edge "
                 "and action goals, so judge a set whose counted tasks have goals of each kind"
@@ -261,7 +248,7 @@ def _run(outputs_by_model: dict[str, list[dict]], hash_seed: int, record: bool) 
 
 def run_evaluator(outputs_by_model: dict[str, list[dict]], hash_seed: int = 0) -> dict[str, dict]:
     """EAI's evaluator alone, the package's way: all models' outputs in one folder, one evaluate_results call, no
-    wrappers (in a spawned child at PYTHONHASHSEED=hash_seed). Returns {model: its summary}. With several models the
+    wrappers (in a child process at PYTHONHASHSEED=hash_seed). Returns {model: its summary}. With several models the
     later ones' runtime-error shares include the earlier ones' errors (the evaluator's counters); use `judge`.
 
     Raises:
@@ -345,31 +332,45 @@ def check_items(judgement: Judgement) -> None:
                        f"{version()}): " + "; ".join(differences))
 
 
-def evaluator_stopper(llm_output: str) -> str | None:
-    """Why EAI's evaluator would raise on an output instead of classifying it, or None.
+def evaluator_stopper(llm_output: str, names: set[str] | dict) -> str | None:
+    """Why EAI's evaluator would raise on an output instead of classifying it, or None (it classifies it).
 
-    The output is read as the evaluator reads it (a ```json prefix dropped, stripped, line breaks removed, ' made ",
-    json.loads; evaluate_results.py). It raises, and stops the whole run, on JSON that is not an object (a list, a
-    number, a string: AttributeError or TypeError), on a verb that is valid in upper case but not written so
-    (its argument check looks the verb up as written: KeyError), and on objects that are not a list of names.
+    The output goes through the evaluator's own steps (evaluate_results.py, eval_utils.py): read as it reads it (a
+    ```json prefix dropped, stripped, line breaks removed, ' made ", json.loads; a failure or an empty plan is its
+    parsing error); then `.items()` of the plan (JSON that is no object raises); a verb whose upper case is not an
+    action is its hallucination error; then each verb's objects in order, iterated and looked up among the task's
+    names (objects that cannot be iterated or looked up raise; an unknown name is its hallucination error); then the
+    argument counts, with the verb looked up as written (a verb valid only in upper case raises).
+
+    Args:
+        names: the names the task's prompt lists (`EAITask.objects`), which the evaluator accepts.
     """
+    from virtualhome_eval.simulation.evolving_graph.eval_utils import valid_actions
+
     text = llm_output[7:] if llm_output.startswith("```json") else llm_output
     try:
         actions = json.loads(text.strip().replace("\n", "").replace("'", '"'))
-    except ValueError:
-        return None  # not JSON: the evaluator's own parsing error
-    if actions is None:
+    except (ValueError, RecursionError):
+        return None  # the evaluator's own parsing error (it catches every exception here)
+    if actions is None or (hasattr(actions, "__len__") and len(actions) == 0):
         return None
     if not isinstance(actions, dict):
         return f"a JSON {type(actions).__name__} where EAI expects an object of actions"
+    if any(verb.upper() not in valid_actions for verb in actions):
+        return None  # its hallucination error
     for verb, objects in actions.items():
-        if not (isinstance(objects, str) or isinstance(objects, list) and all(isinstance(o, str) for o in objects)):
+        if isinstance(objects, (int, float, bool)) or objects is None:
             return f"the objects of {verb!r} are not a list of names"
-        if verb != verb.upper():
-            from virtualhome_eval.simulation.evolving_graph.eval_utils import valid_actions
-
-            if verb.upper() in valid_actions:
-                return f"the verb {verb!r} is not in upper case"
+        for name in objects:
+            if isinstance(name, (list, dict)):
+                return f"an object of {verb!r} is not a name"
+            if name not in names:
+                return None  # its hallucination error
+    for verb, objects in actions.items():
+        if not isinstance(objects, list):
+            return f"the objects of {verb!r} are not a list of names"
+        if verb not in valid_actions:
+            return f"the verb {verb!r} is not in upper case"
     return None
 
 
@@ -380,7 +381,7 @@ _STOPPED_AT = re.compile(r"^(AssertionError|AttributeError|KeyError|TypeError|In
 
 
 def judge(outputs: list[dict], hash_seed: int = 0, name: str = "model") -> Judgement:
-    """Score one model's outputs with EAI's evaluator (one call, a spawned child at PYTHONHASHSEED=hash_seed).
+    """Score one model's outputs with EAI's evaluator (one call, a child process at PYTHONHASHSEED=hash_seed).
 
     An output that would stop the evaluator (`evaluator_stopper`), or that stops it during its run (at most RETRIES
     such, found one per run), is replaced by a text that is not JSON, so that it is judged a parsing error and the
@@ -398,7 +399,9 @@ def judge(outputs: list[dict], hash_seed: int = 0, name: str = "model") -> Judge
             by zero), or the per-item results do not reproduce its summary.
     """
     _check_outputs(outputs, name)
-    stopped = {o["identifier"]: why for o in outputs if (why := evaluator_stopper(o["llm_output"]))}
+    tasks = {task.identifier: task for task in load_tasks()}
+    stopped = {o["identifier"]: why for o in outputs
+               if (why := evaluator_stopper(o["llm_output"], tasks[o["identifier"]].objects))}
     for attempt in range(RETRIES + 1):
         judged = [{"identifier": o["identifier"], "llm_output": UNREADABLE} if o["identifier"] in stopped else o
                   for o in outputs]
@@ -498,3 +501,7 @@ def leaderboard(cache: Path, hash_seed: int = 0, workers: int = 1,
             scored[futures[future]] = future.result()
             write_json(path, {"version": version(), "hash_seed": hash_seed, "models": dict(sorted(scored.items()))})
     return {name: scored[name] for name in models}
+
+
+if __name__ == "__main__":  # the child process of `_run`: python -m e2wm.world.eai_judge FOLDER record|plain
+    _child(sys.argv[1], sys.argv[2] == "record")

@@ -10,6 +10,7 @@ goals {from_id, relation_type, to_id}, and action goals: verbs that must appear 
 """
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata, resources
@@ -19,6 +20,7 @@ from e2wm.errors import InputError
 from e2wm.world.facts import Fact, edge_fact
 
 SCENE = "scene_1"
+LISTED = re.compile(r"^(\w+), id: (\d+), properties:", re.MULTILINE)  # an object line of EAI's prompt
 GOALS = Path("resources", "virtualhome", "task_state_LTL_formula_accurate.json")
 ACTIVITIES = Path("resources", "virtualhome", "id2task.json")
 PROMPTS = Path("evaluation", "action_sequence", "prompts", "helm_prompts.json")
@@ -34,6 +36,12 @@ class EAITask:
     edge_goals: tuple[Fact, ...]  # Fact(from id, RELATION, to id): the edge must hold at the end
     action_goals: tuple[str, ...]  # verbs the plan must contain, in this order ('TYPE or TOUCH': either)
     prompt: str  # EAI's own prompt (helm_prompts.json), ending in 'Output:'
+
+    @property
+    def objects(self) -> dict[str, int]:
+        """The objects EAI's prompt lists ('<name>, id: <id>, properties: ...'), name -> node id: the names its
+        evaluator accepts in a plan (a name listed twice: the later id, as its name-to-id map keeps)."""
+        return {name: int(node) for name, node in LISTED.findall(self.prompt)}
 
     @property
     def program_id(self) -> str:

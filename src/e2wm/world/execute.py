@@ -8,7 +8,8 @@ execution goes on with the next step from the unchanged state. So `steps_execute
 (a plan that fails at its first step is not scored as if the rest failed too), and `first_failure` where it first
 went wrong. The later steps run in a state without the failed step's effect, so they are judged as the plan
 would unfold in the simulator, not as its author meant. EAI's evaluator (Li et al., NeurIPS 2024) stops at the
-first failure instead; its executability is the same as `executable` here.
+first failure instead, and its executability differs from `executable` here: it lets a step that changes nothing
+(an "additional step", e.g. standing up while standing) pass, where the simulator's refusal fails it here.
 """
 
 from dataclasses import dataclass

@@ -26,8 +26,11 @@ def test_english_plan_becomes_eai_output_with_repeated_verbs_kept_as_keys():
     assert text == ('{"WALK": ["kitchen_cabinet"], "GRAB": ["cup"], "WALK": ["sink"], "PUTIN": ["cup", "sink"]}')
     assert actions == [["WALK", "kitchen_cabinet"], ["GRAB", "cup"], ["WALK", "sink"], ["PUTIN", "cup", "sink"]]
     # a sentence outside the grammar: the plan goes to the judge as written (a parsing error there), never dropped
-    assert eai.to_eai_output("Walk to sink. Dance with the cup.") == ("Walk to sink. Dance with the cup.", None)
-    assert eai.to_eai_output("") == ("", None)
+    unparsed = eai.UNPARSED + "Walk to sink. Dance with the cup."
+    assert eai.to_eai_output("Walk to sink. Dance with the cup.") == (unparsed, None)
+    assert eai.to_eai_output("") == (eai.UNPARSED, None)
+    # an answer that happens to be JSON is not an English plan: never read as actions (a parsing error)
+    assert eai.to_eai_output('{"WALK": ["sink"]}') == (eai.UNPARSED + '{"WALK": ["sink"]}', None)
 
 
 def test_forms_of_the_342_tasks():
@@ -46,6 +49,8 @@ def test_forms_of_the_342_tasks():
     assert not set(eai.shot_programs()) & set(eai_tasks.program_ids())  # worked examples from outside the 342
     action_only = next(t for t in eai_tasks.load_tasks() if t.action_goals and not t.node_goals)
     assert "Goal: The plan must include: type on, then switch off." in eai.prompt(action_only, "e2wm")
+    either = next(t for t in eai_tasks.load_tasks() if t.identifier == "231_2")  # ('GRAB', 'WASH|RINSE|SCRUB|WIPE')
+    assert "The plan must include: grab, then wash or rinse or scrub or wipe." in eai.prompt(either, "e2wm")
     with pytest.raises(InputError, match="--eai-form"):
         eai.eai_file("chat")
 

@@ -135,11 +135,13 @@ def test_bad_outputs_are_input_errors():
 @pytest.mark.parametrize("output, why", [('["WALK"]', "a JSON list where EAI expects an object"),
                                          ('{"walk": ["television"]}', "the verb 'walk' is not in upper case"),
                                          ('{"WALK": 3}', "the objects of 'WALK' are not a list of names"),
+                                         ('{"WALK": [["television"]]}', "an object of 'WALK' is not a name"),
                                          ("```json\n7", "a JSON int")])
 def test_outputs_that_would_stop_the_evaluator_are_judged_unreadable(output, why):
     """Run alone, the evaluator raises on these (AttributeError, KeyError, TypeError) and scores nothing; the judge
     hands it a text that is not JSON instead, so that the item is a parsing error and the others are judged."""
-    assert why in evaluator_stopper(output)
+    names = next(t for t in load_tasks() if t.identifier == "117_1").objects
+    assert why in evaluator_stopper(output, names)
     found = judge(records([("117_1", output), ("1057_1", WATCH_TV)]))
     stopped, other = found.items
     assert stopped.stops_evaluator.startswith(why) and stopped.error_type == "parsing error"
@@ -147,7 +149,22 @@ def test_outputs_that_would_stop_the_evaluator_are_judged_unreadable(output, why
     assert found.summary["trajectory_evaluation"]["grammar_error"]["parsing"] == 100.0  # 2 counts of 2 items
     with pytest.raises(RunError, match="AttributeError|KeyError|TypeError"):  # the evaluator alone, same output
         run_evaluator({"alone": records([("117_1", output)])})
-    assert evaluator_stopper(WATCH_TV) is None and evaluator_stopper("WALK to the TV") is None
+
+
+@pytest.mark.parametrize("output", ['{"WALK": [1]}', '{"walk": ["unicorn"]}', '{"FOO": ["bar"], "walk": ["bar"]}',
+                                    '{"WALK": "television"}', "[" * 3000, "0" * 5, "[]", WATCH_TV, "WALK to the TV"])
+def test_outputs_the_evaluator_classifies_itself_are_left_to_it(output):
+    """Hallucinated verbs or names come first in the evaluator's checks, so these are its hallucination (or parsing)
+    errors, not outputs that stop it: handed over unchanged, and its numbers equal the evaluator's alone."""
+    names = next(t for t in load_tasks() if t.identifier == "117_1").objects
+    assert evaluator_stopper(output, names) is None
+
+
+def test_a_hallucinated_lower_case_verb_is_the_evaluators_hallucination_error():
+    outputs = records([("117_1", '{"walk": ["unicorn"]}'), ("1057_1", '{"WALK": [1]}'), ("307_2", WATCH_TV)])
+    found = judge(outputs)
+    assert [item.error_type for item in found.items[:2]] == ["hallucination error"] * 2
+    assert found.summary == run_evaluator({"alone": outputs})["alone"]
 
 
 def test_a_subset_without_a_goal_kind_is_a_run_error_that_says_why():
@@ -234,3 +251,19 @@ def test_a_patched_parent_does_not_change_the_judge(gpt4o_subset):
     with pytest.raises(RuntimeError, match="comes from e2wm.world.fast"):
         eai_judge._require_original_simulator()  # what the child checks before judging
     assert judge(gpt4o_subset, hash_seed=0).summary == GPT4O_SUBSET
+
+
+def test_a_script_without_a_main_guard_that_patched_the_simulator(tmp_path):
+    """The judge's child is `python -m e2wm.world.eai_judge`, not a multiprocessing spawn: the caller's script (here
+    one that imports e2wm.world.sim, patching the simulator, and calls the judge at top level) is never re-run."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "study.py"
+    script.write_text("import e2wm.world.sim  # noqa: F401\n"
+                      "from e2wm.world.eai_judge import judge\n"
+                      f"found = judge([{{'identifier': '117_1', 'llm_output': {WATCH_TV!r}}}])\n"
+                      "print(found.items[0].success, found.summary['goal_evaluation']['task_success_rate'])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "100.0"]
