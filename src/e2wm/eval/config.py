@@ -31,7 +31,9 @@ class EvalConfig(LoadedModelOptions):
                                  "(e2wm/adapters/<name>, each with its model card)", group="model")
     data: list[str] = option(help="E2WM .json/.jsonl files, or directories searched for them (training files "
                              "train_* and stats.json left out), or the released benchmark by name (after `e2wm data "
-                             "download`): e2wm (its 11 files), e2wm:qa, e2wm:gen, e2wm:<task> (e2wm:count, ...)")
+                             "download`): e2wm (its 11 files), e2wm:qa, e2wm:gen, e2wm:<task> (e2wm:count, ...); "
+                             "eai:action_sequence: the Embodied Agent Interface's 342 tasks, judged by executing "
+                             "the plans (--eai-form)")
     out: str = option(help="run directory for metrics.json, results.md, predictions/", result=False)
     autocast: str = option("none", AUTOCAST_HELP, choices=AUTOCASTS, group="model")
     chat_template: bool = option(False, CHAT_HELP + "; a multiple-choice option is scored right after the opened "

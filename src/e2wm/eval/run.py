@@ -156,8 +156,30 @@ def qa_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: in
     return result, rows
 
 
+def decoded_texts(model, tokenizer, task: EvalFile, config: EvalConfig, prompts: list[list[int]], shard: Shard,
+                  generator, saved: Path | None, key: str) -> list[str]:
+    """The shard's decoded continuations, from saved (OUT/tasks/<task>.generated.json, written by the main process
+    once the texts are gathered, before any scoring) when it holds them under the same fingerprint key: a judge
+    that fails or is interrupted after generation (EAI's evaluator runs minutes after an hour of decoding) does not
+    cost the generation again."""
+    mine = shard.indices(len(prompts))
+    if saved is not None and saved.is_file():
+        found = json.loads(saved.read_text(encoding="utf-8"))
+        if found.get("fingerprint") == key and len(found.get("texts", [])) == len(prompts):
+            if shard.is_main:
+                logger.info("%s: reusing the generated answers in %s", task.name, saved)
+            return [found["texts"][i] for i in mine]
+    options = dict(max_new_tokens=config.max_new_tokens, num_beams=config.num_beams, indices=mine,
+                   stop=task.stop if config.beam_stop == "newline" else None)
+    if generator is not None:  # another backend (vLLM) decodes the same prompt ids
+        return generator.generate(tokenizer, prompts, **options)
+    with progress_bar(task, len(mine), "generation", shard) as bar:
+        return generation.generate(model, tokenizer, prompts, batch_size=config.batch_size, progress=bar.update,
+                                   **options)
+
+
 def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_length: int, shard: Shard,
-                    generator=None):
+                    generator=None, saved: Path | None = None, key: str = ""):
     """Decode the shard's prompts (each answer cut at the task's stop: its first line, or EAI's JSON) and score them
     with the task's metric (`metrics.METRICS`) and its extra metrics; (result, rows) gathered.
 
@@ -168,23 +190,21 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
     headline metric's) and what the scorers add.
 
     config.beam_stop "newline" stops each sequence at its stop (a newline, or the end of EAI's JSON); "full" decodes
-    the whole --max-new-tokens budget, as the authors' eval_gen.py did, and the answer is cut afterwards.
+    the whole --max-new-tokens budget, as the authors' eval_gen.py did, and the answer is cut afterwards. saved and
+    key: where the decoded texts are kept before scoring, under the task's fingerprint (`decoded_texts`).
     """
     prompts, truncated = generation.encode_prompts(
         tokenizer, [item.input for item in task.items], max_length, config.max_new_tokens, config.chat_template
     )
     mine = shard.indices(len(prompts))
-    options = dict(max_new_tokens=config.max_new_tokens, num_beams=config.num_beams, indices=mine,
-                   stop=task.stop if config.beam_stop == "newline" else None)
-    if generator is not None:  # another backend (vLLM) decodes the same prompt ids
-        texts = generator.generate(tokenizer, prompts, **options)
-    else:
-        with progress_bar(task, len(mine), "generation", shard) as bar:
-            texts = generation.generate(model, tokenizer, prompts, batch_size=config.batch_size,
-                                        progress=bar.update, **options)
-    rows = [{"index": i, "sha256": item_digest(task.items[i]), "prediction": generation.cut(text, task.stop),
-             "ref": task.items[i].ref} for i, text in zip(mine, texts)]
+    texts = decoded_texts(model, tokenizer, task, config, prompts, shard, generator, saved, key)
+    rows = [{"index": i, "text": text} for i, text in zip(mine, texts)]
     rows = gather_rows(rows, shard)
+    if saved is not None and shard.is_main:
+        write_json(saved, {"fingerprint": key, "texts": [row["text"] for row in rows]})
+    rows = [{"index": row["index"], "sha256": item_digest(task.items[row["index"]]),
+             "prediction": generation.cut(row["text"], task.stop), "ref": task.items[row["index"]].ref}
+            for row in rows]
     items = [task.items[row["index"]] for row in rows]
     predictions = [row["prediction"] for row in rows]
     scores = metrics.METRICS[task.spec.metric].score(items, predictions, config)
@@ -242,7 +262,8 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
             if task.kind == "multiple_choice":
                 result, rows = qa_rows(model, tokenizer, task, config, max_length, shard)
             else:
-                result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator)
+                result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator,
+                                               out / "tasks" / f"{task.name}.generated.json", key)
             result.update(n_original=n_original, cut_by_limit=result["n"] < n_original)
             if result["cut_by_limit"] and shard.is_main:
                 logger.warning("%s: --limit %d scored %d of the file's %d items; not a full-benchmark score",

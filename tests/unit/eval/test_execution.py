@@ -80,3 +80,35 @@ def test_plan_tasks_write_execution_metrics_beside_rouge(tiny_llama, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "plan_gen.jsonl").read_text().splitlines()]
     assert [row["program"] for row in rows] == ["file1004_2", "file1004_2", None]
     assert rows[0]["steps_executed"] == 0.0 and "score" in rows[2]
+
+
+def test_generated_answers_are_kept_before_scoring(tiny_llama, tmp_path, monkeypatch):
+    """The decoded texts are saved before any scorer runs: a scorer (a judge) that fails costs no generation on the
+    re-run, which scores the saved texts; a changed setting decodes again."""
+    import dataclasses
+
+    from e2wm.eval import execution, generation
+    from e2wm.eval.config import EvalConfig
+    from e2wm.eval.items import EvalFile
+    from e2wm.eval.run import evaluate_model
+    from e2wm.models import ModelSpec, load_model
+
+    model, tokenizer = load_model(ModelSpec(str(tiny_llama), device="cpu"))
+    task = EvalFile("plan_gen", tmp_path / "plan_gen.json", "generation", [item(source="file1004_2", line=1)])
+    config = EvalConfig(model=str(tiny_llama), data=["x"], out=str(tmp_path / "run"), max_new_tokens=6)
+    calls, real_generate = [], generation.generate
+    monkeypatch.setattr(generation, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the judge failed")
+
+    monkeypatch.setattr(execution, "score", failing)
+    with pytest.raises(RuntimeError, match="the judge failed"):
+        evaluate_model(model, tokenizer, [task], config, identity={})
+    assert calls == [1] and (tmp_path / "run" / "tasks" / "plan_gen.generated.json").is_file()
+    monkeypatch.undo()
+    monkeypatch.setattr(generation, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
+    first = evaluate_model(model, tokenizer, [task], config, identity={})["plan_gen"]
+    assert calls == [1] and first["execution_known"] == 1  # scored from the saved texts
+    evaluate_model(model, tokenizer, [task], dataclasses.replace(config, max_new_tokens=5), identity={})
+    assert calls == [1, 1]  # another setting: decoded again
