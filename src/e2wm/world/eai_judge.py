@@ -162,7 +162,7 @@ def _recorders(module, records: dict, current: list) -> dict:
             "TemporalOrderChecker": RecordingChecker, "json": RecordingJson()}
 
 
-def _child(folder: str, record: bool, connection=None) -> None:  # TEMPORARY connection: a run started before 989d48b
+def _child(folder: str, record: bool) -> None:
     """The evaluator's process: evaluate_results on folder/LLM; writes folder/result.pickle, ('ok', results, records)
     or ('error', its last error line)."""
     current = [None]
@@ -189,10 +189,6 @@ def _child(folder: str, record: bool, connection=None) -> None:  # TEMPORARY con
     except BaseException as error:  # the parent raises RunError with this line
         where = f" (last task begun: {current[0]})" if current[0] else ""
         message = ("error", f"{type(error).__name__}: {error}{where}")
-    if connection is not None:
-        connection.send(message)
-        connection.close()
-        return
     with open(os.path.join(folder, RESULT), "wb") as file:
         pickle.dump(message, file)
 
