@@ -7,14 +7,19 @@ does it remove? One command, resumable:
 2. training data from them with EAI's 342 programs kept out (`e2wm build --exclude-programs eai`);
 3. a Fisher on the base model's samples and an EWC-LoRA adapter trained on that data with the shipped adapter's
    settings (80 steps of 4 examples, lambda 0.05 on the paper-scale Fisher, LoRA r 8, alpha 32, lr 8e-4);
-4. the MCTS plans themselves through EAI's evaluator (the ceiling of imitating them);
+4. the MCTS plans themselves through EAI's evaluator (the ceiling of imitating them), those of `collect plans
+   --programs eai --goals eai` too, and the gold programs' own English through the e2wm form (that form's ceiling);
 5. EAI action sequencing (342 tasks) for the base model (native prompt with its chat template, e2wm form with and
    without goals), the shipped adapter (trained on the released E2WM files) and the new adapter (e2wm forms);
 6. plan generation with execution metrics on the build's own held-out plan files (programs outside EAI and outside
    training), and on the released dev plan files when ../shared holds them;
 7. `e2wm report` per prompt form (paired intervals against the base model; the EAI section with the 15 LLMs).
 
-Every step is skipped when its output exists (collect, fisher and train resume; eval reuses finished tasks).
+8. paired differences against the base model that `e2wm report` does not give: the plan files' execution metrics,
+   and EAI's task success and executability over the tasks whose prompts are identical in both runs (pairs.json).
+
+`--measure-only` runs steps 4 and 8 alone, on what exists. Every step is skipped when its output exists (collect,
+fisher and train resume; eval reuses finished tasks).
 Jobs run with one torch thread each, --parallel at once. --publish copies metrics, reports and summaries (no
 benchmark texts) into DIR.
 """
@@ -29,8 +34,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from e2wm.eval.eai import plan_outputs
-from e2wm.files import write_json
+from e2wm.eval.eai import eai_file, plan_outputs, to_eai_output
+from e2wm.eval.statistics import paired_bootstrap
+from e2wm.files import read_jsonl, write_json
 from e2wm.world.eai_judge import judge
 
 SHARED_DEV = Path(__file__).resolve().parents[2] / "shared" / "e2wm-benchmark" / "eval-dev" / "gen"
@@ -65,6 +71,66 @@ def e2wm(out: Path, *args: str) -> None:
         raise SystemExit(f"e2wm {' '.join(args)} failed (in {out})")
 
 
+def judged(outputs: list[dict], name: str) -> dict:
+    found = judge(outputs, hash_seed=0, name=name)
+    return {"summary": found.summary, "version": found.version, "hash_seed": found.hash_seed}
+
+
+def measure(out: Path, workers: int) -> None:
+    """EAI's evaluator on plans that no model wrote (measured.json): e2wm's MCTS plans (final-graph goals, and
+    `--goals eai`) and the gold programs' English through the e2wm form."""
+    found = json.loads((out / "measured.json").read_text()) if (out / "measured.json").is_file() else {}
+    if "mcts" not in found:
+        found["mcts"] = judged(plan_outputs(out / "plans.jsonl"), "e2wm-mcts")
+    if "mcts_goals_eai" not in found:
+        e2wm(out, "collect", "plans", "--programs", "eai", "--goals", "eai", "--simulations", "50", "--seed", "0",
+             "--workers", str(workers), "--out", "mcts-goals-eai/plans.jsonl")
+        found["mcts_goals_eai"] = judged(plan_outputs(out / "mcts-goals-eai" / "plans.jsonl"), "e2wm-mcts-eai")
+    if "gold_english_e2wm_form" not in found:
+        task = eai_file("e2wm")  # the gold program's English is each item's ref
+        outputs = [{"identifier": item.source, "llm_output": to_eai_output(item.ref)[0]} for item in task.items]
+        found["gold_english_e2wm_form"] = judged(outputs, "gold-english")
+    write_json(out / "measured.json", found)
+
+
+def rows(out: Path, run: str, task: str) -> list[dict]:
+    return read_jsonl(out / "eval" / run / "predictions" / f"{task}.jsonl")
+
+
+def pairs(out: Path) -> dict:
+    """Paired differences against the base model (`statistics.paired_bootstrap`: 10,000 resamples, seed 1234):
+    the held-out plan files' execution metrics over their items, and EAI's task success and executability over the
+    counted tasks whose prompts (digests) are the same in both runs."""
+    found = {}
+    plan_tasks = ["plan_gen", "plan_gen_confusing"]
+    for who in ("shipped", "trained"):
+        if not all((out / "eval" / f"plans-heldout-{run}" / "metrics.json").is_file() for run in ("base", who)):
+            continue
+        base = [r for task in plan_tasks for r in rows(out, "plans-heldout-base", task)]
+        other = [r for task in plan_tasks for r in rows(out, f"plans-heldout-{who}", task)]
+        for key in ("steps_executed", "goals_reached", "executable"):
+            kept = [(b, o) for b, o in zip(base, other) if b.get(key) is not None and o.get(key) is not None]
+            found[f"plans-heldout {who} {key}"] = paired([b[key] for b, _ in kept], [o[key] for _, o in kept], key)
+    for form in ("e2wm", "e2wm-no-goals"):
+        for who in ("shipped", "trained"):
+            runs = (f"base-{form}", f"{who}-{form}")
+            if not all((out / "eval" / run / "metrics.json").is_file() for run in runs):
+                continue
+            base, other = (rows(out, run, "eai_action_sequence") for run in runs)
+            kept = [(b, o) for b, o in zip(base, other)
+                    if b["sha256"] == o["sha256"] and b["score"] is not None and o["score"] is not None]
+            for key in ("success", "executable"):
+                found[f"eai {form} {who} {key}"] = paired([b[key] for b, _ in kept], [o[key] for _, o in kept], key)
+    return found
+
+
+def paired(base: list, other: list, name: str) -> dict:
+    result = paired_bootstrap([float(v) for v in base], [float(v) for v in other], 10_000, 1234, name)
+    d = result.difference
+    return {"n": len(base), "base": sum(map(float, base)) / len(base), "other": sum(map(float, other)) / len(other),
+            "difference": d.estimate, "ci95": [d.low, d.high], "p": d.p, "verdict": d.verdict}
+
+
 def evaluate(out: Path, name: str, adapter: str | None, data: list[str], extra: list[str]) -> None:
     if (out / "eval" / name / "metrics.json").is_file():
         return
@@ -77,9 +143,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/eai-study"))
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--publish", type=Path)
+    parser.add_argument("--measure-only", action="store_true", help="only the judge's measurements and pairs.json")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.measure_only:
+        measure(out, args.parallel)
+        write_json(out / "pairs.json", pairs(out))
+        return
     e2wm(out, "collect", "plans", "--programs", "all", "--simulations", "50", "--seed", "0",
          "--workers", str(args.parallel), "--out", "plans.jsonl")
     e2wm(out, "build", "--plans", "plans.jsonl", "--exclude-programs", "eai", "--eval-programs", "30",
@@ -90,10 +161,9 @@ def main() -> None:
     if not (out / "train" / "adapter").is_dir():
         e2wm(out, "train", "--model", MODEL, *TRAIN, "--data-dir", "built", "--fisher", "fisher/fisher.safetensors",
              "--resume", "--out", "train")
-    if not (out / "mcts_eai.json").is_file():
-        judgement = judge(plan_outputs(out / "plans.jsonl"), hash_seed=0, name="e2wm-mcts")
-        write_json(out / "mcts_eai.json", {"summary": judgement.summary, "version": judgement.version,
-                                           "hash_seed": judgement.hash_seed})
+    measure(out, args.parallel)
+    if args.measure_only:
+        return
     heldout = ["built/heldout/plan_gen.jsonl", "built/heldout/plan_gen_confusing.jsonl"]
     jobs = [(name, adapter, ["eai:action_sequence"], ["--eai-form", form, *extra])
             for name, (adapter, form, extra) in EAI_RUNS.items()]
@@ -108,12 +178,16 @@ def main() -> None:
         if all((out / "eval" / run / "metrics.json").is_file() for run in runs):
             e2wm(out, "report", *[f"eval/{run}" for run in runs], "--title", f"EAI study: {name}",
                  "--out", f"reports/{name}.md")
+    write_json(out / "pairs.json", pairs(out))
     summary = {name: json.loads((out / "eval" / name / "metrics.json").read_text())
                for name, *_ in jobs if (out / "eval" / name / "metrics.json").is_file()}
-    write_json(out / "summary.json", {"mcts": json.loads((out / "mcts_eai.json").read_text()), "runs": summary})
+    write_json(out / "summary.json", {"measured": json.loads((out / "measured.json").read_text()), "runs": summary,
+                                      "pairs": json.loads((out / "pairs.json").read_text())})
     if args.publish:
         args.publish.mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "summary.json", args.publish / "summary.json")
+        shutil.copy(out / "pairs.json", args.publish / "pairs.json")
+        shutil.copy(out / "measured.json", args.publish / "measured.json")
         shutil.copy(out / "built" / "stats.json", args.publish / "build-stats.json")
         if (out / "reports").is_dir():
             shutil.copytree(out / "reports", args.publish / "reports", dirs_exist_ok=True)

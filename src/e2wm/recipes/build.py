@@ -26,7 +26,8 @@ from e2wm.data.config import BuildConfig
 from e2wm.data.exclude import Exclusion, known_programs, resolve
 from e2wm.data.records import PlanRecord, read_episodes, read_plans
 from e2wm.errors import InputError
-from e2wm.eval.metrics import lcs_score, rouge_scores
+from e2wm.eval.items import GenItem
+from e2wm.eval.metrics import METRICS
 from e2wm.eval.statistics import chance_baseline, majority_baseline
 from e2wm.files import output_folder, write_json, write_jsonl
 from e2wm.locks import output_lock
@@ -149,10 +150,8 @@ def baselines(file: OutputFile, seed: int) -> dict:
               for _ in range(DRAWS)]
 
     def score(pairs: list[tuple[str, str]]) -> float:
-        if metric == "lcs":
-            values = [lcs_score(prediction, ref) for prediction, ref in pairs]
-        else:
-            values = [s["rougeL"] for s in rouge_scores([p for p, _ in pairs], [r for _, r in pairs])]
+        scored = METRICS[metric].score([GenItem("", ref) for _, ref in pairs], [p for p, _ in pairs], None)
+        values = scored.per_item[metric]
         return sum(values) / len(values) if values else float("nan")
 
     return {"metric": metric, "chance": score(others), "majority": score([(answer, ref) for ref in refs]),
