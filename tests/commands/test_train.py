@@ -624,8 +624,12 @@ def test_the_adapter_has_a_model_card_naming_the_public_base(tiny_gpt2, tmp_path
     (evaluation / "metrics.json").write_text(json.dumps({
         "count": {"accuracy": 0.5, "accuracy_stderr": 0.1, "n": 26},
         "plan_gen": {"rougeL": 0.4, "rougeL_stderr": 0.02, "n": 59},
-        "ppl": {"perplexity": 37.4, "tokens": 883}}))
+        "ppl": {"perplexity": 37.4, "tokens": 883},
+        "my_paths": {"lcs": 0.25, "lcs_stderr": 0.05, "n": 9},  # a user's own file: its metric from the table
+        "eai_action_sequence": {"task_success": None, "n": 3}}))  # a --limit run the judge counted none of
     card = model_card(tmp_path / "r", evaluation)
+    assert "| my paths | lcs | 0.250 ± 0.050 | 9 |" in card
+    assert "| EAI action sequencing | task_success | — | 3 |" in card
     assert "| counting | accuracy | 0.500 ± 0.100 | 26 |" in card
     assert "| plan generation | rougeL | 0.400 ± 0.020 | 59 |" in card
     assert "| general text | perplexity | 37.40 | 883 tokens |" in card

@@ -151,21 +151,26 @@ def to_eai_output(plan: str) -> tuple[str, list[list[str]] | None]:
     if not steps or any(step.error for step in steps):
         return UNPARSED + plan, None
     actions = [[step.verb, *(class_key(name).replace(" ", "_") for name in step.names)] for step in steps]
-    body = ", ".join(f"{json.dumps(verb)}: {json.dumps(objects)}" for verb, *objects in actions)
-    return "{" + body + "}", actions
+    return eai_json(actions), actions
+
+
+def eai_json(actions: list[list[str]]) -> str:
+    """Actions [verb, object names...] as EAI's output: one JSON object, the verbs as keys in order, repeated verbs
+    repeated (EAI's parser keeps the last of equal keys)."""
+    return "{" + ", ".join(f"{json.dumps(verb)}: {json.dumps(objects)}" for verb, *objects in actions) + "}"
 
 
 def script_output(lines: list[str]) -> str:
     """Script lines ('[PUTBACK] <cup> (12) <table> (45)') as EAI's output by name: '{"PUTBACK": ["cup", "table"]}',
     repeated verbs repeated as keys (as `to_eai_output`). InputError for a line that is not a script line."""
-    pairs = []
+    actions = []
     for line in lines:
         parsed = script_line(line)
         if parsed is None:
             raise InputError(f"not a script line: {line!r}")
         verb, args = parsed
-        pairs.append(f"{json.dumps(verb)}: {json.dumps([name for name, _ in args])}")
-    return "{" + ", ".join(pairs) + "}"
+        actions.append([verb, *(name for name, _ in args)])
+    return eai_json(actions)
 
 
 def plan_outputs(plans: Path) -> list[dict]:

@@ -131,30 +131,27 @@ def read_rows(run: Path) -> list[dict]:
 
 
 def summary_rates(summary: dict) -> tuple[float, dict[str, float | None], dict[str, float]]:
-    """(executable, goal rates, error shares) in percent from the evaluator's summary."""
+    """(executable, goal rates, error shares) in percent from the evaluator's summary (a goal rate None where the
+    counted tasks have no goal of its kind: `eai_judge.summary_from_items`)."""
     goals, trajectory = summary["goal_evaluation"], summary["trajectory_evaluation"]
     return (trajectory["execution_success_rate"], dict(zip(GOALS, (goals[key] for key in SUMMARY_GOALS))),
             {key: trajectory[group][key] for _, group, key in ERRORS})
 
 
-def row_rates(rows: list[dict]) -> tuple[float, dict[str, float | None], dict[str, float]]:
-    """(executable, goal rates, error shares) in percent recomputed from counted rows, by the evaluator's rules
-    (`eai_judge.summary_from_items`, unrounded): a goal rate is None when the rows have no goal of its kind."""
-    n = len(rows)
-    goals = {}
-    for position, kind in enumerate(GOALS):
-        total = sum(row["goals"][position] for row in rows)
-        goals[kind] = 100.0 * sum(row["goals_met"][position] for row in rows) / total if total else None
-    errors = {"parsing": sum(row.get("parse_errors", 0) for row in rows)}  # 0 unless a parsing error
-    errors |= {key: sum(row["error_type"] == GRAMMAR[key] for row in rows) for key in GRAMMAR if key != "parsing"}
-    errors |= {key: sum(row["runtime_errors"].count(key) for row in rows) for key in eai_judge.RUNTIME_ERRORS.values()}
-    return (100.0 * sum(row["executable"] for row in rows) / n, goals,
-            {key: 100.0 * errors[key] / n for _, _, key in ERRORS})
+def judgement(row: dict) -> eai_judge.ItemJudgement:
+    """A counted prediction row (`read_rows`) as the judge's per-item result, for `eai_judge.summary_from_items`."""
+    met, goals = row["goals_met"], row["goals"]
+    return eai_judge.ItemJudgement(
+        identifier="", counted=True, actions=None, executed=None, executable=row["executable"],
+        error_type=row["error_type"], error_action=None, runtime_errors=row["runtime_errors"],
+        parse_errors=row.get("parse_errors", 0), same_as_gold=False, node_goals_met=met[0], node_goals=goals[0],
+        edge_goals_met=met[1], edge_goals=goals[1], action_goals_met=met[2], action_goals=goals[2],
+        success=row["success"])
 
 
 def run_row(label: str, run: Path, result: dict) -> EaiRow:
     """An evaluated run's row: its rates from `eai_summary` when the run judged the whole set, else recomputed from
-    its rows (`row_rates`).
+    its rows by the evaluator's rules (`eai_judge.summary_from_items`).
 
     Raises:
         InputError: a bad predictions row, or rows whose counted tasks disagree with metrics.json's eai_counted.
@@ -163,7 +160,8 @@ def run_row(label: str, run: Path, result: dict) -> EaiRow:
     if len(rows) != result["eai_counted"]:
         raise InputError(f"{predictions_file(run, TASK)}: {len(rows)} counted rows, but metrics.json says "
                          f"eai_counted {result['eai_counted']}: the files are of different runs")
-    rates = summary_rates(result["eai_summary"]) if result.get("eai_summary") else row_rates(rows)
+    summary = result.get("eai_summary") or eai_judge.summary_from_items([judgement(row) for row in rows])
+    rates = summary_rates(summary)
     limit = (result["n"], result["n_original"]) if result.get("cut_by_limit") else None
     return EaiRow(label, result["eai_form"], len(rows), sum(row["success"] for row in rows), *rates, run=True,
                   limit=limit)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from e2wm.benchmark import TASKS, label
+from e2wm.eval.metrics import headline
 from e2wm.files import read_jsonl, write_atomic, write_json
 from e2wm.models import EMBEDDED_DESCRIPTION, EMBEDDED_HUB_ID, EMBEDDED_NAME
 
@@ -124,9 +125,10 @@ def evaluation_lines(evaluation: Path) -> list[str]:
             tokens = values.get("tokens", "")
             rows.append(f"| general text | perplexity | {values['perplexity']:.2f} | {tokens} tokens |")
             continue
-        metric = TASKS[task].metric if task in TASKS else ("accuracy" if "accuracy" in values else "rougeL")
+        metric = TASKS[task].metric if task in TASKS else headline(values)[0]
         stderr = values.get(f"{metric}_stderr")
-        score = f"{values[metric]:.3f}" + (f" ± {stderr:.3f}" if stderr is not None else "")
+        score = "—" if values.get(metric) is None else f"{values[metric]:.3f}"
+        score += f" ± {stderr:.3f}" if stderr is not None else ""
         rows.append(f"| {label(task)} | {metric} | {score} | {values.get('n', '')} |")
     return [f"`e2wm eval` of this adapter ({evaluation.name}); ± is one standard error:", "", *rows]
 

@@ -283,15 +283,23 @@ def _item(identifier: str, record: dict, error_info: dict) -> ItemJudgement:
 
 def summary_from_items(items: list[ItemJudgement]) -> dict:
     """The evaluator's summary recomputed from per-item results, with its formulas and rounding (percent of the
-    counted items, or of their goals; evaluate_results.py). ZeroDivisionError where the evaluator's would."""
+    counted items, or of their goals; evaluate_results.py). A goal rate is None where the counted items have no goal
+    of its kind (the evaluator would divide by zero: it judges only sets with every kind, `eval.eai.padding`).
+
+    Raises:
+        ZeroDivisionError: no item is counted (there is no rate).
+    """
     counted = [item for item in items if item.counted]
     n = len(counted)
 
     def share(count: int, digits: int = 4) -> float:
         return round(100.0 * count / n, digits)
 
-    def rate(met: str, total: str) -> float:
-        return round(100.0 * sum(getattr(i, met) for i in counted) / sum(getattr(i, total) for i in counted), 4)
+    def ratio(met: int, total: int) -> float | None:
+        return round(100.0 * met / total, 4) if total else None
+
+    def rate(met: str, total: str) -> float | None:
+        return ratio(sum(getattr(i, met) for i in counted), sum(getattr(i, total) for i in counted))
 
     met_all = sum(i.node_goals_met + i.edge_goals_met + i.action_goals_met for i in counted)
     goals_all = sum(i.node_goals + i.edge_goals + i.action_goals for i in counted)
@@ -303,7 +311,7 @@ def summary_from_items(items: list[ItemJudgement]) -> dict:
             "state_goal": rate("node_goals_met", "node_goals"),
             "relation_goal": rate("edge_goals_met", "edge_goals"),
             "action_goal": rate("action_goals_met", "action_goals"),
-            "total_goal": round(100.0 * met_all / goals_all, 4),
+            "total_goal": ratio(met_all, goals_all),
         },
         "trajectory_evaluation": {
             "execution_success_rate": share(sum(i.executable for i in counted), 1),

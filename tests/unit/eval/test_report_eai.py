@@ -10,7 +10,7 @@ from helpers.eai_run import TASK, eai_run, item
 
 from e2wm.errors import InputError
 from e2wm.eval import eai_report
-from e2wm.eval.eai_report import row_rates, summary_rates, table
+from e2wm.eval.eai_report import judgement, table
 from e2wm.eval.report import write_report
 from e2wm.eval.statistics import wilson_interval
 from e2wm.world import eai_judge
@@ -126,29 +126,32 @@ def shipped_rows(judgement) -> list[dict]:
 
 def test_rates_from_rows_equal_eai_summary_on_shipped_outputs():
     """GPT-3.5-turbo's shipped outputs of 30 tasks (10 with goals of every kind, which the evaluator divides by;
-    parsing and argument errors and a missing step among them) judged by EAI's evaluator: the rates recomputed from
-    the rows are its summary's (rounded as it rounds)."""
+    parsing and argument errors and a missing step among them) judged by EAI's evaluator: the summary recomputed
+    from the prediction rows, read back as judgements, is its summary exactly (rounded as it rounds)."""
     shipped = json.loads(eai_judge.shipped_outputs()["gpt-3.5-turbo-0125"].read_text())
     outputs = shipped[:20] + [output for output in shipped[20:] if output["identifier"] in every_kind()][:10]
-    judgement = eai_judge.judge(outputs, name="gpt-3.5-turbo-0125")
-    rows = [row for row in shipped_rows(judgement) if row["counted"]]
+    judged = eai_judge.judge(outputs, name="gpt-3.5-turbo-0125")
+    rows = [row for row in shipped_rows(judged) if row["counted"]]
     assert {"parsing error", "parameter error", "missing_step"} <= {row["error_type"] for row in rows}
-    executable, goals, errors = row_rates(rows)
-    expected = summary_rates(judgement.summary)
-    assert executable == pytest.approx(expected[0], abs=0.05)  # the evaluator rounds it to 0.1
-    assert goals == pytest.approx(expected[1], abs=1e-4)
-    assert errors == pytest.approx(expected[2], abs=1e-4)
-    assert 100.0 * sum(row["success"] for row in rows) / len(rows) == pytest.approx(
-        judgement.summary["goal_evaluation"]["task_success_rate"], abs=1e-4)
+    assert eai_judge.summary_from_items([judgement(row) for row in rows]) == judged.summary
+
+
+def test_a_goal_kind_that_no_counted_row_has_is_none():
+    rows = [item(success=True, executable=True, goals_met=(2, 1, 0), goals=(2, 1, 0)),
+            item(executable=True, goals_met=(1, 0, 0), goals=(2, 1, 0), runtime_errors=["missing_step"])]
+    summary = eai_judge.summary_from_items([judgement(row) for row in rows])
+    assert summary["goal_evaluation"] == {"task_success_rate": 50.0, "state_goal": 75.0, "relation_goal": 50.0,
+                                          "action_goal": None, "total_goal": 66.6667}
+    assert summary["trajectory_evaluation"]["runtime_error"]["missing_step"] == 50.0
 
 
 def test_a_run_reads_the_same_from_its_summary_or_its_rows(tmp_path):
     """The same judged rows as a run with EAI's summary and as a --limit run without one: the same table row."""
     outputs = [output for output in json.loads(eai_judge.shipped_outputs()["llama-3-8b-chat"].read_text())
                if output["identifier"] in every_kind()][:12]
-    judgement = eai_judge.judge(outputs, name="llama-3-8b-chat")
-    rows = shipped_rows(judgement)
-    whole = eai_run(tmp_path / "whole", rows, summary=judgement.summary)
+    judged = eai_judge.judge(outputs, name="llama-3-8b-chat")
+    rows = shipped_rows(judged)
+    whole = eai_run(tmp_path / "whole", rows, summary=judged.summary)
     part = eai_run(tmp_path / "part", rows, limit=342)
     found = [table_rows(write_report([run], [], tmp_path / f"{run.name}.md"))[0] for run in (whole, part)]
     assert found[0][3] == found[1][3].replace(" (--limit)", "")
