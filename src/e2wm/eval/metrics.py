@@ -194,6 +194,10 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (  # in headline
     Metric("lcs", "LCS ratio", family=("ROUGE-L / LCS", "generation"), score=lcs_scorer_of),
     Metric("task_success", "EAI task success", family=("EAI task success", "EAI"), binary=True, score=eai_scorer_of),
     Metric("perplexity", "perplexity", higher_is_better=False, bounds=(1.0, math.inf)),
+    # beside a task's main metric only (`eval.secondary`): a plan run in the simulator (`eval.execution`), EAI's
+    Metric("steps_executed", "steps executed"),
+    Metric("goals_reached", "goal facts reached"),
+    Metric("executable", "whole plan executable", binary=True),
 )}
 # metrics computed beside a task's own (TaskSpec.extra_metrics): name -> scorer
 EXTRA_SCORERS: dict[str, Scorer] = {"execution": execution_scorer_of}

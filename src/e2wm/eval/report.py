@@ -24,6 +24,7 @@ from e2wm.eval.eai_report import TASK as EAI_TASK
 from e2wm.eval.eai_report import check_eai, eai_section
 from e2wm.eval.header import eval_run_line, train_log_line
 from e2wm.eval.metrics import METRICS, families, headline
+from e2wm.eval.secondary import Secondary, compare_secondary
 from e2wm.eval.statistics import (
     ALPHA,
     LEVEL,
@@ -385,6 +386,25 @@ def comparison_table(runs: list[Run], found: list[Comparison], means: list[Famil
             pair = comparison.ppl
             cells += [fmt(run.metrics.get(PPL, {}).get("perplexity")),
                       *change_cells(pair, functools.partial(verdict, metric="perplexity"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def secondary_table(runs: list[Run], found: list[Secondary]) -> str:
+    """Markdown: a row per task and secondary metric (`eval.secondary`): the items paired, the first run's mean
+    over them, and per later run its mean, the difference with its 95% paired interval, the verdict and p."""
+    base = runs[0]
+    header = ["task", "metric", "n", cell(base.label)]
+    for run in runs[1:]:
+        header += [cell(run.label), f"Δ {cell(run.label)} − {cell(base.label)} [95% CI]", "verdict", "p"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    for row in found:
+        first = next(pair for pair in row.pairs if pair is not None)
+        sizes = "/".join(sorted({str(len(pair.base)) for pair in row.pairs if pair is not None}))
+        cells = [cell(row.task), METRICS[row.metric].label, sizes, fmt(first.base_mean)]
+        for pair in row.pairs:
+            cells += [fmt(None if pair is None else pair.other_mean),
+                      *change_cells(pair, functools.partial(verdict, metric=row.metric))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -764,6 +784,13 @@ def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) 
         parts += [f"**Warning: fewer than {MIN_ITEMS} items in {', '.join(small)}: at this size the intervals are "
                   "rough and only large changes can be told from noise.**", ""]
     parts += [comparison_table(runs, found, means), "", f"![Scores by task and run]({chart.name})", ""]
+    secondary = compare_secondary([run.path for run in runs], [run.metrics for run in runs], resamples, seed)
+    if secondary:
+        parts += ["### Beside the main metric", "",
+                  "Each task's other metrics, compared with the same paired interval and test over the items that "
+                  "both runs give a value: plans run in VirtualHome from their program's initial graph (steps "
+                  "executed, goal facts reached, whole plan executable; items without a known program have none) "
+                  "and EAI's executability over its counted tasks.", "", secondary_table(runs, secondary), ""]
     if found:
         parts += ["### What these numbers support", "", *conclusions(runs, found, means)]
     return parts
