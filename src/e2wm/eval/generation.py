@@ -27,7 +27,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from e2wm.chat import user_turn
 from e2wm.decoding import ignored_settings, own_settings_only
 from e2wm.eval.encoding import encode, encode_rendered
-from e2wm.eval.prefix_cache import common_prefix, model_device, run_tokens, supports_prefix_cache
+from e2wm.eval.prefix_cache import Prefix, broadcast, common_prefix, model_device, run_tokens, supports_prefix_cache
 from e2wm.models import pad_id
 
 STOP = "\n"
@@ -102,23 +102,35 @@ def ignored_model_settings(model, tokenizer, max_new_tokens: int, num_beams: int
     return ignored_settings(model, decoding_config(tokenizer, max_new_tokens, num_beams))
 
 
+def shared_prefix(model, prompts: list[list[int]]) -> Prefix | None:
+    """All the prompts' common token prefix run once (`run_tokens`), stopping one token short of the shortest
+    prompt so that every prompt has a token left to run; None when it has under 8 tokens or the model's cache is
+    not a plain dynamic one (`supports_prefix_cache`)."""
+    shared = common_prefix(prompts)[: min(len(p) for p in prompts) - 1]
+    if len(shared) < 8:
+        return None
+    prefix = run_tokens(model, shared)
+    return prefix if supports_prefix_cache(prefix.cache) else None
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 256, num_beams: int = 1,
              batch_size: int = 1, stop: str | None = STOP, progress=None,
              indices: list[int] | None = None) -> list[str]:
     """Decoded continuations (full text, not yet cut at the newline) of the prompts at indices (default all).
 
-    batch_size 1 with greedy decoding reuses one cache of all the prompts' common prefix (deep-copied
-    per prompt); larger batches decode left-padded prompts together (faster on GPUs). The cached prefix
-    stops one token short of the shortest prompt and is used only when it has >= 8 tokens and the model's
-    cache is a plain dynamic one (`supports_prefix_cache`).
+    Greedy decoding runs all the prompts' common prefix once (`shared_prefix`: the E2WM files' worked examples, EAI's
+    2,000-token instructions) and decodes every prompt on its cache: deep-copied per prompt at batch size 1; at
+    larger batch sizes broadcast along the batch (`prefix_cache.broadcast`, no copy), each row the prefix, then left
+    padding, then the prompt's rest (the padding is masked out; positions count the real tokens only, so a row sees
+    what it would alone). Beam search decodes whole prompts, left-padded.
 
     Args:
         prompts: token ids of every prompt of the file (from `encode_prompts`); the shared prefix is taken
             over all of them, so that a shard computes what the whole would.
         max_new_tokens: the most tokens generated per prompt.
         num_beams: 1 for greedy decoding, K for beam search (no prefix cache then).
-        batch_size: prompts decoded together; 1 allows the prefix cache.
+        batch_size: prompts decoded together.
         stop: stop each sequence at its first token holding this string (a newline; `--beam-stop newline`); None
             decodes the whole max_new_tokens budget, as the authors' eval_gen.py did (`--beam-stop full`).
         progress: called with the number of prompts done after each prompt or batch.
@@ -133,11 +145,8 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
     chosen = prompts if indices is None else [prompts[i] for i in indices]
     outputs: list[str] = []
     with own_settings_only(model):
+        prefix = shared_prefix(model, prompts) if num_beams == 1 and chosen else None
         if batch_size == 1:
-            shared = common_prefix(prompts)[: min(len(p) for p in prompts) - 1]
-            prefix = run_tokens(model, shared) if num_beams == 1 and len(shared) >= 8 and chosen else None
-            if prefix is not None and not supports_prefix_cache(prefix.cache):
-                prefix = None
             for prompt in chosen:
                 ids = torch.tensor([prompt], device=device)  # (1, T) long
                 extra = {"cache": copy.deepcopy(prefix.cache)} if prefix is not None else {}
@@ -147,13 +156,16 @@ def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int 
                     progress(1)
             return outputs
         pad = pad_id(tokenizer)
+        head = prefix.tokens if prefix is not None else []  # P tokens, cached
         for start in range(0, len(chosen), batch_size):
-            batch = chosen[start : start + batch_size]
-            width = max(len(p) for p in batch)
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)  # (B, W), left-padded
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)  # 0 on pads
-            out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)  # (B, W + new) long
-            outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True) for row in out)
+            rests = [p[len(head):] for p in chosen[start : start + batch_size]]
+            width = max(len(r) for r in rests)
+            ids = torch.tensor([head + [pad] * (width - len(r)) + r for r in rests], device=device)  # (B, P + W)
+            mask = torch.tensor([[1] * len(head) + [0] * (width - len(r)) + [1] * len(r) for r in rests],
+                                device=device)  # (B, P + W), 0 on the padding
+            extra = {"cache": broadcast(prefix.cache, len(rests))} if prefix is not None else {}
+            out = model.generate(input_ids=ids, attention_mask=mask, **kwargs, **extra)  # (B, P + W + new) long
+            outputs.extend(tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True) for row in out)
             if progress is not None:
-                progress(len(batch))
+                progress(len(rests))
     return outputs

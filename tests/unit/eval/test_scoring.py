@@ -124,6 +124,30 @@ def test_generation_paths_agree_and_stop_at_newline(fixture, request):
         assert generation.first_line(short) == generation.first_line(full)
 
 
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
+def test_the_shared_prefix_cache_gives_plain_decoding_at_every_batch_size(fixture, request):
+    """Prompts after the same worked examples, their rests of different lengths (a batch row is prefix, padding,
+    rest): decoding on the prefix's cache, one at a time or 2 and 3 together, gives each prompt's plain greedy
+    decode token for token."""
+    model, tokenizer = load(request.getfixturevalue(fixture))
+    questions = ["Question: To brush teeth, a related item could be\nAnswer:", "Q: tv?\nA:",
+                 "Question: To watch tv in the living room after dinner, which item is needed most\nAnswer:"]
+    prompts, _ = generation.encode_prompts(tokenizer, [SHOTS + q for q in questions], 512, 10)
+    plain = []
+    for prompt in prompts:
+        ids = torch.tensor([prompt])
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=10,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        plain.append(tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True))
+    prefix = generation.shared_prefix(model, prompts)
+    assert prefix is not None and len(prefix.tokens) >= len(tokenizer(SHOTS)["input_ids"]) - 1
+    for batch_size in (1, 2, 3):
+        assert generation.generate(model, tokenizer, prompts, max_new_tokens=10, stop=None,
+                                   batch_size=batch_size) == plain
+    assert generation.generate(model, tokenizer, prompts, max_new_tokens=10, stop=None, batch_size=2,
+                               indices=[2, 0]) == [plain[2], plain[0]]
+
+
 def test_batched_generation_matches_single(tiny_gpt2):
     model, tokenizer = load(tiny_gpt2)
     prompts, _ = generation.encode_prompts(tokenizer, [i.input for i in ITEMS], 512, 8)
