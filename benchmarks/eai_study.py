@@ -11,15 +11,13 @@ does it remove? One command, resumable:
    --programs eai --goals eai` too, and the gold programs' own English through the e2wm form (that form's ceiling);
 5. EAI action sequencing (342 tasks) for the base model (native prompt with its chat template, e2wm form with and
    without goals), the shipped adapter (trained on the released E2WM files) and the new adapter (e2wm forms; the
-   ablation without goals on the first 171 tasks);
+   ablation without goals and the native run on the first 100 tasks);
 6. plan generation with execution metrics on the build's own held-out plan files (programs outside EAI and outside
-   training), and on the released dev plan files when ../shared holds them;
-7. `e2wm report` per prompt form (paired intervals against the base model; the EAI section with the 15 LLMs).
+   training; every item's program is known, where only 13 of the released dev slice's 158 plan items are);
+7. `e2wm report` per prompt form and for the plan files: paired intervals against the base model for the main
+   metrics and those beside them (execution metrics, EAI's executability), the EAI section with the 15 LLMs.
 
-8. paired differences against the base model that `e2wm report` does not give: the plan files' execution metrics,
-   and EAI's task success and executability over the tasks whose prompts are identical in both runs (pairs.json).
-
-`--measure-only` runs steps 4 and 8 alone, on what exists. Every step is skipped when its output exists (collect,
+`--measure-only` runs step 4 alone. Every step is skipped when its output exists (collect,
 fisher and train resume; eval reuses finished tasks).
 Jobs run with one torch thread each, --parallel at once. --publish copies metrics, reports and summaries (no
 benchmark texts) into DIR.
@@ -36,35 +34,32 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from e2wm.eval.eai import eai_file, plan_outputs, to_eai_output
-from e2wm.eval.statistics import paired_bootstrap
-from e2wm.files import read_jsonl, write_json
+from e2wm.files import write_json
 from e2wm.world.eai_judge import judge
 
-SHARED_DEV = Path(__file__).resolve().parents[2] / "shared" / "e2wm-benchmark" / "eval-dev" / "gen"
 MODEL = "smollm2-135m"
 SHIPPED = "smollm2-135m-e2wm"
 TRAIN = ["--train", "1 plan_gen 0.7 act_recog", "--method", "ewc-lora", "--lambda", "0.05", "--fisher-scale", "paper",
          "--lr", "0.0008", "--max-steps", "80", "--epochs", "100", "--batch-size", "4", "--max-len", "256",
          "--truncation", "left", "--batching", "length", "--save-every", "10", "--lora-r", "8", "--lora-alpha", "32"]
-# the goals ablation runs on the first half of the tasks (171 of 342; the three models pair over the same ones), and
-# the base model's native run on the first 120 (its 2,500-token prompts and 256-token answers cost ~12 s a task on 2
-# cores): the 2-core budget of one session held the study's other runs, not these whole
-ABLATION = ["--limit", "171"]
+# the goals ablation and the base model's native run (its 2,500-token prompts and 256-token answers cost ~12 s a task
+# on 2 cores) run on the first 100 tasks (86 counted; the runs pair over the same ones): the 2-core budget of one
+# session held the study's other runs, not these whole
+SUBSET = ["--limit", "100"]
 EAI_RUNS = {  # name -> (adapter, form, extra eval options)
-    "base-native": (None, "native", ["--chat-template", "--limit", "120"]),
+    "base-native": (None, "native", ["--chat-template", *SUBSET]),
     "base-e2wm": (None, "e2wm", []),
-    "base-e2wm-no-goals": (None, "e2wm-no-goals", ABLATION),
+    "base-e2wm-no-goals": (None, "e2wm-no-goals", SUBSET),
     "shipped-e2wm": (SHIPPED, "e2wm", []),
-    "shipped-e2wm-no-goals": (SHIPPED, "e2wm-no-goals", ABLATION),
+    "shipped-e2wm-no-goals": (SHIPPED, "e2wm-no-goals", SUBSET),
     "trained-e2wm": ("train/adapter", "e2wm", []),
-    "trained-e2wm-no-goals": ("train/adapter", "e2wm-no-goals", ABLATION),
+    "trained-e2wm-no-goals": ("train/adapter", "e2wm-no-goals", SUBSET),
 }
 REPORTS = {  # report name -> runs, the first the baseline
     "eai-e2wm": ["base-e2wm", "shipped-e2wm", "trained-e2wm"],
     "eai-e2wm-no-goals": ["base-e2wm-no-goals", "shipped-e2wm-no-goals", "trained-e2wm-no-goals"],
     "eai-native": ["base-native"],
     "plans-heldout": ["plans-heldout-base", "plans-heldout-shipped", "plans-heldout-trained"],
-    "plans-dev": ["plans-dev-base", "plans-dev-shipped", "plans-dev-trained"],
 }
 
 
@@ -98,44 +93,6 @@ def measure(out: Path, workers: int) -> None:
     write_json(out / "measured.json", found)
 
 
-def rows(out: Path, run: str, task: str) -> list[dict]:
-    return read_jsonl(out / "eval" / run / "predictions" / f"{task}.jsonl")
-
-
-def pairs(out: Path) -> dict:
-    """Paired differences against the base model (`statistics.paired_bootstrap`: 10,000 resamples, seed 1234):
-    the held-out plan files' execution metrics over their items, and EAI's task success and executability over the
-    counted tasks whose prompts (digests) are the same in both runs."""
-    found = {}
-    plan_tasks = ["plan_gen", "plan_gen_confusing"]
-    for who in ("shipped", "trained"):
-        if not all((out / "eval" / f"plans-heldout-{run}" / "metrics.json").is_file() for run in ("base", who)):
-            continue
-        base = [r for task in plan_tasks for r in rows(out, "plans-heldout-base", task)]
-        other = [r for task in plan_tasks for r in rows(out, f"plans-heldout-{who}", task)]
-        for key in ("steps_executed", "goals_reached", "executable"):
-            kept = [(b, o) for b, o in zip(base, other) if b.get(key) is not None and o.get(key) is not None]
-            found[f"plans-heldout {who} {key}"] = paired([b[key] for b, _ in kept], [o[key] for _, o in kept], key)
-    for form in ("e2wm", "e2wm-no-goals"):
-        for who in ("shipped", "trained"):
-            runs = (f"base-{form}", f"{who}-{form}")
-            if not all((out / "eval" / run / "metrics.json").is_file() for run in runs):
-                continue
-            base, other = (rows(out, run, "eai_action_sequence") for run in runs)
-            kept = [(b, o) for b, o in zip(base, other)
-                    if b["sha256"] == o["sha256"] and b["score"] is not None and o["score"] is not None]
-            for key in ("success", "executable"):
-                found[f"eai {form} {who} {key}"] = paired([b[key] for b, _ in kept], [o[key] for _, o in kept], key)
-    return found
-
-
-def paired(base: list, other: list, name: str) -> dict:
-    result = paired_bootstrap([float(v) for v in base], [float(v) for v in other], 10_000, 1234, name)
-    d = result.difference
-    return {"n": len(base), "base": sum(map(float, base)) / len(base), "other": sum(map(float, other)) / len(other),
-            "difference": d.estimate, "ci95": [d.low, d.high], "p": d.p, "verdict": d.verdict}
-
-
 def evaluate(out: Path, name: str, adapter: str | None, data: list[str], extra: list[str]) -> None:
     if (out / "eval" / name / "metrics.json").is_file():
         return
@@ -148,13 +105,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/eai-study"))
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--publish", type=Path)
-    parser.add_argument("--measure-only", action="store_true", help="only the judge's measurements and pairs.json")
+    parser.add_argument("--measure-only", action="store_true", help="only the judge's measurements (step 4)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.measure_only:
         measure(out, args.parallel)
-        write_json(out / "pairs.json", pairs(out))
         return
     e2wm(out, "collect", "plans", "--programs", "all", "--simulations", "50", "--seed", "0",
          "--workers", str(args.parallel), "--out", "plans.jsonl")
@@ -174,24 +130,18 @@ def main() -> None:
             for name, (adapter, form, extra) in EAI_RUNS.items()]
     adapters = {"base": None, "shipped": SHIPPED, "trained": "train/adapter"}
     jobs += [(f"plans-heldout-{who}", adapter, heldout, []) for who, adapter in adapters.items()]
-    if SHARED_DEV.is_dir():
-        dev = [str(path) for path in sorted(SHARED_DEV.glob("plan_gen*.json"))]
-        jobs += [(f"plans-dev-{who}", adapter, dev, []) for who, adapter in adapters.items()]
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         list(pool.map(lambda job: evaluate(out, *job), jobs))
     for name, runs in REPORTS.items():
         if all((out / "eval" / run / "metrics.json").is_file() for run in runs):
             e2wm(out, "report", *[f"eval/{run}" for run in runs], "--title", f"EAI study: {name}",
                  "--out", f"reports/{name}.md")
-    write_json(out / "pairs.json", pairs(out))
     summary = {name: json.loads((out / "eval" / name / "metrics.json").read_text())
                for name, *_ in jobs if (out / "eval" / name / "metrics.json").is_file()}
-    write_json(out / "summary.json", {"measured": json.loads((out / "measured.json").read_text()), "runs": summary,
-                                      "pairs": json.loads((out / "pairs.json").read_text())})
+    write_json(out / "summary.json", {"measured": json.loads((out / "measured.json").read_text()), "runs": summary})
     if args.publish:
         args.publish.mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "summary.json", args.publish / "summary.json")
-        shutil.copy(out / "pairs.json", args.publish / "pairs.json")
         shutil.copy(out / "measured.json", args.publish / "measured.json")
         shutil.copy(out / "built" / "stats.json", args.publish / "build-stats.json")
         if (out / "reports").is_dir():
