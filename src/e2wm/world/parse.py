@@ -63,7 +63,11 @@ def _specificity(item: tuple[str, str]) -> int:
     return len(_PLACEHOLDER.sub("", item[1]))
 
 
-_PATTERNS = [(verb, *_pattern(template)) for verb, template in sorted(_VERBS.items(), key=_specificity, reverse=True)]
+# other wordings of a verb read back too (never written by e2wm): the released E2WM files' own English, whose fixed
+# worked example in every plan_gen eval prompt says "Turn on faucet." and whose references say "Put off shoes."
+SYNONYMS = (("SWITCHON", "Turn on {0}"), ("SWITCHOFF", "Turn off {0}"), ("PUTOFF", "Put off {0}"))
+_PATTERNS = [(verb, *_pattern(template))
+             for verb, template in sorted([*_VERBS.items(), *SYNONYMS], key=_specificity, reverse=True)]
 
 
 @cache

@@ -40,13 +40,17 @@ def test_every_verb_round_trips(verb):
     ("Pour milk into cup.", "POUR", ("milk", "cup")),
     ("  put   THE Cup  on the kitchen  table ..", "PUTBACK", ("cup", "kitchen table")),  # case, spaces, articles
     ("Walk to an apple", "WALK", ("apple",)),  # no period
+    ("Turn on floor lamp.", "SWITCHON", ("floor lamp",)),  # the released files' wordings (parse.SYNONYMS)
+    ("Turn off tv.", "SWITCHOFF", ("tv",)),
+    ("Put off clothes jacket.", "PUTOFF", ("clothes jacket",)),
+    ("Turn to tv.", "TURNTO", ("tv",)),
 ])
 def test_specific_templates_and_tolerance(sentence, verb, names):
     assert (parse_sentence(sentence).verb, parse_sentence(sentence).names) == (verb, names)
 
 
 def test_sentences_without_a_template_are_errors():
-    for sentence in ("Brush teeth.", "Turn on faucet.", "Stand up now.", "Walk to."):
+    for sentence in ("Brush teeth.", "Put toothbrush away.", "Stand up now.", "Walk to.", "Hold toothbrush."):
         parsed = parse_sentence(sentence)
         assert (parsed.verb, parsed.error, parsed.sentence) == (None, NO_VERB, sentence)
 
