@@ -35,7 +35,8 @@ def check_template(tokenizer, model: str) -> None:
 
 def user_turn(tokenizer, prompt: str) -> str:
     """The prompt as the user's message, rendered by the tokenizer's chat template with the assistant's turn
-    opened (`add_generation_prompt=True`): the text a chat model answers after. No system message is added.
+    opened (`add_generation_prompt=True`): the text a chat model answers after. e2wm adds no system message; a
+    template that writes a default one (SmolLM2's does) keeps it, as lm-evaluation-harness's --apply_chat_template.
 
     transformers 5.x: `apply_chat_template(conversation, ..., add_generation_prompt, tokenize=False)` returns the
     rendered string.

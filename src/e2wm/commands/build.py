@@ -13,8 +13,9 @@ def run(config: BuildConfig) -> None:
     for path, info in stats["files"].items():
         if "baselines" in info:
             base = info["baselines"]
-            print(f"{Path(config.out) / path}: {info['examples']} items ({base['metric']}: chance "
-                  f"{base['chance']:.3f}, majority {base['majority']:.3f})")
+            chance = "—" if base["chance"] is None else f"{base['chance']:.3f}"
+            print(f"{Path(config.out) / path}: {info['examples']} items ({base['metric']}: chance {chance}, "
+                  f"majority {base['majority']:.3f})")
         else:
             print(f"{Path(config.out) / path}: {info['examples']} examples")
     for name, report in stats["inputs"].items():

@@ -205,9 +205,10 @@ def score(items: list[GenItem], predictions: list[str], config) -> Scores:
     Returns:
         per item task_success and executable (0/1; None for a task the evaluator does not count: its gold program
         fails the evaluator's own check), its rows (the output handed to the judge, the actions read back in the
-        e2wm forms, and the judge's findings), and as summary the evaluator's own summary of the whole set
-        (`eai_summary`, in percent as EAI reports it; None for a subset, whose rates are the per-item means), the
-        prompt form, the hash seed, the package version and the counted items.
+        e2wm forms, and the judge's findings: the script lines it made of the output, `judge_actions`, which keep
+        one of repeated verbs as EAI's JSON reading does, and those that executed), and as summary the evaluator's
+        own summary of the whole set (`eai_summary`, in percent as EAI reports it; None for a subset, whose rates
+        are the per-item means), the prompt form, the hash seed, the package version and the counted items.
     """
     form = getattr(config, "eai_form", "native")
     outputs, parsed = [], []
@@ -227,11 +228,16 @@ def score(items: list[GenItem], predictions: list[str], config) -> Scores:
                "error_action": found.error_action,
                "runtime_errors": found.runtime_errors, "goals_met": [found.node_goals_met, found.edge_goals_met,
                                                                      found.action_goals_met],
-               "goals": [found.node_goals, found.edge_goals, found.action_goals], "success": found.success}
+               "goals": [found.node_goals, found.edge_goals, found.action_goals], "success": found.success,
+               "judge_actions": found.actions, "executed": found.executed}
         if form != "native":
             row["actions"] = actions
         rows.append(row)
     counted = sum(found.counted for found in judged)
+    if extra and counted:  # the judge's own log line counted the padding too
+        logger.info("EAI task success of these %d tasks: %.2f%% of the %d counted (the %d padding tasks left out)",
+                    len(items), 100.0 * sum(found.success for found in judged if found.counted) / counted, counted,
+                    len(extra))
     if not counted:
         logger.warning("EAI's evaluator counts none of these %d tasks (their gold programs fail its own check), so "
                        "there is no score: the first %d of the 342 are such tasks; --limit %d is the least that "

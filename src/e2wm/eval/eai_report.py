@@ -21,7 +21,7 @@ from e2wm.eval.compare import predictions_file
 from e2wm.eval.statistics import wilson_interval
 from e2wm.files import iter_jsonl, require
 from e2wm.world import eai_judge
-from e2wm.world.eai_tasks import version
+from e2wm.world.eai_tasks import load_tasks, version
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class EaiRow:
     errors: dict[str, float]
     run: bool  # an evaluated run of this report (else a shipped LLM)
     limit: tuple[int, int] | None = None  # a --limit run: (items scored, the benchmark's items)
+    tasks: tuple[str, ...] = ()  # a --limit run's counted tasks ('27_2', ...): the LLMs are compared on these
 
     @property
     def success(self) -> float:
@@ -157,14 +158,18 @@ def run_row(label: str, run: Path, result: dict) -> EaiRow:
         InputError: a bad predictions row, or rows whose counted tasks disagree with metrics.json's eai_counted.
     """
     rows = read_rows(run)
+    identifiers = [task.identifier for task in load_tasks()]  # a row's index is its task's place among the 342
+    if any(row["index"] >= len(identifiers) for row in rows):
+        raise InputError(f"{predictions_file(run, TASK)}: an index beyond EAI's {len(identifiers)} tasks")
     if len(rows) != result["eai_counted"]:
         raise InputError(f"{predictions_file(run, TASK)}: {len(rows)} counted rows, but metrics.json says "
                          f"eai_counted {result['eai_counted']}: the files are of different runs")
     summary = result.get("eai_summary") or eai_judge.summary_from_items([judgement(row) for row in rows])
     rates = summary_rates(summary)
     limit = (result["n"], result["n_original"]) if result.get("cut_by_limit") else None
+    tasks = tuple(identifiers[row["index"]] for row in rows) if limit else ()
     return EaiRow(label, result["eai_form"], len(rows), sum(row["success"] for row in rows), *rates, run=True,
-                  limit=limit)
+                  limit=limit, tasks=tasks)
 
 
 def llm_row(name: str, entry: dict) -> EaiRow:
@@ -198,10 +203,12 @@ def table(rows: list[EaiRow]) -> str:
               *(f"{kind} goals" for kind in GOALS), *(column for column, _, _ in ERRORS)]
     lines = ["| " + " | ".join(header) + " |", "|---:|---|---|" + "---:|" * (len(header) - 3)]
     ordered = sorted(rows, key=lambda row: -row.success)
-    for rank, row in enumerate(ordered, start=1):
+    ranks = iter(range(1, len(rows) + 1))
+    for row in ordered:
         low, high = wilson_interval(row.successes, row.counted)
         name = row.name.replace("|", "\\|")
-        cells = [str(rank), f"**{name}** (evaluated)" if row.run else name, row.form,
+        rank = "—" if row.limit else str(next(ranks))  # a subset's rate is not ranked among whole-set rates
+        cells = [rank, f"**{name}** (evaluated)" if row.run else name, row.form,
                  f"{row.counted}" + (" (--limit)" if row.limit else ""),
                  f"{row.success:.1f} [{100 * low:.1f}, {100 * high:.1f}]", percent(row.executable),
                  *(percent(row.goals[kind]) for kind in GOALS), *(percent(row.errors[key]) for _, _, key in ERRORS)]
@@ -211,9 +218,19 @@ def table(rows: list[EaiRow]) -> str:
     return "\n".join(lines)
 
 
-def form_sentences(runs: list[EaiRow], with_leaderboard: bool) -> list[str]:
+def same_tasks(tasks: tuple[str, ...], board: dict[str, dict]) -> str:
+    """'mistral-large-2402 58.8, ...': each shipped LLM's task success (percent) over the given counted tasks, from
+    its cached per-item results, highest first."""
+    wanted = set(tasks)
+    rates = {name: 100.0 * sum(item["success"] for item in entry["items"] if item["identifier"] in wanted)
+             / len(wanted) for name, entry in board.items()}
+    return ", ".join(f"{name} {rate:.1f}" for name, rate in sorted(rates.items(), key=lambda pair: -pair[1]))
+
+
+def form_sentences(runs: list[EaiRow], board: dict[str, dict]) -> list[str]:
     """Per run what its prompt was and whether its row is the leaderboard's test, and how much of the set it
-    covers."""
+    covers (with the LLMs' task success over the same tasks, when the leaderboard is shown)."""
+    with_leaderboard = bool(board)
     lines = []
     for row in runs:
         if row.form == "native":
@@ -225,7 +242,10 @@ def form_sentences(runs: list[EaiRow], with_leaderboard: bool) -> list[str]:
         if row.limit:
             text += (f"; it ran with --limit and covers only {row.limit[0]} of the {row.limit[1]} tasks "
                      f"({row.counted} counted), so its rates are over those tasks, recomputed from its rows, and "
-                     "not whole-benchmark rates")
+                     "not whole-benchmark rates: it is not ranked")
+            if with_leaderboard:
+                text += f". On the same {row.counted} counted tasks the LLMs' task success is: " + same_tasks(
+                    row.tasks, board)
         lines.append(f"- {text}.")
     return lines
 
@@ -259,7 +279,7 @@ def eai_section(runs: list[tuple[str, Path, dict]], cache: Path | None) -> list[
     else:
         parts += ["The leaderboard of the LLM outputs shipped with virtualhome-eval is left out "
                   "(--no-eai-leaderboard).", ""]
-    parts += form_sentences(evaluated, bool(board)) + [""]
+    parts += form_sentences(evaluated, board) + [""]
     parts += [f"EAI's own rates move with Python's hash seed (its evaluator checks the goals in set order): GPT-4o's "
               f"shipped outputs score {GPT4O_BY_SEED[0]} task success in one process and {GPT4O_BY_SEED[1]} at "
               f"PYTHONHASHSEED 0 and 1. e2wm pins the seed: the runs were judged at hash seed "

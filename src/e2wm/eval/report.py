@@ -296,6 +296,10 @@ def comparisons(runs: list[Run], resamples: int, seed: int) -> list[Comparison]:
         if not shared and not perplexity:
             raise InputError(f"{base.path} ({', '.join(base.metrics)}) and {run.path} ({', '.join(run.metrics)}) "
                              "share no task: there is nothing to compare item by item")
+        if EAI_TASK in shared and base.metrics[EAI_TASK]["eai_form"] != run.metrics[EAI_TASK]["eai_form"]:
+            raise InputError(f"{base.path} and {run.path} answered EAI's tasks in different prompt forms (--eai-form "
+                             f"{base.metrics[EAI_TASK]['eai_form']} and {run.metrics[EAI_TASK]['eai_form']}): a report "
+                             "pairs runs item by item over the same prompts; report each form's runs apart")
         found.append(compare(base.path, run.path, shared, len(shared) == len(tasks), perplexity, resamples, seed))
     return found
 

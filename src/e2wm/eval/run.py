@@ -77,6 +77,17 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
     return digest.hexdigest()
 
 
+def unused_options(tasks: list[EvalFile], config: EvalConfig) -> list[str]:
+    """Options given that no task reads (`fingerprint`'s per-task options): --eai-form other than its default
+    without EAI's task, --robothow-dir without a plan-generation task."""
+    found = []
+    if config.eai_form != "native" and not any(task.spec.metric == "task_success" for task in tasks):
+        found.append(f"--eai-form {config.eai_form} (only --data eai:action_sequence reads it)")
+    if config.robothow_dir and not any("execution" in task.spec.extra_metrics for task in tasks):
+        found.append(f"--robothow-dir {config.robothow_dir} (only plan-generation tasks read it)")
+    return found
+
+
 def token_limit(model, tokenizer, config: EvalConfig) -> int:
     """The token limit of prompt + answer: --max-len, else the model's context (`models.context_length`).
 
@@ -196,6 +207,10 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
     prompts, truncated = generation.encode_prompts(
         tokenizer, [item.input for item in task.items], max_length, config.max_new_tokens, config.chat_template
     )
+    if truncated:
+        logger.warning("%s: %d of %d prompts were cut from the left to fit %d tokens (context less "
+                       "--max-new-tokens %d): their start, the worked examples or instructions, is lost", task.name,
+                       truncated, len(prompts), max_length - config.max_new_tokens, config.max_new_tokens)
     mine = shard.indices(len(prompts))
     texts = decoded_texts(model, tokenizer, task, config, prompts, shard, generator, saved, key)
     rows = [{"index": i, "text": text} for i, text in zip(mine, texts)]
@@ -204,6 +219,7 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
         write_json(saved, {"fingerprint": key, "texts": [row["text"] for row in rows]})
     rows = [{"index": row["index"], "sha256": item_digest(task.items[row["index"]]),
              "prediction": generation.cut(row["text"], task.stop), "ref": task.items[row["index"]].ref}
+            | ({"source": task.items[row["index"]].source} if task.items[row["index"]].source else {})
             for row in rows]
     items = [task.items[row["index"]] for row in rows]
     predictions = [row["prediction"] for row in rows]
@@ -242,6 +258,8 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     """
     shard = shard or Shard()
     out = Path(config.out)
+    for option in unused_options(tasks, config):
+        logger.warning("%s: no task of --data uses it", option)
     max_length = token_limit(model, tokenizer, config)
     results: dict[str, dict] = {}
     device = next(model.parameters()).device

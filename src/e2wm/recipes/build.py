@@ -149,10 +149,10 @@ def baselines(file: OutputFile, seed: int) -> dict:
     others = [(rng.choice(refs[:i] + refs[i + 1:]), ref) for i, ref in enumerate(refs) if len(refs) > 1
               for _ in range(DRAWS)]
 
-    def score(pairs: list[tuple[str, str]]) -> float:
+    def score(pairs: list[tuple[str, str]]) -> float | None:
         scored = METRICS[metric].score([GenItem("", ref) for _, ref in pairs], [p for p, _ in pairs], None)
         values = scored.per_item[metric]
-        return sum(values) / len(values) if values else float("nan")
+        return sum(values) / len(values) if values else None  # one item: no other item's reference to answer
 
     return {"metric": metric, "chance": score(others), "majority": score([(answer, ref) for ref in refs]),
             "majority_answer": answer}

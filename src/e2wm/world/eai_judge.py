@@ -429,8 +429,8 @@ def judge(outputs: list[dict], hash_seed: int = 0, name: str = "model") -> Judge
     if stopped:
         logger.warning("%s: %d output(s) would stop EAI's evaluator and were judged as parsing errors (%s)", name,
                        len(stopped), "; ".join(f"{k}: {v}" for k, v in sorted(stopped.items())[:3]))
-    logger.info("judged %d outputs of %s in %.1f s: task success %.2f%%", len(outputs), name, seconds,
-                summary["goal_evaluation"]["task_success_rate"])
+    logger.info("judged %d outputs of %s in %.1f s: task success %.2f%% over all of them", len(outputs), name,
+                seconds, summary["goal_evaluation"]["task_success_rate"])
     return judgement
 
 

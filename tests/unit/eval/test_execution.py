@@ -1,10 +1,14 @@
 """Execution metrics of plan-generation items: finding an item's program, executing its plan, summaries."""
 
+from pathlib import Path
+
 import pytest
 from conftest import BENCHMARK
 
 from e2wm.eval import execution
-from e2wm.eval.items import GenItem, read_eval_file
+from e2wm.eval.config import EvalConfig
+from e2wm.eval.items import EvalFile, GenItem, read_eval_file
+from e2wm.eval.run import unused_options
 from e2wm.world.programs import load_program, plan_english
 
 GOLD = "Walk to dining room. Walk to freezer. Find food food. Grab food food. Open freezer. Put food food in freezer."
@@ -112,3 +116,16 @@ def test_generated_answers_are_kept_before_scoring(tiny_llama, tmp_path, monkeyp
     assert calls == [1] and first["execution_known"] == 1  # scored from the saved texts
     evaluate_model(model, tokenizer, [task], dataclasses.replace(config, max_new_tokens=5), identity={})
     assert calls == [1, 1]  # another setting: decoded again
+
+
+def test_options_that_no_task_reads_are_named():
+    """--eai-form without EAI's task and --robothow-dir without a plan task change nothing: eval warns of them."""
+    plans = EvalFile("plan_gen", Path("p.json"), "generation")
+    count = EvalFile("count", Path("c.json"), "multiple_choice")
+    eai = EvalFile("eai_action_sequence", Path("eai:action_sequence"), "generation")
+    config = EvalConfig(model="m", data=["x"], out="o", eai_form="e2wm", robothow_dir="/rh")
+    assert unused_options([plans], config) == ["--eai-form e2wm (only --data eai:action_sequence reads it)"]
+    assert unused_options([count], config) == ["--eai-form e2wm (only --data eai:action_sequence reads it)",
+                                               "--robothow-dir /rh (only plan-generation tasks read it)"]
+    assert unused_options([plans, eai], config) == []
+    assert unused_options([count], EvalConfig(model="m", data=["x"], out="o")) == []

@@ -30,8 +30,10 @@ def fake_summary(success: float, executable: float, parsing: float = 0.0, missin
 
 def fake_board(models: dict[str, tuple[int, int]]) -> dict:
     """A leaderboard like `eai_judge.leaderboard`'s: model -> (successes, counted tasks)."""
+    tasks = [task.identifier for task in load_tasks()]  # the first n of EAI's tasks, the first s of them succeeding
     return {name: {"summary": fake_summary(100.0 * s / n, 80.0, parsing=5.0, missing=10.0), "seconds_per_item": 0.2,
-                   "items": [{"success": i < s} for i in range(n)]} for name, (s, n) in models.items()}
+                   "items": [{"identifier": tasks[i], "success": i < s} for i in range(n)]}
+            for name, (s, n) in models.items()}
 
 
 @pytest.fixture
@@ -68,6 +70,9 @@ def test_the_run_is_placed_among_the_leaderboard_by_task_success(tmp_path, board
     assert str(eai_judge.leaderboard_path(tmp_path / "cache", 0)) in caplog.text
     rows = table_rows(text)
     assert [row[1] for row in rows] == ["strong-llm", "**mine** (evaluated)", "weak-llm"]
+    assert [row[0] for row in rows] == ["1", "—", "2"]  # a --limit run is not ranked among whole-set rates
+    # the LLMs over the run's 8 counted tasks (EAI's first 8): 7 of 8 and 2 of 8
+    assert "On the same 8 counted tasks the LLMs' task success is: strong-llm 87.5, weak-llm 25.0." in text
     strong, mine, weak = rows
     assert strong[2:5] == ["native", "10", "70.0 [39.7, 89.2]"]  # Wilson's interval of 7 of 10
     low, high = wilson_interval(4, 8)
@@ -173,6 +178,14 @@ def test_the_task_is_compared_over_the_items_both_runs_count(tmp_path):
     assert cells[6].startswith("gain +250.0%")
     assert cells[7] == f"{2 / 2**10:.3g}"  # the exact sign test: 10 items differ, all one way
     assert f"**{TASK}** (16 items)" in text
+
+
+def test_runs_of_different_prompt_forms_are_refused_naming_the_forms(tmp_path):
+    base = eai_run(tmp_path / "goals", RUN_ITEMS, form="e2wm")
+    other = eai_run(tmp_path / "no-goals", RUN_ITEMS, form="e2wm-no-goals")
+    with pytest.raises(InputError, match=r"different prompt forms \(--eai-form e2wm and e2wm-no-goals\).*report each "
+                                         r"form's runs apart"):
+        write_report([base, other], [], tmp_path / "r.md")
 
 
 def test_runs_counting_other_items_are_refused(tmp_path):
