@@ -116,6 +116,7 @@ def test_a_second_build_with_another_exclusion_rewrites_everything(plans, tmp_pa
     (["IDS"], r"keep-out\.txt:3: 'file27_2x' is not a known program id \(--exclude-programs"),
     (["tv_9"], r"--exclude-programs tv_9: not 'eai', a file of program ids, or a known program id"),
     (["EMPTY"], r"--exclude-programs .*empty\.txt: names no program"),
+    (["/no/such/keep-out.txt"], r"--exclude-programs /no/such/keep-out\.txt: no such file"),
     (["tv_0", "tv_1", "tv_2", "light_0", "light_1", "light_2", "read_0", "read_1", "read_2", "fridge_0",
       "fridge_1", "sofa_0"], r"every one of the 12 plan records in .*plans\.jsonl is of an excluded program"),
 ])

@@ -112,6 +112,11 @@ def resolve(values: list[str], known: set[str]) -> Exclusion:
             sources.append(value)
         elif value in known:
             loose.append(value)
+        elif f"file{value}" in known:  # EAI's own form of an id
+            raise InputError(f"{FLAG} {value}: program ids are written file{value} (EAI's task {value} is program "
+                             f"file{value})")
+        elif "/" in value or "." in value:
+            raise InputError(f"{FLAG} {value}: no such file (give 'eai', a file of program ids, or program ids)")
         else:
             raise InputError(f"{FLAG} {value}: not 'eai', a file of program ids, or a known program id (ids look "
                              "like file27_2)")

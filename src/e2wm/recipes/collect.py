@@ -48,6 +48,12 @@ def collect_plans(config: CollectPlansConfig) -> CollectResult:
         list(dict.fromkeys(config.programs))
     check_ids(chosen, config.robothow_dir)  # a program given twice is one job
     chosen = chosen[: config.max_programs] if config.max_programs else chosen
+    if config.goals == "eai":
+        without = [p for p in chosen if p not in set(eai_tasks.program_ids())]
+        if without:
+            logger.warning("--goals eai: %d of the %d programs (%s) have no EAI task; they are planned toward their "
+                           "final graph's facts, and their records say goals 'final-graph'", len(without), len(chosen),
+                           ", ".join(without[:3]) + (", ..." if len(without) > 3 else ""))
     with output_lock(out):  # one writer: a second collection into this --out is refused
         done = done_keys(out, "program")
         search = SearchConfig(simulations=config.simulations)
