@@ -94,8 +94,8 @@ def measure(out: Path, workers: int) -> None:
 
 
 def evaluate(out: Path, name: str, adapter: str | None, data: list[str], extra: list[str]) -> None:
-    if (out / "eval" / name / "metrics.json").is_file():
-        return
+    """One `e2wm eval` into eval/NAME; a finished run is reused by eval itself (and re-scored from its saved
+    generations when e2wm's scoring changed: `eval.run.METRICS_VERSION`)."""
     e2wm(out, "eval", "--model", MODEL, *(["--adapter", adapter] if adapter else []), "--data", *data,
          "--batch-size", "8", *extra, "--out", f"eval/{name}")
 

@@ -29,8 +29,12 @@ logger = logging.getLogger(__name__)
 
 PPL_WINDOW = 1024  # tokens per perplexity window at most (the model's context length if shorter)
 # the version of a saved task's metrics: a task saved by an older version (without the statistics that
-# version 2 added, or version 3's Wilson interval and item digests) never matches the fingerprint and is recomputed
-METRICS_VERSION = 3
+# version 2 added, version 3's Wilson interval and item digests, or scored before version 4's plan reader took the
+# released files' 'Turn on X') never matches the fingerprint and is recomputed
+METRICS_VERSION = 4
+# the version of saved generations (OUT/tasks/<task>.generated.json): a scoring change alone leaves them valid, so
+# a task saved by an older METRICS_VERSION is re-scored from them without decoding again
+GENERATION_VERSION = 3
 
 
 @dataclass
@@ -57,11 +61,12 @@ def gather_rows(rows: list[dict], shard: Shard) -> list[dict]:
     return sorted(rows, key=lambda row: row["index"])
 
 
-def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
+def fingerprint(task: EvalFile, config: EvalConfig, identity: dict, version: int | None = None) -> str:
     """What a saved task result depends on: the file's bytes, the config's result settings (every EvalConfig
     field not marked result=False, so a field added later is covered; --eai-form for EAI's task only,
     --robothow-dir for the plan tasks only) and the model's identity (the base
-    model's revision or weight digest, the adapter's digest, the device type: see recipes.evaluate)."""
+    model's revision or weight digest, the adapter's digest, the device type: see recipes.evaluate), and version:
+    METRICS_VERSION (None) for a task's result, GENERATION_VERSION for its saved generations."""
     perplexity_only = {f.name for f in fields(config) if f.metadata["group"] == PERPLEXITY}
     unread = set()  # options that change only other tasks' results: a change of them leaves this task's alone
     if task.spec.metric != "task_success":
@@ -73,7 +78,8 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict) -> str:
     if settings.get("autocast") == "none":  # float32 as before the option existed: earlier results stay valid
         del settings["autocast"]
     digest = hashlib.sha256(task.content_digest().encode())
-    digest.update(json.dumps([settings, identity, PPL_WINDOW, METRICS_VERSION], sort_keys=True).encode())
+    version = METRICS_VERSION if version is None else version
+    digest.update(json.dumps([settings, identity, PPL_WINDOW, version], sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -281,7 +287,8 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
                 result, rows = qa_rows(model, tokenizer, task, config, max_length, shard)
             else:
                 result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator,
-                                               out / "tasks" / f"{task.name}.generated.json", key)
+                                               out / "tasks" / f"{task.name}.generated.json",
+                                               fingerprint(task, config, identity, GENERATION_VERSION))
             result.update(n_original=n_original, cut_by_limit=result["n"] < n_original)
             if result["cut_by_limit"] and shard.is_main:
                 logger.warning("%s: --limit %d scored %d of the file's %d items; not a full-benchmark score",

@@ -91,7 +91,7 @@ def test_generated_answers_are_kept_before_scoring(tiny_llama, tmp_path, monkeyp
     re-run, which scores the saved texts; a changed setting decodes again."""
     import dataclasses
 
-    from e2wm.eval import execution, generation
+    from e2wm.eval import execution, generation, run
     from e2wm.eval.config import EvalConfig
     from e2wm.eval.items import EvalFile
     from e2wm.eval.run import evaluate_model
@@ -100,7 +100,7 @@ def test_generated_answers_are_kept_before_scoring(tiny_llama, tmp_path, monkeyp
     model, tokenizer = load_model(ModelSpec(str(tiny_llama), device="cpu"))
     task = EvalFile("plan_gen", tmp_path / "plan_gen.json", "generation", [item(source="file1004_2", line=1)])
     config = EvalConfig(model=str(tiny_llama), data=["x"], out=str(tmp_path / "run"), max_new_tokens=6)
-    calls, real_generate = [], generation.generate
+    calls, real_generate, real_score = [], generation.generate, execution.score
     monkeypatch.setattr(generation, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
 
     def failing(*args, **kwargs):
@@ -114,6 +114,11 @@ def test_generated_answers_are_kept_before_scoring(tiny_llama, tmp_path, monkeyp
     monkeypatch.setattr(generation, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
     first = evaluate_model(model, tokenizer, [task], config, identity={})["plan_gen"]
     assert calls == [1] and first["execution_known"] == 1  # scored from the saved texts
+    monkeypatch.setattr(run, "METRICS_VERSION", run.METRICS_VERSION + 1)  # a scoring change: re-scored, not decoded
+    scored = []
+    monkeypatch.setattr(execution, "score", lambda *a, **k: scored.append(1) or real_score(*a, **k))
+    assert evaluate_model(model, tokenizer, [task], config, identity={})["plan_gen"] == first
+    assert calls == [1] and scored == [1]
     evaluate_model(model, tokenizer, [task], dataclasses.replace(config, max_new_tokens=5), identity={})
     assert calls == [1, 1]  # another setting: decoded again
 
