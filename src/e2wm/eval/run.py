@@ -32,9 +32,9 @@ PPL_WINDOW = 1024  # tokens per perplexity window at most (the model's context l
 # version 2 added, version 3's Wilson interval and item digests, or scored before version 4's plan reader took the
 # released files' 'Turn on X') never matches the fingerprint and is recomputed
 METRICS_VERSION = 4
-# the version of saved generations (OUT/tasks/<task>.generated.json): a scoring change alone leaves them valid, so
-# a task saved by an older METRICS_VERSION is re-scored from them without decoding again
-GENERATION_VERSION = 3
+# the version of saved generations (OUT/tasks/<task>.generated.json), bumped when e2wm's decoding changes: a scoring
+# change or another e2wm commit alone leaves them valid (`generation_identity`), so the task is re-scored from them
+GENERATION_VERSION = 1
 
 
 @dataclass
@@ -81,6 +81,17 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict, version: int
     version = METRICS_VERSION if version is None else version
     digest.update(json.dumps([settings, identity, PPL_WINDOW, version], sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def generation_identity(identity: dict) -> dict:
+    """The model identity that decoded texts depend on: `identity` without e2wm's own version and git commit (a
+    change of e2wm's decoding bumps GENERATION_VERSION instead), so that a new checkout re-scores saved generations
+    rather than decoding again; the libraries' versions stay (they change the numerics)."""
+    software = identity.get("software")
+    if not isinstance(software, dict):
+        return identity
+    versions = {k: v for k, v in software.get("versions", {}).items() if k != "e2wm"}
+    return identity | {"software": {"versions": versions}}
 
 
 def unused_options(tasks: list[EvalFile], config: EvalConfig) -> list[str]:
@@ -288,7 +299,8 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
             else:
                 result, rows = generation_rows(model, tokenizer, task, config, max_length, shard, generator,
                                                out / "tasks" / f"{task.name}.generated.json",
-                                               fingerprint(task, config, identity, GENERATION_VERSION))
+                                               fingerprint(task, config, generation_identity(identity),
+                                                           GENERATION_VERSION))
             result.update(n_original=n_original, cut_by_limit=result["n"] < n_original)
             if result["cut_by_limit"] and shard.is_main:
                 logger.warning("%s: --limit %d scored %d of the file's %d items; not a full-benchmark score",

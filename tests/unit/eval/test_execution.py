@@ -119,8 +119,14 @@ def test_generated_answers_are_kept_before_scoring(tiny_llama, tmp_path, monkeyp
     monkeypatch.setattr(execution, "score", lambda *a, **k: scored.append(1) or real_score(*a, **k))
     assert evaluate_model(model, tokenizer, [task], config, identity={})["plan_gen"] == first
     assert calls == [1] and scored == [1]
+    old, new = ({"software": {"versions": {"e2wm": "0.1.0", "torch": "2"}, "git_commit": commit}} for commit in "ab")
+    evaluate_model(model, tokenizer, [task], config, identity=old)
+    assert evaluate_model(model, tokenizer, [task], config, identity=new)["plan_gen"] == first
+    assert calls == [1, 1] and scored == [1, 1, 1]  # another e2wm commit: re-scored from the saved answers
+    evaluate_model(model, tokenizer, [task], config, identity={"software": {"versions": {"torch": "3"}}})
+    assert calls == [1, 1, 1]  # another torch: decoded again
     evaluate_model(model, tokenizer, [task], dataclasses.replace(config, max_new_tokens=5), identity={})
-    assert calls == [1, 1]  # another setting: decoded again
+    assert calls == [1, 1, 1, 1]  # another setting: decoded again
 
 
 def test_options_that_no_task_reads_are_named():
