@@ -114,8 +114,9 @@ def main() -> None:
         return
     e2wm(out, "collect", "plans", "--programs", "all", "--simulations", "50", "--seed", "0",
          "--workers", str(args.parallel), "--out", "plans.jsonl")
-    e2wm(out, "build", "--plans", "plans.jsonl", "--exclude-programs", "eai", "--eval-programs", "30",
-         "--out", "built")
+    if not (out / "built" / "stats.json").is_file():
+        e2wm(out, "build", "--plans", "plans.jsonl", "--exclude-programs", "eai", "--eval-programs", "30",
+             "--out", "built")
     if not (out / "fisher" / "fisher.safetensors").is_file():
         e2wm(out, "fisher", "--model", MODEL, "--n", "32", "--max-len", "128", "--batch-size", "8",
              "--write-samples", "fisher/samples.jsonl", "--out", "fisher/fisher.safetensors")
