@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--publish", type=Path)
     parser.add_argument("--measure-only", action="store_true", help="only the judge's measurements (step 4)")
+    parser.add_argument("--existing-runs-only", action="store_true",
+                        help="start no eval run that has no folder yet (finished ones are resumed or re-scored)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -131,11 +133,14 @@ def main() -> None:
             for name, (adapter, form, extra) in EAI_RUNS.items()]
     adapters = {"base": None, "shipped": SHIPPED, "trained": "train/adapter"}
     jobs += [(f"plans-heldout-{who}", adapter, heldout, []) for who, adapter in adapters.items()]
+    if args.existing_runs_only:
+        jobs = [job for job in jobs if (out / "eval" / job[0] / "config.json").is_file()]
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         list(pool.map(lambda job: evaluate(out, *job), jobs))
-    for name, runs in REPORTS.items():
-        if all((out / "eval" / run / "metrics.json").is_file() for run in runs):
-            e2wm(out, "report", *[f"eval/{run}" for run in runs], "--title", f"EAI study: {name}",
+    for name, runs in REPORTS.items():  # the runs that exist, the first of them the baseline
+        present = [run for run in runs if (out / "eval" / run / "metrics.json").is_file()]
+        if present:
+            e2wm(out, "report", *[f"eval/{run}" for run in present], "--title", f"EAI study: {name}",
                  "--out", f"reports/{name}.md")
     summary = {name: json.loads((out / "eval" / name / "metrics.json").read_text())
                for name, *_ in jobs if (out / "eval" / name / "metrics.json").is_file()}
