@@ -15,7 +15,8 @@ does it remove? One command, resumable:
 6. plan generation with execution metrics on the build's own held-out plan files (programs outside EAI and outside
    training; every item's program is known, where only 13 of the released dev slice's 158 plan items are);
 7. `e2wm report` per prompt form and for the plan files: paired intervals against the base model for the main
-   metrics and those beside them (execution metrics, EAI's executability), the EAI section with the 15 LLMs.
+   metrics and those beside them (execution metrics, EAI's executability), the EAI section with the 15 LLMs; and
+   the goals ablation per model (with against without the goals, over the same tasks: summary.json).
 
 `--measure-only` runs step 4 alone. Every step is skipped when its output exists (collect,
 fisher and train resume; eval reuses finished tasks).
@@ -34,7 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from e2wm.eval.eai import eai_file, plan_outputs, to_eai_output
-from e2wm.files import write_json
+from e2wm.eval.statistics import paired_bootstrap
+from e2wm.files import read_jsonl, write_json
 from e2wm.world.eai_judge import judge
 
 MODEL = "smollm2-135m"
@@ -93,6 +95,26 @@ def measure(out: Path, workers: int) -> None:
     write_json(out / "measured.json", found)
 
 
+def goals_ablation(out: Path) -> dict:
+    """Per model, EAI's task success and executability with the goals told and without, paired over the tasks of the
+    no-goals run (the first 100) that the judge counts (`statistics.paired_bootstrap`: 10,000 resamples, seed 1234;
+    `e2wm report` pairs runs of one prompt form only)."""
+    found = {}
+    for who in ("base", "shipped", "trained"):
+        folders = [out / "eval" / f"{who}-{form}" for form in ("e2wm", "e2wm-no-goals")]
+        if not all((folder / "metrics.json").is_file() for folder in folders):
+            continue
+        goals, plain = (read_jsonl(folder / "predictions" / "eai_action_sequence.jsonl") for folder in folders)
+        kept = [(a, b) for a, b in zip(goals, plain) if a["counted"] and b["counted"]]
+        for key in ("success", "executable"):
+            pair = paired_bootstrap([float(b[key]) for _, b in kept], [float(a[key]) for a, _ in kept], 10_000, 1234,
+                                    f"{who}/{key}")
+            d = pair.difference
+            found[f"{who} {key}"] = {"tasks": len(kept), "no_goals": pair.base_mean, "goals": pair.other_mean,
+                                     "difference": d.estimate, "ci95": [d.low, d.high], "p": d.p}
+    return found
+
+
 def evaluate(out: Path, name: str, adapter: str | None, data: list[str], extra: list[str]) -> None:
     """One `e2wm eval` into eval/NAME; a finished run is reused by eval itself (and re-scored from its saved
     generations when e2wm's scoring changed: `eval.run.METRICS_VERSION`)."""
@@ -144,7 +166,8 @@ def main() -> None:
                  "--out", f"reports/{name}.md")
     summary = {name: json.loads((out / "eval" / name / "metrics.json").read_text())
                for name, *_ in jobs if (out / "eval" / name / "metrics.json").is_file()}
-    write_json(out / "summary.json", {"measured": json.loads((out / "measured.json").read_text()), "runs": summary})
+    write_json(out / "summary.json", {"measured": json.loads((out / "measured.json").read_text()), "runs": summary,
+                                      "goals_ablation": goals_ablation(out)})
     if args.publish:
         args.publish.mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "summary.json", args.publish / "summary.json")
