@@ -25,6 +25,15 @@ def predictions_file(run: Path, task: str) -> Path:
     return run / "predictions" / f"{task}.jsonl"
 
 
+def existing_predictions(run: Path, task: str, use: str = "compares runs item by item from their predictions") -> Path:
+    """The run's predictions/<task>.jsonl; InputError naming it when it is missing (use: what the report does with
+    it, for the message)."""
+    file = predictions_file(run, task)
+    if not file.is_file():
+        raise InputError(f"{file}: missing; the report {use} (re-run `e2wm eval` into {run})")
+    return file
+
+
 @dataclass
 class ItemScores:
     """One run's rows of a task: per item its identity, its digest (None for runs written before digests) and
@@ -47,10 +56,7 @@ def item_scores(run: Path, task: str) -> ItemScores:
         InputError: the file is missing, or a row lacks a field (a generation row without `score` was written
             by an `e2wm eval` older than per-item scores: re-run it).
     """
-    file = predictions_file(run, task)
-    if not file.is_file():
-        raise InputError(f"{file}: missing; the report compares runs item by item from their predictions "
-                         f"(re-run `e2wm eval` into {run})")
+    file = existing_predictions(run, task)
     found = ItemScores([], [], [])
     for line, row in iter_jsonl(file):
         index = require(row, "index", int, file, line)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2wm.errors import InputError
-from e2wm.eval.compare import predictions_file
+from e2wm.eval.compare import existing_predictions, predictions_file
 from e2wm.eval.statistics import wilson_interval
 from e2wm.files import iter_jsonl, require
 from e2wm.world import eai_judge
@@ -108,10 +108,7 @@ def read_rows(run: Path) -> list[dict]:
     Raises:
         InputError: the file is missing, or a row lacks a field or holds another type (file, line and field).
     """
-    file = predictions_file(run, TASK)
-    if not file.is_file():
-        raise InputError(f"{file}: missing; the EAI table reads the judge's findings per item (re-run `e2wm eval` "
-                         f"into {run})")
+    file = existing_predictions(run, TASK, "reads the judge's findings per item for the EAI table")
     rows = []
     for line, row in iter_jsonl(file):
         if not require(row, "counted", bool, file, line):

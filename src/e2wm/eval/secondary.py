@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2wm.errors import InputError
-from e2wm.eval.compare import predictions_file
+from e2wm.eval.compare import existing_predictions
 from e2wm.eval.metrics import METRICS, headline
 from e2wm.eval.statistics import Paired, paired_bootstrap
 from e2wm.files import at, iter_jsonl
@@ -36,10 +36,7 @@ def item_values(run: Path, task: str, metric: str) -> list[float | None]:
         InputError: the predictions file is missing, or a value is neither a number, a bool nor null (file, line,
             field).
     """
-    file = predictions_file(run, task)
-    if not file.is_file():
-        raise InputError(f"{file}: missing; the report compares runs item by item from their predictions "
-                         f"(re-run `e2wm eval` into {run})")
+    file = existing_predictions(run, task)
     values = []
     for line, row in iter_jsonl(file):
         value = row.get(metric)
