@@ -468,8 +468,11 @@ def test_limits_that_leave_no_prompt_token_are_refused_before_the_model_runs(tin
     assert f"{qa_file}:2: field 'answer_list': an option of " in err and err.endswith("(--max-len 3)")
     assert not out.exists()  # nothing written, not even config.json
     # one token of prompt is enough: the limit is exact
+    capsys.readouterr()
     run_eval("--model", tiny_llama, "--data", gen, "--out", out, "--max-len", 257, "--max-new-tokens", 256)
     assert json.loads((out / "metrics.json").read_text())["plan_gen"]["truncated"] == 1
+    said = capsys.readouterr().out  # the command logs on standard output (cli.configure_logging)
+    assert "plan_gen: 1 of 1 prompts were cut from the left to fit 1 tokens" in said  # said, not only counted
 
 
 def test_perplexity_with_nothing_to_predict_is_one_line(tiny_gpt2, tmp_path, capsys):
