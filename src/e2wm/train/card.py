@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from e2wm.benchmark import TASKS, label
-from e2wm.eval.metrics import headline
 from e2wm.files import read_jsonl, write_atomic, write_json
 from e2wm.models import EMBEDDED_DESCRIPTION, EMBEDDED_HUB_ID, EMBEDDED_NAME
 
@@ -125,7 +124,11 @@ def evaluation_lines(evaluation: Path) -> list[str]:
             tokens = values.get("tokens", "")
             rows.append(f"| general text | perplexity | {values['perplexity']:.2f} | {tokens} tokens |")
             continue
-        metric = TASKS[task].metric if task in TASKS else headline(values)[0]
+        # a user's own file: the first headline metric present, in e2wm.eval.metrics.METRICS' order (a stage above)
+        metric = TASKS[task].metric if task in TASKS else next(
+            (name for name in ("accuracy", "rougeL", "lcs", "task_success") if name in values), None)
+        if metric is None:
+            continue
         stderr = values.get(f"{metric}_stderr")
         score = "—" if values.get(metric) is None else f"{values[metric]:.3f}"
         score += f" ± {stderr:.3f}" if stderr is not None else ""
