@@ -358,10 +358,7 @@ def comparison_table(runs: list[Run], found: list[Comparison], means: list[Famil
     bootstrap interval, the verdict (noise, or gain / loss with the relative change) and the permutation test's
     p."""
     base = runs[0]
-    header = ["task", "metric", "n", cell(base.label)]
-    for run in runs[1:]:
-        header += [cell(run.label), f"Δ {cell(run.label)} − {cell(base.label)} [95% CI]", "verdict", "p"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    lines = table_header(runs)
     tasks = tasks_of(runs)
     for task in tasks:
         metric = metric_of(runs, task)
@@ -394,14 +391,20 @@ def comparison_table(runs: list[Run], found: list[Comparison], means: list[Famil
     return "\n".join(lines)
 
 
-def secondary_table(runs: list[Run], found: list[Secondary]) -> str:
-    """Markdown: a row per task and secondary metric (`eval.secondary`): the items paired, the first run's mean
-    over them, and per later run its mean, the difference with its 95% paired interval, the verdict and p."""
+def table_header(runs: list[Run]) -> list[str]:
+    """The two header lines of a comparison table: task, metric, n, the first run, and per later run its score, its
+    difference from the first with the 95% interval, the verdict and p."""
     base = runs[0]
     header = ["task", "metric", "n", cell(base.label)]
     for run in runs[1:]:
         header += [cell(run.label), f"Δ {cell(run.label)} − {cell(base.label)} [95% CI]", "verdict", "p"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+
+
+def secondary_table(runs: list[Run], found: list[Secondary]) -> str:
+    """Markdown: a row per task and secondary metric (`eval.secondary`): the items paired, the first run's mean
+    over them, and per later run its mean, the difference with its 95% paired interval, the verdict and p."""
+    lines = table_header(runs)
     for row in found:
         first = next(pair for pair in row.pairs if pair is not None)
         sizes = "/".join(sorted({str(len(pair.base)) for pair in row.pairs if pair is not None}))

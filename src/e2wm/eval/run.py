@@ -98,7 +98,7 @@ def unused_options(tasks: list[EvalFile], config: EvalConfig) -> list[str]:
     """Options given that no task reads (`fingerprint`'s per-task options): --eai-form other than its default
     without EAI's task, --robothow-dir without a plan-generation task."""
     found = []
-    if config.eai_form != "native" and not any(task.spec.metric == "task_success" for task in tasks):
+    if config.eai_form != EvalConfig.eai_form and not any(task.spec.metric == "task_success" for task in tasks):
         found.append(f"--eai-form {config.eai_form} (only --data eai:action_sequence reads it)")
     if config.robothow_dir and not any("execution" in task.spec.extra_metrics for task in tasks):
         found.append(f"--robothow-dir {config.robothow_dir} (only plan-generation tasks read it)")
@@ -224,7 +224,7 @@ def generation_rows(model, tokenizer, task: EvalFile, config: EvalConfig, max_le
     prompts, truncated = generation.encode_prompts(
         tokenizer, [item.input for item in task.items], max_length, config.max_new_tokens, config.chat_template
     )
-    if truncated:
+    if truncated and shard.is_main:
         logger.warning("%s: %d of %d prompts were cut from the left to fit %d tokens (context less "
                        "--max-new-tokens %d): their start, the worked examples or instructions, is lost", task.name,
                        truncated, len(prompts), max_length - config.max_new_tokens, config.max_new_tokens)
@@ -275,8 +275,9 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
     """
     shard = shard or Shard()
     out = Path(config.out)
-    for option in unused_options(tasks, config):
-        logger.warning("%s: no task of --data uses it", option)
+    if shard.is_main:
+        for option in unused_options(tasks, config):
+            logger.warning("%s: no task of --data uses it", option)
     max_length = token_limit(model, tokenizer, config)
     results: dict[str, dict] = {}
     device = next(model.parameters()).device

@@ -28,21 +28,22 @@ class Secondary:
     pairs: list[Paired | None]
 
 
-def item_values(run: Path, task: str, metric: str) -> list[float | None]:
-    """Per prediction row of the task, the metric's value (a bool as 0/1), None where the row has none or its
-    judge did not count it.
+def item_values(run: Path, task: str, metrics: list[str]) -> dict[str, list[float | None]]:
+    """Per metric, per prediction row of the task (the file read once), the metric's value (a bool as 0/1), None
+    where the row has none or its judge did not count it.
 
     Raises:
         InputError: the predictions file is missing, or a value is neither a number, a bool nor null (file, line,
             field).
     """
     file = existing_predictions(run, task)
-    values = []
+    values: dict[str, list[float | None]] = {metric: [] for metric in metrics}
     for line, row in iter_jsonl(file):
-        value = row.get(metric)
-        if value is not None and not isinstance(value, (int, float)):
-            raise InputError(f"{at(file, line, metric)} must be a number, true/false or null, got {value!r}")
-        values.append(None if value is None or row.get("score", 0) is None else float(value))
+        for metric in metrics:
+            value = row.get(metric)
+            if value is not None and not isinstance(value, (int, float)):
+                raise InputError(f"{at(file, line, metric)} must be a number, true/false or null, got {value!r}")
+            values[metric].append(None if value is None or row.get("score", 0) is None else float(value))
     return values
 
 
@@ -66,18 +67,19 @@ def compare_secondary(paths: list[Path], metrics: list[dict[str, dict]], resampl
     """
     found = []
     for task, result in metrics[0].items():
-        for metric in secondary_metrics(result):
-            base, pairs = None, []
-            for path, other_metrics in zip(paths[1:], metrics[1:]):
-                pair = None
-                if metric in other_metrics.get(task, {}):
-                    base = base or item_values(paths[0], task, metric)
-                    other = item_values(path, task, metric)
-                    kept = [(b, o) for b, o in zip(base, other) if b is not None and o is not None]
-                    if kept:
-                        pair = paired_bootstrap([b for b, _ in kept], [o for _, o in kept], resamples, seed,
-                                                f"{task}/{metric}")
-                pairs.append(pair)
+        names = secondary_metrics(result)
+        later = [(path, item_values(path, task, names)) if set(names) & set(other.get(task, {})) else (path, None)
+                 for path, other in zip(paths[1:], metrics[1:])]
+        if not names or all(values is None for _, values in later):
+            continue
+        base = item_values(paths[0], task, names)
+        for metric in names:
+            pairs: list[Paired | None] = []
+            for (_, values), other in zip(later, metrics[1:]):
+                kept = ([(b, o) for b, o in zip(base[metric], values[metric]) if b is not None and o is not None]
+                        if values is not None and metric in other.get(task, {}) else [])
+                pairs.append(paired_bootstrap([b for b, _ in kept], [o for _, o in kept], resamples, seed,
+                                              f"{task}/{metric}") if kept else None)
             if any(pairs):
                 found.append(Secondary(task, metric, pairs))
     return found
