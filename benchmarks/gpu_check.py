@@ -185,7 +185,7 @@ def speed() -> list[dict]:
     for batch, length, checkpointing in ((8, 512, False), (4, 2048, False), (4, 2048, True)):
         row = {"model": "GPT-J-6B shape", **timed_steps(big, torch.bfloat16, False, batch, length, ewc=True,
                                                          checkpointing=checkpointing, steps=4)}
-        plan = plan_memory(shapes, "ewc-lora", batch, length, dtype="bfloat16").total(checkpointing)
+        plan = plan_memory(shapes, "lora", batch, length, dtype="bfloat16").total(checkpointing)
         row |= {"planned_gib": round(plan / GIB, 2), "planned_over_measured": round(plan / GIB / row["peak_gib"], 2)}
         rows.append(row)
     return rows

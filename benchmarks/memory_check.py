@@ -91,6 +91,7 @@ def main() -> None:
     if args.child:
         child(json.loads(args.child))
         return
+    from e2wm.methods import resolve_method
     from e2wm.train.memory import GIB, model_shapes, plan_memory
 
     header = f"{'model':<14}{'method':<10}{'batch x len':>12}{'ckpt':>6}{'planned GiB':>13}{'measured GiB':>14}"
@@ -98,7 +99,9 @@ def main() -> None:
     for case in CASES:
         name, method, batch, length, checkpointing = case
         shapes = model_shapes(config_of(name))
-        planned = plan_memory(shapes, method, batch, length, attention="eager").total(checkpointing)
+        adapter_kind, regularisers = resolve_method(method, None, None, fisher="measured")
+        planned = plan_memory(shapes, adapter_kind, batch, length, attention="eager",
+                              regularisers=tuple(regularisers.split(","))).total(checkpointing)
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True, text=True)
         if out.returncode:
             raise SystemExit(out.stderr[-3000:])

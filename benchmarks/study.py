@@ -4,11 +4,14 @@ trained and evaluated with the `e2wm` commands, the base model evaluated once, t
     python benchmarks/study.py configs/study/cpu.yaml [--only NAME ...] [--parallel 2] [--publish DIR]
 
 The study file (YAML) holds `out` (the study folder), `train` and `eval` (options shared by every run's
-`e2wm train` / `e2wm eval`) and `runs` (name -> the options that differ), and optionally `fisher` and `heldout`
+`e2wm train` / `e2wm eval`) and `runs` (name -> the train options that differ; a run `{from: RUN, adapter_scale:
+S}` trains nothing and evaluates RUN's adapter at `e2wm eval --adapter-scale S`: WiSE-FT's interpolation), and
+optionally `fisher` and `heldout`
 (options of `e2wm fisher`: the Fisher that EWC runs need, and held-out general text drawn with --samples-only
 for perplexity), `prepare` ({run: a shell command, creates: a path}: made once, e.g. derived training files)
 and `curve` ({data: evaluation files, runs: names (default: every run)}: every checkpoint-N of those runs before
-the last step is evaluated on them, a learning curve from the base model (step 0) to the run's own evaluation).
+the last step is evaluated on them, a learning curve from the base model (step 0) to the run's own evaluation),
+and `report` (options of the final `e2wm report`, e.g. drift_on).
 Each job gets its own YAML config in OUT/<name>/ (rerun one by hand with `e2wm train --config
 OUT/<name>/train.yaml`) and runs in its own process with one torch thread; `--parallel` jobs run at once (a
 run's evals wait for its training).
@@ -39,7 +42,8 @@ from e2wm.eval.config import RESAMPLES, SEED
 from e2wm.eval.report import pyplot, save_figure
 from e2wm.files import read_jsonl, write_json
 
-UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a lora or full run does not read (their defaults may move)
+UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a run without EWC does not read (their defaults may move)
+METHOD_FIELDS = {"method", "adapter_kind", "regularisers"}  # compared once resolved (e2wm.methods.resolve_method)
 
 
 def load_study(path: Path) -> dict:
@@ -64,13 +68,29 @@ def unchanged(recorded: Path, key: str, config) -> bool:
     """True when recorded (a config.json of `e2wm train` or `e2wm eval`) holds the same options as config;
     SystemExit when it holds others (the study file changed under a finished run)."""
     before = with_defaults(json.loads(recorded.read_text())[key], config)  # options added since: defaults
+    if isinstance(before.get("ppl_data"), str):  # recorded before --ppl-data took several files
+        before["ppl_data"] = [before["ppl_data"]]
     now = json.loads(json.dumps(asdict(config)))
-    unread = {"resume"} | (UNREAD_WITHOUT_EWC if now.get("method") in ("lora", "full") else set())
+    unread = {"resume"}
+    if "regularisers" in now:  # a training run: its method resolved, as `e2wm train --resume` compares it
+        before, now = resolved(before), resolved(now)
+        unread |= UNREAD_WITHOUT_EWC if "ewc" not in now["regularisers"].split(",") else set()
     changed = sorted(k for k in before if before[k] != now.get(k) and k not in unread)
     if changed:
         raise SystemExit(f"{recorded.parent}: finished with other {', '.join(changed)}; delete the folder or rename "
                          f"the run in the study file")
     return True
+
+
+def resolved(options: dict) -> dict:
+    """Train options with --method resolved into adapter_kind and regularisers (runs recorded before those two
+    existed have method alone)."""
+    from e2wm.methods import resolve_method
+
+    kind, regularisers = resolve_method(options.get("method"), options.get("adapter_kind"),
+                                        options.get("regularisers"), options.get("fisher"))
+    kept = {key: value for key, value in options.items() if key not in METHOD_FIELDS}
+    return {**kept, "adapter_kind": kind, "regularisers": regularisers}
 
 
 def run(command: str, file: Path, log: Path, extra: list[str] = ()) -> float:
@@ -124,11 +144,15 @@ def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fish
     """One run: train (unless it is the base model) and evaluate, its checkpoints too when the study has a
     `curve`; each step skipped when done with the same options."""
     folder = out / name
-    adapter = None
-    if options is not None:
+    adapter, scale = None, None
+    if options is not None and "from" in options:  # WiSE-FT: another run's adapter, scaled
+        adapter, scale = out / options["from"] / "train" / "adapter", options["adapter_scale"]
+        if not (adapter / "adapter_config.json").is_file():
+            raise SystemExit(f"run {name}: run {options['from']} has no adapter yet (list it before {name})")
+    elif options is not None:
         train_dir = folder / "train"
         merged = {**study["train"], **options, "out": str(train_dir)}
-        if merged.get("method", "ewc-lora") != "lora":
+        if "ewc" in resolved({**merged, "fisher": "study"})["regularisers"].split(","):
             if fisher is None:
                 raise SystemExit(f"run {name}: an EWC run needs the study's 'fisher' section")
             merged.setdefault("fisher", str(fisher))
@@ -141,10 +165,12 @@ def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fish
                 shutil.rmtree(train_dir, ignore_errors=True)
             run("train", file, folder / "log.txt", ["--resume"] if resume else [])
     merged = {**study["eval"], "out": str(folder / "eval")}
-    if heldout is not None:
-        merged["ppl_data"] = str(heldout)
+    if heldout is not None:  # the held-out model samples first (the perplexity `ppl`), then the study's own texts
+        merged["ppl_data"] = [str(heldout), *study["eval"].get("ppl_data", [])]
     if adapter is not None:
         merged["adapter"] = str(adapter)
+    if scale is not None:
+        merged["adapter_scale"] = scale
     evaluate(folder / "eval", merged, folder / "log.txt")
     curve = study.get("curve")
     if curve and adapter is not None and name in curve.get("runs", [name]):
@@ -165,8 +191,9 @@ def summarise(study: dict, out: Path, names: list[str]) -> Path:
     done = [name for name in names if (out / name / "eval" / "metrics.json").is_file()]
     runs = [str(out / "base" / "eval")] + [str(out / name / "eval") for name in done]
     logs = [str(out / name / "train") for name in done if (out / name / "train" / "log.jsonl").is_file()]
-    file, _ = write_job(out / "report", "report", {"runs": runs, "train_log": logs, "out": str(out / "report" /
-                        "report.md"), "title": study.get("title", "e2wm study")})
+    file, _ = write_job(out / "report", "report", {**study.get("report", {}), "runs": runs, "train_log": logs,
+                                                   "out": str(out / "report" / "report.md"),
+                                                   "title": study.get("title", "e2wm study")})
     run("report", file, out / "report" / "log.txt")
     return out / "report" / "report.md"
 
@@ -181,26 +208,31 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
     intervals, permutation p): the mean change of each metric family (accuracy over the QA tasks, ROUGE-L / LCS
     over the generation tasks: never averaged together), the paper's headline (the mean of relative changes), the
     perplexity change, the world-tracking tasks, and the run's training settings and last losses."""
-    from e2wm.eval.compare import PPL, compare
+    from e2wm.eval.compare import compare, is_ppl
 
     base = out / "base" / "eval"
-    tasks = [task for task in json.loads((base / "metrics.json").read_text()) if task != PPL]
+    tasks = [task for task in json.loads((base / "metrics.json").read_text()) if not is_ppl(task)]
+    perplexity_sets = [task for task in json.loads((base / "metrics.json").read_text()) if is_ppl(task)]
     rows = []
     for name in names:
         evaluated = out / name / "eval"
         if not (evaluated / "metrics.json").is_file():
             continue
-        found = compare(base, evaluated, tasks, True, True, RESAMPLES, SEED)
+        sets = [t for t in json.loads((evaluated / "metrics.json").read_text()) if is_ppl(t) and t in perplexity_sets]
+        found = compare(base, evaluated, tasks, True, sets, RESAMPLES, SEED)
         options = {**study["train"], **(study["runs"][name] or {})}
-        log = read_jsonl(out / name / "train" / "log.jsonl")
+        log = read_jsonl(out / options.get("from", name) / "train" / "log.jsonl")  # WiSE-FT: its source's
         tail = log[-10:]
         rows.append({
-            "name": name, "method": options.get("method", "ewc-lora"), "fisher_scale": options.get("fisher_scale"),
+            "name": name, "method": run_method(study, name), "fisher_scale": options.get("fisher_scale"),
             "lambda": options.get("lambda"), "steps": log[-1]["step"],
             "train_ce_last10": sum(r["ce"] for r in tail) / len(tail), "ewc_last": log[-1]["ewc"],
             "means": family_means(found, base), "headline": interval_of(found.headline),
             "perplexity": {"base": found.ppl.base_mean, "run": found.ppl.other_mean,
                            "relative": interval_of(found.ppl.relative)} if found.ppl else None,
+            "perplexities": {name: {"base": pair.base_mean, "run": pair.other_mean,
+                                    "relative": interval_of(pair.relative)}
+                             for name, pair in found.perplexities.items()},
             "tasks": {task: interval_of(pair.difference) | {"base": pair.base_mean, "run": pair.other_mean}
                       for task, pair in found.tasks.items()},
         })
@@ -209,10 +241,23 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
                                json.loads((evaluated / "metrics.json").read_text()).items() if "answers" in values}
         reference = out / "lora" / "eval"
         if name != "lora" and (reference / "metrics.json").is_file():  # the penalty's effect, paired against LoRA
-            against = compare(reference, evaluated, tasks, True, True, RESAMPLES, SEED)
+            against = compare(reference, evaluated, tasks, True, sets, RESAMPLES, SEED)
             rows[-1]["vs_lora"] = {"means": family_means(against, base), "headline": interval_of(against.headline),
-                                   "perplexity": interval_of(against.ppl.relative) if against.ppl else None}
+                                   "perplexity": interval_of(against.ppl.relative) if against.ppl else None,
+                                   "perplexities": {name: interval_of(pair.relative)
+                                                    for name, pair in against.perplexities.items()}}
     return rows
+
+
+def run_method(study: dict, name: str) -> str:
+    """The run's method as e2wm names it (e2wm.methods.method_label): "EWC-LoRA", "LoRA + KL anchor", ...;
+    a WiSE-FT run is its source's method "at scale S"."""
+    from e2wm.methods import method_label, recorded_method
+
+    options = study["runs"][name] or {}
+    source = study["runs"].get(options["from"]) or {} if "from" in options else options
+    label = method_label(*recorded_method({**study["train"], **source, "fisher": "study"}))
+    return f"{label} at scale {options['adapter_scale']}" if "from" in options else label
 
 
 def family_means(found, base: Path) -> dict[str, dict | None]:
@@ -406,7 +451,7 @@ def curve_chart(rows: list[dict], file: Path) -> None:
         if row["perplexity"] is None or row["headline"] is None:
             continue
         x, y = row["perplexity"]["relative"], {k: v * 100 for k, v in row["headline"].items() if k != "p"}
-        style = {"lora": "s", "ewc-lora": "o"}.get(row["method"], "^")
+        style = {"LoRA": "s", "EWC-LoRA": "o"}.get(row["method"], "^")
         xerr = [[(x["estimate"] - x["low"]) * 100], [(x["high"] - x["estimate"]) * 100]]
         yerr = [[y["estimate"] - y["low"]], [y["high"] - y["estimate"]]]
         ax.errorbar(x["estimate"] * 100, y["estimate"], xerr=xerr, yerr=yerr, fmt=style, capsize=3, label=row["name"])
@@ -511,10 +556,15 @@ def main() -> None:
     out = Path(study["out"])
     names = [n for n in study["runs"] if not args.only or n in args.only]
     fisher, heldout = prepare_data(study, out)
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        jobs = [] if args.no_base else [pool.submit(train_and_eval, "base", None, study, out, fisher, heldout)]
-        jobs += [pool.submit(train_and_eval, n, study["runs"][n] or {}, study, out, fisher, heldout) for n in names]
-        failures = [job.exception() for job in jobs if job.exception() is not None]
+    later = [n for n in names if "from" in (study["runs"][n] or {})]  # they evaluate an adapter trained first
+    failures = []
+    for phase in ([n for n in names if n not in later], later):
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            base = phase is not later and not args.no_base
+            jobs = [pool.submit(train_and_eval, "base", None, study, out, fisher, heldout)] if base else []
+            jobs += [pool.submit(train_and_eval, n, study["runs"][n] or {}, study, out, fisher, heldout)
+                     for n in phase]
+            failures += [job.exception() for job in jobs if job.exception() is not None]
     if failures:
         raise SystemExit("; ".join(str(f) for f in failures))
     if not args.no_report:

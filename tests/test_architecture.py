@@ -13,7 +13,7 @@ PACKAGE = Path(e2wm.__file__).parent
 # lower levels never import higher ones: shared infrastructure, the pipeline's stages in data-flow order,
 # then the recipes that join them, the commands that wrap the recipes, and the command line
 LEVELS = {"errors": 0, "files": 0, "config": 0, "benchmark": 0, "benchmark_data": 0, "models": 0, "text": 0,
-          "provenance": 0, "locks": 0, "decoding": 0, "chat": 0,
+          "provenance": 0, "locks": 0, "decoding": 0, "chat": 0, "prose": 0, "methods": 0,
           "world": 1, "experience": 2, "data": 3, "train": 4, "eval": 5, "recipes": 6, "commands": 7,
           "cli": 8, "__main__": 8}
 

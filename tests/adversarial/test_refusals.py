@@ -213,6 +213,19 @@ def case_data_download_dest_is_a_file(tmp, f):
     return ["data", "download", "--from", tmp / "copy", "--dest", write_lines(tmp / "cache.txt", "x")]
 
 
+# -- data prose ---------------------------------------------------------------------------------------------------
+@case("--source", "no Rdata.rdx there")
+def case_data_prose_empty_source(tmp, f):
+    (tmp / "d").mkdir()
+    return ["data", "prose", "--out", tmp / "p.jsonl", "--source", tmp / "d"]
+
+
+# -- train regularisers -------------------------------------------------------------------------------------------
+@case("--regularisers replay needs --replay-data")
+def case_train_replay_without_text(tmp, f):
+    return ["train", "--model", f.llama, "--train", f"1 {pairs(tmp)}", "--regularisers", "replay", "--out", tmp / "r"]
+
+
 # -- build --------------------------------------------------------------------------------------------------------
 @case("plans.jsonl:2: bad JSON")
 def case_build_bad_json_in_the_middle(tmp, f):
@@ -1131,7 +1144,8 @@ def test_refused_in_one_line(name, tmp_path, foreign, capsys, monkeypatch):
 
 
 PREFIX = {"collect plans": "plans", "collect explore": "explore", "fisher import": "fisher-import",  # a case's name
-          "export merged": "export", "export lm-eval": "lm-eval", "data download": "data-download"}  # starts so
+          "export merged": "export", "export lm-eval": "lm-eval", "data download": "data-download",  # starts so
+          "data prose": "data-prose"}
 
 
 def test_every_command_has_cases():

@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 from helpers.benchmark import FILES, write_release
+from helpers.files import command_output
 
 from e2wm import benchmark_data
-from e2wm.cli import main
 
 
 @pytest.fixture
@@ -23,14 +23,9 @@ def cache(tmp_path, monkeypatch):
 
 
 def download(capsys, *args) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `e2wm data download args`."""
-    try:
-        main(["data", "download", *map(str, args)])
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err.strip()
+    """(exit code, stdout, stderr stripped) of `e2wm data download args`."""
+    code, out, err = command_output(capsys, ["data", "download", *args])
+    return code, out, err.strip()
 
 
 def test_a_local_copy_with_matching_checksums_is_stored_once(tmp_path, cache, capsys, monkeypatch):

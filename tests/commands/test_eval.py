@@ -246,7 +246,10 @@ def test_fingerprint_covers_every_result_field_and_the_identity(tmp_path):
     perplexity_only = {"ppl_data": "g.jsonl", "ppl_mode": "paper", "ppl_texts": 3}  # the perplexity is always redone
     other_tasks_only = {"eai_form": "e2wm", "robothow_dir": "r"}  # EAI's task; the plan tasks' execution
     result_fields = {f.name for f in dataclasses.fields(EvalConfig) if f.metadata.get("result", True)}
-    assert result_fields - {"data"} == set(changed) | set(perplexity_only) | set(other_tasks_only)  # add new ones
+    assert result_fields - {"data", "adapter_scale"} == set(changed) | set(perplexity_only) | set(other_tasks_only)
+    with_adapter = dataclasses.replace(base, adapter="x")  # the scale needs an adapter
+    assert fingerprint(task, dataclasses.replace(with_adapter, adapter_scale=0.5), identity) != \
+        fingerprint(task, with_adapter, identity)
     for name, value in changed.items():
         assert fingerprint(task, dataclasses.replace(base, **{name: value}), identity) != key, name
     assert fingerprint(task, dataclasses.replace(base, **other_tasks_only), identity) == key

@@ -270,3 +270,49 @@ def test_push_creates_a_private_repository(monkeypatch, tmp_path):
     push_folder(tmp_path, "me/merged")
     assert calls == [("create", "me/merged", {"repo_type": "model", "exist_ok": True, "private": True}),
                      ("upload", "me/merged")]
+
+
+@pytest.mark.parametrize(("fixture", "modules"), [("tiny_llama", ["q_proj", "v_proj"]), ("tiny_gpt2", ["c_attn"])])
+def test_an_adapter_scale_merges_w0_plus_s_delta(fixture, modules, request, tmp_path, capsys):
+    """--adapter-scale 0.5: the checkpoint, reloaded by plain transformers, computes W0 + 0.5 * scaling * B @ A
+    (built by hand from the adapter's files) and what `e2wm eval --adapter-scale 0.5` computes; its card says so.
+    The export's own check compares with the scaled unmerged model (against the unscaled one it would stop)."""
+    from helpers.lora_formula import formula_model, logits_for
+
+    base = request.getfixturevalue(fixture)
+    adapter = make_adapter(base, tmp_path / "adapter", modules)
+    out = tmp_path / "merged"
+    assert export("--model", base, "--adapter", adapter, "--out", out, "--device", "cpu", "--adapter-scale", 0.5) == 0
+    capsys.readouterr()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    merged = logits_for(AutoModelForCausalLM.from_pretrained(out).eval(), tokenizer)
+    torch.testing.assert_close(merged, logits_for(formula_model(base, adapter, 0.5), tokenizer), rtol=1e-5, atol=1e-5)
+    evaluated, _ = load_model(ModelSpec(str(base), str(adapter), device="cpu", adapter_scale=0.5))
+    torch.testing.assert_close(merged, logits_for(evaluated, tokenizer), rtol=1e-5, atol=1e-5)
+    full = logits_for(formula_model(base, adapter, 1.0), tokenizer)
+    assert (merged - full).abs().max().item() > 1e-3  # not the adapter as trained
+    card = (out / "README.md").read_text()
+    assert ("the adapter's change was scaled by s = 0.5 before merging (`e2wm export merged --adapter-scale 0.5`), so "
+            "each adapted weight is W + 0.5 * scaling * B @ A") in card
+    assert card.index("--adapter-scale 0.5") < card.index("## Use")
+    assert export("--model", base, "--adapter", adapter, "--out", tmp_path / "zero", "--adapter-scale", 0) == 0
+    plain = logits_for(AutoModelForCausalLM.from_pretrained(base).eval(), tokenizer)
+    assert torch.equal(logits_for(AutoModelForCausalLM.from_pretrained(tmp_path / "zero").eval(), tokenizer), plain)
+    assert "--adapter-scale" not in (tmp_path / "zero" / "README.md").read_text().split("## Use")[1]
+
+
+def test_an_adapter_scale_refuses_adapters_other_than_plain_lora(tiny_gpt2, tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+
+    adapter = tmp_path / "dora"
+    config = LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True, use_dora=True)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_gpt2), config).save_pretrained(adapter)
+    capsys.readouterr()
+    out = tmp_path / "merged"
+    assert export("--model", tiny_gpt2, "--adapter", adapter, "--out", out, "--adapter-scale", 0.5) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and (f"--adapter-scale 0.5: --adapter {adapter} is a LoRA variant (use_dora in "
+                                           "adapter_config.json)") in err, err
+    assert export("--model", tiny_gpt2, "--adapter", adapter, "--out", out, "--adapter-scale", -0.5) == 2
+    assert "--adapter-scale must be at least 0, got -0.5" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dora"]

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from helpers.files import RunsCode
+from helpers.train_runs import crash_at_step, deterministic, read_log, run_train, write_pairs
 from helpers.training import PAIRS, TEXTS
 
 from e2wm.cli import main
@@ -15,19 +16,6 @@ from e2wm.recipes import finetune
 from e2wm.train.data import encode_example
 from e2wm.train.fisher import FisherHeader, save_fisher
 from e2wm.train.targets import target_layers
-
-
-def write_pairs(path, pairs=PAIRS, repeat=1):
-    path.write_text("".join(json.dumps({"input": t, "ref": r}) + "\n" for t, r in pairs * repeat))
-    return path
-
-
-def run_train(capsys, *args):
-    try:
-        main(["train", *map(str, args)])
-    except SystemExit as stop:
-        return stop.code, capsys.readouterr().err
-    return 0, capsys.readouterr().err
 
 
 def test_cli_bad_input_exits_2(tiny_llama, tiny_gpt2, tmp_path, capsys):
@@ -56,28 +44,6 @@ def test_cli_bad_input_exits_2(tiny_llama, tiny_gpt2, tmp_path, capsys):
     code, err = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--fisher", fisher,
                           "--out", tmp_path / "r3")
     assert code == 2 and "has shape" in err and not (tmp_path / "r3" / "log.jsonl").exists()
-
-
-def read_log(run_dir):
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-
-
-def deterministic(row: dict) -> dict:
-    """A log.jsonl row without the fields that time the step (finetune.TIMING), which differ run to run."""
-    return {key: value for key, value in row.items() if key not in finetune.TIMING}
-
-
-def crash_at_step(step: int, monkeypatch):
-    """Make the next run stop (as Ctrl-C does) when it would log step; returns the real log writer."""
-    real = finetune.append_jsonl
-
-    def crash(path, record):
-        if record["step"] == step:
-            raise KeyboardInterrupt
-        real(path, record)
-
-    monkeypatch.setattr(finetune, "append_jsonl", crash)
-    return real
 
 
 def test_resume_continues_exactly(tiny_llama, tmp_path, capsys, monkeypatch):
@@ -152,14 +118,14 @@ def test_resume_says_when_auto_autocast_resolves_otherwise(tiny_gpt2, tmp_path, 
 
 def spoil_third_step(monkeypatch, spoil) -> None:
     """Make the third micro-batch's weighted NLL go through spoil (value -> value) before training uses it."""
-    real, calls = finetune.weighted_nll_sums, []
+    real, calls = finetune.weighted_nll_outputs, []
 
-    def patched(model, batch):
+    def patched(model, batch, all_positions=False):
         calls.append(1)
-        value = real(model, batch)
-        return spoil(value) if len(calls) == 3 else value
+        value, outputs = real(model, batch, all_positions)
+        return (spoil(value) if len(calls) == 3 else value), outputs
 
-    monkeypatch.setattr(finetune, "weighted_nll_sums", patched)
+    monkeypatch.setattr(finetune, "weighted_nll_outputs", patched)
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tiny_gpt2, tmp_path, capsys, monkeypatch):
@@ -616,7 +582,8 @@ def test_the_adapter_has_a_model_card_naming_the_public_base(tiny_gpt2, tmp_path
         card = (adapter / "README.md").read_text()
         metadata = yaml.safe_load(card.split("---")[1])
         assert metadata["base_model"] == str(tiny_gpt2) and metadata["library_name"] == "peft"
-        assert "| method | lora |" in card and "`a.json`: `" in card and "@inproceedings{xiang2023language" in card
+        assert "| adapter kind | lora |" in card and "| regularisers | none |" in card
+        assert "`a.json`: `" in card and "@inproceedings{xiang2023language" in card
         assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_gpt2)
     assert "2 optimiser steps" in (tmp_path / "r" / "adapter" / "README.md").read_text()
     evaluation = tmp_path / "eval"

@@ -3,6 +3,7 @@ fisher command tests."""
 
 import torch
 
+from e2wm.models import ModelSpec, load_model
 from e2wm.train.fisher import per_text_losses
 
 PAIRS = [
@@ -32,3 +33,19 @@ def naive_fisher(model, layers, sequences):
         for name, layer in layers.items():
             sums[name] += layer.weight.grad.float() ** 2
     return {name: s / len(sequences) for name, s in sums.items()}
+
+
+def peft_model(path, seed=0, dropout=0.0):
+    """A tiny model with a LoRA adapter (r 4, alpha 16) whose B is drawn at random, so that its delta is not 0."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = load_model(ModelSpec(str(path), device="cpu"))
+    torch.manual_seed(seed)
+    gpt2 = model.config.model_type == "gpt2"
+    config = LoraConfig(r=4, lora_alpha=16, lora_dropout=dropout, target_modules=["c_attn"] if gpt2 else None,
+                        fan_in_fan_out=gpt2, task_type="CAUSAL_LM")
+    model = get_peft_model(model, config)
+    for name, parameter in model.named_parameters():  # B starts at zero; give the deltas something to weigh
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.5)
+    return model, tokenizer

@@ -87,3 +87,20 @@ def test_a_finished_run_is_kept_across_added_options_and_refused_when_an_option_
     recorded.write_text(json.dumps({"options": options}))
     with pytest.raises(SystemExit, match="finished with other autocast, lr;"):
         study.unchanged(recorded, "options", config)
+
+
+def test_a_run_recorded_with_method_alone_compares_by_its_resolved_method(tmp_path):
+    from e2wm.train.config import TrainConfig
+
+    config = TrainConfig(train="paper", out=str(tmp_path / "run"), method="lora")
+    options = json.loads(json.dumps(study.asdict(config)))
+    for key in ("adapter_kind", "regularisers", "kl_weight", "kl_tokens", "replay_data", "replay_ratio",
+                "replay_weight"):
+        del options[key]  # written by an e2wm from before the regularisers
+    recorded = tmp_path / "config.json"
+    recorded.write_text(json.dumps({"options": options}))
+    assert study.unchanged(recorded, "options", config)
+    assert study.unchanged(recorded, "options", TrainConfig(train="paper", out=str(tmp_path / "run"),
+                                                            regularisers="none"))
+    with pytest.raises(SystemExit, match="finished with other regularisers;"):
+        study.unchanged(recorded, "options", TrainConfig(train="paper", out=str(tmp_path / "run"), regularisers="kl"))

@@ -3,22 +3,51 @@ perplexity.
 
 A run directory is what `e2wm eval` writes; the per-item scores come from its predictions/<task>.jsonl
 (multiple choice: 1 where the prediction is the answer, else 0; generation: the row's `score`, its ROUGE-L
-or LCS, or EAI's task success, null for a task EAI's evaluator does not count) and the perplexity's per-text NLL
-from predictions/ppl.jsonl. Two runs are compared only over the same items: the same indices with the same gold
-answers (or references) and, where both runs recorded them, the same digests of each item's input (and options),
-and the same items left uncounted by a judge (those are left out of the pairing), else InputError naming the
-files. The statistics are
+or LCS, or EAI's task success, null for a task EAI's evaluator does not count) and each perplexity set's per-text
+NLL from predictions/<set>.jsonl (`ppl`, the first --ppl-data file; `ppl:<label>`, each further one). Two runs
+are compared only over the same items: the same indices with the same gold answers (or references) and, where
+both runs recorded them, the same digests of each item's input (and options), and the same items left uncounted
+by a judge (those are left out of the pairing), else InputError naming the files. The statistics are
 e2wm.eval.statistics'; docs/statistics.md says what they mean.
 """
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2wm.errors import InputError, at
 from e2wm.eval.statistics import Interval, Paired, mean_over_tasks, paired_bootstrap, perplexity_of
 from e2wm.files import iter_jsonl, require
 
-PPL = "ppl"
+PPL = "ppl"  # the task name of the perplexity on the first --ppl-data file
+PPL_PREFIX = "ppl:"  # the task name of each further file's: ppl:<label>, the label the file's stem
+
+
+def is_ppl(task: str) -> bool:
+    """The task is a perplexity set (`ppl` or `ppl:<label>`), not an E2WM task."""
+    return task == PPL or task.startswith(PPL_PREFIX)
+
+
+def ppl_task_names(files: Sequence[str]) -> list[str]:
+    """The task name of each --ppl-data file, in order: `ppl` for the first (as before several files were taken),
+    `ppl:<stem>` for each further one (`general/wiki.jsonl` -> `ppl:wiki`)."""
+    return [PPL if i == 0 else PPL_PREFIX + Path(file).stem for i, file in enumerate(files)]
+
+
+def ppl_tasks(files: Sequence[str]) -> list[tuple[str, str]]:
+    """(task name, file) of each --ppl-data file (`ppl_task_names`).
+
+    Raises:
+        InputError: two further files whose labels (stems) are the same, naming both files.
+    """
+    seen: dict[str, str] = {}
+    for task, file in zip(ppl_task_names(files), files):
+        if task in seen:
+            label = task.removeprefix(PPL_PREFIX)
+            raise InputError(f"--ppl-data {seen[task]} and {file} have the same label '{label}' (task {task}: a "
+                             "further file's label is its name without the extension); rename one")
+        seen[task] = file
+    return list(zip(ppl_task_names(files), files))
 
 
 def predictions_file(run: Path, task: str) -> Path:
@@ -109,19 +138,32 @@ def same_counted(task: str, base: Path, other: Path, base_items: ItemScores, oth
 
 @dataclass
 class Comparison:
-    """A later run against the base run: per task the paired statistics, the means over tasks, the perplexity."""
+    """A later run against the base run: per task the paired statistics, the means over tasks, the perplexities."""
 
     tasks: dict[str, Paired]  # the tasks both runs scored
     mean: Interval | None  # unweighted mean over tasks of the differences (None unless both have every task)
     headline: Interval | None  # the paper's headline: the mean over tasks of the relative gains
     headline_left_out: list[str]  # tasks whose base score is 0 (no relative gain), left out of the headline
-    ppl: Paired | None  # perplexities (exp of the mean token NLL) over the same texts
-    ppl_note: str | None  # why there is no perplexity interval, when both runs have a perplexity but no pairing
+    # per perplexity set both runs have (`ppl`, `ppl:<label>`): the perplexities (exp of the mean token NLL) over the
+    # same texts, or why there is no interval (a note) when they cannot be paired
+    perplexities: dict[str, Paired] = field(default_factory=dict)
+    ppl_notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ppl(self) -> Paired | None:
+        """The first --ppl-data file's pairing (`ppl`)."""
+        return self.perplexities.get(PPL)
+
+    @property
+    def ppl_note(self) -> str | None:
+        """Why the first --ppl-data file's perplexities have no interval, when both runs have one."""
+        return self.ppl_notes.get(PPL)
 
 
-def ppl_rows(run: Path) -> list[dict] | None:
-    """The run's predictions/ppl.jsonl rows (index, sha256, nll, tokens), or None when it has none."""
-    file = predictions_file(run, PPL)
+def ppl_rows(run: Path, task: str = PPL) -> list[dict] | None:
+    """The run's predictions/<task>.jsonl rows of a perplexity set (index, sha256, nll, tokens), or None when it has
+    none."""
+    file = predictions_file(run, task)
     if not file.is_file():
         return None
     rows = []
@@ -132,30 +174,32 @@ def ppl_rows(run: Path) -> list[dict] | None:
     return rows
 
 
-def paired_perplexity(base: Path, other: Path, resamples: int, seed: int) -> tuple[Paired | None, str | None]:
-    """Both runs' perplexity over the same texts (bootstrap and permutation test over texts), or (None, the
-    reason) when they cannot be paired."""
-    rows = [ppl_rows(base), ppl_rows(other)]
+def paired_perplexity(base: Path, other: Path, resamples: int, seed: int,
+                      task: str = PPL) -> tuple[Paired | None, str | None]:
+    """Both runs' perplexity of one set over the same texts (bootstrap and permutation test over texts, the stream
+    named by the set), or (None, the reason) when they cannot be paired."""
+    rows = [ppl_rows(base, task), ppl_rows(other, task)]
     if None in rows:
         missing = base if rows[0] is None else other
-        return None, f"no interval: {predictions_file(missing, PPL)} is missing (re-run `e2wm eval` with --ppl-data)"
+        return None, f"no interval: {predictions_file(missing, task)} is missing (re-run `e2wm eval` with --ppl-data)"
     if [r["key"] for r in rows[0]] != [r["key"] for r in rows[1]]:
         return None, "no interval: the runs scored different texts (other --ppl-data, --ppl-mode or --ppl-texts)"
     values = [[(r["nll"], r["tokens"]) for r in run] for run in rows]  # (texts, 2) each
-    return paired_bootstrap(values[0], values[1], resamples, seed, PPL, perplexity_of), None
+    return paired_bootstrap(values[0], values[1], resamples, seed, task, perplexity_of), None
 
 
-def compare(base: Path, other: Path, tasks: list[str], complete: bool, perplexity: bool, resamples: int,
-            seed: int) -> Comparison:
+def compare(base: Path, other: Path, tasks: list[str], complete: bool, perplexity: bool | Sequence[str],
+            resamples: int, seed: int) -> Comparison:
     """Compare other against base with paired bootstrap intervals and permutation tests.
 
     Args:
         base, other: `e2wm eval` run directories.
         tasks: the tasks both runs scored, in the report's order.
         complete: tasks is every task of the report (the means over tasks are given only then).
-        perplexity: both runs have a perplexity in their metrics.json.
-        resamples, seed: of the bootstrap and of a Monte Carlo permutation test (each task with its own
-            streams, see `resample_indices` and `swap_deltas`).
+        perplexity: the perplexity sets both runs have in their metrics.json (`ppl`, `ppl:<label>`); True: `ppl`
+            alone, False: none.
+        resamples, seed: of the bootstrap and of a Monte Carlo permutation test (each task and perplexity set
+            with its own streams, see `resample_indices` and `swap_deltas`).
     Raises:
         InputError: a predictions file is missing or bad, or the runs scored different items of a task, or a judge
             counted different items of it (`same_counted`).
@@ -171,5 +215,12 @@ def compare(base: Path, other: Path, tasks: list[str], complete: bool, perplexit
     left_out = [task for task, pair in pairs.items() if pair.base_mean == 0]
     relative = [pair for pair in pairs.values() if pair.base_mean > 0]
     headline = mean_over_tasks(relative, resamples, seed, relative=True) if overall and relative else None
-    ppl, note = paired_perplexity(base, other, resamples, seed) if perplexity else (None, None)
-    return Comparison(pairs, mean, headline, left_out, ppl, note)
+    sets = [PPL] if perplexity is True else [] if perplexity is False else list(perplexity)
+    found = Comparison(pairs, mean, headline, left_out)
+    for task in sets:
+        pair, note = paired_perplexity(base, other, resamples, seed, task)
+        if pair is None:
+            found.ppl_notes[task] = note
+        else:
+            found.perplexities[task] = pair
+    return found

@@ -6,7 +6,16 @@ from e2wm import config
 from e2wm.benchmark import NORMS
 from e2wm.chat import HELP as CHAT_HELP
 from e2wm.config import option
-from e2wm.models import AUTOCAST_HELP, AUTOCASTS, LoadedModelOptions, check_autocast, resolve_adapter
+from e2wm.errors import InputError
+from e2wm.models import (
+    ADAPTER_SCALE_HELP,
+    AUTOCAST_HELP,
+    AUTOCASTS,
+    LoadedModelOptions,
+    check_adapter_scale,
+    check_autocast,
+    resolve_adapter,
+)
 
 BACKENDS = ("hf", "vllm")
 PERPLEXITY = "perplexity on general text"  # the --help group of the options that change only the ppl result
@@ -24,11 +33,14 @@ class EvalConfig(LoadedModelOptions):
 
     A finished task is reused on a re-run only when its file's bytes and every result setting are the same:
     all fields not marked result=False, but `data` (the file's bytes stand for it) and the PERPLEXITY group,
-    which changes only the perplexity (computed on every run).
+    which changes only the perplexity: each --ppl-data set is saved and reused on its own fingerprint (its texts,
+    the model and the settings it reads; e2wm.eval.run.ppl_fingerprint).
     """
 
     adapter: str | None = option(None, "PEFT adapter directory to apply, or the name of an adapter shipped with e2wm "
                                  "(e2wm/adapters/<name>, each with its model card)", group="model")
+    adapter_scale: float = option(1.0, ADAPTER_SCALE_HELP + "; needs --adapter and --backend hf", minimum=0,
+                                  group="model", metavar="S")
     data: list[str] = option(help="E2WM .json/.jsonl files, or directories searched for them (training files "
                              "train_* and stats.json left out), or the released benchmark by name (after `e2wm data "
                              "download`): e2wm (its 11 files), e2wm:qa, e2wm:gen, e2wm:<task> (e2wm:count, ...); "
@@ -58,8 +70,10 @@ class EvalConfig(LoadedModelOptions):
     norm: str | None = option(None, "QA normalisation for every task (default: each task's, from e2wm.benchmark)",
                               choices=NORMS)
     max_len: int | None = option(None, "token limit of prompt + answer (default: the model's)", minimum=2)
-    ppl_data: str | None = option(None, "general text (JSONL with 'text', plain text, or a saved HF dataset) for "
-                                  "perplexity (default: none computed)", group=PERPLEXITY)
+    ppl_data: list[str] | None = option(None, "general texts (JSONL with 'text', plain text, or a saved HF dataset) "
+                                        "for perplexity, each its own result: the first file's task is ppl, each "
+                                        "further one's ppl:<label>, the label its file name without the extension "
+                                        "(default: none computed)", group=PERPLEXITY)
     ppl_mode: str = option("windows", "windows: every text in non-overlapping windows of up to 1024 tokens, the "
                            "tokenizer's BOS kept; paper: the first --ppl-texts texts, each cut to its first 800 "
                            "tokens, no BOS (the authors' eval_ppl.py), also reporting perplexity_base2 = 2**NLL",
@@ -80,8 +94,16 @@ class EvalConfig(LoadedModelOptions):
     def __post_init__(self) -> None:
         if self.adapter:  # a shipped adapter's name becomes its folder, so every later step sees a path
             self.adapter = resolve_adapter(self.adapter)
+        if isinstance(self.ppl_data, str):  # one file, as --ppl-data was before it took several (YAML, Python)
+            self.ppl_data = [self.ppl_data]
         super().__post_init__()
         check_autocast(self.autocast, self.dtype)
+        self.adapter_scale = float(self.adapter_scale)  # a YAML 1 or 0 records and fingerprints as 1.0, 0.0
+        check_adapter_scale(self.adapter_scale, self.adapter)
+        if self.adapter_scale != 1 and self.backend == "vllm":  # vLLM's LoRARequest takes no scale
+            raise InputError(f"--adapter-scale {self.adapter_scale:g} with --backend vllm: vLLM applies an adapter "
+                             "at its trained scale; use --backend hf, or merge the scaled adapter first (`e2wm "
+                             "export merged --adapter-scale S`) and evaluate that model with vllm")
 
 
 @dataclass(kw_only=True)
@@ -105,6 +127,9 @@ class ReportConfig:
                                                metavar="DIR", result=False)
     no_eai_leaderboard: bool = option(False, "leave the EAI leaderboard out of the report (the evaluated runs' EAI "
                                       "table stays)")
+    drift_on: str = option("ppl", "the perplexity set whose relative change against the first run is the drift of "
+                           "the learning-against-forgetting frontier: ppl (the first --ppl-data file of `e2wm eval`), "
+                           "or a further file's ppl:<label> (or its label alone)", metavar="LABEL")
 
     def __post_init__(self) -> None:
         config.check(self)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from e2wm import benchmark_data
 from e2wm.errors import InputError
+from e2wm.eval.compare import PPL, is_ppl, ppl_task_names
 from e2wm.files import read_json, read_jsonl
+from e2wm.methods import method_label, recorded_method
 from e2wm.models import EMBEDDED_GGUF, EMBEDDED_HUB_ID, EMBEDDED_NAME, SHIPPED_ADAPTERS
 from e2wm.provenance import file_digest
-
-METHODS = {"ewc-lora": "EWC-LoRA", "lora": "LoRA", "full": "full finetuning"}
 
 
 def json_object(path: Path) -> dict | None:
@@ -55,17 +55,34 @@ def data_text(data: list[str]) -> str:
     return ", ".join(parts)
 
 
-def items_text(metrics: dict, ppl_data: str | None = None) -> str:
-    """'11 files, 2235 items' (with the files' own counts when --limit cut them) and the perplexity's texts (of
-    ppl_data, when known)."""
-    tasks = {task: result for task, result in metrics.items() if task != "ppl"}
+def ppl_files(config: dict) -> dict[str, str]:
+    """{perplexity set (`ppl`, `ppl:<label>`): its file} from an eval run's recorded --ppl-data: a list of files, or
+    one file as runs recorded it before several were taken; {} when none or unreadable."""
+    value = config.get("ppl_data")
+    files = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    if not all(isinstance(file, str) for file in files):
+        return {}
+    return dict(zip(ppl_task_names(files), files))
+
+
+def items_text(metrics: dict, ppl_data: dict[str, str] | None = None) -> str:
+    """'11 files, 2235 items' (with the files' own counts when --limit cut them) and each perplexity set's texts
+    (of its file in ppl_data, {set: file} (`ppl_files`), when known): 'perplexity on 40 texts of `a.jsonl`, `ppl:b`
+    on 12 texts of `b.jsonl`'."""
+    tasks = {task: result for task, result in metrics.items() if not is_ppl(task)}
     scored = sum(result.get("n", 0) for result in tasks.values())
     text = f"{len(tasks)} file{'s' if len(tasks) != 1 else ''}, {scored} items"
     if any(result.get("cut_by_limit") for result in tasks.values()):
         original = sum(result.get("n_original", result.get("n", 0)) for result in tasks.values())
         text += f" (--limit: of the files' {original})"
-    if "ppl" in metrics:
-        text += f"; perplexity on {metrics['ppl'].get('texts', '?')} texts" + (f" of `{ppl_data}`" if ppl_data else "")
+    sets = []
+    for task, result in metrics.items():
+        if is_ppl(task):
+            file = (ppl_data or {}).get(task)
+            sets.append(("" if task == PPL else f"`{task}` ") + f"on {result.get('texts', '?')} texts"
+                        + (f" of `{file}`" if file else ""))
+    if sets:
+        text += "; perplexity " + ", ".join(sets)
     return text
 
 
@@ -108,21 +125,39 @@ def training_text(weights: Path, found: tuple[Path, int | None]) -> str:
     run, step = found
     recorded = json_object(run / "config.json")  # `training_run` found it to hold the options
     options = entry(recorded, "options", dict, {})
-    method = entry(options, "method", default="?")
-    parts = [METHODS.get(method, method)]
-    if method == "full":  # the model evaluated is the run's own: say what it was trained from
+    try:
+        adapter, regularisers = recorded_method(options)
+    except InputError:  # options e2wm does not know: said as recorded
+        adapter, regularisers = str(entry(options, "adapter_kind", default=entry(options, "method", default="?"))), []
+    parts = [method_label(adapter, regularisers)]
+    if adapter == "full":  # the model evaluated is the run's own: say what it was trained from
         parts[0] += f" of {model_text(entry(options, 'model', default='?'))}"
-    if method != "lora" and entry(options, "fisher"):
-        parts.append(f"lambda {entry(options, 'lam', (int, float), '?')} on the Fisher `{options['fisher']}` (scale "
-                     f"{entry(options, 'fisher_scale', default='raw')})")
+    if "ewc" in regularisers:
+        parts.append(f"lambda {entry(options, 'lam', (int, float), '?')} on the Fisher `{options.get('fisher')}` "
+                     f"(scale {entry(options, 'fisher_scale', default='raw')})")
     else:
         parts.append("no EWC penalty")
+    if "kl" in regularisers:
+        parts.append(f"KL anchor to the base, weight {entry(options, 'kl_weight', (int, float), '?')} on "
+                     f"{entry(options, 'kl_tokens', default='answer')} tokens, "
+                     f"{entry(options, 'kl_direction', default='forward')} direction")
+    if "replay" in regularisers:
+        parts.append(f"replay of `{entry(options, 'replay_data', default='?')}` at "
+                     f"{entry(options, 'replay_ratio', (int, float), '?')} texts per example, weight "
+                     f"{entry(options, 'replay_weight', (int, float), '?')}")
     adapter = json_object(weights / "adapter_config.json")
     if adapter:
         targets = entry(adapter, "target_modules", (list, str), [])
         targets = ", ".join(sorted(map(str, targets))) if isinstance(targets, list) else targets
-        parts.append(f"LoRA rank {entry(adapter, 'r', int)} (alpha {entry(adapter, 'lora_alpha', (int, float))}) "
-                     f"on {targets}")
+        if entry(adapter, "peft_type") == "OSF":  # PEFT's orthogonal subspace finetuning: no r or alpha
+            kept = entry(adapter, "effective_rank", (int, float), "half")
+            parts.append(f"OSF on {targets} ({kept} of each weight's top singular directions frozen)")
+        else:
+            parts.append(f"LoRA rank {entry(adapter, 'r', int)} (alpha {entry(adapter, 'lora_alpha', (int, float))}) "
+                         f"on {targets}")
+    if entry(options, "optimizer", default="adamw") != "adamw":
+        parts.append(f"optimizer {options['optimizer']} (MoFO: {entry(options, 'mofo_fraction', (int, float), '?')} "
+                     "of each tensor's entries, those of largest momentum, updated per step)")
     steps = step if step is not None else last_step(run / "log.jsonl")
     batch, accum = entry(options, "batch_size", int), entry(options, "grad_accum", int)
     if steps is None:
@@ -163,6 +198,11 @@ def adapter_text(adapter: str) -> str:
     return f"adapter `{adapter}` (no `e2wm train` config.json beside it: how it was trained is not recorded)"
 
 
+def scale_text(scale: float) -> str:
+    """An eval run's --adapter-scale other than 1, as the header says it."""
+    return f"the adapter's change scaled by {scale:g} (--adapter-scale: W0 + {scale:g} * delta, WiSE-FT interpolation)"
+
+
 def eval_run_line(path: Path, label: str, metrics: dict) -> str:
     """One bullet: the run's label and folder, model, adapter (and its training), data and item counts."""
     config = entry(json_object(path / "config.json"), "config", dict)
@@ -174,10 +214,13 @@ def eval_run_line(path: Path, label: str, metrics: dict) -> str:
     parts = [f"model {model_text(model)}" + (f", {training_text(Path(model), found)}" if found else "")]
     if adapter:
         parts.append(adapter_text(adapter))
+        scale = entry(config, "adapter_scale", (int, float), 1)  # runs before the option: the adapter as trained
+        if scale != 1:
+            parts.append(scale_text(scale))
     elif not found:
         parts.append("no adapter")
     data = [item for item in entry(config, "data", list, []) if isinstance(item, str)]
-    parts.append(f"data {data_text(data)}: {items_text(metrics, entry(config, 'ppl_data'))}")
+    parts.append(f"data {data_text(data)}: {items_text(metrics, ppl_files(config))}")
     if config.get("chat_template") is True:
         parts.append("prompts in the model's chat template (--chat-template)")
     return head + "; ".join(parts) + "."
@@ -188,6 +231,7 @@ def train_log_line(path: Path, label: str) -> str:
     options = entry(json_object(path / "config.json"), "options", dict)
     if options is None:
         return f"- `{label}` ({path}): no config.json, so its settings are not recorded."
-    weights = path / ("model" if entry(options, "method") == "full" else "adapter")
+    full = "full" in (entry(options, "adapter_kind"), entry(options, "method"))
+    weights = path / ("model" if full else "adapter")
     return f"- `{label}` (--train-log): model {model_text(entry(options, 'model', default='?'))}, " + training_text(
         weights, (path, None)) + "."

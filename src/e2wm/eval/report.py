@@ -12,13 +12,14 @@ leaderboard. Charts are PNGs saved next to the markdown and linked from it.
 import functools
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median as statistics_median
 
 from e2wm.benchmark import label as task_label
 from e2wm.errors import InputError
-from e2wm.eval.compare import PPL, Comparison, compare
+from e2wm.eval.compare import PPL, Comparison, compare, is_ppl
 from e2wm.eval.config import RESAMPLES, SEED
 from e2wm.eval.eai_report import TASK as EAI_TASK
 from e2wm.eval.eai_report import check_eai, eai_section
@@ -128,7 +129,8 @@ def is_number(value) -> bool:
 
 def check_result(file: Path, task: str, result) -> None:
     """InputError `FILE: task 'T': FIELD must be ...` for a task's result in metrics.json that the report could not
-    read (docs/formats.md): not an object; no metric of `METRICS` (the perplexity's `ppl` needs its perplexity), or
+    read (docs/formats.md): not an object; no metric of `METRICS` (a perplexity set, `ppl` or `ppl:<label>`, needs its
+    perplexity), or
     one that is not a finite number (null: a judge that counted none of the items, as EAI's evaluator for a --limit
     subset of tasks it does not count: such a run has no score to compare, and is refused); an optional number
     (`NUMBERS`, `<metric>_stderr`) of another type; a `<metric>_ci95` that is not null or two finite numbers;
@@ -139,7 +141,7 @@ def check_result(file: Path, task: str, result) -> None:
         name, value = headline(result)
     except KeyError:
         raise InputError(f"{file}: task '{task}' has no {', '.join(METRICS)}") from None
-    if task == PPL and name != "perplexity":
+    if is_ppl(task) and name != "perplexity":
         raise InputError(f"{file}: task '{task}' (the perplexity) has no perplexity")
     if value is None and METRICS[name].score is not None:
         raise InputError(f"{file}: task '{task}': {name} is null: the judge counted none of its {result.get('n', '?')} "
@@ -245,13 +247,23 @@ def verdict(pair: Paired, metric: str = "accuracy") -> str:
 
 
 def tasks_of(runs: list[Run]) -> list[str]:
-    """Every task (perplexity apart) in the order first met, runs taken in order."""
+    """Every task (the perplexity sets apart) in the order first met, runs taken in order."""
     seen: dict[str, None] = {}
     for run in runs:
         for task in run.metrics:
-            if task != PPL:
+            if not is_ppl(task):
                 seen.setdefault(task)
     return list(seen)
+
+
+def ppl_sets(runs: list[Run]) -> list[str]:
+    """Every perplexity set (`ppl`, the first --ppl-data file's, then `ppl:<label>`) in the order first met."""
+    seen: dict[str, None] = {}
+    for run in runs:
+        for task in run.metrics:
+            if is_ppl(task):
+                seen.setdefault(task)
+    return sorted(seen, key=lambda task: task != PPL)
 
 
 def mean_score(run: Run, tasks: list[str]) -> float | None:
@@ -285,14 +297,14 @@ def comparisons(runs: list[Run], resamples: int, seed: int) -> list[Comparison]:
     """Each later run against the first (`compare`), in order.
 
     Raises:
-        InputError: two runs scored different items of a task, or a later run shares no task (perplexity
+        InputError: two runs scored different items of a task, or a later run shares no task (perplexity sets
             included) with the first.
     """
     base, tasks = runs[0], tasks_of(runs)
     found = []
     for run in runs[1:]:
         shared = [task for task in tasks if task in base.metrics and task in run.metrics]
-        perplexity = PPL in base.metrics and PPL in run.metrics
+        perplexity = [task for task in ppl_sets(runs) if task in base.metrics and task in run.metrics]
         if not shared and not perplexity:
             raise InputError(f"{base.path} ({', '.join(base.metrics)}) and {run.path} ({', '.join(run.metrics)}) "
                              "share no task: there is nothing to compare item by item")
@@ -354,7 +366,8 @@ def score_cell(run: Run, task: str) -> str:
 def comparison_table(runs: list[Run], found: list[Comparison], means: list[FamilyMean]) -> str:
     """Markdown: a row per task, then the unweighted mean of each metric family (`family_means`), the mean relative
     gain over every task (the paper's headline) and the perplexity (n: its texts, the unit of its bootstrap and
-    test); per run its score (`score_cell`), and per later run the difference from the first with its 95% paired
+    test; a row per perplexity set, `ppl_sets`); per run its score (`score_cell`), and per later run the difference
+    from the first with its 95% paired
     bootstrap interval, the verdict (noise, or gain / loss with the relative change) and the permutation test's
     p."""
     base = runs[0]
@@ -378,17 +391,23 @@ def comparison_table(runs: list[Run], found: list[Comparison], means: list[Famil
         for comparison in found:
             cells += ["", *interval_cells(comparison.headline, percent=True)]
         lines.append("| " + " | ".join(cells) + " |")
-    if any(PPL in run.metrics for run in runs):
-        texts = sorted({str(run.metrics[PPL].get("texts", "")) for run in runs if PPL in run.metrics})
-        tokens = sorted({str(run.metrics[PPL].get("tokens", "")) for run in runs if PPL in run.metrics})
-        cells = ["perplexity (lower is better)", f"exp(mean NLL), {'/'.join(tokens)} tokens", "/".join(texts),
-                 fmt(base.metrics.get(PPL, {}).get("perplexity"))]
+    for task in ppl_sets(runs):
+        texts = sorted({str(run.metrics[task].get("texts", "")) for run in runs if task in run.metrics})
+        tokens = sorted({str(run.metrics[task].get("tokens", "")) for run in runs if task in run.metrics})
+        cells = [f"{ppl_name(task)} (lower is better)", f"exp(mean NLL), {'/'.join(tokens)} tokens", "/".join(texts),
+                 fmt(base.metrics.get(task, {}).get("perplexity"))]
         for run, comparison in zip(runs[1:], found):
-            pair = comparison.ppl
-            cells += [fmt(run.metrics.get(PPL, {}).get("perplexity")),
+            pair = comparison.perplexities.get(task)
+            cells += [fmt(run.metrics.get(task, {}).get("perplexity")),
                       *change_cells(pair, functools.partial(verdict, metric="perplexity"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def ppl_name(task: str) -> str:
+    """A perplexity set as tables and sentences name it: 'perplexity' for the first --ppl-data file's (`ppl`),
+    'perplexity ppl:<label>' for a further one's."""
+    return "perplexity" if task == PPL else f"perplexity {cell(task)}"
 
 
 def table_header(runs: list[Run]) -> list[str]:
@@ -474,8 +493,8 @@ def conclusion(task: str, n: int, pair: Paired, base: Run, other: Run) -> str:
 
 
 def conclusions(runs: list[Run], found: list[Comparison], means: list[FamilyMean]) -> list[str]:
-    """The section's lines: per later run a sentence per task, the family means, the mean relative gain and the
-    perplexity, and the note on testing many tasks at once."""
+    """The section's lines: per later run a sentence per task, the family means, the mean relative gain and each
+    perplexity set, and the note on testing many tasks at once."""
     base, lines = runs[0], []
     for index, (run, comparison) in enumerate(zip(runs[1:], found)):
         if len(runs) > 2:
@@ -495,12 +514,13 @@ def conclusions(runs: list[Run], found: list[Comparison], means: list[FamilyMean
             lines.append(f"- **mean relative gain** over every task (the paper's headline; relative changes are "
                          f"unit-free, so accuracies and ROUGE-L/LCS mix here{left_out}): "
                          f"{format_interval(gain, percent=True)}, {gain.verdict} (p = {format_p(gain.p)}).")
-        if comparison.ppl is not None:
-            lines.append(f"- **perplexity** ({len(comparison.ppl.base)} texts): "
-                         f"{format_interval(comparison.ppl.difference)}, "
-                         f"{verdict(comparison.ppl, 'perplexity')} (p = {format_p(comparison.ppl.p)}).")
-        elif comparison.ppl_note:
-            lines.append(f"- **perplexity**: {comparison.ppl_note}.")
+        for task in ppl_sets(runs):
+            pair, note = comparison.perplexities.get(task), comparison.ppl_notes.get(task)
+            if pair is not None:
+                lines.append(f"- **{ppl_name(task)}** ({len(pair.base)} texts): {format_interval(pair.difference)}, "
+                             f"{verdict(pair, 'perplexity')} (p = {format_p(pair.p)}).")
+            elif note:
+                lines.append(f"- **{ppl_name(task)}**: {note}.")
         lines.append("")
     count = len(found[0].tasks) if found else 0
     if count > 1:
@@ -512,16 +532,17 @@ def conclusions(runs: list[Run], found: list[Comparison], means: list[FamilyMean
 
 def small_tasks(runs: list[Run]) -> list[str]:
     """'task (n)' for every task some run scored on fewer than MIN_ITEMS items, and 'ppl (n texts)' for a
-    perplexity on fewer than MIN_ITEMS texts (the unit of its bootstrap and test)."""
+    perplexity set on fewer than MIN_ITEMS texts (the unit of its bootstrap and test)."""
     found = {}
     for run in runs:
         for task in tasks_of([run]):
             n = run.counted(task)
             if n is not None and n < MIN_ITEMS:
                 found.setdefault(task, f"{n}")
-        texts = run.metrics.get(PPL, {}).get("texts")
-        if texts is not None and texts < MIN_ITEMS:
-            found.setdefault(PPL, f"{texts} texts")
+        for task in ppl_sets([run]):
+            texts = run.metrics[task].get("texts")
+            if texts is not None and texts < MIN_ITEMS:
+                found.setdefault(task, f"{texts} texts")
     return [f"{task} ({n})" for task, n in found.items()]
 
 
@@ -549,15 +570,15 @@ def draw_baselines(ax, runs: list[Run], tasks: list[str]) -> None:
 @quiet_glyphs
 def score_chart(runs: list[Run], file: Path) -> None:
     """Grouped bars of every task's score by run on a 0-1 axis, with 95% error bars (`Run.interval`: Wilson for
-    an accuracy, ± 1.96 stderr otherwise) and the QA tasks' chance and majority baselines; perplexity in its own
-    panel on the right, with its 95% interval."""
+    an accuracy, ± 1.96 stderr otherwise) and the QA tasks' chance and majority baselines; each perplexity set in
+    its own panel on the right, with its 95% interval."""
     plt = pyplot()
     pairs = chart_order(runs)
     tasks = [task for task, _ in pairs]
-    has_ppl = any(PPL in run.metrics for run in runs)
-    width_ratios = [max(len(tasks), 1) * len(runs), 1.6 * len(runs)] if has_ppl else [1]
+    sets = ppl_sets(runs)
+    width_ratios = [max(len(tasks), 1) * len(runs)] + [1.6 * len(runs)] * len(sets) if sets else [1]
     figure, axes = plt.subplots(
-        1, len(width_ratios), figsize=(2.5 + 0.32 * len(runs) * len(tasks) + (2.4 if has_ppl else 0), 5.6),
+        1, len(width_ratios), figsize=(2.5 + 0.32 * len(runs) * len(tasks) + 2.4 * len(sets), 5.6),
         gridspec_kw={"width_ratios": width_ratios}, squeeze=False,
     )
     axes = axes[0]
@@ -594,10 +615,9 @@ def score_chart(runs: list[Run], file: Path) -> None:
     ax.set_title("E2WM tasks")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    if has_ppl:
-        ax = axes[1]
-        values = [run.metrics[PPL]["perplexity"] if PPL in run.metrics else math.nan for run in runs]
-        intervals = [run.metrics.get(PPL, {}).get("perplexity_ci95") or [v, v] for run, v in zip(runs, values)]
+    for ax, task in zip(axes[1:], sets):
+        values = [run.metrics[task]["perplexity"] if task in run.metrics else math.nan for run in runs]
+        intervals = [run.metrics.get(task, {}).get("perplexity_ci95") or [v, v] for run, v in zip(runs, values)]
         yerr = [[max(v - low, 0) for v, (low, _) in zip(values, intervals)],
                 [max(high - v, 0) for v, (_, high) in zip(values, intervals)]]
         ax.bar(range(len(runs)), values, 0.7, yerr=yerr, color=[colors[i % 10] for i in range(len(runs))],
@@ -608,7 +628,7 @@ def score_chart(runs: list[Run], file: Path) -> None:
         ax.set_xticks(range(len(runs)))
         ax.set_xticklabels([run.label for run in runs], rotation=35, ha="right", fontsize=9)
         ax.set_ylabel("perplexity (exp of mean token NLL)")
-        ax.set_title("general text\n(lower is better)")
+        ax.set_title("general text" + ("" if task == PPL else f" {task}") + "\n(lower is better)")
         top = max((high for (_, high), v in zip(intervals, values) if not math.isnan(v)), default=1.0)
         ax.set_ylim(0, top * 1.15)
         ax.grid(axis="y", alpha=0.3)
@@ -629,7 +649,7 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
     """Three panels over optimiser steps: total loss, cross-entropy on ref tokens, and the EWC penalty; a fourth,
     each training file's CE per logging window, when the logs have it (task_ce)."""
     plt = pyplot()
-    panels = [("loss", "total loss = CE + λ·EWC"), ("ce", "cross-entropy (nats / ref token)"),
+    panels = [("loss", "total loss = CE term + Σ weight·regulariser"), ("ce", "cross-entropy (nats / ref token)"),
               ("ewc", "EWC penalty Σ F·ΔW² (before λ)")]
     tasks = task_names(logs)
     figure, axes = plt.subplots(1, 3 + bool(tasks), figsize=(14 + 4.7 * bool(tasks), 4.2))
@@ -767,10 +787,11 @@ def fmt_median(values: list[float], spec: str) -> str:
     return format(statistics_median(values), spec) if values else "—"
 
 
-def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) -> list[str]:
-    """The report's evaluation part: how to read it, the warnings, the table, the chart and what can be concluded."""
-    found = comparisons(runs, resamples, seed)
-    means = family_means(runs, found, resamples, seed)
+def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int, found: list[Comparison],
+                       means: list[FamilyMean]) -> list[str]:
+    """The report's evaluation part: how to read it, the warnings, the table, the chart and what can be concluded;
+    found and means: each later run's comparison with the first (`comparisons`) and the family means
+    (`family_means`)."""
     parts = ["## Evaluation", "",
              f"Scores: an accuracy (and EAI's task success) with its {LEVEL:.0%} Wilson interval [low, high], ROUGE-L "
              "and LCS ± their bootstrap standard error, each as its own `e2wm eval` computed it (with that run's "
@@ -803,14 +824,23 @@ def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int) 
     return parts
 
 
+# A section after the evaluation's: from the loaded runs, each later run's comparison with the first and the family
+# means, its markdown lines and the drawing of its chart (None for none), drawn once every check has passed
+Section = Callable[[list[Run], list[Comparison], list[FamilyMean]], tuple[list[str], Callable[[], None] | None]]
+
+
 def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str = "E2WM report",
-                 resamples: int = RESAMPLES, seed: int = SEED, eai_leaderboard: Path | None = None) -> str:
+                 resamples: int = RESAMPLES, seed: int = SEED, eai_leaderboard: Path | None = None,
+                 sections: tuple[Section, ...] = ()) -> str:
     """Write out (markdown) and its PNG charts; returns the markdown.
 
     resamples, seed: of the paired bootstrap intervals. eai_leaderboard: the folder of the EAI leaderboard's cache
     (`eai_report.eai_section`; scored there first when missing, about 16 minutes), or None to leave the leaderboard
-    out of the EAI section (written when a run has EAI's task). InputError on a bad run directory, or when two runs
-    scored different items of a task; RunError when EAI's evaluator fails on the leaderboard.
+    out of the EAI section (written when a run has EAI's task). sections: more sections after the evaluation's
+    (the recipe's learning-against-forgetting frontier, `eval.frontier`), each called before the EAI section and
+    its chart drawn after every other check. InputError on a bad run directory, or when two
+    runs scored different items of a task (or from a section); RunError when EAI's evaluator fails on the
+    leaderboard.
     """
     if not runs and not train_logs:
         raise InputError("give run directories (from `e2wm eval`), --train-log directories, or both")
@@ -823,9 +853,18 @@ def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str
     parts += [train_log_line(log.path, log.label) for log in logs] + [""]
     if loaded:
         chart = out.with_name(out.stem + ".png")
-        section = evaluation_section(loaded, chart, resamples, seed)  # before the chart: it checks the items
+        found = comparisons(loaded, resamples, seed)  # before any chart: it checks the items
+        means = family_means(loaded, found, resamples, seed)
+        section = evaluation_section(loaded, chart, resamples, seed, found, means)
+        drawings = []
+        for extra in sections:
+            lines, draw = extra(loaded, found, means)
+            section += lines
+            drawings += [draw] if draw else []
         section += eai_section([(run.label, run.path, run.metrics) for run in loaded], eai_leaderboard)
         score_chart(loaded, chart)
+        for draw in drawings:
+            draw()
         parts += section
     if logs:
         chart = out.with_name(out.stem + "-train.png")

@@ -18,6 +18,7 @@ from e2wm.benchmark import TASKS
 from e2wm.config import result_settings
 from e2wm.errors import InputError, at
 from e2wm.eval import generation, metrics, qa, statistics
+from e2wm.eval.compare import PPL, ppl_tasks
 from e2wm.eval.config import PERPLEXITY, EvalConfig
 from e2wm.eval.items import EvalFile, item_digest
 from e2wm.eval.perplexity import PAPER_TOKENS, paper_losses, predicts_a_token, read_texts, summary, window_losses
@@ -35,6 +36,9 @@ METRICS_VERSION = 4
 # the version of saved generations (OUT/tasks/<task>.generated.json), bumped when e2wm's decoding changes: a scoring
 # change or another e2wm commit alone leaves them valid (`generation_identity`), so the task is re-scored from them
 GENERATION_VERSION = 1
+# the result settings a perplexity set does not read (`ppl_fingerprint`): the E2WM files and their tasks' options
+PPL_UNREAD = ("data", "ppl_data", "limit", "chat_template", "norm", "num_beams", "beam_stop", "max_new_tokens",
+              "eai_form", "robothow_dir", "backend")
 
 
 @dataclass
@@ -77,6 +81,8 @@ def fingerprint(task: EvalFile, config: EvalConfig, identity: dict, version: int
                 if k != "data" and k not in perplexity_only and k not in unread}
     if settings.get("autocast") == "none":  # float32 as before the option existed: earlier results stay valid
         del settings["autocast"]
+    if settings.get("adapter_scale") == 1:  # the adapter as trained, as before the option existed: likewise
+        del settings["adapter_scale"]
     digest = hashlib.sha256(task.content_digest().encode())
     version = METRICS_VERSION if version is None else version
     digest.update(json.dumps([settings, identity, PPL_WINDOW, version], sort_keys=True).encode())
@@ -117,17 +123,17 @@ def token_limit(model, tokenizer, config: EvalConfig) -> int:
 
 
 def check_limits(tokenizer, tasks: list[EvalFile], config: EvalConfig, max_length: int,
-                 ppl_texts: list[str]) -> None:
+                 ppl_texts: list[list[str]]) -> None:
     """Check every limit against the others before the model runs, so that no prompt is cut to nothing.
 
     Args:
         tasks: the evaluation files (their first --limit items are checked).
         max_length: `token_limit`'s value, in tokens.
-        ppl_texts: the --ppl-data texts ([] without --ppl-data).
+        ppl_texts: the texts of each --ppl-data file, in order ([] without --ppl-data).
     Raises:
         InputError: a generation file whose prompts would keep no token (max_length <= --max-new-tokens); a QA
             item whose longest option leaves no token of its input within max_length, or whose option encodes
-            to no token (naming file, line and field); --ppl-data with no text of two or more tokens.
+            to no token (naming file, line and field); a --ppl-data file with no text of two or more tokens.
     """
     limit = f"--max-len {max_length}" if config.max_len else f"the model's context of {max_length} tokens"
     for task in tasks:
@@ -141,10 +147,11 @@ def check_limits(tokenizer, tasks: list[EvalFile], config: EvalConfig, max_lengt
                     qa.encode_item(tokenizer, item, max_length, config.chat_template)
                 except ValueError as error:
                     raise InputError(f"{at(task.path, item.line, 'answer_list')}: {error} ({limit})") from None
-    if config.ppl_data and not predicts_a_token(tokenizer, ppl_texts, config.ppl_mode, config.ppl_texts):
-        scope = f"of its first {config.ppl_texts} " if config.ppl_mode == "paper" else ""
-        raise InputError(f"--ppl-data {config.ppl_data}: no text {scope}has two or more tokens (nothing to predict; "
-                         f"--ppl-mode {config.ppl_mode})")
+    for file, texts in zip(config.ppl_data or [], ppl_texts):
+        if not predicts_a_token(tokenizer, texts, config.ppl_mode, config.ppl_texts):
+            scope = f"of its first {config.ppl_texts} " if config.ppl_mode == "paper" else ""
+            raise InputError(f"--ppl-data {file}: no text {scope}has two or more tokens (nothing to predict; "
+                             f"--ppl-mode {config.ppl_mode})")
 
 
 def progress_bar(task: EvalFile, total: int, label: str, shard: Shard):
@@ -269,8 +276,9 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
 
     identity: what the config cannot say about the model (its revision or weight digest, the adapter's
     digest, the device type); part of each task's resume fingerprint. generator, if given, decodes the
-    generation tasks instead of the hf model (see vllm_backend). Returns {task: metrics}, "ppl" among
-    them when config.ppl_data is set (computed as config.ppl_mode says); each task's metrics hold n (items
+    generation tasks instead of the hf model (see vllm_backend). Returns {task: metrics}, with a perplexity
+    per --ppl-data file ("ppl" for the first, "ppl:<label>" for each further one, as config.ppl_mode says;
+    `general_perplexity`) after the E2WM tasks; each task's metrics hold n (items
     scored), n_original (items in its file) and cut_by_limit (n < n_original); docs/formats.md lists the rest.
     """
     shard = shard or Shard()
@@ -310,25 +318,48 @@ def evaluate_model(model, tokenizer, tasks: list[EvalFile], config: EvalConfig, 
                 write_jsonl(out / "predictions" / f"{task.name}.jsonl", rows)
                 write_json(saved, {"fingerprint": key, "metrics": result})
             results[task.name] = result
-        if config.ppl_data:
-            results["ppl"] = general_perplexity(model, tokenizer, config, max_length, shard)
+        for name, file in ppl_tasks(config.ppl_data or []):
+            results[name] = general_perplexity(model, tokenizer, config, max_length, shard, identity, name, file)
     if shard.is_main:
         write_json(out / "metrics.json", results)
         model_id = describe(config.model) + (f" + {config.adapter}" if config.adapter else "")
+        if config.adapter_scale != 1:
+            model_id += f" at --adapter-scale {config.adapter_scale:g}"
         chart = answer_chart(results, out / "answers.png")
         write_atomic(out / "results.md", results_table(results, model_id, config.limit, chart))
     return results
 
 
-def general_perplexity(model, tokenizer, config: EvalConfig, max_length: int, shard: Shard) -> dict:
-    """Perplexity on config.ppl_data: windows of PPL_WINDOW tokens (--ppl-mode windows), or the authors' way
-    (--ppl-mode paper: the first --ppl-texts texts cut to PAPER_TOKENS, no BOS); see e2wm.eval.perplexity.
-    Every process computes all of it; the main one writes OUT/predictions/ppl.jsonl (per text: index,
-    sha256, nll, tokens). Returns `perplexity.summary` with `statistics.perplexity_statistics` (bootstrap over
-    texts)."""
-    texts = read_texts(config.ppl_data)
+def ppl_fingerprint(texts: list[str], config: EvalConfig, identity: dict) -> str:
+    """What a saved perplexity set depends on: its texts as read (so a file's bytes, or a saved dataset's rows), the
+    config's result settings but the E2WM files and the options only their tasks read (`PPL_UNREAD`; the general
+    text is scored raw, with the hf model, whatever --chat-template and --backend say), the model's identity, the
+    window and METRICS_VERSION. An added --ppl-data file leaves the other sets' fingerprints alone."""
+    settings = {k: v for k, v in result_settings(config).items() if k not in PPL_UNREAD}
+    digest = hashlib.sha256(json.dumps(texts).encode())
+    digest.update(json.dumps([settings, identity, PPL_WINDOW, METRICS_VERSION], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def general_perplexity(model, tokenizer, config: EvalConfig, max_length: int, shard: Shard, identity: dict,
+                       task: str, file: str) -> dict:
+    """Perplexity on one --ppl-data file, saved as the task `task` (ppl, ppl:<label>: `compare.ppl_tasks`):
+    windows of PPL_WINDOW tokens (--ppl-mode windows), or the authors' way (--ppl-mode paper: the first --ppl-texts
+    texts cut to PAPER_TOKENS, no BOS); see e2wm.eval.perplexity. Reused from OUT/tasks/<task>.json when its
+    fingerprint (`ppl_fingerprint`) is the same, as a finished task is. Every process computes all of it; the main
+    one writes OUT/predictions/<task>.jsonl (per text: index, sha256, nll, tokens) and OUT/tasks/<task>.json.
+    Returns `perplexity.summary` with `statistics.perplexity_statistics` (bootstrap over texts)."""
+    texts = read_texts(file)
+    out = Path(config.out)
+    key, saved = ppl_fingerprint(texts, config, identity), out / "tasks" / f"{task}.json"
+    previous = json.loads(saved.read_text()) if saved.is_file() else {}
+    if previous.get("fingerprint") == key:
+        if shard.is_main:
+            logger.info("%s: already evaluated, reusing %s", task, saved)
+        return previous["metrics"]
     if config.ppl_mode == "windows":
-        with tqdm(desc="perplexity", unit="window", disable=not shard.is_main) as bar:
+        with tqdm(desc="perplexity" if task == PPL else f"perplexity {task}", unit="window",
+                  disable=not shard.is_main) as bar:
             losses = window_losses(model, tokenizer, texts, min(PPL_WINDOW, max_length), config.batch_size,
                                    bar.update)
     else:
@@ -337,11 +368,14 @@ def general_perplexity(model, tokenizer, config: EvalConfig, max_length: int, sh
                            max_length, PAPER_TOKENS)
         if len(texts) < config.ppl_texts and shard.is_main:
             logger.info("--ppl-mode paper: %s holds %d texts, fewer than --ppl-texts %d; scoring all of them",
-                        config.ppl_data, len(texts), config.ppl_texts)
-        with tqdm(desc="perplexity (paper)", unit="text", disable=not shard.is_main) as bar:
+                        file, len(texts), config.ppl_texts)
+        with tqdm(desc="perplexity (paper)" if task == PPL else f"perplexity {task} (paper)", unit="text",
+                  disable=not shard.is_main) as bar:
             losses = paper_losses(model, tokenizer, texts, config.ppl_texts, min(PAPER_TOKENS, max_length),
                                   config.batch_size, bar.update)
-    if shard.is_main:
-        write_jsonl(Path(config.out) / "predictions" / "ppl.jsonl", [asdict(loss) for loss in losses])
-    return summary(losses, config.ppl_mode) | statistics.perplexity_statistics(
+    result = summary(losses, config.ppl_mode) | statistics.perplexity_statistics(
         [loss.nll for loss in losses], [loss.tokens for loss in losses], config.bootstrap_resamples, config.seed)
+    if shard.is_main:
+        write_jsonl(out / "predictions" / f"{task}.jsonl", [asdict(loss) for loss in losses])
+        write_json(saved, {"fingerprint": key, "metrics": result})
+    return result

@@ -20,6 +20,7 @@ from e2wm.chat import check_template
 from e2wm.config import to_argv
 from e2wm.errors import RunError
 from e2wm.eval import generation, vllm_backend
+from e2wm.eval.compare import ppl_tasks
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.items import load_eval_files
 from e2wm.eval.perplexity import read_texts
@@ -76,14 +77,14 @@ def evaluate(config: EvalConfig) -> dict:
     """Evaluate as config says; returns {task: metrics} (also in OUT/metrics.json, with results.md).
 
     Raises InputError on a bad file, option or model (with --chat-template, a tokenizer without a chat
-    template), or limits that contradict each other (`check_limits`), before any scoring starts or any file is
-    written.
+    template), two --ppl-data files with the same label (`compare.ppl_tasks`), or limits that contradict each
+    other (`check_limits`), before any scoring starts or any file is written.
     """
     out = output_folder(config.out)
     tasks = load_eval_files(config.data, config.eai_form)  # every file checked before the model is loaded
     if config.robothow_dir:
         programs.index(config.robothow_dir)  # not a RobotHow directory: InputError now, not after generating
-    ppl_texts = read_texts(config.ppl_data) if config.ppl_data else []
+    ppl_texts = [read_texts(file) for _, file in ppl_tasks(config.ppl_data or [])]  # two labels alike: InputError
     if config.chat_template:  # the general-text perplexity stays raw text: only the task prompts are wrapped
         check_template(load_tokenizer(config.model), config.model)
     with output_lock(out):  # one writer: a second eval of this --out is refused
@@ -93,7 +94,7 @@ def evaluate(config: EvalConfig) -> dict:
             launch(config.num_processes, to_argv(replace(config, num_processes=1)))
             return json.loads((out / "metrics.json").read_text())
         shard, device = current_shard()
-        spec = config.model_spec(config.adapter)
+        spec = config.model_spec(config.adapter, config.adapter_scale)
         if device and not spec.device:
             spec.device = device
         began = time.time()

@@ -6,7 +6,9 @@
 The base is loaded in float32 (e2wm.models.load_model), the adapter applied (apply_adapter) and folded in by PEFT's
 `merge_and_unload` (each adapted weight becomes W + scaling * B @ A, transposed for fan-in-fan-out layers), cast
 to --dtype and saved with the base's tokenizer and a model card (train.card.merged_card) into a staging folder
-that is renamed into place, so --out either holds the whole checkpoint or does not exist.
+that is renamed into place, so --out either holds the whole checkpoint or does not exist. With --adapter-scale s the
+adapter is scaled before merging (e2wm.models.scale_adapter: WiSE-FT's interpolation), so each adapted weight
+becomes W + s * scaling * B @ A; the card says so (`scale_paragraph`).
 
 Tied weights (tie_word_embeddings: lm_head shares the input embeddings' matrix, as in GPT-2, SmolLM2, Llama 3.2):
 base + adapter applies an adapter on lm_head to the output layer only (or one on the embeddings to the input
@@ -15,10 +17,10 @@ save one matrix and share it again on loading (peft PR 2972, transformers issue 
 own copy of a shared weight before merging; where the merge then leaves the copies different, the checkpoint is
 saved untied (tie_word_embeddings false, both matrices stored), otherwise they are shared again as in the base.
 
-Before reporting success the export checks itself (`check_logits`): base + adapter (PEFT, unmerged) computes the
-logits of CHECK_TEXT once before merging, and both the merged model in memory (float32) and the saved checkpoint
-reloaded with plain transformers (`AutoModelForCausalLM.from_pretrained`, weights upcast to float32 on the same
-device) must give the same logits, within TOLERANCE; otherwise RunError and nothing is left at --out.
+Before reporting success the export checks itself (`check_logits`): base + adapter (PEFT, unmerged, at the
+scale) computes the logits of CHECK_TEXT once before merging, and both the merged model in memory (float32) and the
+saved checkpoint reloaded with plain transformers (`AutoModelForCausalLM.from_pretrained`, weights upcast to float32
+on the same device) must give the same logits, within TOLERANCE; otherwise RunError and nothing is left at --out.
 Memory: the float32 base, one extra copy of each shared matrix (the embeddings) while merging, then the reloaded
 checkpoint in float32 after the first is freed: one float32 model at a time, not two; the check's compute is
 two forward passes of a few tokens.
@@ -42,6 +44,7 @@ from e2wm.models import (
     adapter_config,
     adapter_dir,
     apply_adapter,
+    check_scalable,
     hub_reachable,
     load_model,
     resolve_model_path,
@@ -169,7 +172,7 @@ def merge_and_save(config: ExportConfig, staging: Path, tokenizer, out: Path) ->
     flags = tie_flags(model)
     with warnings.catch_warnings():  # PEFT's notes on tied weights in an adapter: handled here
         warnings.filterwarnings("ignore", message=".*(tie_word_embeddings|no longer tied)")
-        model = apply_adapter(model, config.adapter).eval()
+        model = apply_adapter(model, config.adapter, config.adapter_scale).eval()
         input_ids = tokenizer(CHECK_TEXT, return_tensors="pt").input_ids.to(device)
         reference = logits_of(model, input_ids)
         merged = model.merge_and_unload()
@@ -182,6 +185,21 @@ def merge_and_save(config: ExportConfig, staging: Path, tokenizer, out: Path) ->
     return input_ids, reference
 
 
+def scale_paragraph(scale: float) -> str:
+    """The model card's paragraph on --adapter-scale s (markdown, one paragraph)."""
+    return (f"Interpolated with its base (WiSE-FT, Wortsman et al. 2022): the adapter's change was scaled by s = "
+            f"{scale:g} before merging (`e2wm export merged --adapter-scale {scale:g}`), so each adapted weight is "
+            f"W + {scale:g} * scaling * B @ A and the checkpoint computes what the base with the adapter at scale "
+            f"{scale:g} computes, not the adapter as trained{' (s above 1 extrapolates)' if scale > 1 else ''}.")
+
+
+def with_scale(card: str, scale: float) -> str:
+    """card (`merged_card`'s text) with `scale_paragraph` before its "## Use" section; unchanged at scale 1."""
+    if scale == 1:
+        return card
+    return card.replace("\n## Use\n", f"\n{scale_paragraph(scale)}\n\n## Use\n", 1)
+
+
 def export_merged(config: ExportConfig) -> Path:
     """Merge config.adapter into config.model, check and save the result in config.out; push it when config.push.
 
@@ -190,10 +208,10 @@ def export_merged(config: ExportConfig) -> Path:
         tokenizer's files and README.md (`merged_card`).
     Raises:
         InputError: when --out already exists or another process is writing it, the adapter or model cannot be
-            loaded.
-        RunError: when the merged checkpoint, reloaded, does not compute base + adapter's logits (`check_logits`;
-            nothing is written); when --push is given and the Hub is unreachable (checked before any work:
-            HF_ENDPOINT, default huggingface.co), or the upload fails (the merged folder is kept).
+            loaded, or --adapter-scale is given for an adapter other than plain LoRA (`check_scalable`).
+        RunError: when the merged checkpoint, reloaded, does not compute base + adapter's logits at the scale
+            (`check_logits`; nothing is written); when --push is given and the Hub is unreachable (checked before
+            any work: HF_ENDPOINT, default huggingface.co), or the upload fails (the merged folder is kept).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -206,6 +224,8 @@ def export_merged(config: ExportConfig) -> Path:
             kind = getattr(peft_config.peft_type, "value", peft_config.peft_type)
             raise InputError(f"--adapter {config.adapter}: a {kind} adapter adds virtual tokens, not weights: there "
                              "is nothing to merge into the model (export merged takes LoRA-style adapters)")
+        if config.adapter_scale != 1:
+            check_scalable(peft_config, config.adapter, config.adapter_scale)
         if config.push:
             check_repo_id(config.push)
         if config.push and not hub_reachable():
@@ -221,8 +241,8 @@ def export_merged(config: ExportConfig) -> Path:
             check_logits(logits_of(reloaded, input_ids), reference, config.dtype,
                          "the saved checkpoint, reloaded with transformers,", out)
             del reloaded
-            write_atomic(staging / "README.md", merged_card(config.model, config.adapter, tree_digest(config.adapter),
-                                                            config.dtype, out.name))
+            card = merged_card(config.model, config.adapter, tree_digest(config.adapter), config.dtype, out.name)
+            write_atomic(staging / "README.md", with_scale(card, config.adapter_scale))
             usual_permissions(staging)
             staging.rename(out)
         except BaseException:

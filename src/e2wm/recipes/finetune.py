@@ -1,4 +1,5 @@
-"""Finetuning recipe: EWC-LoRA (or plain LoRA, or full) on a weighted mixture of E2WM files.
+"""Finetuning recipe: EWC-LoRA (or plain LoRA, or full finetuning, with any regularisers) on a weighted mixture of
+E2WM files.
 
     from e2wm import TrainConfig, finetune
     result = finetune(TrainConfig(model="smollm2-135m", train={"plan_gen": 1.0}, data_dir="build",
@@ -6,9 +7,10 @@
 
 Works the same on one CPU and under `accelerate launch` (DDP over GPUs or gloo CPU processes; FSDP and
 DeepSpeed are refused). The run directory holds config.json (the settings and every option), log.jsonl (one
-line per optimiser step: losses, gradient norm, time, throughput, MFU, per-file CE; with the forgetting curve
-when `eval_every` is set; also to TensorBoard or wandb with `report_to`), checkpoint/ (for `resume`),
-checkpoint-N/adapter/ per checkpointed step N and adapter/ (standard PEFT adapters; model/ for method "full").
+line per optimiser step: the loss and each of its terms, gradient norm, time, throughput, MFU, per-file CE; with
+the forgetting curve when `eval_every` is set; also to TensorBoard or wandb with `report_to`), checkpoint/ (for
+`resume`), checkpoint-N/adapter/ per checkpointed step N and adapter/ (standard PEFT adapters; model/ for
+--adapter-kind full).
 State lives on the recipe (torchtune's recipe shape): `setup()` builds the run directory, model, data
 and optimiser, `train()` runs the optimiser steps, `save()` writes the result, `finish()` closes the trackers.
 """
@@ -50,11 +52,12 @@ from e2wm.text import read_corpus
 from e2wm.train.card import write_card
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, recover, save_checkpoint, save_pretrained
-from e2wm.train.config import TrainConfig
+from e2wm.train.config import TrainConfig, resolve_method
 from e2wm.train.data import collate, load_examples, parse_mixture, read_pairs, ref_weight
-from e2wm.train.ewc import FullEwc, LoraEwc
+from e2wm.train.ewc import Ewc, FullEwc, LoraEwc, OsfEwc
 from e2wm.train.fisher import check_fisher, load_fisher
 from e2wm.train.fisher_scale import scale_fisher
+from e2wm.train.kl_anchor import KlAnchor
 from e2wm.train.loop import (
     Diverged,
     FlopCount,
@@ -63,9 +66,13 @@ from e2wm.train.loop import (
     effective_mixture,
     linear_decay,
     matmul_peak,
+    safe_inverse,
     task_labels,
-    weighted_nll_sums,
+    weighted_nll_outputs,
 )
+from e2wm.train.mofo import MoFO
+from e2wm.train.regularisers import Regulariser
+from e2wm.train.rehearsal import Replay, texts_per_step, tokenise_texts
 from e2wm.train.targets import default_target_names, is_fan_in_fan_out, parse_modules, target_layers
 
 logger = logging.getLogger(__name__)
@@ -145,8 +152,9 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
     checkpoint starts it again from step 0.
     """
     run_dir = output_folder(config.out)
-    inputs = [path for _, path in mixture] + [p for p in (config.fisher, config.eval_ppl_data, config.eval_data) if p]
-    settings = {**result_settings(config), "inputs": {path: path_digest(path) for path in inputs},
+    inputs = [path for _, path in mixture] + [p for p in (config.fisher, config.eval_ppl_data, config.eval_data,
+                                                          config.replay_data) if p]
+    settings = {**method_settings(result_settings(config)), "inputs": {path: path_digest(path) for path in inputs},
                 "base_model": model_fingerprint(config.model)}
     recorded = run_dir / "config.json"
     if config.resume:
@@ -157,7 +165,7 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
             logger.warning("--resume: %s stopped before its first checkpoint (killed, or its disk full); it starts "
                            "again from step 0", run_dir)
         previous = json.loads(recorded.read_text())
-        before = with_defaults(previous["settings"], config, results_only=True)
+        before = method_settings(with_defaults(previous["settings"], config, results_only=True))
         changed = [key for key in sorted(settings.keys() | before.keys()) if before.get(key) != settings.get(key)]
         what = [f"{flag_of(f)} {settings[f.name]} (was {before.get(f.name, 'not recorded')})"
                 for f in fields(config) if f.name in changed]
@@ -177,11 +185,21 @@ def prepare_run_dir(config: TrainConfig, mixture: list[tuple[float, str]]) -> tu
                      "provenance": environment(config.device or default_device())}, previous
 
 
-def build_model(config: TrainConfig, device: str):
-    """(model, tokenizer, penalty or None): the base model, wrapped with LoRA unless full, its Fisher checked.
+def method_settings(settings: dict) -> dict:
+    """Recorded result settings with --method resolved into adapter_kind and regularisers and left out (runs recorded
+    before those two options existed had only --method), so that settings compare by what was trained."""
+    adapter, regularisers = resolve_method(settings.get("method"), settings.get("adapter_kind"),
+                                           settings.get("regularisers"), settings.get("fisher"))
+    kept = {key: value for key, value in settings.items() if key != "method"}
+    return {**kept, "adapter_kind": adapter, "regularisers": regularisers}
 
-    penalty() returns sum F * dW^2 over the adapted matrices (a 0-d tensor; see train.ewc); for lora with a
-    Fisher it is only measured and logged.
+
+def build_model(config: TrainConfig, device: str):
+    """(model, tokenizer, penalty or None): the base model with config.adapter_kind (the one place the adapter kind is
+    built: LoRA or OSF by PEFT (`osf_config`), or none for full finetuning), its Fisher checked.
+
+    penalty() returns sum F * dW^2 over the adapted matrices (a 0-d tensor; see train.ewc): the ewc regulariser's
+    value; without it (lora with a Fisher) it is only measured and logged.
     """
     spec = config.model_spec()
     spec.device = device  # where accelerate runs this process (finetune checked --device against it)
@@ -198,11 +216,14 @@ def build_model(config: TrainConfig, device: str):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     torch.manual_seed(config.seed)
-    if config.method == "full":
+    if config.adapter_kind == "full":
         penalty = FullEwc.build(layers, fisher) if fisher is not None else None
         return model, tokenizer, penalty
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    if config.adapter_kind == "osf":
+        model = get_peft_model(model, osf_config(config, names, layers))
+        return model, tokenizer, OsfEwc.build(model, fisher) if fisher is not None else None
     if config.load_in_8bit or config.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     lora = LoraConfig(
@@ -210,8 +231,52 @@ def build_model(config: TrainConfig, device: str):
         fan_in_fan_out=any(is_fan_in_fan_out(layer) for layer in layers.values()), task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
-    penalty = LoraEwc.build(model, fisher) if fisher is not None else None  # lora: measured, not trained on
+    penalty = LoraEwc.build(model, fisher) if fisher is not None else None
     return model, tokenizer, penalty
+
+
+def osf_config(config: TrainConfig, names: list[str], layers: dict[str, torch.nn.Module]):
+    """PEFT's OSFConfig for --adapter-kind osf on the --modules layers, its effective rank (--osf-effective-rank;
+    None: PEFT's half of min(out, in)) checked to keep 1 to min(out, in) - 1 directions of every layer frozen, as PEFT
+    resolves it (peft.tuners.osf.model: a fraction f keeps int(f * min(out, in)), a number N keeps min(N, min(out,
+    in))), so that each layer trains a rank of 1 or more.
+
+    Raises InputError for a layer that is not a torch Linear (GPT-2's fan-in-fan-out Conv1D: PEFT's OSF skips them)
+    or a rank that freezes no direction or all of them in a layer."""
+    from peft import OSFConfig
+
+    rank = config.osf_effective_rank
+    for name, layer in layers.items():
+        if not isinstance(layer, torch.nn.Linear) or is_fan_in_fan_out(layer):
+            raise InputError(f"--adapter-kind osf: {name} is a {type(layer).__name__} layer; PEFT's OSF adapts torch "
+                             f"Linear layers only: use --adapter-kind lora for this model")
+        smaller = min(layer.weight.shape)
+        kept = smaller // 2 if rank is None else int(rank * smaller) if rank < 1 else min(rank, smaller)
+        if not 0 < kept < smaller:
+            given = f"--osf-effective-rank {rank}" if rank is not None else "PEFT's default rank (half)"
+            raise InputError(f"{given} freezes {kept} of the {smaller} singular directions of {name} "
+                             f"{tuple(layer.weight.shape)}: OSF needs 1 to {smaller - 1} frozen, the rest trained")
+    return OSFConfig(effective_rank=rank, target_modules=names, task_type="CAUSAL_LM")
+
+
+def build_regularisers(config: TrainConfig, penalty, tokenizer, accelerator, precision) -> list[Regulariser]:
+    """The config's regularisers in REGULARISERS' order (e2wm.train.regularisers), built from its options.
+
+    Raises InputError when --replay-data cannot be read or leaves no text, or --replay-ratio rounds to 0 texts."""
+    built: list[Regulariser] = []
+    for name in config.regularisers.split(","):
+        if name == "ewc":
+            built.append(Ewc(penalty, config.lam))
+        elif name == "kl":
+            built.append(KlAnchor(config.kl_weight, config.kl_tokens, config.kl_direction))
+        elif name == "replay":
+            texts = tokenise_texts(read_corpus(config.replay_data, "--replay-data"), tokenizer, config.max_len,
+                                   config.replay_data)
+            built.append(Replay(texts, config.replay_weight,
+                                texts_per_step(config.replay_ratio, config.batch_size * config.grad_accum),
+                                pad_id(tokenizer), config.seed, accelerator.process_index,
+                                accelerator.num_processes, precision=precision))
+    return built
 
 
 class FinetuneRecipe:
@@ -254,8 +319,11 @@ class FinetuneRecipe:
             read_pairs(path)
         if config.chat_template:  # and the chat template --chat-template needs
             check_template(load_tokenizer(config.model), config.model)
-        model, self.tokenizer, self.penalty = build_model(config, str(accelerator.device))
+        model, self.tokenizer, penalty = build_model(config, str(accelerator.device))
         self.precision = autocast_dtype(config.autocast, str(accelerator.device), config.dtype)
+        self.regularisers = build_regularisers(config, penalty, self.tokenizer, accelerator, self.precision)
+        # lora with a Fisher and no ewc regulariser: the penalty is measured and logged as `ewc`, not trained on
+        self.measured = penalty if penalty is not None and "ewc" not in config.regularisers.split(",") else None
         self.flops = FlopCount.of(model)
         compute = self.precision or DTYPES[config.dtype]
         self.peak = matmul_peak(str(accelerator.device), compute)  # FLOP/s, the MFU's denominator
@@ -283,9 +351,10 @@ class FinetuneRecipe:
             shares = effective_mixture(self.schedule, self.examples)
             logger.info("effective mixture (share of the loss's token weight per file, epoch 1): %s",
                         ", ".join(f"{Path(source).name} {share:.1%}" for source, share in shares.items()))
-        self.lam = 0.0 if config.method == "lora" else config.lam
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = (MoFO(self.trainable, lr=config.lr, weight_decay=config.weight_decay, fraction=config.mofo_fraction)
+                     if config.optimizer == "mofo" else
+                     torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay))
         self.scheduler = linear_decay(optimizer, config.scheduler_steps or self.total)
         if config.scheduler_steps and config.scheduler_steps < self.total:
             logger.warning("--scheduler-steps %d: the learning rate reaches 0 at step %d of the run's %d; the later "
@@ -298,6 +367,9 @@ class FinetuneRecipe:
         if config.resume:  # (a run stopped before its first checkpoint starts again: its log is emptied)
             if (self.run_dir / CHECKPOINT / "state.json").is_file():
                 self.start = load_checkpoint(accelerator, self.run_dir, self.model, self.optimizer, self.scheduler)
+                for regulariser in self.regularisers:
+                    if isinstance(regulariser, Replay):  # step k replays the texts it replays in an uninterrupted run
+                        regulariser.next_step = self.start
             if accelerator.is_main_process:
                 log = self.run_dir / "log.jsonl"
                 if log.exists():
@@ -334,6 +406,9 @@ class FinetuneRecipe:
     def steps(self, lengths: list[int], per_epoch: int, chunk: int, pad_id: int, bar) -> None:
         """The optimiser steps of `train` (see there)."""
         accelerator, schedule, examples = self.accelerator, self.schedule, self.examples
+        on_batches = [r for r in self.regularisers if not r.per_step]  # read each micro-batch's outputs
+        on_steps = [r for r in self.regularisers if r.per_step]  # once per step, with the last micro-batch
+        all_positions = any(r.all_positions for r in self.regularisers)
         plan, plan_epoch = None, -1
         for step in range(self.start, self.total):
             started = time.perf_counter()
@@ -343,49 +418,68 @@ class FinetuneRecipe:
             step_batches = [[examples[i] for i in batch] for batch in plan[position * chunk : (position + 1) * chunk]]
             scaled = list(zip(step_batches, schedule.scales(step_batches)))
             mine = scaled[accelerator.process_index :: schedule.processes]
-            sums = torch.zeros(2, device=accelerator.device)  # sum(weight x NLL), the normalised objective's CE
+            divide = [safe_inverse(r.denominator(step_batches)) for r in on_batches]
+            # [sum(weight x NLL), the normalised objective's CE, each regulariser's value (its share on this process)]
+            sums = torch.zeros(2 + len(self.regularisers), device=accelerator.device)
             per_file = torch.zeros(len(self.window.sources), 2, device=accelerator.device)  # TaskWindow.step_sums
-            ewc = torch.zeros((), device=accelerator.device)
             for index, (micro_batch, scale) in enumerate(mine):
                 last = index == len(mine) - 1
                 batch = {k: v.to(accelerator.device) for k, v in collate(micro_batch, pad_id).items()}
                 with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
+                    terms = []
                     with autocast(self.precision, accelerator.device):
-                        values = weighted_nll_sums(self.model, batch)
+                        values, outputs = weighted_nll_outputs(self.model, batch, all_positions)
+                        terms += [r(self.model, batch, outputs) * d for r, d in zip(on_batches, divide)]
                     per_file += self.window.step_sums(micro_batch, values, accelerator.device)
                     part = values.sum()
-                    loss = part * (scale * schedule.processes)  # DDP averages the processes' gradients
-                    if last and self.penalty is not None:
-                        ewc = self.penalty_value()
-                        loss = loss + self.lam * ewc
+                    # DDP averages the processes' gradients: a process's share of a step's sum counts x processes
+                    loss = part * (scale * schedule.processes)
+                    loss = loss + sum(r.weight * t * schedule.processes for r, t in zip(on_batches, terms))
+                    if last:
+                        measures = [r(self.model, None, None) for r in on_steps]
+                        loss = loss + sum(r.weight * t for r, t in zip(on_steps, measures))
+                        terms += [t / schedule.processes for t in measures]  # the processes' sum is their mean
                     accelerator.backward(loss)
-                sums += torch.stack([part.detach(), part.detach() * scale])
+                sums += torch.stack([part.detach(), part.detach() * scale, *(t.detach().float() for t in terms),
+                                     *([torch.zeros((), device=accelerator.device)] * (len(sums) - 2 - len(terms)))])
             reduced = accelerator.reduce(torch.cat([sums, per_file.flatten()]), reduction="sum")
             weighted, objective = reduced[:2].tolist()
-            self.window.add(reduced[2:].view(-1, 2))
+            values = dict(zip([r.name for r in on_batches + on_steps], reduced[2 : len(sums)].tolist()))
+            self.window.add(reduced[len(sums) :].view(-1, 2))
             taken = [e for batch in step_batches for e in batch]
             ce = weighted / max(ref_weight(taken), 1e-12)
             work = {"examples": len(taken), "tokens": sum(len(e.ids) for e in taken),
                     "flops": sum(self.flops.example(len(e.ids), e.predicted_refs) for e in taken)}
-            self.step_done(step + 1, ce, objective, ewc.item(), bar, started, work)
+            self.step_done(step + 1, ce, objective, values, bar, started, work)
 
-    def penalty_value(self) -> torch.Tensor:
-        """sum F * dW^2 of the adapter as it is: part of the loss for ewc-lora; for lora with a Fisher, only
-        measured (no gradient), so that a LoRA run logs the same drift measure as EWC-LoRA."""
-        if self.config.method == "lora":
+    def loss_terms(self, objective: float, values: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+        """(each term as it enters the loss, the measures logged beside them) of one step.
+
+        Terms: "loss_ce", the normalised CE (see train.loop), and "loss_<name>" = weight x value for each
+        regulariser; they add up to the loss. Measures: each regulariser's value under its name, and "ewc", the
+        penalty sum F * dW^2 even when EWC is not a regulariser (measured without gradient for lora with a
+        Fisher, so that every run logs the same drift measure; 0 without a Fisher)."""
+        terms = {"loss_ce": objective}
+        terms.update({f"loss_{r.name}": r.weight * values[r.name] for r in self.regularisers})
+        measures = {"ewc": 0.0, **values}
+        if self.measured is not None:
             with torch.no_grad():
-                return self.penalty()
-        return self.penalty()
+                measures["ewc"] = self.measured().item()
+        return terms, measures
 
-    def step_done(self, step: int, ce: float, objective: float, ewc: float, bar, started: float, work: dict) -> None:
+    def step_done(self, step: int, ce: float, objective: float, values: dict[str, float], bar, started: float,
+                  work: dict) -> None:
         """Check the loss, clip and take the optimiser step, evaluate, log it and checkpoint when due.
 
-        started: time.perf_counter() when the step began; work: its "examples", "tokens" (non-pad, all
-        processes) and model "flops" (FlopCount).
+        values: each regulariser's value in the step (by name); started: time.perf_counter() when the step began;
+        work: its "examples", "tokens" (non-pad, all processes) and model "flops" (FlopCount).
 
-        Logged per step: ce, the step's weighted mean NLL per answer token (sum(weight x NLL) / sum(weight), nats,
-        comparable across normalisations); loss, the objective minimised: the normalised CE (see train.loop)
-        + lambda x ewc; ewc, sum F * dW^2 on the scaled Fisher (measured without gradient for lora). grad_norm
+        Logged per step: loss, the objective minimised, and its terms as they enter it (`loss_terms`): loss_ce
+        (the normalised CE, see train.loop) and loss_<regulariser> (its weight x its value), which add up to
+        loss; ce, the step's weighted mean NLL per answer token (sum(weight x NLL) / sum(weight), nats, comparable
+        across normalisations: under --loss-norm mixture it differs from loss_ce); each regulariser's value
+        (ewc: sum F * dW^2 on the scaled Fisher, always logged, measured without gradient for lora with a
+        Fisher; kl: nats per token; replay: nats per general-text token). grad_norm
         is the total L2 norm of the trainable parameters' gradients of the step's loss
         (summed over its micro-batches and averaged over processes, after accelerate's unscaling), before
         clipping to max_grad_norm; with max_grad_norm None the gradients are left as they are.
@@ -396,24 +490,26 @@ class FinetuneRecipe:
         the window} (TaskWindow).
         """
         config, accelerator = self.config, self.accelerator
-        self.loss = objective + self.lam * ewc
+        terms, measures = self.loss_terms(objective, values)
+        self.loss = sum(terms.values())
         limit = math.inf if config.max_grad_norm is None else config.max_grad_norm  # inf: scales by exactly 1
         grad_norm = accelerator.clip_grad_norm_(self.trainable, limit).item()
         if not (math.isfinite(self.loss) and math.isfinite(grad_norm)):  # stop before a NaN update is taken
             saved = (f"The last checkpoint ({self.run_dir / CHECKPOINT}, and its adapter in checkpoint-N/) holds "
                      f"finite weights" if (self.run_dir / CHECKPOINT / "state.json").is_file()
                      else "No checkpoint was written before it")
+            parts = ", ".join(f"{key} {value}" for key, value in terms.items())
             raise Diverged(
-                f"step {step}: the loss is {self.loss} (ce {ce}, ewc {ewc}), the gradient norm {grad_norm}; "
-                f"stopped before updating. {saved}; train again into a new --out with a lower --lr or --lambda "
-                f"(or --max-grad-norm)"
+                f"step {step}: the loss is {self.loss} ({parts}; ce {ce}), the gradient norm {grad_norm}; "
+                f"stopped before updating. {saved}; train again into a new --out with a lower --lr or a lower "
+                f"regulariser weight (or --max-grad-norm)"
             )
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - started
-        row = {"step": step, "loss": self.loss, "ce": ce, "ewc": ewc, "lr": lr, "grad_norm": grad_norm,
+        row = {"step": step, "loss": self.loss, **terms, "ce": ce, **measures, "lr": lr, "grad_norm": grad_norm,
                "examples": work["examples"], "tokens": work["tokens"], "seconds": round(seconds, 6),
                "tokens_per_s": significant(work["tokens"] / seconds),
                "mfu": significant(work["flops"] / (seconds * accelerator.num_processes * self.peak))}
@@ -428,7 +524,8 @@ class FinetuneRecipe:
             append_jsonl(self.run_dir / "log.jsonl", row)
         if config.report_to != "none":
             accelerator.log(tracked(row), step=step)
-        bar.set_postfix(loss=f"{self.loss:.4f}", ce=f"{ce:.4f}", ewc=f"{ewc:.3g}", grad_norm=f"{grad_norm:.3g}")
+        bar.set_postfix(loss=f"{self.loss:.4f}", ce=f"{ce:.4f}", grad_norm=f"{grad_norm:.3g}",
+                        **{name: f"{value:.3g}" for name, value in measures.items() if name != "ewc" or value})
         bar.update(1)
         if step % config.save_every == 0 or step == self.total:
             if accelerator.is_main_process:  # the evaluable step first: a crash before the state reruns the step
@@ -456,14 +553,14 @@ class FinetuneRecipe:
     @property
     def output_name(self) -> str:
         """The model's folder in the run directory and in each checkpoint-N: adapter, or model for full."""
-        return "model" if self.config.method == "full" else "adapter"
+        return "model" if self.config.adapter_kind == "full" else "adapter"
 
     def write_model(self, final: Path, inside: str | None = None) -> None:
         """The adapter (or, for full finetuning, the model and tokenizer) into final[/inside], atomically
         (checkpoint.save_pretrained), with its model card (train.card); call on the main process only."""
-        tokenizer = self.tokenizer if self.config.method == "full" else None
+        tokenizer = self.tokenizer if self.config.adapter_kind == "full" else None
         save_pretrained(self.accelerator.unwrap_model(self.model), tokenizer, final, inside)
-        if self.config.method != "full":
+        if self.config.adapter_kind != "full":
             write_card(self.run_dir, final / inside if inside else final)
 
     def save(self) -> TrainResult:

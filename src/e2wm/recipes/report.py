@@ -1,13 +1,16 @@
-"""Report recipe: evaluation runs side by side (table + bar chart) and training curves, as markdown + PNG.
+"""Report recipe: evaluation runs side by side (table + bar chart), the learning-against-forgetting frontier
+(e2wm.eval.frontier) and training curves, as markdown + PNG.
 
     from e2wm import ReportConfig, report
     text = report(ReportConfig(runs=["runs/eval-base", "runs/eval-ewc"], out="runs/report.md"))
 """
 
+from functools import partial
 from pathlib import Path
 
 from e2wm.errors import InputError, RunError
 from e2wm.eval.config import ReportConfig
+from e2wm.eval.frontier import chart_file, frontier_section
 from e2wm.eval.report import write_report
 from e2wm.locks import output_lock, writer_of
 from e2wm.models import cache_dir
@@ -33,7 +36,7 @@ def report(config: ReportConfig) -> str:
 
     Raises:
         InputError: a missing or bad run directory, a run that a live `e2wm eval` is writing (`locks.writer_of`),
-            or two runs that scored different items.
+            two runs that scored different items, or a --drift-on that names no perplexity set of the first run.
         RunError: a run folder changed while the report read it (an eval started on it meanwhile): what was
             written is removed, so no report mixes two states of a run.
     """
@@ -44,11 +47,13 @@ def report(config: ReportConfig) -> str:
     before = [run_state(run) for run in runs]
     out = Path(config.out)
     with output_lock(out):
+        frontier = partial(frontier_section, drift_on=config.drift_on, chart=chart_file(out))
         text = write_report(runs, [Path(p) for p in config.train_log], out, config.title,
-                            config.bootstrap_resamples, config.seed, leaderboard_cache(config))
+                            config.bootstrap_resamples, config.seed, leaderboard_cache(config), (frontier,))
         changed = [run for run, state in zip(runs, before) if writer_of(run) or run_state(run) != state]
         if changed:
-            for file in (out, *(out.with_name(out.stem + end) for end in (".png", "-train.png", "-eval.png"))):
+            for file in (out, chart_file(out), *(out.with_name(out.stem + end) for end in (".png", "-train.png",
+                                                                                        "-eval.png"))):
                 file.unlink(missing_ok=True)
             raise RunError(f"{changed[0]}: changed while the report read it (an `e2wm eval` wrote it meanwhile); "
                            "nothing written: report it again when that run has finished")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from e2wm.benchmark import TASKS, label
 from e2wm.files import read_jsonl, write_atomic, write_json
+from e2wm.methods import ADAPTER_LABELS, REGULARISER_LABELS, method_label, recorded_method
 from e2wm.models import EMBEDDED_DESCRIPTION, EMBEDDED_HUB_ID, EMBEDDED_NAME
 
 LICENSES = {EMBEDDED_HUB_ID: "apache-2.0"}  # base models whose license e2wm knows
@@ -23,14 +24,26 @@ CITATION = """@inproceedings{xiang2023language,
   year      = {2023},
   note      = {arXiv:2305.10626}
 }"""
-SETTINGS = [("method", "method"), ("lam", "lambda"), ("fisher_scale", "Fisher scale"), ("lora_r", "LoRA rank"),
-            ("lora_alpha", "LoRA alpha"), ("lora_dropout", "LoRA dropout"), ("modules", "adapted modules"),
-            ("lr", "learning rate (AdamW, linear decay)"), ("weight_decay", "weight decay"),
+SETTINGS = [("adapter_kind", "adapter kind"), ("regularisers", "regularisers"), ("lam", "EWC lambda"),
+            ("kl_weight", "KL anchor weight"), ("kl_tokens", "KL anchor tokens"),
+            ("kl_direction", "KL anchor direction"), ("replay_data", "replay text"),
+            ("replay_ratio", "replay texts per example"), ("replay_weight", "replay weight"),
+            ("fisher_scale", "Fisher scale"), ("lora_r", "LoRA rank"),
+            ("lora_alpha", "LoRA alpha"), ("lora_dropout", "LoRA dropout"),
+            ("osf_effective_rank", "OSF frozen singular directions"), ("modules", "adapted modules"),
+            ("optimizer", "optimizer"), ("mofo_fraction", "MoFO fraction updated per step"),
+            ("lr", "learning rate (linear decay)"), ("weight_decay", "weight decay"),
             ("batch_size", "examples per micro-batch"), ("grad_accum", "micro-batches per step"),
             ("max_steps", "optimiser steps (at most)"), ("epochs", "epochs (at most)"),
             ("max_len", "tokens per example"), ("chat_template", "prompts in the base model's chat template"),
             ("truncation", "truncation"), ("batching", "batching"), ("loss_norm", "loss normalisation"),
             ("seed", "seed")]
+
+KEEPING = {  # how the run kept the base model's general ability, by regularisers
+    ("ewc",): ", with an elastic weight consolidation penalty (a diagonal Fisher from general text) that keeps the "
+              "base model's general ability",
+    (): ", without a regulariser (plain finetuning)",
+}
 
 
 def hub_name(model: str) -> str:
@@ -53,34 +66,44 @@ def model_card(run_dir: Path, evaluation: Path | None = None, name: str | None =
     provenance = recorded.get("provenance", {})
     log = read_jsonl(run_dir / "log.jsonl") if (run_dir / "log.jsonl").is_file() else []
     base = hub_name(options["model"])
-    method = {"ewc-lora": "EWC-LoRA", "lora": "LoRA", "full": "full finetuning"}[options["method"]]
+    adapter, regularisers = recorded_method(options)
+    method = method_label(adapter, regularisers)
+    options = {**options, "adapter_kind": adapter, "regularisers": ", ".join(regularisers) or "none"}
+    unread = {"ewc": ("lam",), "kl": ("kl_weight", "kl_tokens", "kl_direction"),
+              "replay": ("replay_data", "replay_ratio", "replay_weight")}  # settings only a regulariser reads
+    skipped = {key for name, keys in unread.items() if name not in regularisers for key in keys}
+    if adapter != "lora":  # LoRA's own settings
+        skipped |= {"lora_r", "lora_alpha", "lora_dropout"}
     metadata = [f"base_model: {base}", "library_name: peft"]
     if base in LICENSES:
         metadata.append(f"license: {LICENSES[base]}")
-    metadata += ["tags:", "- e2wm", f"- {options['method']}", "- embodied", "- virtualhome",
+    tag = method.lower().replace(" + ", "-").replace(" ", "-")  # ewc-lora, lora, lora-kl-anchor, ...
+    metadata += ["tags:", "- e2wm", f"- {tag}", "- embodied", "- virtualhome",
                  "pipeline_tag: text-generation"]
     lines = ["---", *metadata, "---", "", f"# {name or run_dir.name}: an E2WM {method} adapter for {base}", ""]
     version = provenance.get("versions", {}).get("e2wm", "")
     article = "An" if method[0] in "AEIOU" else "A"
     lines.append(f"{article} {method} adapter trained by e2wm {version} on embodied experiences from the VirtualHome "
                  "world model, the E2WM method of Xiang et al. "
-                 "(NeurIPS 2023): LoRA adapters trained on plans and object tracking from a simulator, with an "
-                 "elastic weight consolidation penalty (a diagonal Fisher from general text) that keeps the base "
-                 "model's general ability.")
+                 f"(NeurIPS 2023): {ADAPTER_LABELS.get(adapter, adapter)} adapters trained on plans and object "
+                 "tracking from a simulator"
+                 + KEEPING.get(tuple(regularisers), f", with {', '.join(regularisers) or 'no regulariser'}") + ".")
     if options["model"] == EMBEDDED_NAME:
         lines += ["", f"The base weights it was trained on are e2wm's embedded model: {EMBEDDED_DESCRIPTION}. "
                   f"Applied to the original `{base}` weights it behaves close to, not exactly as, measured here."]
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {text} | {options[key]} |" for key, text in SETTINGS if options.get(key) is not None]
+    lines += [f"| {text} | {options[key]} |" for key, text in SETTINGS
+              if options.get(key) is not None and key not in skipped]
     lines += ["", f"Inputs (the training mixture `{options['train']}`, and the Fisher when one was used; sha256 of "
               "each file):", ""]
     lines += [f"- `{Path(path).name}`: `{digest}`" for path, digest in settings.get("inputs", {}).items()]
     if log:
         last = log[-1]
         tail = [row["ce"] for row in log[-10:]]
+        values = "; ".join(f"{REGULARISER_LABELS[name]} {last[name]:.4g}" for name in regularisers if name in last)
         lines += ["", f"{last['step']} optimiser steps; the last 10 steps' mean cross-entropy on answer tokens "
-                  f"{sum(tail) / len(tail):.3f} nats (the first step's {log[0]['ce']:.3f}); EWC term at the end "
-                  f"{last['ewc']:.4g}."]
+                  f"{sum(tail) / len(tail):.3f} nats (the first step's {log[0]['ce']:.3f}); regularisers at the end: "
+                  f"{values or 'none'}."]
     if provenance:
         versions = ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items())
         lines += ["", f"Trained {provenance.get('date', '')} on {provenance.get('device', '?')} in "

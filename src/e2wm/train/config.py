@@ -10,7 +10,9 @@ from e2wm import config
 from e2wm.chat import HELP as CHAT_HELP
 from e2wm.config import option
 from e2wm.errors import InputError
+from e2wm.methods import ADAPTERS, METHODS, resolve_method
 from e2wm.models import (
+    ADAPTER_SCALE_HELP,
     AUTOCAST_HELP,
     AUTOCASTS,
     DTYPES,
@@ -23,9 +25,10 @@ from e2wm.models import (
 from e2wm.train.corpus import MODEL_SAMPLES
 from e2wm.train.data import TRUNCATIONS
 from e2wm.train.fisher_scale import SCALES
+from e2wm.train.kl_anchor import KL_DIRECTIONS, KL_TOKENS
 from e2wm.train.loop import BATCHINGS, LOSS_NORMS
+from e2wm.train.mofo import MOFO_FRACTION, OPTIMIZERS
 
-METHODS = ("ewc-lora", "lora", "full")
 TRACKERS = ("none", "tensorboard", "wandb")
 MODULES_HELP = "comma-separated module names to adapt (default: PEFT's LoRA targets for the architecture)"
 
@@ -39,7 +42,11 @@ def mixture_text(mixture: str | dict[str, float]) -> str:
 
 @dataclass(kw_only=True)
 class TrainConfig(LoadedModelOptions):
-    """`e2wm train` / `e2wm.finetune`: EWC-LoRA (or LoRA, or full) finetuning on a weighted mixture.
+    """`e2wm train` / `e2wm.finetune`: EWC-LoRA (or LoRA, or full finetuning, with any regularisers) on a
+    weighted mixture.
+
+    `__post_init__` resolves --method into `adapter_kind` and `regularisers` (`resolve_method`), so a config's
+    adapter_kind and regularisers are always set after it.
 
     The authors' recipe (their scripts/run_1.3B.sh and run_6B.sh): LoRA r 8, alpha 32, dropout 0.1; AdamW lr 8e-4
     with linear decay; lambda 2 (GPT-Neo-1.3B) or 0.5 (GPT-J-6B); up to 800 tokens; mixture weights in
@@ -53,15 +60,39 @@ class TrainConfig(LoadedModelOptions):
     data_dir: str | None = option(None, "folder where the task names of --train find their train_<task> files "
                                   "(default: the released files in the cache, from `e2wm data download`)",
                                   result=False)
-    fisher: str | None = option(None, "Fisher file from `e2wm fisher` (needed by ewc-lora)")
-    method: str = option("ewc-lora", "ewc-lora, lora (lambda 0) or full finetuning", choices=METHODS)
+    fisher: str | None = option(None, "Fisher file from `e2wm fisher` (needed by the ewc regulariser; with lora "
+                                "alone its penalty is only measured and logged)")
+    method: str | None = option(None, "a shorthand kept from earlier versions: ewc-lora (= --adapter-kind "
+                                "lora --regularisers ewc), lora (= --adapter-kind lora --regularisers none), full (= "
+                                "--adapter-kind "
+                                "full, with --regularisers ewc when --fisher is given)", choices=METHODS)
+    adapter_kind: str | None = option(None, "what is trained: lora (default), osf (PEFT's orthogonal subspace "
+                                      "finetuning of the --modules weights: their smaller singular directions, the top "
+                                      "--osf-effective-rank frozen) or full (every weight of the --modules layers and "
+                                      "the rest of the model)", choices=ADAPTERS)
+    regularisers: str | None = option(None, "comma-separated terms added to the loss: ewc (lambda x sum F dW^2, "
+                                      "needs --fisher), kl (--kl-weight x KL to the base model), replay "
+                                      "(--replay-weight x the NLL of --replay-data general text); none: the CE alone "
+                                      "(default: ewc, the E2WM method; see e2wm.train.regularisers)")
     lam: float = option(0.5, "EWC weight lambda on the --fisher-scale Fisher (the authors' scripts: 2 for 1.3B, "
                         "0.5 for 6B, on the paper scale; the default 0.5 measured best in the study, "
                         "docs/results.md)", flag="--lambda", minimum=0)
     fisher_scale: str = option("paper", "how the Fisher weighs the penalty: paper (the authors' effective "
                                "LLM.int8 row codes 0..127), raw (as computed: lambdas then need to be ~1e5x larger), "
                                "mean (divided by its mean entry); see e2wm.train.fisher_scale", choices=SCALES)
-    lr: float = option(8e-4, "AdamW learning rate (linear decay to 0, no warm-up)", above=0)
+    kl_weight: float = option(0.1, "weight of the kl regulariser: the mean per-token KL between the base and the "
+                              "finetuned model (nats; --kl-direction)", above=0)
+    kl_direction: str = option("forward", "the kl regulariser's direction: forward, KL(base || finetuned) (mass-"
+                               "covering: keeps what the base predicts); reverse, KL(finetuned || base) (ASFT's and "
+                               "RLHF's)", choices=KL_DIRECTIONS)
+    kl_tokens: str = option("answer", "the tokens the kl regulariser averages over: answer (the ref tokens the CE "
+                            "covers) or all (every token of the examples)", choices=KL_TOKENS)
+    replay_data: str | None = option(None, "general text the replay regulariser trains on (JSONL with 'text', plain "
+                                     "text, or a saved HF dataset)")
+    replay_ratio: float = option(0.25, "replay texts per training example, each step (rounded per process)",
+                                 above=0)
+    replay_weight: float = option(1.0, "weight of the replay regulariser's mean NLL per token", above=0)
+    lr: float = option(8e-4, "learning rate of AdamW (or MoFO) (linear decay to 0, no warm-up)", above=0)
     scheduler_steps: int | None = option(None, "size the linear decay for N optimiser steps instead of the run's "
                                          "(the authors' GPT-J run: 5320 for its 1330 steps, so its rate ends "
                                          "near 6e-4; default: the run's steps, decaying to 0)", minimum=1)
@@ -86,9 +117,18 @@ class TrainConfig(LoadedModelOptions):
                              "keeps its start, as the authors' run.py (a ref past --max-len is lost)",
                              choices=TRUNCATIONS)
     weight_decay: float = option(0.0, "AdamW weight decay (the authors' code: 0.01, torch's default)", minimum=0)
+    optimizer: str = option("adamw", "adamw: torch's AdamW; mofo: MoFO (Chen et al. 2024), AdamW that moves only the "
+                            "--mofo-fraction of each trained tensor's entries with the largest momentum each step, the "
+                            "rest keeping their values (see e2wm.train.mofo)", choices=OPTIMIZERS)
+    mofo_fraction: float | None = option(None, f"--optimizer mofo: the fraction of each tensor's entries a step "
+                                         f"updates, in (0, 1] (default: {MOFO_FRACTION}, the MoFO authors')", above=0)
     lora_r: int = option(8, "LoRA rank", minimum=1)
     lora_alpha: float = option(32, "LoRA alpha (scaling alpha / r)", above=0)
     lora_dropout: float = option(0.1, "dropout on the LoRA input", minimum=0)
+    osf_effective_rank: float | None = option(None, "--adapter-kind osf: the top singular directions of each adapted "
+                                              "weight kept frozen (PEFT's OSFConfig effective_rank): N, or a fraction "
+                                              "in (0, 1) of min(out, in); the rest of the spectrum is trained "
+                                              "(default: PEFT's, half of min(out, in))", above=0)
     modules: str | None = option(None, MODULES_HELP + "; with a Fisher, the Fisher's modules")
     gradient_checkpointing: bool = option(False, "recompute activations in backward (less memory)", result=False)
     seed: int = option(0, "seed of the LoRA initialisation and the data order")
@@ -117,9 +157,19 @@ class TrainConfig(LoadedModelOptions):
         self.train = mixture_text(self.train)  # a mapping becomes the option's text before the checks
         super().__post_init__()
         check_autocast(self.autocast, self.dtype)
-        if self.method == "ewc-lora" and not self.fisher:
-            raise InputError("--method ewc-lora needs --fisher F.safetensors (from `e2wm fisher`); "
-                             "or use --method lora")
+        self.adapter_kind, self.regularisers = resolve_method(self.method, self.adapter_kind, self.regularisers,
+                                                                self.fisher)
+        if "ewc" in self.regularisers.split(",") and not self.fisher:
+            what = "--method ewc-lora" if self.method else "--regularisers ewc (the default: EWC-LoRA)"
+            raise InputError(f"{what} needs --fisher F.safetensors (from `e2wm fisher`); or use --method lora "
+                             "(plain LoRA) or another regulariser")
+        if "kl" in self.regularisers.split(",") and self.adapter_kind == "full":
+            raise InputError("--regularisers kl needs an adapter to disable for the base distribution (--adapter-kind "
+                             "lora); full finetuning keeps no copy of the base weights")
+        if ("replay" in self.regularisers.split(",")) != bool(self.replay_data):
+            raise InputError("--regularisers replay needs --replay-data FILE (general text)" if self.replay_data is None
+                             else "--replay-data is read only by the replay regulariser: add replay to --regularisers")
+        self.check_osf_mofo()
         if self.batching == "length" and self.loss_norm != "mixture":
             raise InputError(f"--batching length needs --loss-norm mixture: its batches hold one task each, and "
                              f"--loss-norm {self.loss_norm} would cancel the file weights inside them")
@@ -129,6 +179,27 @@ class TrainConfig(LoadedModelOptions):
             raise InputError("--eval-every needs --eval-ppl-data FILE (general text for the perplexity curve)")
         if not self.eval_every and (self.eval_ppl_data or self.eval_data):
             raise InputError(f"{'--eval-ppl-data' if self.eval_ppl_data else '--eval-data'} needs --eval-every N")
+
+    def check_osf_mofo(self) -> None:
+        """Check --osf-effective-rank and --mofo-fraction, each read by its own setting alone; resolve the MoFO
+        fraction's default and an integer rank (a command line gives 4.0 for 4, which PEFT would take as a
+        fraction when 1). Raises InputError."""
+        if self.adapter_kind == "osf" and (self.load_in_8bit or self.load_in_4bit):
+            raise InputError("--adapter-kind osf decomposes the base weights by SVD: not with --load-in-8bit or "
+                             "--load-in-4bit (quantised weights); use --adapter-kind lora")
+        rank = self.osf_effective_rank
+        if rank is not None and self.adapter_kind != "osf":
+            raise InputError(f"--osf-effective-rank is read only by --adapter-kind osf (this run: {self.adapter_kind})")
+        if rank is not None and rank >= 1:
+            if rank != int(rank):
+                raise InputError(f"--osf-effective-rank {rank}: a whole number of directions, or a fraction below 1")
+            self.osf_effective_rank = int(rank)
+        if self.optimizer != "mofo" and self.mofo_fraction is not None:
+            raise InputError("--mofo-fraction is read only by --optimizer mofo")
+        if self.optimizer == "mofo":
+            self.mofo_fraction = MOFO_FRACTION if self.mofo_fraction is None else float(self.mofo_fraction)
+            if self.mofo_fraction > 1:
+                raise InputError(f"--mofo-fraction must be at most 1 (1: every entry, AdamW), got {self.mofo_fraction}")
 
 
 @dataclass(kw_only=True)
@@ -171,14 +242,25 @@ class FisherImportConfig:
 class PlanMemoryConfig(ModelOptions):
     """`e2wm plan-memory`: the expected training memory per component, from the model's config alone."""
 
-    method: str = option("ewc-lora", "what is trained", choices=METHODS)
+    method: str | None = option(None, "a shorthand: ewc-lora (lora + ewc), lora, full (+ ewc unless --no-ewc)",
+                                choices=METHODS)
+    adapter_kind: str | None = option(None, "what is trained: lora (default) or full", choices=ADAPTERS)
+    regularisers: str | None = option(None, "comma-separated regularisers of the run (ewc, kl, replay; none), as "
+                                      "`e2wm train --regularisers` (default: ewc)")
+    replay_ratio: float = option(0.25, "the replay regulariser's texts per training example", above=0)
     batch_size: int = option(1, "examples per micro-batch", minimum=1)
     max_len: int = option(800, "tokens per example", minimum=1)
     lora_r: int = option(8, "LoRA rank", minimum=1)
     modules: str | None = option(None, MODULES_HELP)
-    no_ewc: bool = option(False, "full finetuning without the EWC penalty")
+    no_ewc: bool = option(False, "--method full without the EWC penalty")
     attention: str = option("fused", "fused (flash/memory-efficient SDPA on GPUs) or eager (keeps len^2 scores; "
                             "CPU too)", choices=("fused", "eager"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        fisher = None if self.no_ewc else "planned"  # --method full plans EWC unless --no-ewc
+        self.adapter_kind, self.regularisers = resolve_method(self.method, self.adapter_kind, self.regularisers,
+                                                              fisher)
 
 
 @dataclass(kw_only=True)
@@ -189,6 +271,8 @@ class ExportConfig:
     model: str = option(help=MODEL_HELP)
     adapter: str = option(help="the PEFT LoRA adapter directory to merge (or the name of an adapter shipped with "
                           "e2wm)")
+    adapter_scale: float = option(1.0, ADAPTER_SCALE_HELP + "; the merged weights are W0 + s * scaling * B @ A",
+                                  minimum=0, metavar="S")
     out: str = option(help="new directory for the merged checkpoint (must not exist)")
     dtype: str = option("float32", "dtype of the saved weights (the merge itself is computed in float32)",
                         choices=tuple(sorted(DTYPES)))
@@ -200,3 +284,4 @@ class ExportConfig:
     def __post_init__(self) -> None:
         self.adapter = resolve_adapter(self.adapter)
         config.check(self)
+        self.adapter_scale = float(self.adapter_scale)  # a YAML 1 records as 1.0

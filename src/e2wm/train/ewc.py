@@ -5,7 +5,7 @@ For LoRA, dW = scaling * B @ A (transposed for fan-in-fan-out layers) is what PE
 collected once, so each step costs one small matmul per adapted layer and no module lookups.
 Source: the paper's method section (EWC-LoRA) and the authors' `run.py` (`EWCLoRAModel.forward`: the sum of
 fisher * (transpose(B @ A, fan_in_fan_out) * scaling)**2 over LoRA layers, loss = ce + lambda * that sum).
-lambda is applied by the caller (train.loop), not here.
+`Ewc` is the regulariser (e2wm.train.regularisers) that puts lambda * the penalty into the loss.
 """
 
 from dataclasses import dataclass
@@ -68,6 +68,28 @@ class LoraEwc:
 
 
 @dataclass
+class OsfEwc(LoraEwc):
+    """The EWC penalty on OSF deltas (PEFT's orthogonal subspace finetuning): pairs of (OSF layer, Fisher tensor).
+
+    An OSF layer computes with W_eff = W0 + dW, dW = U_low diag(S_low) V_low - U0 diag(S0) V0 (the trained
+    singular factors minus their values at the start, PEFT's `OSFLayer.get_delta_weight`; (out, in): OSF adapts
+    Linear layers only), so the penalty is sum F * (W_eff - W0)**2, LoraEwc's __call__ on these pairs.
+    """
+
+    @classmethod
+    def build(cls, peft_model, fisher: dict[str, torch.Tensor], adapter: str = "default") -> "OsfEwc":
+        """Pair every OSF layer of peft_model (sorted by base-model name, "base_model.model." removed) with its
+        Fisher ((out, in), as from `fisher.load_fisher`; a missing name is a KeyError), moved to the layer's device."""
+        from peft.tuners.osf import OSFLayer
+
+        layers = {name.removeprefix(PEFT_PREFIX): module for name, module in peft_model.named_modules()
+                  if isinstance(module, OSFLayer)}
+        pairs = [(layers[name], fisher[name].to(layers[name].osf_svd_params[adapter]["U_low"].device))
+                 for name in sorted(layers)]
+        return cls(pairs, adapter)
+
+
+@dataclass
 class FullEwc:
     """The EWC penalty of full finetuning: (weight, its starting value, Fisher) for each Fisher module."""
 
@@ -101,3 +123,18 @@ class FullEwc:
             term = (f * (weight.float() - start).pow(2)).sum()  # weight, start, f: the weight's shape
             total = term if total is None else total + term.to(total.device)
         return total
+
+
+@dataclass
+class Ewc:
+    """The EWC regulariser (e2wm.train.regularisers): weight (lambda) * penalty(), once per optimiser step."""
+
+    penalty: LoraEwc | FullEwc
+    weight: float
+    name = "ewc"
+    per_step = True
+    all_positions = False
+
+    def __call__(self, model, batch=None, outputs=None) -> torch.Tensor:
+        """sum F * dW^2 of the adapted weights as they are (the model is reached through the penalty's layers)."""
+        return self.penalty()

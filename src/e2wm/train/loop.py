@@ -29,6 +29,7 @@ import torch
 
 from e2wm.errors import RunError
 from e2wm.train.data import Example, length_grouped_batches, random_batches, ref_tokens, ref_weight, sequential_batches
+from e2wm.train.regularisers import Outputs, first_position
 
 BATCHINGS = ("random", "length", "sequential")
 LOSS_NORMS = ("mixture", "step", "micro-batch")
@@ -127,25 +128,33 @@ def weighted_nll_sum(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def weighted_nll_sums(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per example, the sum over its ref tokens of weight * NLL, in nats.
+    """Per example, the sum over its ref tokens of weight * NLL, in nats: a (B,) float32 tensor (see
+    `weighted_nll_outputs`, which also returns the logits)."""
+    return weighted_nll_outputs(model, batch)[0]
+
+
+def weighted_nll_outputs(model, batch: dict[str, torch.Tensor], all_positions: bool = False
+                         ) -> tuple[torch.Tensor, Outputs]:
+    """Per example, the sum over its ref tokens of weight * NLL, in nats, and the logits it came from.
 
     Args:
         batch: "input_ids" (B, T) long, "attention_mask" (B, T) long, "weights" (B, T) float: the weight
             of predicting token t, 0 off the ref and on padding (train.data.collate).
+        all_positions: keep the logits of every position (a regulariser reads them, e.g. the KL anchor on all
+            tokens); by default logits are computed only from the earliest predicted ref position on
+            (`logits_to_keep`), which saves the (B, T, V) head on the prompt.
     Returns:
-        a (B,) float32 tensor. Logits are computed only from the earliest predicted ref position on
-        (`logits_to_keep`), which saves the (B, T, V) head on the prompt. A batch without ref tokens gives
-        zeros, still attached to the graph (every DDP process must run backward).
+        a (B,) float32 tensor, and the `Outputs` (logits (B, T - first + 1, V), first). A batch without ref
+        tokens gives zeros, still attached to the graph (every DDP process must run backward).
     """
     weights = batch["weights"]
-    predicted = weights.sum(0).nonzero()
-    first = int(predicted[0]) if len(predicted) else weights.shape[1] - 1  # earliest predicted ref token
+    first = first_position(weights, all_positions)
     keep = weights.shape[1] - first + 1
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
     nll = torch.nn.functional.cross_entropy(  # logits[:, :-1]: (B, T - first, V) predict ids[:, first:]
         logits[:, :-1].float().transpose(1, 2), batch["input_ids"][:, first:], reduction="none"
     )  # (B, T - first)
-    return (nll * weights[:, first:]).sum(1)
+    return (nll * weights[:, first:]).sum(1), Outputs(logits, first)
 
 
 class TaskWindow:

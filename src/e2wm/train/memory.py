@@ -1,15 +1,17 @@
 """Expected training memory, from a model's config alone (a meta-device model: shapes, no weights).
 
-Components: base weights (dtype, or 8/4-bit linear layers), trainable parameters with their gradients
-and AdamW states, the Fisher (ewc-lora: the adapted matrices in float32; full EWC adds the starting
-weights), the EWC term's saved deltas, and activations saved for backward, with and without gradient
-checkpointing. Activations are an estimate: per token and layer, the tensors the forward keeps for
-backward (norm inputs, attention q/k/v/output with fused attention kernels, MLP activations, LoRA
-inputs), the float32 logits, their log-softmax and both gradients, and, for eager attention (and
-PyTorch's CPU path), the heads x length^2 attention probabilities of every layer. The peak is the
-fixed part (weights, trainable parameters and gradients, Fisher) plus the larger of the backward
-phase (activations, EWC deltas) and the AdamW states, which are made at the first update, after the
-activations are freed. Not included: the CUDA context and allocator slack (typically 0.5-1 GiB).
+Components: base weights (dtype, or 8/4-bit linear layers), trainable parameters with their gradients and
+AdamW states, the Fisher (the ewc regulariser: the adapted matrices in float32; full EWC adds the starting
+weights), the EWC term's saved deltas, the regularisers' own tensors (kl: the base pass's logits and the
+log-probabilities both distributions keep for backward; replay: the activations of its texts' forward pass), and
+activations saved for backward, with and without gradient checkpointing. Activations are an estimate: per
+token and layer, the tensors the forward keeps for backward (norm inputs, attention q/k/v/output with fused
+attention kernels, MLP activations, LoRA inputs), the float32 logits, their log-softmax and both gradients,
+and, for eager attention (and PyTorch's CPU path), the heads x length^2 attention probabilities of every
+layer. The peak is the fixed part (weights, trainable parameters and gradients, Fisher) plus the larger of the
+backward phase (activations, EWC deltas, the regularisers' tensors) and the AdamW states, which are made at
+the first update, after the activations are freed. Not included: the CUDA context and allocator slack
+(typically 0.5-1 GiB).
 """
 
 from dataclasses import asdict, dataclass
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from e2wm.errors import InputError
+from e2wm.methods import method_label
 from e2wm.models import resolve_model_path
 from e2wm.train.config import PlanMemoryConfig
 from e2wm.train.targets import default_target_names, no_targets, parse_modules
@@ -49,13 +52,16 @@ class MemoryPlan:
     optimizer: int
     fisher: int
     ewc_saved: int
+    kl: int  # the KL anchor's base logits and log-probabilities (float32), 0 without it
+    replay: int  # the replay texts' activations (their share of the activations), 0 without it
     activations: int
     activations_checkpointed: int
 
     def total(self, checkpointing: bool) -> int:
         fixed = self.weights + self.adapter + self.gradients + self.fisher
         activations = self.activations_checkpointed if checkpointing else self.activations
-        return fixed + max(self.optimizer, activations + self.ewc_saved)
+        scale = 1 + self.replay / max(self.activations, 1)  # the replay batch is checkpointed the same way
+        return fixed + max(self.optimizer, round(activations * scale) + self.ewc_saved + self.kl)
 
 
 def model_shapes(config, target_names: list[str] | None = None) -> ModelShapes:
@@ -112,6 +118,8 @@ def activation_bytes_per_token_layer(shapes: ModelShapes, element: int, method: 
     saved += 3 * i if shapes.gated_mlp else i  # SiLU input and both factors of the gate product / GELU input
     if method == "full":
         saved += 2 * h + i  # inputs of every linear layer: normed states and the down projection's input
+    elif method == "osf":
+        saved += len(shapes.targets) // shapes.layers * h  # each adapted layer's input (its weight is rebuilt)
     else:
         per_layer_targets = len(shapes.targets) // shapes.layers
         saved += per_layer_targets * (h + lora_r)  # LoRA: dropout output into A, A's output into B
@@ -119,9 +127,18 @@ def activation_bytes_per_token_layer(shapes: ModelShapes, element: int, method: 
     return saved * element
 
 
-def plan_memory(shapes: ModelShapes, method: str, batch_size: int, max_len: int, dtype: str = "float32",
-                quant: str | None = None, lora_r: int = 8, ewc: bool = True, attention: str = "fused") -> MemoryPlan:
-    """The expected peak memory of one training step, by component, in bytes."""
+def plan_memory(shapes: ModelShapes, adapter_kind: str, batch_size: int, max_len: int, dtype: str = "float32",
+                quant: str | None = None, lora_r: int = 8, regularisers: tuple[str, ...] = ("ewc",),
+                attention: str = "fused", replay_texts: int = 0) -> MemoryPlan:
+    """The expected peak memory of one training step, by component, in bytes.
+
+    adapter_kind: "lora", "osf" or "full" (e2wm.methods.ADAPTERS); regularisers: names among
+    e2wm.methods.REGULARISERS; replay_texts: the replay regulariser's texts per step (of max_len tokens at most).
+    OSF (PEFT's defaults): per adapted (out, in) weight, the trained low part of its SVD, U (out, m - k), S (m - k)
+    and V (m - k, in) with m = min(out, in) and k = m // 2 frozen directions, in float32, plus PEFT's copy of their
+    starting values (counted in `adapter`), and the weight rebuilt from its factors, kept for backward."""
+    method = adapter_kind
+    ewc = "ewc" in regularisers
     element = DTYPE_BYTES[dtype]
     weights = weight_bytes(shapes, dtype, quant)
     target_elements = sum(out * inp for out, inp in shapes.targets)
@@ -131,21 +148,32 @@ def plan_memory(shapes: ModelShapes, method: str, batch_size: int, max_len: int,
         optimizer = 2 * gradients  # AdamW moments in the parameters' dtype
         fisher = 2 * 4 * target_elements if ewc else 0  # Fisher and starting weights, float32
         ewc_saved = 4 * target_elements if ewc else 0
+    elif method == "osf":
+        trained = 4 * sum((out + inp + 1) * (min(out, inp) - min(out, inp) // 2) for out, inp in shapes.targets)
+        adapter = 2 * trained  # the trained factors and their starting copies
+        gradients = trained
+        optimizer = 2 * trained
+        fisher = 4 * target_elements if ewc else 0
+        ewc_saved = 4 * target_elements if ewc else 0
     else:
         adapter = 4 * sum(lora_r * (out + inp) for out, inp in shapes.targets)  # PEFT keeps adapters in float32
         gradients = adapter
         optimizer = 2 * adapter
-        uses_ewc = ewc and method == "ewc-lora"
-        fisher = 4 * target_elements if uses_ewc else 0
-        ewc_saved = 4 * target_elements if uses_ewc else 0  # dW of every layer, kept for backward
+        fisher = 4 * target_elements if ewc else 0
+        ewc_saved = 4 * target_elements if ewc else 0  # dW of every layer, kept for backward
     tokens = batch_size * max_len
     layer = tokens * activation_bytes_per_token_layer(shapes, element, method, lora_r)
     if attention == "eager":
         layer += batch_size * shapes.heads * max_len * max_len * element  # attention probabilities
     logits = tokens * shapes.vocab * 4 * 4  # float32 logits, log-softmax, and their gradients
     activations = shapes.layers * layer + logits
+    if method == "osf":  # every adapted weight rebuilt from its factors and kept for backward
+        activations += 4 * target_elements
     checkpointed = tokens * shapes.layers * shapes.hidden * element + layer + logits  # inputs + one layer redone
-    return MemoryPlan(weights, adapter, gradients, optimizer, fisher, ewc_saved, activations, checkpointed)
+    kl = tokens * shapes.vocab * 4 * 4 if "kl" in regularisers else 0  # base logits, log q, log p, p: all tokens
+    replay = round(activations * replay_texts / batch_size) if "replay" in regularisers else 0
+    return MemoryPlan(weights, adapter, gradients, optimizer, fisher, ewc_saved, kl, replay, activations,
+                      checkpointed)
 
 
 def format_plan(plan: MemoryPlan, title: str) -> str:
@@ -154,7 +182,8 @@ def format_plan(plan: MemoryPlan, title: str) -> str:
     rows = asdict(plan)
     names = {"weights": "base weights", "adapter": "LoRA adapter", "gradients": "gradients",
              "optimizer": "AdamW states", "fisher": "Fisher (+ start weights for full)",
-             "ewc_saved": "EWC deltas kept for backward", "activations": "activations",
+             "ewc_saved": "EWC deltas kept for backward", "kl": "KL anchor logits and log-probabilities",
+             "replay": "replay texts' activations", "activations": "activations",
              "activations_checkpointed": "activations, gradient checkpointing"}
     for key, label in names.items():
         lines.append(f"  {label:<38} {rows[key] / GIB:9.3f} GiB")
@@ -180,9 +209,12 @@ def plan_for(config: PlanMemoryConfig) -> tuple[MemoryPlan, str]:
     if not shapes.targets:
         raise no_targets(names or [])
     quant = "8bit" if config.load_in_8bit else "4bit" if config.load_in_4bit else None
-    plan = plan_memory(shapes, config.method, config.batch_size, config.max_len, config.dtype, quant,
-                       config.lora_r, ewc=not config.no_ewc, attention=config.attention)
-    title = (f"{config.model}: {config.method}, batch {config.batch_size} x {config.max_len} tokens, {config.dtype}"
+    regularisers = () if config.regularisers == "none" else tuple(config.regularisers.split(","))
+    replay_texts = round(config.replay_ratio * config.batch_size) if "replay" in regularisers else 0
+    plan = plan_memory(shapes, config.adapter_kind, config.batch_size, config.max_len, config.dtype, quant,
+                       config.lora_r, regularisers, attention=config.attention, replay_texts=replay_texts)
+    title = (f"{config.model}: {method_label(config.adapter_kind, list(regularisers))}, batch {config.batch_size} x "
+             f"{config.max_len} tokens, {config.dtype}"
              f"{', ' + quant if quant else ''}; {shapes.params / 1e6:.1f}M parameters, "
              f"{len(shapes.targets)} adapted matrices")
     return plan, title

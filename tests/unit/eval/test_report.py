@@ -6,6 +6,7 @@ import re
 import warnings
 
 import pytest
+from helpers.files import write_run
 
 from e2wm.errors import InputError
 from e2wm.eval.report import TrainLog, curve_keys, moving_average, train_table, write_report
@@ -39,15 +40,6 @@ def ppl(nll: list[float], tokens: list[int]) -> dict:
     mean = sum(nll) / sum(tokens)
     return {"metrics": {"perplexity": 2.718281828 ** mean, "nll": mean, "tokens": sum(tokens), "texts": len(nll),
                         "mode": "windows"}, "rows": rows}
-
-
-def write_run(directory, tasks: dict[str, dict]):
-    """An `e2wm eval` run directory: metrics.json and predictions/<task>.jsonl."""
-    (directory / "predictions").mkdir(parents=True)
-    (directory / "metrics.json").write_text(json.dumps({name: task["metrics"] for name, task in tasks.items()}))
-    for name, task in tasks.items():
-        (directory / "predictions" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in task["rows"]))
-    return directory
 
 
 # 40 items each: act_recog 20 -> 36 right (16 items turn right, none wrong), count 10 -> 9 right (one lost),

@@ -2,28 +2,13 @@
 
 import pytest
 import torch
-from helpers.training import PAIRS
+from helpers.training import PAIRS, peft_model
 
 from e2wm.models import ModelSpec, load_model
 from e2wm.train.data import collate, encode_example, ref_weight
 from e2wm.train.ewc import FullEwc, LoraEwc, lora_layers
 from e2wm.train.loop import weighted_nll_sum
 from e2wm.train.targets import target_layers
-
-
-def peft_model(path, seed=0, dropout=0.0):
-    from peft import LoraConfig, get_peft_model
-
-    model, tokenizer = load_model(ModelSpec(str(path), device="cpu"))
-    torch.manual_seed(seed)
-    gpt2 = model.config.model_type == "gpt2"
-    config = LoraConfig(r=4, lora_alpha=16, lora_dropout=dropout, target_modules=["c_attn"] if gpt2 else None,
-                        fan_in_fan_out=gpt2, task_type="CAUSAL_LM")
-    model = get_peft_model(model, config)
-    for name, parameter in model.named_parameters():  # B starts at zero; give the deltas something to weigh
-        if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.5)
-    return model, tokenizer
 
 
 def random_fisher(model, seed=1):

@@ -1,0 +1,364 @@
+"""e2wm's regularisers inside a `transformers.Trainer` or TRL `SFTTrainer` run (the `e2wm[trl]` extra).
+
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+    from e2wm.train.trainer_plugin import E2wmRegularisers, Penalties
+
+    class Trainer(E2wmRegularisers, SFTTrainer):  # the mixin first: its compute_loss wraps SFTTrainer's
+        pass
+
+    trainer = Trainer(model="HuggingFaceTB/SmolLM2-135M", args=SFTConfig(output_dir="out"), train_dataset=data,
+                      peft_config=LoraConfig(target_modules=["q_proj", "v_proj"]),
+                      penalties=Penalties(fisher="fisher.safetensors", lam=0.5, kl_weight=0.1))
+    trainer.train()  # each logged row: loss = loss_ce + loss_ewc + loss_kl, and the values ewc, kl
+
+The loss of every optimiser step is the trainer's own (its CE, label smoothing, DFT, MoE auxiliary loss, as it
+computes them) plus sum over regularisers of weight * value, each regulariser being e2wm's component
+(e2wm.train.regularisers: `Ewc` on `LoraEwc`/`FullEwc`, `KlAnchor`, `Replay`), so the values are `e2wm train`'s.
+
+Why a mixin and not `compute_loss_func`: Transformers' `compute_loss_func(outputs, labels, num_items_in_batch)`
+sees neither the model nor the input ids, which the KL anchor's base pass needs, and it replaces the trainer's
+loss instead of adding to it; in TRL 1.16 it also turns SFTTrainer's fused LM head off (full logits, and a second
+forward pass for its metrics). The mixin calls the trainer's own `compute_loss` unchanged (SFTTrainer's metrics,
+entropy and mean_token_accuracy, stay as they are) and adds the regularisers' terms to what it returns. It also
+wraps `get_batch_samples`, which Trainer calls once per optimiser step with all of the step's micro-batches, to
+count the step's tokens and know its last micro-batch. Only `training` mode is changed: evaluation losses are the
+trainer's own.
+
+Normalisation, the same as `e2wm train`'s (e2wm.train.regularisers):
+- KL anchor: the step's value is sum over the step's micro-batches and processes of the token KL at the counted
+  positions / the step's counted positions (its labels != -100 after the first position for kl_tokens="answer",
+  its attended tokens after the first for "all"), counted over all the step's micro-batches and processes. This
+  is how Trainer normalises the CE with gradient accumulation (`num_items_in_batch`: the step's label tokens over
+  every micro-batch and, with `average_tokens_across_devices`, every process; each micro-batch's sum divided by
+  it, times the processes since DDP averages gradients): for "answer" the KL and the CE share one denominator.
+  Where the trainer divides a micro-batch's loss by the accumulation steps instead (a model without loss kwargs),
+  the KL term is multiplied back, so the KL stays the step's mean per counted token whatever the split.
+- EWC (and replay): a function of the weights (of its own texts), added once per optimiser step, with the step's
+  last micro-batch, at weight * value (times the accumulation steps where the trainer divides that micro-batch's
+  loss by them); each process adds it once and DDP averages the identical gradients.
+
+The KL's finetuned logits come from the trainer's own forward pass: the backbone's last hidden state is captured
+(a forward hook) and projected by the LM head, under the trainer's autocast as in its forward pass, over the
+positions from the first counted one on, as `transformers` computes logits with `logits_to_keep` (SFTTrainer's
+fused head never materialises them). The base
+logits take one extra forward pass without gradient, adapter disabled (KlAnchor). Models that transform their
+logits after the head (softcapping, logit scales) are refused with the KL anchor.
+Not supported (refused): FSDP, DeepSpeed, `nn.DataParallel` (several GPUs in one process); with the KL anchor,
+batches without labels or attention_mask (padding-free or packed batches, context/sequence parallelism).
+"""
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from e2wm import config
+from e2wm.config import option
+from e2wm.errors import InputError
+from e2wm.models import pad_id
+from e2wm.text import read_corpus
+from e2wm.train.ewc import Ewc, FullEwc, LoraEwc, lora_layers
+from e2wm.train.fisher import check_fisher, load_fisher
+from e2wm.train.fisher_scale import SCALES, scale_fisher
+from e2wm.train.kl_anchor import KL_DIRECTIONS, KL_TOKENS, KlAnchor
+from e2wm.train.regularisers import Outputs, Regulariser, first_position
+from e2wm.train.rehearsal import Replay, texts_per_step, tokenise_texts
+from e2wm.train.targets import is_fan_in_fan_out, target_layers
+
+IGNORE = -100  # Transformers' label of a position without loss
+# config fields that make a model's logits other than lm_head(hidden state) (the ones TRL's fused head reads)
+LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
+                    "logits_scaling")
+
+
+@dataclass(kw_only=True)
+class Penalties:
+    """The e2wm regularisers a trainer adds to its loss. Each field is `e2wm train`'s option of the same name (its
+    flag in the messages: `--lambda` for lam), checked the same way (e2wm.config.check).
+
+    At least one regulariser must be on: EWC (fisher), the KL anchor (kl_weight > 0) or replay (replay_data).
+    """
+
+    fisher: str | None = option(None, "Fisher file from `e2wm fisher` of the base model over exactly the adapted "
+                                "modules (LoRA: its target_modules; `e2wm fisher --modules`); given, EWC is on")
+    lam: float = option(0.5, "EWC weight lambda on the fisher_scale Fisher (0: the penalty is logged, not trained on)",
+                        flag="--lambda", minimum=0)
+    fisher_scale: str = option("paper", "how the Fisher weighs the penalty (e2wm.train.fisher_scale)", choices=SCALES)
+    kl_weight: float = option(0.0, "weight of the mean per-token KL between base and finetuned, nats (0: off); needs "
+                              "a PEFT adapter, disabled for the base distribution", minimum=0)
+    kl_direction: str = option("forward", "forward: KL(base || finetuned); reverse: KL(finetuned || base)",
+                               choices=KL_DIRECTIONS)
+    kl_tokens: str = option("answer", "answer: the positions with a label (labels != -100); all: every attended "
+                            "token", choices=KL_TOKENS)
+    replay_data: str | None = option(None, "general text replayed each step (JSONL with 'text', plain text, or a saved "
+                                     "dataset; None: off)")
+    replay_ratio: float = option(0.25, "replay texts per training example of a step (per process, rounded)", above=0)
+    replay_weight: float = option(1.0, "weight of the replay texts' mean NLL per token", above=0)
+    replay_max_len: int = option(800, "replay texts keep their first replay_max_len tokens", minimum=2)
+
+    def __post_init__(self):
+        """Raises InputError naming the field's flag (e2wm.config.check), or when no regulariser is on."""
+        config.check(self)
+        if not (self.fisher or self.kl_weight or self.replay_data):
+            raise InputError("Penalties: no regulariser is on; give fisher (EWC), kl_weight > 0 (KL anchor) or "
+                             "replay_data (replay)")
+
+
+def e2wm_penalties(model, fisher: str | None = None, lam: float = 0.5, fisher_scale: str = "paper",
+                   kl_weight: float = 0.0, kl_tokens: str = "answer", kl_direction: str = "forward"
+                   ) -> list[Regulariser]:
+    """e2wm's EWC and KL anchor for model, in e2wm's order (ewc, kl): the components `E2wmRegularisers` adds.
+
+    Args:
+        model: a PEFT model (LoRA: EWC on its deltas, `LoraEwc`) or a transformers model trained in full (EWC on
+            the Fisher's modules against their weights now, `FullEwc`); on the device it trains on.
+        fisher, lam, fisher_scale, kl_weight, kl_tokens, kl_direction: as in `Penalties`; EWC is built when
+            fisher is given, the KL anchor when kl_weight > 0.
+    Returns:
+        [Ewc(penalty, lam)] and/or [KlAnchor(kl_weight, kl_tokens, kl_direction)].
+    Raises:
+        InputError: from `load_fisher`/`check_fisher` (a bad file, or modules or shapes other than the adapted
+            layers'), or the KL anchor asked of a model without a PEFT adapter or with transformed logits.
+    """
+    built: list[Regulariser] = []
+    if fisher:
+        built.append(Ewc(ewc_penalty(model, fisher, fisher_scale), lam))
+    if kl_weight:
+        check_kl_model(model)
+        built.append(KlAnchor(kl_weight, kl_tokens, kl_direction))
+    return built
+
+
+def is_peft(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def ewc_penalty(model, path: str, scale: str) -> LoraEwc | FullEwc:
+    """The EWC penalty of model (see `e2wm_penalties`) on the checked and scaled Fisher at path."""
+    header, fisher = load_fisher(path)
+    if is_peft(model):
+        layers = {name: layer.get_base_layer() for name, layer in lora_layers(model).items()}
+    else:
+        layers = target_layers(model, header.modules)
+    check_fisher(path, fisher, layers)
+    fisher = scale_fisher(fisher, scale, {name: is_fan_in_fan_out(layer) for name, layer in layers.items()})
+    if is_peft(model):
+        return LoraEwc.build(model, fisher, model.active_adapter)
+    return FullEwc.build(layers, fisher)
+
+
+def causal_lm(model):
+    """The transformers causal LM inside model: DDP's module, PEFT's base model (with its adapter layers)."""
+    inner = getattr(model, "module", model)
+    return inner.get_base_model() if is_peft(inner) else inner
+
+
+def check_kl_model(model) -> None:
+    """InputError unless model is a PEFT model whose logits are its LM head applied to its backbone's last hidden
+    state (what the plug-in recomputes for the KL anchor)."""
+    if not is_peft(getattr(model, "module", model)):
+        raise InputError("kl_weight: the KL anchor needs a PEFT adapter to disable for the base distribution; the "
+                         "model has none (full finetuning)")
+    causal = causal_lm(model)
+    text_config = causal.config.get_text_config()
+    for name in LOGIT_TRANSFORMS:
+        value = getattr(text_config, name, None)
+        if value is not None and value != 1:
+            raise InputError(f"kl_weight: {text_config.model_type}'s logits are transformed after the LM head "
+                             f"({name} = {value}), which the plug-in's KL anchor does not apply; use `e2wm train`")
+    if causal.base_model is causal or causal.get_output_embeddings() is None:
+        raise InputError(f"kl_weight: {type(causal).__name__} has no backbone and LM head to read the logits from")
+
+
+@contextlib.contextmanager
+def captured_hidden(model):
+    """Within the context, a list that receives the backbone's last hidden state (B, T, H) of the first forward
+    pass of model (with its graph: the KL's gradient flows through it)."""
+    store: list[torch.Tensor] = []
+
+    def keep(module, args, output):
+        if not store:
+            store.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
+
+    handle = causal_lm(model).base_model.register_forward_hook(keep)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def counted_positions(batches: list[dict], tokens: str) -> int:
+    """The KL anchor's counted positions in a step's micro-batches: labels != -100 after the first position
+    ("answer") or attended tokens after the first ("all"); what `KlAnchor.denominator` counts of e2wm's examples.
+
+    Raises InputError when a batch lacks labels or attention_mask (padding-free or packed batches)."""
+    total = 0
+    for batch in batches:
+        check_kl_batch(batch)
+        if tokens == "all":
+            total += int(batch["attention_mask"][:, 1:].sum())
+        else:
+            total += int((batch["labels"][:, 1:] != IGNORE).sum())
+    return total
+
+
+def check_kl_batch(batch: dict) -> None:
+    if "labels" not in batch or "attention_mask" not in batch or "shift_labels" in batch:
+        raise InputError("kl_weight: the KL anchor needs each batch's labels and attention_mask; padding-free or "
+                         "packed batches and context or sequence parallelism are not supported")
+
+
+def kl_batch(inputs: dict) -> dict[str, torch.Tensor]:
+    """A trainer's batch as `KlAnchor` reads it: input_ids, attention_mask and "weights" (B, T) float, 1 where a
+    label is (labels != -100) and 0 elsewhere and at position 0, as e2wm.train.data.collate's weights."""
+    check_kl_batch(inputs)
+    weights = (inputs["labels"] != IGNORE).float()
+    weights[:, 0] = 0.0
+    return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "weights": weights}
+
+
+@dataclass
+class StepPlan:
+    """One optimiser step as `get_batch_samples` gave it: its micro-batches (on this process), how many of them
+    compute_loss has seen, and per batch-reading regulariser 1 / its denominator (all processes)."""
+
+    micro_batches: int
+    done: int
+    divide: list[float]
+
+
+class E2wmRegularisers:
+    """A mixin for `transformers.Trainer` and its subclasses (TRL's SFTTrainer): the trainer's loss plus e2wm's
+    regularisers, each logged (see the module's docstring).
+
+        class Trainer(E2wmRegularisers, SFTTrainer): pass
+        Trainer(..., penalties=Penalties(fisher="fisher.safetensors", lam=0.5, kl_weight=0.1))
+
+    Logged with each training row (means over the steps since the last row, as the trainer's own loss): loss_ce,
+    the trainer's loss without the regularisers; loss_<name> = weight x value for each regulariser and <name>, its
+    value (ewc: sum F dW^2; kl: nats per counted token; replay: nats per general-text token), as e2wm's log.jsonl
+    names them; loss = loss_ce + the loss_<name> terms.
+    """
+
+    def __init__(self, *args, penalties: "Penalties | list[Regulariser]", **kwargs):
+        """penalties: the settings, built on the trainer's model once the trainer has set it up (after TRL applied
+        a peft_config), or regularisers built already (`e2wm_penalties`).
+
+        Raises InputError under FSDP, DeepSpeed or nn.DataParallel, for a batch-reading regulariser other than
+        the KL anchor, and from `e2wm_penalties` / `check_kl_model`."""
+        super().__init__(*args, **kwargs)
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled or self.args.n_gpu > 1:
+            raise InputError("E2wmRegularisers: FSDP, DeepSpeed and nn.DataParallel are not supported (the EWC "
+                             "penalty needs whole weights); run one process per GPU (DDP) or one process")
+        self.regularisers = penalties if isinstance(penalties, list) else self.build_penalties(penalties)
+        for regulariser in self.regularisers:
+            if not regulariser.per_step and not isinstance(regulariser, KlAnchor):
+                raise InputError(f"E2wmRegularisers: {regulariser.name} reads the batches, and the plug-in counts "
+                                 f"the positions of the KL anchor's only")
+            if isinstance(regulariser, KlAnchor):
+                check_kl_model(self.model)
+        self.e2wm_step: StepPlan | None = None
+        self.e2wm_sums: torch.Tensor | None = None  # this process's shares of [loss_ce, each value], summed
+        self.e2wm_steps = 0  # steps in e2wm_sums
+
+    def build_penalties(self, settings: Penalties) -> list[Regulariser]:
+        """The regularisers of settings on self.model, replay drawing per process and step as `e2wm train` does
+        (the trainer's seed, per_device_train_batch_size x gradient_accumulation_steps examples per step)."""
+        built = e2wm_penalties(self.model, settings.fisher, settings.lam, settings.fisher_scale, settings.kl_weight,
+                               settings.kl_tokens, settings.kl_direction)
+        if settings.replay_data:
+            tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+            texts = tokenise_texts(read_corpus(settings.replay_data, "replay_data"), tokenizer,
+                                   settings.replay_max_len, settings.replay_data)
+            per_step = texts_per_step(settings.replay_ratio,
+                                      self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps)
+            built.append(Replay(texts, settings.replay_weight, per_step, pad_id(tokenizer), self.args.seed,
+                                self.accelerator.process_index, self.accelerator.num_processes))
+        return built
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device):
+        """Trainer's (the step's micro-batches and num_items_in_batch), noting the step's plan (`StepPlan`)."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        counts = [counted_positions(batch_samples, r.tokens) for r in self.regularisers if not r.per_step]
+        if counts and self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(torch.tensor(counts, device=device), reduction="sum").tolist()
+        self.e2wm_step = StepPlan(len(batch_samples), 0, [1.0 / count if count else 0.0 for count in counts])
+        return batch_samples, num_items_in_batch
+
+    def divides_by_accumulation(self, num_items_in_batch) -> bool:
+        """Whether Trainer.training_step divides this loss by the step's micro-batches (its `loss_is_scaled_for_ga`
+        rule: not when the model or compute_loss_func normalised it by num_items_in_batch)."""
+        scaled = self.loss_is_scaled_for_ga
+        if scaled is None:
+            scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or (
+                self.compute_loss_func is not None)
+        return not scaled
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The trainer's loss, plus in training each regulariser's weight x its share of the step's value
+        (see the module's docstring); the same return as the trainer's.
+
+        Raises RuntimeError when called in training mode outside Trainer's loop (no `get_batch_samples` step)."""
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        plan = self.e2wm_step
+        if plan is None or plan.done == plan.micro_batches:
+            raise RuntimeError("E2wmRegularisers.compute_loss: no optimiser step begun (Trainer's training loop calls "
+                               "get_batch_samples with the step's micro-batches first)")
+        on_batches = [r for r in self.regularisers if not r.per_step]
+        batch = kl_batch(inputs) if on_batches else None  # before the trainer's loss, which may pop the labels
+        with captured_hidden(model) if on_batches else contextlib.nullcontext() as hidden:
+            result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                          num_items_in_batch=num_items_in_batch)
+        loss = result[0] if return_outputs else result
+        if on_batches and not hidden:
+            raise RuntimeError(f"E2wmRegularisers: the backbone {type(causal_lm(model).base_model).__name__} did not "
+                               f"run in the trainer's forward pass; the KL anchor has no hidden states to read")
+        undo = plan.micro_batches if self.divides_by_accumulation(num_items_in_batch) else 1
+        processes = self.accelerator.num_processes
+        plan.done += 1
+        last = plan.done == plan.micro_batches
+        shares = {}  # name -> this process's share of the step's value
+        extra = torch.zeros((), device=loss.device)
+        for regulariser, divide in zip(on_batches, plan.divide):
+            first = first_position(batch["weights"], regulariser.all_positions)
+            with self.accelerator.autocast():  # the head in the forward pass's precision (bf16 / fp16 mixed)
+                logits = causal_lm(model).get_output_embeddings()(hidden[0][:, first - 1 :])  # (B, T - first + 1, V)
+            share = regulariser(model, batch, Outputs(logits, first)) * divide
+            shares[regulariser.name] = share.detach()
+            extra = extra + regulariser.weight * share.to(loss.device) * (processes * undo)
+        for regulariser in self.regularisers:
+            if regulariser.per_step and last:
+                if isinstance(regulariser, Replay):
+                    regulariser.next_step = self.state.global_step  # the step's texts, as a resumed e2wm run
+                value = regulariser(model, None, None)
+                shares[regulariser.name] = value.detach() / processes  # every process adds the same value
+                extra = extra + regulariser.weight * value.to(loss.device) * undo
+        self.note(loss.detach() / (undo * processes), shares, last)
+        loss = loss + extra
+        return (loss, *result[1:]) if return_outputs else loss
+
+    def note(self, ce_share: torch.Tensor, shares: dict[str, torch.Tensor], last: bool) -> None:
+        """Add a micro-batch's shares (summed over processes they give the step's values) to the logging sums."""
+        row = torch.stack([ce_share.float(), *(shares[r.name].float().to(ce_share.device) if r.name in shares
+                                               else torch.zeros((), device=ce_share.device)
+                                               for r in self.regularisers)])
+        self.e2wm_sums = row if self.e2wm_sums is None else self.e2wm_sums + row
+        self.e2wm_steps += last
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """A training row (one with "loss") gets loss_ce, loss_<name> and <name> of each regulariser: means over
+        the steps since the last row, summed over processes (every process logs: Trainer calls log on each)."""
+        if "loss" in logs and self.e2wm_steps:
+            sums = self.accelerator.reduce(self.e2wm_sums, reduction="sum") / self.e2wm_steps
+            ce, *values = sums.tolist()
+            logs["loss_ce"] = ce
+            for regulariser, value in zip(self.regularisers, values):
+                logs[f"loss_{regulariser.name}"] = regulariser.weight * value
+                logs[regulariser.name] = value
+            self.e2wm_sums, self.e2wm_steps = None, 0
+        super().log(logs, start_time)
