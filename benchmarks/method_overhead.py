@@ -37,6 +37,10 @@ def methods(fisher: Path, general: Path) -> dict[str, tuple[list[str], str]]:
                             "a second forward pass and the logits of every position"),
         "replay (ratio 0.25)": (["--regularisers", "replay", *replay],
                                 "a forward and backward pass over 1 general text per step"),
+        "mofo (fraction 0.15)": (["--regularisers", "none", "--optimizer", "mofo"],
+                                 "a top-k selection of |first moment| per trained tensor"),
+        "osf (half the spectrum frozen)": (["--regularisers", "none", "--adapter-kind", "osf"],
+                                           "a rank 2 (m - k) factored change and its gradient projection"),
     }
 
 

@@ -538,8 +538,9 @@ def adapter_config(path: Path, adapter: str):
 
 ADAPTER_SCALE_HELP = ("s in W0 + s * (W_adapted - W0): the LoRA adapter's change scaling * B @ A scaled by s (WiSE-FT "
                       "interpolation with the base, Wortsman et al. 2022): 0 computes the base model, 1 the adapted "
-                      "one, values between interpolate, above 1 extrapolate; plain LoRA adapters only (not DoRA or "
-                      "other LoRA variants, modules_to_save, prompt tuning, ...)")
+                      "one, values between interpolate, above 1 extrapolate; plain LoRA adapters (not DoRA or "
+                      "other LoRA variants, modules_to_save, prompt tuning, ...) and OSF adapters (U S V - U0 S0 V0 "
+                      "scaled)")
 # LoraConfig fields under which an adapter holds more than LoRA's B A (whole trained modules, trained token rows,
 # copied layers): scaling B A would leave those as trained, so W0 + s * delta would not hold
 BEYOND_LORA = ("modules_to_save", "trainable_token_indices", "layer_replication")
@@ -575,9 +576,11 @@ def check_scalable(config, adapter: str, scale: float) -> None:
             magnitude, so scale 0 would not give W0) or an adapter holding more than B A (`BEYOND_LORA`).
     """
     kind = getattr(config.peft_type, "value", config.peft_type)
+    if kind == "OSF":  # W0 + (U S V - U0 S0 V0): scaling S and S0 scales the change
+        return
     if kind != "LORA":
         raise InputError(f"--adapter-scale {scale:g}: --adapter {adapter} is a {kind} adapter; the scale applies to "
-                         "LoRA adapters only (W0 + s * scaling * B @ A)")
+                         "LoRA adapters (W0 + s * scaling * B @ A) and OSF adapters only")
     variants = lora_variants(config)
     if variants:
         raise InputError(f"--adapter-scale {scale:g}: --adapter {adapter} is a LoRA variant ({', '.join(variants)} in "
@@ -599,12 +602,22 @@ def scale_adapter(model, scale: float) -> None:
     for LoRA W_ft - W0 = scaling * B @ A, so this is it. The unmerged forward (bitsandbytes 8/4-bit LoRA layers
     too: they are LoraLayers) and `merge_and_unload` (get_delta_weight) read the same scaling. Scale 1 changes
     nothing; scale 0 adds exactly zero to each base output. The config must pass `check_scalable`.
+
+    An OSF adapter (PEFT's orthogonal subspace finetuning) changes W0 by U S V - U0 S0 V0, the trained low part of
+    W0's SVD minus its starting value (`OSFLayer.get_delta_weight`); both S are multiplied by scale, so the change
+    is scaled and W0 + scale * (U S V - U0 S0 V0) is computed, unmerged and merged alike.
     """
     from peft.tuners.lora import LoraLayer
+    from peft.tuners.osf import OSFLayer
 
     for module in model.modules():
         if isinstance(module, LoraLayer):
             module.scale_layer(scale)
+        elif isinstance(module, OSFLayer):
+            for adapter in module.active_adapters:
+                with torch.no_grad():
+                    module.osf_svd_params[adapter]["S_low"].mul_(scale)
+                    module._osf_S_low_init[adapter].mul_(scale)
 
 
 def apply_adapter(model, adapter: str, scale: float = 1.0):

@@ -88,7 +88,8 @@ def test_adapters_other_than_plain_lora_are_refused_at_a_scale_only(tiny_gpt2, t
 
     lora = {"r": 2, "target_modules": ["c_attn"], "fan_in_fan_out": True}
     refused = {
-        "is a PROMPT_TUNING adapter; the scale applies to LoRA adapters only":
+        "is a PROMPT_TUNING adapter; the scale applies to LoRA adapters (W0 + s * scaling * B @ A) and OSF "
+        "adapters only":
             PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2),
         "is a LoRA variant (use_dora in adapter_config.json)": LoraConfig(use_dora=True, **lora),
         "holds more than LoRA's B A (modules_to_save in adapter_config.json)":
@@ -102,6 +103,32 @@ def test_adapters_other_than_plain_lora_are_refused_at_a_scale_only(tiny_gpt2, t
         assert str(error.value).startswith(f"--adapter-scale 0.5: --adapter {adapter} {message}")
     assert lora_variants(LoraConfig()) == [] and lora_variants(LoraConfig(use_dora=True)) == ["use_dora"]
     check_scalable(LoraConfig(**lora), "plain", 0.5)  # no error
+
+
+def test_an_osf_adapter_scales_its_change(tiny_llama, tmp_path):
+    """OSF: W0 + s * (U S V - U0 S0 V0), against a base copy given that weight by hand."""
+    from peft import OSFConfig, get_peft_model
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    osf = get_peft_model(model, OSFConfig(target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a trained change: move the low singular values and vectors
+        for name, parameter in osf.named_parameters():
+            if "osf_svd_params" in name:
+                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+    deltas = {name.removeprefix("base_model.model."): module.get_delta_weight("default").detach().clone()
+              for name, module in osf.named_modules() if hasattr(module, "osf_svd_params")}
+    osf.save_pretrained(tmp_path / "osf")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    for scale in (0.0, 0.5):
+        got = logits_for(eval_model(tiny_llama, tmp_path / "osf", scale), tokenizer)
+        by_hand = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+        with torch.no_grad():
+            for name, delta in deltas.items():
+                by_hand.get_submodule(name).weight.add_(scale * delta)
+        torch.testing.assert_close(got, logits_for(by_hand, tokenizer), rtol=1e-4, atol=1e-4, msg=f"scale {scale}")
+    moved = logits_for(eval_model(tiny_llama, tmp_path / "osf", 1.0), tokenizer)
+    assert not torch.allclose(moved, got)
 
 
 def test_options_are_checked(tmp_path):

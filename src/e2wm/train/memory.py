@@ -118,8 +118,8 @@ def activation_bytes_per_token_layer(shapes: ModelShapes, element: int, method: 
     saved += 3 * i if shapes.gated_mlp else i  # SiLU input and both factors of the gate product / GELU input
     if method == "full":
         saved += 2 * h + i  # inputs of every linear layer: normed states and the down projection's input
-    elif method == "osf":
-        saved += len(shapes.targets) // shapes.layers * h  # each adapted layer's input (its weight is rebuilt)
+    elif method == "osf":  # factored like LoRA: base(x) + (x @ B^T) @ A^T, B of rank lora_r = 2 (m - k)
+        saved += len(shapes.targets) // shapes.layers * (h + lora_r)
     else:
         per_layer_targets = len(shapes.targets) // shapes.layers
         saved += per_layer_targets * (h + lora_r)  # LoRA: dropout output into A, A's output into B
@@ -136,7 +136,7 @@ def plan_memory(shapes: ModelShapes, adapter_kind: str, batch_size: int, max_len
     e2wm.methods.REGULARISERS; replay_texts: the replay regulariser's texts per step (of max_len tokens at most).
     OSF (PEFT's defaults): per adapted (out, in) weight, the trained low part of its SVD, U (out, m - k), S (m - k)
     and V (m - k, in) with m = min(out, in) and k = m // 2 frozen directions, in float32, plus PEFT's copy of their
-    starting values (counted in `adapter`), and the weight rebuilt from its factors, kept for backward."""
+    starting values (counted in `adapter`); its forward is factored as LoRA's, through a rank 2 (m - k)."""
     method = adapter_kind
     ewc = "ewc" in regularisers
     element = DTYPE_BYTES[dtype]
@@ -162,13 +162,14 @@ def plan_memory(shapes: ModelShapes, adapter_kind: str, batch_size: int, max_len
         fisher = 4 * target_elements if ewc else 0
         ewc_saved = 4 * target_elements if ewc else 0  # dW of every layer, kept for backward
     tokens = batch_size * max_len
-    layer = tokens * activation_bytes_per_token_layer(shapes, element, method, lora_r)
+    rank = lora_r
+    if method == "osf":  # the mean factored rank of the adapted weights
+        rank = round(sum(2 * (min(o, i) - min(o, i) // 2) for o, i in shapes.targets) / len(shapes.targets))
+    layer = tokens * activation_bytes_per_token_layer(shapes, element, method, rank)
     if attention == "eager":
         layer += batch_size * shapes.heads * max_len * max_len * element  # attention probabilities
     logits = tokens * shapes.vocab * 4 * 4  # float32 logits, log-softmax, and their gradients
     activations = shapes.layers * layer + logits
-    if method == "osf":  # every adapted weight rebuilt from its factors and kept for backward
-        activations += 4 * target_elements
     checkpointed = tokens * shapes.layers * shapes.hidden * element + layer + logits  # inputs + one layer redone
     kl = tokens * shapes.vocab * 4 * 4 if "kl" in regularisers else 0  # base logits, log q, log p, p: all tokens
     replay = round(activations * replay_texts / batch_size) if "replay" in regularisers else 0
