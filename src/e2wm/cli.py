@@ -32,7 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "turn experience records into the four E2WM training files (and held-out files)"),
     "fisher": ("fisher", "diagonal Fisher of the LoRA target weights on general text"),
     "fisher import": ("fisher_import", "convert a released Fisher checkpoint into an e2wm Fisher file"),
-    "train": ("train", "finetune with EWC-LoRA (or plain LoRA / full) on weighted E2WM files"),
+    "train": ("train", "finetune on weighted E2WM files: EWC-LoRA by default; LoRA, OSF or full finetuning with "
+                       "any of the ewc, kl, replay regularisers"),
     "eval": ("eval", "evaluate a causal LM (optionally with a LoRA adapter) on E2WM files"),
     "export merged": ("export", "merge a LoRA adapter into its base and save a standard transformers checkpoint"),
     "export lm-eval": ("export_lm_eval", "write E2WM files as lm-evaluation-harness tasks (group e2wm) that score "
@@ -221,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"e2wm {name}: stopped: {one_line(str(error))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print(f"e2wm {name}: interrupted; completed work is kept, re-run to resume", file=sys.stderr)
+        again = "re-run with --resume to resume" if name == "train" else "re-run to resume"
+        print(f"e2wm {name}: interrupted; completed work is kept, {again}", file=sys.stderr)
         sys.exit(130)
     except Exception as error:
         if os_errno(error) not in DISK_FULL:

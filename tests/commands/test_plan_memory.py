@@ -8,7 +8,7 @@ from e2wm.cli import main
 def test_cli_prints_components_and_rejects_bad_options(tiny_gpt2, capsys):
     main(["plan-memory", "--model", str(tiny_gpt2), "--batch-size", "2", "--max-len", "128"])
     out = capsys.readouterr().out
-    for label in ("base weights", "LoRA adapter", "AdamW states", "Fisher", "activations", "expected peak"):
+    for label in ("base weights", "adapter (LoRA", "AdamW (or MoFO) states", "Fisher", "activations", "expected peak"):
         assert label in out
     with pytest.raises(SystemExit) as exit_info:
         main(["plan-memory", "--model", str(tiny_gpt2), "--max-len", "0"])

@@ -76,7 +76,7 @@ def test_kl_and_replay_resume_exactly(tiny_llama, tmp_path, capsys, monkeypatch,
     assert run_train(capsys, *common, "--out", tmp_path / "cut", "--resume")[0] == 0
     assert [deterministic(r) for r in read_log(tmp_path / "cut")] == [deterministic(r) for r in whole]
     other = ["kl" if arg == "kl,replay" else arg for arg in common]
-    other[other.index("--replay-data") : other.index("--replay-data") + 2] = []  # read only by replay
+    other[other.index("--replay-data") : other.index("--replay-ratio") + 2] = []  # read only by replay
     code, err = run_train(capsys, *other, "--out", tmp_path / "cut", "--resume")
     assert code == 2 and "--regularisers kl (was kl,replay)" in err
 
@@ -124,6 +124,9 @@ def test_refusals(tiny_llama, tmp_path, capsys, general_text):
         (["--regularisers", "kl", "--replay-data", general_text], "add replay to --regularisers"),
         (["--method", "lora", "--regularisers", "kl"], "--method lora means --adapter-kind lora --regularisers none"),
         (["--regularisers", "ewc,l2"], "--regularisers ewc,l2: expected a comma-separated list"),
+        (["--regularisers", "none", "--kl-weight", "0.5"], "--kl-weight is read only by --regularisers kl"),
+        (["--regularisers", "none", "--adapter-kind", "osf", "--lora-r", "16"],
+         "--lora-r is read only by --adapter-kind lora"),
         (["--regularisers", "kl,ewc"], "--regularisers ewc (the default: EWC-LoRA) needs --fisher"),
         (["--regularisers", "replay", "--replay-data", general_text, "--replay-ratio", "0.1", "--batch-size", "2"],
          "--replay-ratio 0.1 x 2 training examples per process and step rounds to 0 replay texts"),

@@ -164,3 +164,13 @@ def test_the_fingerprint_separates_scales_and_keeps_earlier_results(tmp_path, mo
     monkeypatch.setattr(run, "result_settings",
                         lambda config: {k: v for k, v in real(config).items() if k != "adapter_scale"})
     assert run.fingerprint(task, EvalConfig(data=["d"], out="o", adapter="a"), identity) == keys[1.0]
+
+
+def test_the_merged_card_names_the_adapter_type_and_its_scaled_change():
+    from e2wm.train.card import merged_card
+
+    osf = merged_card("smollm2-135m", "runs/osf/adapter", "ab" * 32, "float32", "merged", "OSF", 0.5)
+    assert "with an E2WM OSF adapter merged in" in osf and "(W + (U S V - U0 S0 V0), computed" in osf
+    assert "each adapted weight is W + 0.5 * (U S V - U0 S0 V0)" in osf and "- merged-osf" in osf
+    lora = merged_card("smollm2-135m", "runs/lora/adapter", "ab" * 32, "float32", "merged")
+    assert "(W + scaling * B @ A, computed" in lora and "Interpolated" not in lora and "EWC-LoRA" not in lora

@@ -9,7 +9,8 @@ drift: the relative change of the run's perplexity on one general text (`--drift
 is forgetting.
 A run is on the frontier of a family when no other run has a gain at least as high and a drift at least as low, one
 of them strictly (Pareto dominance on the point estimates; the intervals say how far each point can be trusted).
-The first run is the reference at (0, 0), not a point. The recipe adds the section to the report
+The first run is the reference at (0, 0): a later run that it dominates (no gain and some drift, or a loss and no
+less drift) is not on the frontier, and its row says so. The recipe adds the section to the report
 (`report.write_report`'s sections) and draws `<report>-frontier.png` beside the other charts.
 """
 
@@ -53,6 +54,7 @@ class Family:
     points: list[Point]
     dominators: list[list[int]] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
+    base: str = "the first run"  # the reference's label; BASE in dominators stands for it
 
     def on_frontier(self, i: int) -> bool:
         return not self.dominators[i]
@@ -61,19 +63,32 @@ class Family:
         """The indices of the points that point i dominates."""
         return [j for j, found in enumerate(self.dominators) if i in found]
 
+    def label(self, j: int) -> str:
+        """The label of dominators' entry j: a point's, or the first run's for BASE."""
+        return self.base if j == BASE else self.points[j].label
 
-def dominates(a: Point, b: Point) -> bool:
-    """a's gain >= b's and a's drift <= b's, one of them strictly (on the estimates)."""
-    gain, drift = a.gain.estimate, a.drift.estimate
+
+BASE = -1  # in Family.dominators: the first run, at (0, 0)
+
+
+def beats(gain: float, drift: float, b: Point) -> bool:
+    """(gain, drift) has a gain >= b's and a drift <= b's, one of them strictly (on the estimates)."""
     return (gain >= b.gain.estimate and drift <= b.drift.estimate
             and (gain > b.gain.estimate or drift < b.drift.estimate))
 
 
+def dominates(a: Point, b: Point) -> bool:
+    """a's gain >= b's and a's drift <= b's, one of them strictly (on the estimates)."""
+    return beats(a.gain.estimate, a.drift.estimate, b)
+
+
 def dominated_by(points: list[Point]) -> list[list[int]]:
-    """Per point, the indices (in order) of the other points that dominate it (`dominates`); [] for a point on the
-    frontier. Equal points dominate neither each other nor a third point the other does not."""
-    return [[j for j, other in enumerate(points) if j != i and dominates(other, point)]
-            for i, point in enumerate(points)]
+    """Per point, the indices (in order) of what dominates it: BASE first when the first run at (0, 0) does
+    (`beats`), then the other points (`dominates`); [] for a point on the frontier. Equal points dominate neither
+    each other nor a third point the other does not."""
+    others = [[j for j, other in enumerate(points) if j != i and dominates(other, point)]
+              for i, point in enumerate(points)]
+    return [[BASE] * beats(0.0, 0.0, point) + found for point, found in zip(points, others)]
 
 
 def drift_set(runs: list[Run], drift_on: str) -> str | None:
@@ -100,7 +115,7 @@ def families(runs: list[Run], found: list[Comparison], means: list[FamilyMean], 
     family's mean Δ against the first run, with the dominance among them; the others left out with the reason."""
     base, out = runs[0], []
     for mean in means:
-        family = Family(mean.name, mean.kind, [])
+        family = Family(mean.name, mean.kind, [], base=base.label)
         for index, (run, comparison, gain) in enumerate(zip(runs[1:], found, mean.changes), start=1):
             pair = comparison.perplexities.get(task)
             drift = None if pair is None else pair.relative
@@ -128,7 +143,7 @@ def family_lines(family: Family, task: str) -> list[str]:
         lines += [f"| run | drift on {cell(task)} [{LEVEL:.0%} CI] | gain: mean {cell(family.name)} Δ [{LEVEL:.0%} CI] "
                   "| on frontier | dominated by |", "|---|---:|---:|---|---|"]
         for i, point in enumerate(family.points):
-            by = ", ".join(cell(family.points[j].label) for j in family.dominators[i]) or "—"
+            by = ", ".join(cell(family.label(j)) for j in family.dominators[i]) or "—"
             lines.append(f"| {cell(point.label)} | {format_interval(point.drift, percent=True)} | "
                          f"{format_interval(point.gain)} | {'yes' if family.on_frontier(i) else 'no'} | {by} |")
         lines.append("")

@@ -8,7 +8,7 @@ The base is loaded in float32 (e2wm.models.load_model), the adapter applied (app
 to --dtype and saved with the base's tokenizer and a model card (train.card.merged_card) into a staging folder
 that is renamed into place, so --out either holds the whole checkpoint or does not exist. With --adapter-scale s the
 adapter is scaled before merging (e2wm.models.scale_adapter: WiSE-FT's interpolation), so each adapted weight
-becomes W + s * scaling * B @ A; the card says so (`scale_paragraph`).
+becomes W + s * scaling * B @ A; the card says so (`train.card.merged_card`).
 
 Tied weights (tie_word_embeddings: lm_head shares the input embeddings' matrix, as in GPT-2, SmolLM2, Llama 3.2):
 base + adapter applies an adapter on lm_head to the output layer only (or one on the embeddings to the input
@@ -185,21 +185,6 @@ def merge_and_save(config: ExportConfig, staging: Path, tokenizer, out: Path) ->
     return input_ids, reference
 
 
-def scale_paragraph(scale: float) -> str:
-    """The model card's paragraph on --adapter-scale s (markdown, one paragraph)."""
-    return (f"Interpolated with its base (WiSE-FT, Wortsman et al. 2022): the adapter's change was scaled by s = "
-            f"{scale:g} before merging (`e2wm export merged --adapter-scale {scale:g}`), so each adapted weight is "
-            f"W + {scale:g} * scaling * B @ A and the checkpoint computes what the base with the adapter at scale "
-            f"{scale:g} computes, not the adapter as trained{' (s above 1 extrapolates)' if scale > 1 else ''}.")
-
-
-def with_scale(card: str, scale: float) -> str:
-    """card (`merged_card`'s text) with `scale_paragraph` before its "## Use" section; unchanged at scale 1."""
-    if scale == 1:
-        return card
-    return card.replace("\n## Use\n", f"\n{scale_paragraph(scale)}\n\n## Use\n", 1)
-
-
 def export_merged(config: ExportConfig) -> Path:
     """Merge config.adapter into config.model, check and save the result in config.out; push it when config.push.
 
@@ -241,8 +226,10 @@ def export_merged(config: ExportConfig) -> Path:
             check_logits(logits_of(reloaded, input_ids), reference, config.dtype,
                          "the saved checkpoint, reloaded with transformers,", out)
             del reloaded
-            card = merged_card(config.model, config.adapter, tree_digest(config.adapter), config.dtype, out.name)
-            write_atomic(staging / "README.md", with_scale(card, config.adapter_scale))
+            kind = getattr(peft_config.peft_type, "value", peft_config.peft_type)
+            card = merged_card(config.model, config.adapter, tree_digest(config.adapter), config.dtype, out.name,
+                               kind, config.adapter_scale)
+            write_atomic(staging / "README.md", card)
             usual_permissions(staging)
             staging.rename(out)
         except BaseException:

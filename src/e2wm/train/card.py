@@ -171,8 +171,12 @@ def write_card(run_dir: Path, adapter: Path, evaluation: Path | None = None, nam
         write_json(config_file, config)
 
 
-def merged_card(base_model: str, adapter: str, adapter_sha256: str, dtype: str, name: str) -> str:
-    """The README.md text of a merged checkpoint (`e2wm export merged`): an adapter's LoRA folded into its base.
+MERGED = {"LORA": ("LoRA", "scaling * B @ A"), "OSF": ("OSF", "(U S V - U0 S0 V0)")}  # PEFT type: name, change
+
+
+def merged_card(base_model: str, adapter: str, adapter_sha256: str, dtype: str, name: str, kind: str = "LORA",
+                scale: float = 1.0) -> str:
+    """The README.md text of a merged checkpoint (`e2wm export merged`): an adapter's change folded into its base.
 
     Args:
         base_model: the base as given to --model (named on the card by `hub_name`).
@@ -181,23 +185,33 @@ def merged_card(base_model: str, adapter: str, adapter_sha256: str, dtype: str, 
         adapter_sha256: `provenance.tree_digest` of the adapter's weight files.
         dtype: the saved weights' dtype.
         name: the checkpoint's name in the heading (its folder's name).
+        kind: the adapter's PEFT type (LORA, OSF: `MERGED`; another is named as PEFT names it).
+        scale: --adapter-scale, said in a paragraph when not 1.
     """
     base = hub_name(base_model)
+    label, change = MERGED.get(kind, (kind, "the adapter's change"))
     metadata = [f"base_model: {base}", "library_name: transformers"]
     if base in LICENSES:
         metadata.append(f"license: {LICENSES[base]}")
-    metadata += ["tags:", "- e2wm", "- merged-lora", "- embodied", "- virtualhome", "pipeline_tag: text-generation"]
-    lines = ["---", *metadata, "---", "", f"# {name}: {base} with an E2WM LoRA adapter merged in", "",
-             f"The LoRA adapter `{Path(adapter).name}` (sha256 of its weight files `{adapter_sha256}`) merged into "
-             f"the weights of {base} by PEFT's `merge_and_unload` (W + scaling * B @ A, computed in float32), then "
+    metadata += ["tags:", "- e2wm", f"- merged-{label.lower()}", "- embodied", "- virtualhome",
+                 "pipeline_tag: text-generation"]
+    lines = ["---", *metadata, "---", "", f"# {name}: {base} with an E2WM {label} adapter merged in", "",
+             f"The {label} adapter `{Path(adapter).name}` (sha256 of its weight files `{adapter_sha256}`) merged into "
+             f"the weights of {base} by PEFT's `merge_and_unload` (W + {change}, computed in float32), then "
              f"saved in {dtype}: a standard transformers checkpoint that loads without PEFT. It computes what the "
              "base model with the adapter applied computes (up to the rounding of the saved dtype). The adapter "
-             "comes from e2wm's EWC-LoRA training on embodied experiences from the VirtualHome world model, the "
+             "comes from e2wm's training on embodied experiences from the VirtualHome world model, the "
              "E2WM method of Xiang et al. (NeurIPS 2023); its own card (training settings, data digests, evaluation) "
              "is the README.md of the adapter folder."]
     if base_model == EMBEDDED_NAME:
         lines += ["", f"The base weights are e2wm's embedded model: {EMBEDDED_DESCRIPTION}; they are what was "
                   f"merged, not the original `{base}` weights."]
+    if scale != 1:
+        lines += ["", f"Interpolated with its base (WiSE-FT, Wortsman et al. 2022): the adapter's change was scaled by "
+                  f"s = {scale:g} before merging (`e2wm export merged --adapter-scale {scale:g}`), so each adapted "
+                  f"weight is W + {scale:g} * {change} and the checkpoint computes what the base with the adapter at "
+                  f"scale {scale:g} computes, not the adapter as trained"
+                  f"{' (s above 1 extrapolates)' if scale > 1 else ''}."]
     lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
               'model = AutoModelForCausalLM.from_pretrained("<this folder>")',
               'tokenizer = AutoTokenizer.from_pretrained("<this folder>")', "```", "",

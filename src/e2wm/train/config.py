@@ -4,11 +4,12 @@ Each field is an option of its command (see e2wm.config); `__post_init__` checks
 config fails the same way from Python and from the command line.
 """
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, fields
 
 from e2wm import config
 from e2wm.chat import HELP as CHAT_HELP
-from e2wm.config import option
+from e2wm.config import flag_of, option
 from e2wm.errors import InputError
 from e2wm.methods import ADAPTERS, METHODS, resolve_method
 from e2wm.models import (
@@ -28,9 +29,26 @@ from e2wm.train.fisher_scale import SCALES
 from e2wm.train.kl_anchor import KL_DIRECTIONS, KL_TOKENS
 from e2wm.train.loop import BATCHINGS, LOSS_NORMS
 from e2wm.train.mofo import MOFO_FRACTION, OPTIMIZERS
+from e2wm.train.rehearsal import texts_per_step
 
 TRACKERS = ("none", "tensorboard", "wandb")
+logger = logging.getLogger(__name__)
+
 MODULES_HELP = "comma-separated module names to adapt (default: PEFT's LoRA targets for the architecture)"
+
+
+# options read only by one regulariser or adapter kind: name -> (that regulariser or adapter kind, its option)
+UNREAD = {"kl_weight": ("kl", "--regularisers kl"), "kl_tokens": ("kl", "--regularisers kl"),
+          "kl_direction": ("kl", "--regularisers kl"), "replay_ratio": ("replay", "--regularisers replay"),
+          "replay_weight": ("replay", "--regularisers replay"), "lora_r": ("lora", "--adapter-kind lora"),
+          "lora_alpha": ("lora", "--adapter-kind lora"), "lora_dropout": ("lora", "--adapter-kind lora")}
+
+
+def check_kl_adapter(regularisers: str, adapter_kind: str) -> None:
+    """InputError for the kl regulariser with full finetuning (no adapter to disable for the base distribution)."""
+    if "kl" in regularisers.split(",") and adapter_kind == "full":
+        raise InputError("--regularisers kl needs an adapter to disable for the base distribution (--adapter-kind "
+                         "lora or osf); full finetuning keeps no copy of the base weights")
 
 
 def mixture_text(mixture: str | dict[str, float]) -> str:
@@ -161,15 +179,14 @@ class TrainConfig(LoadedModelOptions):
                                                                 self.fisher)
         if "ewc" in self.regularisers.split(",") and not self.fisher:
             what = "--method ewc-lora" if self.method else "--regularisers ewc (the default: EWC-LoRA)"
-            raise InputError(f"{what} needs --fisher F.safetensors (from `e2wm fisher`); or use --method lora "
-                             "(plain LoRA) or another regulariser")
-        if "kl" in self.regularisers.split(",") and self.adapter_kind == "full":
-            raise InputError("--regularisers kl needs an adapter to disable for the base distribution (--adapter-kind "
-                             "lora); full finetuning keeps no copy of the base weights")
+            raise InputError(f"{what} needs --fisher F.safetensors (from `e2wm fisher`); or use --regularisers none "
+                             "(no regulariser: plain LoRA) or another regulariser")
+        check_kl_adapter(self.regularisers, self.adapter_kind)
         if ("replay" in self.regularisers.split(",")) != bool(self.replay_data):
             raise InputError("--regularisers replay needs --replay-data FILE (general text)" if self.replay_data is None
                              else "--replay-data is read only by the replay regulariser: add replay to --regularisers")
         self.check_osf_mofo()
+        self.check_unread()
         if self.batching == "length" and self.loss_norm != "mixture":
             raise InputError(f"--batching length needs --loss-norm mixture: its batches hold one task each, and "
                              f"--loss-norm {self.loss_norm} would cancel the file weights inside them")
@@ -179,6 +196,22 @@ class TrainConfig(LoadedModelOptions):
             raise InputError("--eval-every needs --eval-ppl-data FILE (general text for the perplexity curve)")
         if not self.eval_every and (self.eval_ppl_data or self.eval_data):
             raise InputError(f"{'--eval-ppl-data' if self.eval_ppl_data else '--eval-data'} needs --eval-every N")
+
+    def check_unread(self) -> None:
+        """InputError for a setting, given other than its default, that only a regulariser or adapter kind the run
+        does not use reads (--kl-weight without kl, --lora-r with osf, ...); a warning for --lambda without ewc
+        (earlier versions took `--method lora --lambda X`, so their configs keep working)."""
+        defaults = {item.name: item.default for item in fields(self)}
+        given = [name for name, (owner, _) in UNREAD.items()
+                 if owner not in (self.adapter_kind, *self.regularisers.split(",")) and getattr(self, name) !=
+                 defaults[name]]
+        if given:
+            name = given[0]
+            owner, what = UNREAD[name]
+            raise InputError(f"{flag_of(next(f for f in fields(self) if f.name == name))} is read only by {what} "
+                             f"(this run: --adapter-kind {self.adapter_kind} --regularisers {self.regularisers})")
+        if "ewc" not in self.regularisers.split(",") and self.lam != defaults["lam"]:
+            logger.warning("--lambda %s is read only by the ewc regulariser, which this run does not use", self.lam)
 
     def check_osf_mofo(self) -> None:
         """Check --osf-effective-rank and --mofo-fraction, each read by its own setting alone; resolve the MoFO
@@ -244,10 +277,12 @@ class PlanMemoryConfig(ModelOptions):
 
     method: str | None = option(None, "a shorthand: ewc-lora (lora + ewc), lora, full (+ ewc unless --no-ewc)",
                                 choices=METHODS)
-    adapter_kind: str | None = option(None, "what is trained: lora (default) or full", choices=ADAPTERS)
+    adapter_kind: str | None = option(None, "what is trained: lora (default), osf or full", choices=ADAPTERS)
     regularisers: str | None = option(None, "comma-separated regularisers of the run (ewc, kl, replay; none), as "
                                       "`e2wm train --regularisers` (default: ewc)")
     replay_ratio: float = option(0.25, "the replay regulariser's texts per training example", above=0)
+    optimizer: str = option("adamw", "adamw or mofo (the same states: MoFO keeps AdamW's moments for every entry)",
+                            choices=OPTIMIZERS)
     batch_size: int = option(1, "examples per micro-batch", minimum=1)
     max_len: int = option(800, "tokens per example", minimum=1)
     lora_r: int = option(8, "LoRA rank", minimum=1)
@@ -261,6 +296,9 @@ class PlanMemoryConfig(ModelOptions):
         fisher = None if self.no_ewc else "planned"  # --method full plans EWC unless --no-ewc
         self.adapter_kind, self.regularisers = resolve_method(self.method, self.adapter_kind, self.regularisers,
                                                               fisher)
+        check_kl_adapter(self.regularisers, self.adapter_kind)
+        if "replay" in self.regularisers.split(","):
+            texts_per_step(self.replay_ratio, self.batch_size)  # refused as `e2wm train` refuses it
 
 
 @dataclass(kw_only=True)

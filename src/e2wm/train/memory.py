@@ -22,6 +22,7 @@ from e2wm.errors import InputError
 from e2wm.methods import method_label
 from e2wm.models import resolve_model_path
 from e2wm.train.config import PlanMemoryConfig
+from e2wm.train.rehearsal import texts_per_step
 from e2wm.train.targets import default_target_names, no_targets, parse_modules
 
 GIB = 1024**3
@@ -181,8 +182,8 @@ def format_plan(plan: MemoryPlan, title: str) -> str:
     """A readable table in GiB."""
     lines = [title, ""]
     rows = asdict(plan)
-    names = {"weights": "base weights", "adapter": "LoRA adapter", "gradients": "gradients",
-             "optimizer": "AdamW states", "fisher": "Fisher (+ start weights for full)",
+    names = {"weights": "base weights", "adapter": "adapter (LoRA, or OSF's factors)", "gradients": "gradients",
+             "optimizer": "AdamW (or MoFO) states", "fisher": "Fisher (+ start weights for full)",
              "ewc_saved": "EWC deltas kept for backward", "kl": "KL anchor logits and log-probabilities",
              "replay": "replay texts' activations", "activations": "activations",
              "activations_checkpointed": "activations, gradient checkpointing"}
@@ -211,7 +212,7 @@ def plan_for(config: PlanMemoryConfig) -> tuple[MemoryPlan, str]:
         raise no_targets(names or [])
     quant = "8bit" if config.load_in_8bit else "4bit" if config.load_in_4bit else None
     regularisers = () if config.regularisers == "none" else tuple(config.regularisers.split(","))
-    replay_texts = round(config.replay_ratio * config.batch_size) if "replay" in regularisers else 0
+    replay_texts = texts_per_step(config.replay_ratio, config.batch_size) if "replay" in regularisers else 0
     plan = plan_memory(shapes, config.adapter_kind, config.batch_size, config.max_len, config.dtype, quant,
                        config.lora_r, regularisers, attention=config.attention, replay_texts=replay_texts)
     title = (f"{config.model}: {method_label(config.adapter_kind, list(regularisers))}, batch {config.batch_size} x "

@@ -14,6 +14,7 @@ and pseudorehearsal", Connection Science 7(2)); general-data replay at a ratio i
 issue 2611; GeRe, Zhang et al. 2025, arXiv 2508.04676).
 """
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -102,8 +103,9 @@ def tokenise_texts(texts: list[str], tokenizer, max_len: int, source: str) -> li
 
 
 def texts_per_step(ratio: float, examples_per_process_step: int) -> int:
-    """round(ratio x training examples per process and step); InputError when that is 0."""
-    count = round(ratio * examples_per_process_step)
+    """ratio x training examples per process and step, rounded half up (0.25 x 2 examples: 1 text); InputError
+    when that is 0."""
+    count = math.floor(ratio * examples_per_process_step + 0.5)
     if count < 1:
         raise InputError(f"--replay-ratio {ratio} x {examples_per_process_step} training examples per process and "
                          f"step rounds to 0 replay texts; raise --replay-ratio to at least "

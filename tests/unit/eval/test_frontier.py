@@ -8,7 +8,7 @@ import pytest
 
 from e2wm.errors import InputError
 from e2wm.eval.compare import Comparison
-from e2wm.eval.frontier import Family, Point, dominated_by, dominates, drift_set, families, family_lines
+from e2wm.eval.frontier import BASE, Family, Point, dominated_by, dominates, drift_set, families, family_lines
 from e2wm.eval.report import FamilyMean, Run
 from e2wm.eval.statistics import Interval
 
@@ -54,6 +54,18 @@ def test_equal_points_are_both_on_the_frontier_and_share_what_they_dominate():
     assert "- `a` dominates `c`." in lines and "- `b` dominates `c`." in lines
     assert "| c | +5.0% [+4.0%, +6.0%] | +0.1000 [+0.0900, +0.1100] | no | a, b |" in lines
     assert "| a | +3.0% [+2.0%, +4.0%] | +0.2000 [+0.1900, +0.2100] | yes | — |" in lines
+
+
+def test_a_run_the_first_run_dominates_is_off_the_frontier():
+    """The first run sits at (0, 0): a run with no gain and some drift, or a loss and drift, is dominated by it; a
+    loss with less drift is a trade-off."""
+    points = [point("flat", 0.0004, 0.0), point("loss", 0.01, -0.05), point("gain", 0.02, 0.1),
+              point("kept", -0.01, -0.05)]
+    found = dominated_by(points)
+    assert found == [[BASE], [BASE, 0, 3], [], []]  # flat and kept beat loss too
+    family = Family("accuracy", "QA", points, found, base="base")
+    assert "| flat | +0.0% [-1.0%, +1.0%] | +0.0000 [-0.0100, +0.0100] | no | base |" in family_lines(family, "ppl")
+    assert [family.on_frontier(i) for i in range(4)] == [False, False, True, True]
 
 
 def test_a_frontier_run_that_dominates_nobody_says_so():

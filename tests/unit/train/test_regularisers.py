@@ -117,9 +117,10 @@ def test_replay_refuses_no_text_and_a_ratio_rounding_to_zero(tiny_llama):
     _, tokenizer = load_model(ModelSpec(str(tiny_llama), device="cpu"))
     with pytest.raises(InputError, match="--replay-data g.jsonl: no text has two or more tokens"):
         tokenise_texts(["", ""], tokenizer, 8, "g.jsonl")
-    assert texts_per_step(0.25, 4) == 1 and texts_per_step(1.0, 4) == 4
-    with pytest.raises(InputError, match="rounds to 0 replay texts"):
+    assert texts_per_step(0.25, 4) == 1 and texts_per_step(1.0, 4) == 4 and texts_per_step(0.25, 2) == 1
+    with pytest.raises(InputError, match="rounds to 0 replay texts; raise --replay-ratio to at least 0.125"):
         texts_per_step(0.1, 4)
+    assert texts_per_step(0.125, 4) == 1  # the hint's value works
 
 
 def test_method_shorthand_resolves_and_refuses_contradictions():
