@@ -74,6 +74,8 @@ def model_card(run_dir: Path, evaluation: Path | None = None, name: str | None =
     skipped = {key for name, keys in unread.items() if name not in regularisers for key in keys}
     if adapter != "lora":  # LoRA's own settings
         skipped |= {"lora_r", "lora_alpha", "lora_dropout"}
+    if not options.get("fisher"):
+        skipped.add("fisher_scale")
     metadata = [f"base_model: {base}", "library_name: peft"]
     if base in LICENSES:
         metadata.append(f"license: {LICENSES[base]}")

@@ -44,6 +44,11 @@ UNREAD = {"kl_weight": ("kl", "--regularisers kl"), "kl_tokens": ("kl", "--regul
           "lora_alpha": ("lora", "--adapter-kind lora"), "lora_dropout": ("lora", "--adapter-kind lora")}
 
 
+def listed(names: str | list[str] | None) -> str | None:
+    """A YAML list of names (regularisers: [kl, replay]) as the option's comma-separated text; text as it is."""
+    return ",".join(map(str, names)) if isinstance(names, list) else names
+
+
 def check_kl_adapter(regularisers: str, adapter_kind: str) -> None:
     """InputError for the kl regulariser with full finetuning (no adapter to disable for the base distribution)."""
     if "kl" in regularisers.split(",") and adapter_kind == "full":
@@ -173,6 +178,7 @@ class TrainConfig(LoadedModelOptions):
 
     def __post_init__(self) -> None:
         self.train = mixture_text(self.train)  # a mapping becomes the option's text before the checks
+        self.regularisers = listed(self.regularisers)  # and a YAML list the comma-separated text
         super().__post_init__()
         check_autocast(self.autocast, self.dtype)
         self.adapter_kind, self.regularisers = resolve_method(self.method, self.adapter_kind, self.regularisers,
@@ -292,6 +298,7 @@ class PlanMemoryConfig(ModelOptions):
                             "CPU too)", choices=("fused", "eager"))
 
     def __post_init__(self) -> None:
+        self.regularisers = listed(self.regularisers)
         super().__post_init__()
         fisher = None if self.no_ewc else "planned"  # --method full plans EWC unless --no-ewc
         self.adapter_kind, self.regularisers = resolve_method(self.method, self.adapter_kind, self.regularisers,

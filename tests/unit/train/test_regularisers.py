@@ -142,3 +142,11 @@ def test_method_shorthand_resolves_and_refuses_contradictions():
     assert method_label("lora", ["ewc"]) == "EWC-LoRA" and method_label("lora", []) == "LoRA"
     assert method_label("lora", ["kl", "replay"]) == "LoRA + KL anchor + replay"
     assert method_label("full", ["ewc"]) == "full finetuning + EWC"
+
+
+def test_a_yaml_list_of_regularisers_is_the_comma_separated_option(tmp_path):
+    from e2wm.train.config import PlanMemoryConfig, TrainConfig
+
+    config = TrainConfig(train="1 a.json", out=str(tmp_path), regularisers=["replay", "kl"], replay_data="g.jsonl")
+    assert config.regularisers == "kl,replay"
+    assert PlanMemoryConfig(model="m", regularisers=["kl"]).regularisers == "kl"
