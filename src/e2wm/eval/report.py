@@ -190,7 +190,8 @@ def load_train_log(path: Path, label: str) -> TrainLog:
     return TrainLog(label, path, rows)
 
 
-LOGGED_NUMBERS = ("lr", "grad_norm", "seconds", "tokens_per_s", "mfu", *CURVE)  # log.jsonl's optional numbers
+REGULARISED = ("kl", "replay")  # the values of log.jsonl's regularisers besides ewc (present when the run used them)
+LOGGED_NUMBERS = ("lr", "grad_norm", "seconds", "tokens_per_s", "mfu", *REGULARISED, *CURVE)  # optional numbers
 
 
 def visible(text: str) -> str:
@@ -759,10 +760,11 @@ def save_figure(figure, file: Path) -> None:
 
 
 def train_table(logs: list[TrainLog]) -> str:
-    """A row per run: steps, first and last loss and CE, last EWC and lr, then the last value of each
-    curve_keys field (— for a run that has none); with logs that time their steps, the median tokens per
-    second and MFU over the steps and the last window's CE per training file."""
-    keys = curve_keys(logs)
+    """A row per run: steps, first and last loss and CE, last EWC and lr, then the last value of each regulariser
+    of REGULARISED that a run used (KL anchor, replay) and of each curve_keys field (— for a run that has none);
+    with logs that time their steps, the median tokens per second and MFU over the steps and the last window's CE
+    per training file."""
+    keys = [key for key in REGULARISED if any(key in row for log in logs for row in log.rows)] + curve_keys(logs)
     timed = any("tokens_per_s" in row for log in logs for row in log.rows)
     extra = ["median tokens/s", "median MFU", "last CE per file"] if timed else []
     lines = ["| run | steps | first loss | last loss | first CE | last CE | last EWC | last lr |"

@@ -291,3 +291,11 @@ def test_curve_chart_only_when_the_logs_have_eval_fields(tmp_path):
     (run / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 0.0}) + "\n")
     text = write_report([], [run], tmp_path / "plain.md")
     assert not (tmp_path / "plain-eval.png").exists() and "eval" not in text
+
+
+def test_the_training_table_gives_the_regularisers_a_run_used():
+    rows = [{"step": 1, "loss": 1.5, "loss_ce": 1.0, "loss_kl": 0.5, "ce": 1.2, "ewc": 0.0, "kl": 0.25, "lr": 1e-3}]
+    table = train_table([TrainLog("kl", None, rows), TrainLog("lora", None, [{"step": 1, "loss": 1.0, "ce": 1.2,
+                                                                               "ewc": 0.0, "lr": 1e-3}])])
+    assert " last kl |" in table and " last replay |" not in table
+    assert table.splitlines()[2].endswith("| 0.2500 |") and table.splitlines()[3].endswith("| — |")
