@@ -647,17 +647,26 @@ def task_names(logs: list[TrainLog]) -> list[str]:
 
 @quiet_glyphs
 def train_chart(logs: list[TrainLog], file: Path) -> None:
-    """Three panels over optimiser steps: total loss, cross-entropy on ref tokens, and the EWC penalty; a fourth,
-    each training file's CE per logging window, when the logs have it (task_ce)."""
+    """Panels over optimiser steps: total loss, cross-entropy on ref tokens, the EWC penalty, then each regulariser
+    of REGULARISED that a run used (its value before its weight; a run without it draws no line there), and
+    each training file's CE per logging window when the logs have it (task_ce)."""
     plt = pyplot()
-    panels = [("loss", "total loss = CE term + Σ weight·regulariser"), ("ce", "cross-entropy (nats / ref token)"),
-              ("ewc", "EWC penalty Σ F·ΔW² (before λ)")]
+    panels = [("loss", "total loss = CE term + Σ weight·regulariser", "nats per ref token"),
+              ("ce", "cross-entropy (nats / ref token)", "nats per ref token"),
+              ("ewc", "EWC penalty Σ F·ΔW² (before λ)", "Σ F·ΔW² over adapted matrices")]
+    titles = {"kl": ("KL anchor (before its weight)", "nats per token"),
+              "replay": ("replay: general-text NLL (before its weight)", "nats per token")}
+    panels += [(key, *titles[key]) for key in REGULARISED if any(key in row for log in logs for row in log.rows)]
     tasks = task_names(logs)
-    figure, axes = plt.subplots(1, 3 + bool(tasks), figsize=(14 + 4.7 * bool(tasks), 4.2))
+    count = len(panels) + bool(tasks)
+    figure, axes = plt.subplots(1, count, figsize=(14 + 4.7 * (count - 3), 4.2))
     window = max(max(len(log.rows) for log in logs) // 10, 1)
-    for ax, (key, title) in zip(axes, panels):
+    for ax, (key, title, unit) in zip(axes, panels):
         for i, log in enumerate(logs):
-            steps, values = [row["step"] for row in log.rows], [row[key] for row in log.rows]
+            points = [(row["step"], row[key]) for row in log.rows if key in row]
+            if not points:
+                continue
+            steps, values = (list(part) for part in zip(*points))
             if window > 1 and key != "ewc":  # every step faint, the moving average bold
                 ax.plot(steps, values, color=f"C{i % 10}", alpha=0.3, linewidth=0.8)
                 ax.plot(steps, moving_average(values, window), color=f"C{i % 10}", linewidth=1.8, label=log.label)
@@ -665,15 +674,13 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
                 ax.plot(steps, values, color=f"C{i % 10}", linewidth=1.4, label=log.label)
         ax.set_title(title, pad=14)
         ax.set_xlabel("optimiser step")
+        ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
         if key == "ewc" and any(row["ewc"] > 0 for log in logs for row in log.rows):
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    axes[0].set_ylabel("nats per ref token")
-    axes[1].set_ylabel("nats per ref token")
-    axes[2].set_ylabel("Σ F·ΔW² over adapted matrices")
     axes[0].legend(title="run", fontsize=8)
     if tasks:
-        task_panel(axes[3], logs, tasks)
+        task_panel(axes[len(panels)], logs, tasks)
     if window > 1:
         figure.text(0.5, 0.01, f"faint: every step; bold: mean of the last {window} steps", ha="center",
                     fontsize=8, color="0.35")

@@ -299,3 +299,16 @@ def test_the_training_table_gives_the_regularisers_a_run_used():
                                                                                "ewc": 0.0, "lr": 1e-3}])])
     assert " last kl |" in table and " last replay |" not in table
     assert table.splitlines()[2].endswith("| 0.2500 |") and table.splitlines()[3].endswith("| — |")
+
+
+def test_the_training_chart_has_a_panel_per_regulariser_used(tmp_path, monkeypatch):
+    from e2wm.eval import report
+
+    drawn = []
+    monkeypatch.setattr(report, "save_figure", lambda figure, file: drawn.append(figure))
+    kl = [{"step": s, "loss": 1.0 + s, "ce": 1.0, "ewc": 0.0, "kl": 0.1 * s} for s in (1, 2, 3)]
+    plain = [{"step": s, "loss": 1.0, "ce": 1.0, "ewc": 0.0} for s in (1, 2, 3)]
+    report.train_chart([TrainLog("kl", None, kl), TrainLog("lora", None, plain)], tmp_path / "t.png")
+    titles = [ax.get_title() for ax in drawn[0].axes]
+    assert titles[3] == "KL anchor (before its weight)" and len(titles) == 4
+    assert [list(line.get_ydata()) for line in drawn[0].axes[3].lines] == [pytest.approx([0.1, 0.2, 0.3])]
