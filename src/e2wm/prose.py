@@ -22,6 +22,7 @@ into passages of --min-words to --max-words words, draws --n of them with --seed
 """
 
 import gzip
+import json
 import logging
 import random
 import re
@@ -347,3 +348,15 @@ def make_prose(job: ProseConfig) -> ProseResult:
     logger.info("%d passages of %d to %d words in the six novels; %d drawn with seed %d", len(found), job.min_words,
                 job.max_words, len(chosen), job.seed)
     return ProseResult(path=out, texts=len(chosen), words=sum(passage.words for passage in chosen))
+
+
+def is_prose_file(path: str | Path) -> bool:
+    """Whether path is a JSONL file that `e2wm data prose` wrote: its first record's "source" names one of the
+    novels ("<novel>#<paragraph>"). False for anything else, unreadable files included."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = json.loads(handle.readline() or "{}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    source = first.get("source") if isinstance(first, dict) else None
+    return isinstance(source, str) and source.split("#", 1)[0] in BOOKS and "#" in source

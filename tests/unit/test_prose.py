@@ -154,3 +154,17 @@ def test_the_installed_package_gives_the_study_passages(tmp_path):
     texts = read_corpus(tmp_path / "prose.jsonl", "--ppl-data")
     assert done.texts == len(texts) == 256 and done.words == sum(len(t.split()) for t in texts)
     assert not any(mark in text for text in texts for mark in ("_", "  ", "[", "Gutenberg", "CHAPTER"))
+
+
+def test_a_prose_file_is_recognised_so_that_the_fisher_can_warn(tmp_path, tiny_llama, capsys):
+    from e2wm.cli import main
+
+    ours = tmp_path / "prose.jsonl"
+    ours.write_text('{"text": "It is a truth universally acknowledged.", "source": "prideprejudice#3"}\n')
+    other = tmp_path / "general.jsonl"
+    other.write_text('{"text": "It is a truth universally acknowledged.", "source": "news#3"}\n')
+    assert prose.is_prose_file(ours) and not prose.is_prose_file(other)
+    assert not prose.is_prose_file(tmp_path / "missing.jsonl") and not prose.is_prose_file(tiny_llama)
+    main(["fisher", "--model", str(tiny_llama), "--corpus", str(ours), "--n", "1", "--max-len", "8", "--out",
+          str(tmp_path / "f.safetensors")])
+    assert "the human-written prose of `e2wm data prose`, the drift measure" in capsys.readouterr().out

@@ -25,6 +25,7 @@ from e2wm.errors import InputError
 from e2wm.files import output_file, read_jsonl, write_jsonl, writing
 from e2wm.locks import output_lock
 from e2wm.models import REFUSED, load_model, pad_id, resolve_model_path
+from e2wm.prose import is_prose_file
 from e2wm.provenance import model_fingerprint, path_digest
 from e2wm.text import read_corpus
 from e2wm.train.config import FisherConfig, FisherImportConfig
@@ -53,6 +54,10 @@ def compute_fisher(config: FisherConfig) -> FisherHeader | None:
     with output_lock(out):  # one writer: a second run on this --out is refused
         partial = out.with_name(out.name + ".partial")
         texts = None if config.corpus == MODEL_SAMPLES else read_corpus(config.corpus)
+        if texts is not None and is_prose_file(config.corpus):
+            logger.warning("--corpus %s: the human-written prose of `e2wm data prose`, the drift measure; a Fisher on "
+                           "it weighs the penalty by the very text that drift is measured on (docs/prose.md: keep "
+                           "them apart)", config.corpus)
         model, tokenizer = load_model(config.model_spec())
         names = parse_modules(config.modules) or default_target_names(model)
         layers = target_layers(model, names)
