@@ -228,7 +228,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(tiny_llama, tmp_path, capsys):
+@pytest.mark.parametrize("method", [["--method", "lora"], ["--regularisers", "kl", "--kl-tokens", "all"]])
+def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(method, tiny_llama, tmp_path, capsys):
+    """DDP over two gloo processes gives the losses of one process accumulating two micro-batches; with the KL
+    anchor (its base pass on the DDP-wrapped model's module, its sums divided by the whole step's tokens) too."""
     import os
     import subprocess
     import sys
@@ -236,7 +239,7 @@ def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(tiny_lla
 
     # tiny Llama: no dropout anywhere with --lora-dropout 0 (GPT-2's own dropout draws from each process's RNG)
     data = write_pairs(tmp_path / "a.json", repeat=2)
-    common = ["--model", tiny_llama, "--train", f"1 {data}", "--method", "lora", "--batch-size", "2",
+    common = ["--model", tiny_llama, "--train", f"1 {data}", *method, "--batch-size", "2",
               "--lora-dropout", "0", "--epochs", "2", "--lr", "1e-2",
               "--autocast", "none"]  # the launched processes are not under the suite's float32 pin (conftest)
     assert run_train(capsys, *common, "--grad-accum", "2", "--out", tmp_path / "one")[0] == 0
@@ -252,6 +255,7 @@ def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(tiny_lla
     for a, b in zip(one, two):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5) and b["lr"] == a["lr"]
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)  # the norm of the all-reduced gradient
+        assert b.get("kl", 0.0) == pytest.approx(a.get("kl", 0.0), rel=1e-4, abs=1e-9)
     assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").is_file()
 
 
