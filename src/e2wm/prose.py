@@ -22,7 +22,6 @@ into passages of --min-words to --max-words words, draws --n of them with --seed
 """
 
 import gzip
-import json
 import logging
 import random
 import re
@@ -34,7 +33,7 @@ from pathlib import Path
 from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
-from e2wm.files import output_file, write_jsonl
+from e2wm.files import iter_jsonl, output_file, write_jsonl
 from e2wm.provenance import file_digest
 
 logger = logging.getLogger(__name__)
@@ -354,9 +353,8 @@ def is_prose_file(path: str | Path) -> bool:
     """Whether path is a JSONL file that `e2wm data prose` wrote: its first record's "source" names one of the
     novels ("<novel>#<paragraph>"). False for anything else, unreadable files included."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            first = json.loads(handle.readline() or "{}")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        _, first = next(iter_jsonl(path))
+    except (InputError, StopIteration):
         return False
-    source = first.get("source") if isinstance(first, dict) else None
+    source = first.get("source")
     return isinstance(source, str) and source.split("#", 1)[0] in BOOKS and "#" in source

@@ -409,6 +409,7 @@ class FinetuneRecipe:
         on_batches = [r for r in self.regularisers if not r.per_step]  # read each micro-batch's outputs
         on_steps = [r for r in self.regularisers if r.per_step]  # once per step, with the last micro-batch
         all_positions = any(r.all_positions for r in self.regularisers)
+        names = [r.name for r in on_batches + on_steps]  # the order of `terms` below
         plan, plan_epoch = None, -1
         for step in range(self.start, self.total):
             started = time.perf_counter()
@@ -419,8 +420,8 @@ class FinetuneRecipe:
             scaled = list(zip(step_batches, schedule.scales(step_batches)))
             mine = scaled[accelerator.process_index :: schedule.processes]
             divide = [safe_inverse(r.denominator(step_batches)) for r in on_batches]
-            # [sum(weight x NLL), the normalised objective's CE, each regulariser's value (its share on this process)]
-            sums = torch.zeros(2 + len(self.regularisers), device=accelerator.device)
+            sums = torch.zeros(2, device=accelerator.device)  # sum(weight x NLL), the normalised objective's CE
+            shares = torch.zeros(len(names), device=accelerator.device)  # each regulariser's value, this process's
             per_file = torch.zeros(len(self.window.sources), 2, device=accelerator.device)  # TaskWindow.step_sums
             for index, (micro_batch, scale) in enumerate(mine):
                 last = index == len(mine) - 1
@@ -440,12 +441,13 @@ class FinetuneRecipe:
                         loss = loss + sum(r.weight * t for r, t in zip(on_steps, measures))
                         terms += [t / schedule.processes for t in measures]  # the processes' sum is their mean
                     accelerator.backward(loss)
-                sums += torch.stack([part.detach(), part.detach() * scale, *(t.detach().float() for t in terms),
-                                     *([torch.zeros((), device=accelerator.device)] * (len(sums) - 2 - len(terms)))])
-            reduced = accelerator.reduce(torch.cat([sums, per_file.flatten()]), reduction="sum")
+                sums += torch.stack([part.detach(), part.detach() * scale])
+                for k, term in enumerate(terms):  # on_batches' each micro-batch, on_steps' with the last
+                    shares[k] += term.detach().float()
+            reduced = accelerator.reduce(torch.cat([sums, shares, per_file.flatten()]), reduction="sum")
             weighted, objective = reduced[:2].tolist()
-            values = dict(zip([r.name for r in on_batches + on_steps], reduced[2 : len(sums)].tolist()))
-            self.window.add(reduced[len(sums) :].view(-1, 2))
+            values = dict(zip(names, reduced[2 : 2 + len(names)].tolist()))
+            self.window.add(reduced[2 + len(names) :].view(-1, 2))
             taken = [e for batch in step_batches for e in batch]
             ce = weighted / max(ref_weight(taken), 1e-12)
             work = {"examples": len(taken), "tokens": sum(len(e.ids) for e in taken),

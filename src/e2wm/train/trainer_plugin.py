@@ -139,13 +139,18 @@ def is_peft(model) -> bool:
 def ewc_penalty(model, path: str, scale: str) -> LoraEwc | FullEwc:
     """The EWC penalty of model (see `e2wm_penalties`) on the checked and scaled Fisher at path."""
     header, fisher = load_fisher(path)
-    if is_peft(model):
+    peft = is_peft(model)
+    if peft and not lora_layers(model):
+        kind = getattr(model.peft_config[model.active_adapter].peft_type, "value", "?")
+        raise InputError(f"fisher {path}: the plug-in's EWC penalty takes LoRA adapters or a model trained in full; "
+                         f"this model's adapter is {kind} (e2wm train --adapter-kind osf has its own, OsfEwc)")
+    if peft:
         layers = {name: layer.get_base_layer() for name, layer in lora_layers(model).items()}
     else:
         layers = target_layers(model, header.modules)
     check_fisher(path, fisher, layers)
     fisher = scale_fisher(fisher, scale, {name: is_fan_in_fan_out(layer) for name, layer in layers.items()})
-    if is_peft(model):
+    if peft:
         return LoraEwc.build(model, fisher, model.active_adapter)
     return FullEwc.build(layers, fisher)
 

@@ -184,3 +184,16 @@ def test_refusals(tiny_llama, tmp_path):
     padding_free = {"input_ids": torch.ones(1, 5, dtype=torch.long), "labels": torch.ones(1, 5, dtype=torch.long)}
     with pytest.raises(InputError, match="padding-free or packed batches"):
         counted_positions([padding_free], "answer")
+
+
+def test_an_osf_adapter_is_refused_for_the_plugins_ewc(tiny_llama, tmp_path):
+    from peft import OSFConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from e2wm.train.trainer_plugin import e2wm_penalties
+
+    fisher = fisher_of(tiny_llama, tmp_path)
+    osf = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                         OSFConfig(target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    with pytest.raises(InputError, match="takes LoRA adapters or a model trained in full; this model's adapter is OSF"):
+        e2wm_penalties(osf, fisher=str(fisher))
