@@ -9,10 +9,11 @@ from a package registry, so a machine without access to model or dataset hubs ca
 The package (MIT, Julia Silge; the novels, published 1811-1818, are in the public domain; the texts are Project
 Gutenberg's transcriptions with Gutenberg's header and licence already removed by the package) stores the six
 novels as R character vectors, one hard-wrapped line per element, in R's lazy-load database:
-/usr/lib/R/site-library/janeaustenr/data/Rdata.rdx (the index) and Rdata.rdb (the objects). Both files are checked
-against their sha256 below before anything is read. They are read here without R: the index is a gzip-compressed
-R serialization; each object is a 4-byte big-endian length followed by a zlib stream of one R serialization (XDR
-format, versions 2 and 3; R Internals, section 1.8 "Serialization formats", and R's src/main/serialize.c).
+/usr/lib/R/site-library/janeaustenr/data/Rdata.rdx (the index) and Rdata.rdb (the objects). Each file is read
+once and its bytes checked against their sha256 below before they are parsed. They are parsed here without R: the
+index is a gzip-compressed R serialization; each object is a 4-byte big-endian length followed by a zlib stream of
+one R serialization (XDR format, versions 2 and 3; R Internals, section 1.8 "Serialization formats", and R's
+src/main/serialize.c).
 
 `make_prose` cuts each novel into paragraphs (blocks between blank lines; wrapped lines joined, the `_italic_`
 underscores and runs of spaces removed), keeps the chapters only (the title page and preface before the first
@@ -22,6 +23,7 @@ into passages of --min-words to --max-words words, draws --n of them with --seed
 """
 
 import gzip
+import hashlib
 import logging
 import random
 import re
@@ -34,7 +36,6 @@ from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
 from e2wm.files import iter_jsonl, output_file, write_jsonl
-from e2wm.provenance import file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,8 @@ class RReader:
         return InputError(f"{self.path}: not an R database of character vectors ({why})")
 
     def take(self, size: int) -> bytes:
+        if size < 0:
+            raise self.fail(f"a negative length {size}")
         if self.pos + size > len(self.data):
             raise self.fail("the data end early")
         chunk = self.data[self.pos : self.pos + size]
@@ -153,7 +156,10 @@ class RReader:
             self.take(self.int())  # the writer's native encoding
         elif version != 2:
             raise self.fail(f"serialization version {version}")
-        return self.item()
+        try:
+            return self.item()
+        except (IndexError, TypeError, ValueError, UnicodeDecodeError) as error:  # a reference, pair or text amiss
+            raise self.fail(f"malformed at byte {self.pos}: {error}") from None
 
     def item(self):
         flags = self.int()
@@ -179,6 +185,8 @@ class RReader:
         if kind not in (LGLSXP, INTSXP, REALSXP, STRSXP, VECSXP):
             raise self.fail(f"R type {kind}")
         length = self.int()
+        if length < 0:  # (R's long vectors, -1 then the length in two integers, are not needed here)
+            raise self.fail(f"a negative length {length}")
         if kind in (STRSXP, VECSXP):
             values = [self.item() for _ in range(length)]
         elif kind == REALSXP:
@@ -191,17 +199,20 @@ class RReader:
 
 
 def read_database(folder: Path) -> dict[str, list[str]]:
-    """The character vectors of an R lazy-load database (folder/Rdata.rdx, folder/Rdata.rdb), by object name.
+    """The character vectors of the package's R lazy-load database (folder/Rdata.rdx, folder/Rdata.rdb), by object
+    name, each file read once: checked against its pinned sha256 (`DIGESTS`), then parsed from the same bytes.
 
     Rdata.rdx (gzip) holds list(variables = list(<name> = c(offset, length)), ...); the object <name> is the
     `length` bytes of Rdata.rdb at `offset`: a 4-byte big-endian size, then the zlib-compressed serialization.
 
     Raises:
-        InputError: naming the file, when it cannot be decompressed or read as such, or an object is not text.
+        InputError: naming the file, when it is not the pinned one, or cannot be decompressed or read as such, or
+            an object is not text.
     """
+    files = {name: pinned(folder / name, expected) for name, expected in DIGESTS.items()}
     index_path, data_path = folder / "Rdata.rdx", folder / "Rdata.rdb"
     try:
-        index = RReader(gzip.decompress(index_path.read_bytes()), index_path).read()
+        index = RReader(gzip.decompress(files["Rdata.rdx"]), index_path).read()
     except (OSError, EOFError, zlib.error) as error:
         raise InputError(f"{index_path}: not a gzip-compressed R serialization ({error})") from None
     if not (isinstance(index, tuple) and isinstance(index[1].get("names"), list)
@@ -210,10 +221,9 @@ def read_database(folder: Path) -> dict[str, list[str]]:
     variables = index[0][index[1]["names"].index("variables")]
     if not (isinstance(variables, tuple) and isinstance(variables[1].get("names"), list)):
         raise InputError(f"{index_path}: not the index of an R lazy-load database (unnamed 'variables')")
-    data = data_path.read_bytes()
     objects = {}
     for name, (offset, length) in zip(variables[1]["names"], variables[0]):
-        blob = data[int(offset) : int(offset) + int(length)]
+        blob = files["Rdata.rdb"][int(offset) : int(offset) + int(length)]
         try:
             value = RReader(zlib.decompress(blob[4:]), data_path).read()
         except zlib.error as error:
@@ -222,6 +232,16 @@ def read_database(folder: Path) -> dict[str, list[str]]:
             raise InputError(f"{data_path}: object {name} is not a character vector without NA")
         objects[name] = value
     return objects
+
+
+def pinned(path: Path, expected: str) -> bytes:
+    """The bytes of path; InputError naming it when their sha256 is not `expected` (the package's, `DIGESTS`)."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise InputError(f"{path}: sha256 {digest[:12]}... where {PACKAGE} {PACKAGE_VERSION} has {expected[:12]}...; "
+                         f"not used: {INSTALL}")
+    return data
 
 
 def source_folder(source: str | None) -> Path:
@@ -237,15 +257,6 @@ def source_folder(source: str | None) -> Path:
     if missing:
         raise InputError(f"--source {folder}: no {missing[0]} there (the data/ folder of {PACKAGE}): {INSTALL}")
     return folder
-
-
-def check_digests(folder: Path) -> None:
-    """InputError naming the file when a file of the database is not the pinned one (`DIGESTS`)."""
-    for name, expected in DIGESTS.items():
-        digest = file_digest(folder / name)
-        if digest != expected:
-            raise InputError(f"{folder / name}: sha256 {digest[:12]}... where {PACKAGE} {PACKAGE_VERSION} has "
-                             f"{expected[:12]}...; not used: {INSTALL}")
 
 
 def blocks(lines: list[str]) -> list[list[str]]:
@@ -336,7 +347,6 @@ def make_prose(job: ProseConfig) -> ProseResult:
     """
     out = output_file(job.out)
     folder = source_folder(job.source)
-    check_digests(folder)
     novels = read_database(folder)
     missing = [book for book in BOOKS if book not in novels]
     if missing:

@@ -2,6 +2,7 @@
 of the source; on a fake of the Debian package's database (helpers.rdata), and on the real one where installed."""
 
 import re
+import struct
 
 import pytest
 from helpers.rdata import write_database
@@ -168,3 +169,16 @@ def test_a_prose_file_is_recognised_so_that_the_fisher_can_warn(tmp_path, tiny_l
     main(["fisher", "--model", str(tiny_llama), "--corpus", str(ours), "--n", "1", "--max-len", "8", "--out",
           str(tmp_path / "f.safetensors")])
     assert "the human-written prose of `e2wm data prose`, the drift measure" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["a negative length", "a reference to no symbol", "bytes that end early"])
+def test_malformed_serializations_are_named_not_raised_bare(tmp_path, damage):
+    """RReader on bytes that pass no check (the pinned digests guard the package's files; a broken build or a
+    hand-made --source must still get an InputError naming the file)."""
+    header = b"X\n" + struct.pack(">i", 2) + b"\0" * 8
+    body = {"a negative length": struct.pack(">ii", prose.STRSXP, -5),
+            "a reference to no symbol": struct.pack(">i", prose.REFSXP | 7 << 8),
+            "bytes that end early": struct.pack(">ii", prose.STRSXP, 3)}[damage]
+    path = tmp_path / "Rdata.rdb"
+    with pytest.raises(InputError, match=f"^{re.escape(str(path))}: not an R database of character vectors"):
+        prose.RReader(header + body, path).read()

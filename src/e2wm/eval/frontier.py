@@ -46,15 +46,19 @@ class Point:
 
 @dataclass
 class Family:
-    """One metric family's frontier: its points, per point the indices of the points that dominate it
-    (`dominated_by`), and the later runs left out, with why."""
+    """One metric family's frontier: its points and the later runs left out, with why; per point the indices of
+    the points that dominate it (`dominators`, derived from the points)."""
 
     name: str  # the family's name (accuracy, ROUGE-L / LCS)
     kind: str  # what its tasks are called: QA, generation
     points: list[Point]
-    dominators: list[list[int]] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
     base: str = "the first run"  # the reference's label; BASE in dominators stands for it
+
+    @property
+    def dominators(self) -> list[list[int]]:
+        """Per point, what dominates it (`dominated_by`): [] on the frontier."""
+        return dominated_by(self.points)
 
     def on_frontier(self, i: int) -> bool:
         return not self.dominators[i]
@@ -119,15 +123,15 @@ def families(runs: list[Run], found: list[Comparison], means: list[FamilyMean], 
         for index, (run, comparison, gain) in enumerate(zip(runs[1:], found, mean.changes), start=1):
             pair = comparison.perplexities.get(task)
             drift = None if pair is None else pair.relative
-            if drift is None:
-                why = comparison.ppl_notes.get(task) or f"it has no {task}"  # the first run has it (`drift_set`)
+            if drift is None:  # the first run has the set (`drift_set`); a perplexity of 0 has no relative change
+                why = (f"`{base.label}`'s perplexity is 0" if pair is not None
+                       else comparison.ppl_notes.get(task) or f"it has no {task}")
                 family.left_out.append(f"`{run.label}` (no drift on {task}: {why})")
             elif gain is None:
                 family.left_out.append(f"`{run.label}` (no mean {mean.name}: it or `{base.label}` lacks one of "
                                        f"{', '.join(mean.tasks)})")
             else:
                 family.points.append(Point(run.label, index, drift, gain))
-        family.dominators = dominated_by(family.points)
         out.append(family)
     return out
 
@@ -232,6 +236,3 @@ def frontier_chart(found: list[Family], base: str, task: str, file: Path) -> Non
     save_figure(figure, file)
 
 
-def chart_file(out: Path) -> Path:
-    """The frontier's chart beside the report: <report>-frontier.png."""
-    return out.with_name(out.stem + "-frontier.png")

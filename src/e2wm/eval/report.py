@@ -838,6 +838,14 @@ def evaluation_section(runs: list[Run], chart: Path, resamples: int, seed: int, 
 Section = Callable[[list[Run], list[Comparison], list[FamilyMean]], tuple[list[str], Callable[[], None] | None]]
 
 
+CHARTS = ("score", "train", "eval", "frontier")  # the charts a report may draw beside it
+
+
+def chart_file(out: Path, chart: str) -> Path:
+    """Where chart (one of CHARTS) of the report out is drawn: <report>.png (the scores), else <report>-<chart>.png."""
+    return out.with_name(out.stem + ("" if chart == "score" else f"-{chart}") + ".png")
+
+
 def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str = "E2WM report",
                  resamples: int = RESAMPLES, seed: int = SEED, eai_leaderboard: Path | None = None,
                  sections: tuple[Section, ...] = ()) -> str:
@@ -861,7 +869,7 @@ def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str
     parts += [eval_run_line(run.path, run.label, run.metrics) for run in loaded]
     parts += [train_log_line(log.path, log.label) for log in logs] + [""]
     if loaded:
-        chart = out.with_name(out.stem + ".png")
+        chart = chart_file(out, "score")
         found = comparisons(loaded, resamples, seed)  # before any chart: it checks the items
         means = family_means(loaded, found, resamples, seed)
         section = evaluation_section(loaded, chart, resamples, seed, found, means)
@@ -876,11 +884,11 @@ def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str
             draw()
         parts += section
     if logs:
-        chart = out.with_name(out.stem + "-train.png")
+        chart = chart_file(out, "train")
         train_chart(logs, chart)
         parts += ["## Training", "", train_table(logs), "", f"![Training curves]({chart.name})", ""]
         if curve_keys(logs):
-            chart = out.with_name(out.stem + "-eval.png")
+            chart = chart_file(out, "eval")
             curve_chart(logs, chart)
             parts += ["Held out during training (`e2wm train --eval-every`): perplexity on general text, whose rise "
                       "is the forgetting, and the accuracy on the dev file.", "",

@@ -49,15 +49,13 @@ from e2wm.models import (
 )
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
+from e2wm.train.assemble import build_regularisers, ewc_penalty
 from e2wm.train.card import write_card
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, recover, save_checkpoint, save_pretrained
 from e2wm.train.config import TrainConfig, resolve_method
 from e2wm.train.data import collate, load_examples, parse_mixture, read_pairs, ref_weight
-from e2wm.train.ewc import Ewc, FullEwc, LoraEwc, OsfEwc
-from e2wm.train.fisher import check_fisher, load_fisher
-from e2wm.train.fisher_scale import scale_fisher
-from e2wm.train.kl_anchor import KlAnchor
+from e2wm.train.fisher import load_fisher
 from e2wm.train.loop import (
     Diverged,
     FlopCount,
@@ -71,8 +69,6 @@ from e2wm.train.loop import (
     weighted_nll_outputs,
 )
 from e2wm.train.mofo import MoFO
-from e2wm.train.regularisers import Regulariser
-from e2wm.train.rehearsal import Replay, texts_per_step, tokenise_texts
 from e2wm.train.targets import default_target_names, is_fan_in_fan_out, parse_modules, target_layers
 
 logger = logging.getLogger(__name__)
@@ -196,7 +192,8 @@ def method_settings(settings: dict) -> dict:
 
 def build_model(config: TrainConfig, device: str):
     """(model, tokenizer, penalty or None): the base model with config.adapter_kind (the one place the adapter kind is
-    built: LoRA or OSF by PEFT (`osf_config`), or none for full finetuning), its Fisher checked.
+    built: LoRA or OSF by PEFT (`osf_config`), or none for full finetuning), and the EWC penalty on its Fisher
+    (`train.assemble.ewc_penalty`: checked against the adapted layers and scaled).
 
     penalty() returns sum F * dW^2 over the adapted matrices (a 0-d tensor; see train.ewc): the ewc regulariser's
     value; without it (lora with a Fisher) it is only measured and logged.
@@ -208,30 +205,26 @@ def build_model(config: TrainConfig, device: str):
     names = parse_modules(config.modules) or (header.modules if header else None) or default_target_names(model)
     if header and names != header.modules:
         raise InputError(f"--modules {','.join(names)}: the Fisher covers {','.join(header.modules)}")
-    layers = target_layers(model, names)
-    if fisher is not None:
-        check_fisher(config.fisher, fisher, layers)
-        fisher = scale_fisher(fisher, config.fisher_scale, {n: is_fan_in_fan_out(layer) for n, layer in layers.items()})
+    layers = target_layers(model, names)  # the base layers, which PEFT's adapter layers keep inside them
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     torch.manual_seed(config.seed)
-    if config.adapter_kind == "full":
-        penalty = FullEwc.build(layers, fisher) if fisher is not None else None
-        return model, tokenizer, penalty
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
     if config.adapter_kind == "osf":
+        from peft import get_peft_model
+
         model = get_peft_model(model, osf_config(config, names, layers))
-        return model, tokenizer, OsfEwc.build(model, fisher) if fisher is not None else None
-    if config.load_in_8bit or config.load_in_4bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    lora = LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, target_modules=names,
-        fan_in_fan_out=any(is_fan_in_fan_out(layer) for layer in layers.values()), task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
-    penalty = LoraEwc.build(model, fisher) if fisher is not None else None
+    elif config.adapter_kind == "lora":
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if config.load_in_8bit or config.load_in_4bit:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+        lora = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, target_modules=names,
+            fan_in_fan_out=any(is_fan_in_fan_out(layer) for layer in layers.values()), task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    penalty = ewc_penalty(model, layers, config.fisher, fisher, config.fisher_scale) if fisher is not None else None
     return model, tokenizer, penalty
 
 
@@ -257,26 +250,6 @@ def osf_config(config: TrainConfig, names: list[str], layers: dict[str, torch.nn
             raise InputError(f"{given} freezes {kept} of the {smaller} singular directions of {name} "
                              f"{tuple(layer.weight.shape)}: OSF needs 1 to {smaller - 1} frozen, the rest trained")
     return OSFConfig(effective_rank=rank, target_modules=names, task_type="CAUSAL_LM")
-
-
-def build_regularisers(config: TrainConfig, penalty, tokenizer, accelerator, precision) -> list[Regulariser]:
-    """The config's regularisers in REGULARISERS' order (e2wm.train.regularisers), built from its options.
-
-    Raises InputError when --replay-data cannot be read or leaves no text, or --replay-ratio rounds to 0 texts."""
-    built: list[Regulariser] = []
-    for name in config.regularisers.split(","):
-        if name == "ewc":
-            built.append(Ewc(penalty, config.lam))
-        elif name == "kl":
-            built.append(KlAnchor(config.kl_weight, config.kl_tokens, config.kl_direction))
-        elif name == "replay":
-            texts = tokenise_texts(read_corpus(config.replay_data, "--replay-data"), tokenizer, config.max_len,
-                                   config.replay_data)
-            built.append(Replay(texts, config.replay_weight,
-                                texts_per_step(config.replay_ratio, config.batch_size * config.grad_accum),
-                                pad_id(tokenizer), config.seed, accelerator.process_index,
-                                accelerator.num_processes, precision=precision))
-    return built
 
 
 class FinetuneRecipe:
@@ -321,7 +294,10 @@ class FinetuneRecipe:
             check_template(load_tokenizer(config.model), config.model)
         model, self.tokenizer, penalty = build_model(config, str(accelerator.device))
         self.precision = autocast_dtype(config.autocast, str(accelerator.device), config.dtype)
-        self.regularisers = build_regularisers(config, penalty, self.tokenizer, accelerator, self.precision)
+        self.regularisers = build_regularisers(
+            config.regularisers.split(","), config, penalty, self.tokenizer,
+            examples_per_step=config.batch_size * config.grad_accum, replay_max_len=config.max_len, seed=config.seed,
+            process_index=accelerator.process_index, processes=accelerator.num_processes, precision=self.precision)
         # lora with a Fisher and no ewc regulariser: the penalty is measured and logged as `ewc`, not trained on
         self.measured = penalty if penalty is not None and "ewc" not in config.regularisers.split(",") else None
         self.flops = FlopCount.of(model)
@@ -367,9 +343,8 @@ class FinetuneRecipe:
         if config.resume:  # (a run stopped before its first checkpoint starts again: its log is emptied)
             if (self.run_dir / CHECKPOINT / "state.json").is_file():
                 self.start = load_checkpoint(accelerator, self.run_dir, self.model, self.optimizer, self.scheduler)
-                for regulariser in self.regularisers:
-                    if isinstance(regulariser, Replay):  # step k replays the texts it replays in an uninterrupted run
-                        regulariser.next_step = self.start
+                for regulariser in self.regularisers:  # step k replays what it replays in an uninterrupted run
+                    regulariser.start(self.start)
             if accelerator.is_main_process:
                 log = self.run_dir / "log.jsonl"
                 if log.exists():

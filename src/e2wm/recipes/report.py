@@ -10,8 +10,8 @@ from pathlib import Path
 
 from e2wm.errors import InputError, RunError
 from e2wm.eval.config import ReportConfig
-from e2wm.eval.frontier import chart_file, frontier_section
-from e2wm.eval.report import write_report
+from e2wm.eval.frontier import frontier_section
+from e2wm.eval.report import CHARTS, chart_file, write_report
 from e2wm.locks import output_lock, writer_of
 from e2wm.models import cache_dir
 
@@ -47,13 +47,12 @@ def report(config: ReportConfig) -> str:
     before = [run_state(run) for run in runs]
     out = Path(config.out)
     with output_lock(out):
-        frontier = partial(frontier_section, drift_on=config.drift_on, chart=chart_file(out))
+        frontier = partial(frontier_section, drift_on=config.drift_on, chart=chart_file(out, "frontier"))
         text = write_report(runs, [Path(p) for p in config.train_log], out, config.title,
                             config.bootstrap_resamples, config.seed, leaderboard_cache(config), (frontier,))
         changed = [run for run, state in zip(runs, before) if writer_of(run) or run_state(run) != state]
         if changed:
-            for file in (out, chart_file(out), *(out.with_name(out.stem + end) for end in (".png", "-train.png",
-                                                                                        "-eval.png"))):
+            for file in (out, *(chart_file(out, chart) for chart in CHARTS)):
                 file.unlink(missing_ok=True)
             raise RunError(f"{changed[0]}: changed while the report read it (an `e2wm eval` wrote it meanwhile); "
                            "nothing written: report it again when that run has finished")

@@ -135,6 +135,9 @@ class Ewc:
     per_step = True
     all_positions = False
 
+    def start(self, step: int) -> None:
+        """Nothing to do: the value is a function of the weights alone."""
+
     def __call__(self, model, batch=None, outputs=None) -> torch.Tensor:
         """sum F * dW^2 of the adapted weights as they are (the model is reached through the penalty's layers)."""
         return self.penalty()

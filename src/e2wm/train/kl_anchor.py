@@ -54,6 +54,9 @@ class KlAnchor:
     def all_positions(self) -> bool:
         return self.tokens == "all"
 
+    def start(self, step: int) -> None:
+        """Nothing to do: the value is a function of the step's batches and the weights."""
+
     def denominator(self, step: list[list[Example]]) -> float:
         """The step's counted positions: its predicted ref tokens, or all its tokens after the first."""
         if self.tokens == "all":

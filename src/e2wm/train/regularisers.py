@@ -15,7 +15,9 @@ component with
   False when it depends on the step's training batches: `denominator(step)` says what the micro-batches' sums
   are divided by, and `__call__(model, batch, outputs)` returns one micro-batch's sum, so that the step's value
   is the sum over its micro-batches (and processes) divided by the denominator, whatever the split;
-- `all_positions`: True when it needs the logits of every position, not only from the first answer token on.
+- `all_positions`: True when it needs the logits of every position, not only from the first answer token on;
+- `start(step)`: the next call belongs to optimiser step `step` (0-based): a resumed run calls it with the step it
+  resumes after, so that a regulariser with its own data (replay) draws what an uninterrupted run draws.
 
 The loop (e2wm.recipes.finetune) builds `Outputs` once per micro-batch, so a regulariser that reads the model's
 predictions (the KL anchor) costs no second forward pass of the finetuned model. The methods live beside this
@@ -51,6 +53,10 @@ class Regulariser(Protocol):
     weight: float
     per_step: bool
     all_positions: bool
+
+    def start(self, step: int) -> None:
+        """The next call belongs to optimiser step `step` (0-based)."""
+        ...
 
     def denominator(self, step: list[list[Example]]) -> float:
         """What the micro-batch sums of one optimiser step (all its micro-batches, every process) are divided by;

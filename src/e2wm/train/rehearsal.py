@@ -29,7 +29,7 @@ class Replay:
     """The replay regulariser (e2wm.train.regularisers); see the module's docstring.
 
     texts: the corpus, tokenised, each of 2 to max_len ids. next_step: the optimiser step (0-based) the next call
-    belongs to (set to the resumed step by the recipe).
+    belongs to (`start` sets it: a resumed run's first step).
     """
 
     texts: list[list[int]]
@@ -73,6 +73,10 @@ class Replay:
             ids[row, : len(text)] = torch.tensor(text)
             mask[row, : len(text)] = 1
         return {"input_ids": ids, "attention_mask": mask}
+
+    def start(self, step: int) -> None:
+        """The next call replays step `step`'s texts (0-based)."""
+        self.next_step = step
 
     def __call__(self, model, batch=None, outputs=None) -> torch.Tensor:
         """The mean NLL per predicted token of this step's replay texts (nats, a 0-d float32 tensor, with gradient);

@@ -49,22 +49,20 @@ batches without labels or attention_mask (padding-free or packed batches, contex
 """
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
-from e2wm.models import pad_id
-from e2wm.text import read_corpus
-from e2wm.train.ewc import Ewc, FullEwc, LoraEwc, lora_layers
-from e2wm.train.fisher import check_fisher, load_fisher
-from e2wm.train.fisher_scale import SCALES, scale_fisher
-from e2wm.train.kl_anchor import KL_DIRECTIONS, KL_TOKENS, KlAnchor
+from e2wm.methods import REGULARISERS
+from e2wm.train.assemble import adapted_layers, build_regularisers, ewc_penalty
+from e2wm.train.config import TrainConfig
+from e2wm.train.fisher import load_fisher
+from e2wm.train.kl_anchor import KL_TOKENS, KlAnchor
 from e2wm.train.regularisers import Outputs, Regulariser, first_position
-from e2wm.train.rehearsal import Replay, texts_per_step, tokenise_texts
-from e2wm.train.targets import is_fan_in_fan_out, target_layers
+from e2wm.train.targets import target_layers
 
 IGNORE = -100  # Transformers' label of a position without loss
 # config fields that make a model's logits other than lm_head(hidden state) (the ones TRL's fused head reads)
@@ -72,29 +70,36 @@ LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier
                     "logits_scaling")
 
 
+MIXED_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}  # accelerate's mixed_precision -> autocast dtype
+
+
+def train_option(name: str):
+    """A Penalties field that is `e2wm train`'s option of the same name (TrainConfig): its default, help, flag,
+    choices and bounds."""
+    item = TrainConfig.__dataclass_fields__[name]
+    return field(default=item.default, metadata=item.metadata)
+
+
 @dataclass(kw_only=True)
 class Penalties:
     """The e2wm regularisers a trainer adds to its loss. Each field is `e2wm train`'s option of the same name (its
     flag in the messages: `--lambda` for lam), checked the same way (e2wm.config.check).
 
-    At least one regulariser must be on: EWC (fisher), the KL anchor (kl_weight > 0) or replay (replay_data).
+    A regulariser is on when its setting is given: EWC with fisher, the KL anchor with kl_weight > 0, replay with
+    replay_data; at least one must be.
     """
 
-    fisher: str | None = option(None, "Fisher file from `e2wm fisher` of the base model over exactly the adapted "
-                                "modules (LoRA: its target_modules; `e2wm fisher --modules`); given, EWC is on")
-    lam: float = option(0.5, "EWC weight lambda on the fisher_scale Fisher (0: the penalty is logged, not trained on)",
-                        flag="--lambda", minimum=0)
-    fisher_scale: str = option("paper", "how the Fisher weighs the penalty (e2wm.train.fisher_scale)", choices=SCALES)
+    fisher: str | None = train_option("fisher")
+    lam: float = train_option("lam")
+    fisher_scale: str = train_option("fisher_scale")
     kl_weight: float = option(0.0, "weight of the mean per-token KL between base and finetuned, nats (0: off); needs "
                               "a PEFT adapter, disabled for the base distribution", minimum=0)
-    kl_direction: str = option("forward", "forward: KL(base || finetuned); reverse: KL(finetuned || base)",
-                               choices=KL_DIRECTIONS)
+    kl_direction: str = train_option("kl_direction")
     kl_tokens: str = option("answer", "answer: the positions with a label (labels != -100); all: every attended "
                             "token", choices=KL_TOKENS)
-    replay_data: str | None = option(None, "general text replayed each step (JSONL with 'text', plain text, or a saved "
-                                     "dataset; None: off)")
-    replay_ratio: float = option(0.25, "replay texts per training example of a step (per process, rounded)", above=0)
-    replay_weight: float = option(1.0, "weight of the replay texts' mean NLL per token", above=0)
+    replay_data: str | None = train_option("replay_data")
+    replay_ratio: float = train_option("replay_ratio")
+    replay_weight: float = train_option("replay_weight")
     replay_max_len: int = option(800, "replay texts keep their first replay_max_len tokens", minimum=2)
 
     def __post_init__(self):
@@ -104,6 +109,11 @@ class Penalties:
             raise InputError("Penalties: no regulariser is on; give fisher (EWC), kl_weight > 0 (KL anchor) or "
                              "replay_data (replay)")
 
+    def names(self) -> list[str]:
+        """The regularisers on, in e2wm's order (e2wm.methods.REGULARISERS)."""
+        on = {"ewc": bool(self.fisher), "kl": bool(self.kl_weight), "replay": bool(self.replay_data)}
+        return [name for name in REGULARISERS if on[name]]
+
 
 def e2wm_penalties(model, fisher: str | None = None, lam: float = 0.5, fisher_scale: str = "paper",
                    kl_weight: float = 0.0, kl_tokens: str = "answer", kl_direction: str = "forward"
@@ -111,48 +121,39 @@ def e2wm_penalties(model, fisher: str | None = None, lam: float = 0.5, fisher_sc
     """e2wm's EWC and KL anchor for model, in e2wm's order (ewc, kl): the components `E2wmRegularisers` adds.
 
     Args:
-        model: a PEFT model (LoRA: EWC on its deltas, `LoraEwc`) or a transformers model trained in full (EWC on
-            the Fisher's modules against their weights now, `FullEwc`); on the device it trains on.
+        model: a PEFT model (LoRA: EWC on its deltas, `LoraEwc`; OSF: on W_eff - W0, `OsfEwc`) or a transformers
+            model trained in full (EWC on the Fisher's modules against their weights now, `FullEwc`); on the
+            device it trains on.
         fisher, lam, fisher_scale, kl_weight, kl_tokens, kl_direction: as in `Penalties`; EWC is built when
             fisher is given, the KL anchor when kl_weight > 0.
     Returns:
         [Ewc(penalty, lam)] and/or [KlAnchor(kl_weight, kl_tokens, kl_direction)].
     Raises:
-        InputError: from `load_fisher`/`check_fisher` (a bad file, or modules or shapes other than the adapted
-            layers'), or the KL anchor asked of a model without a PEFT adapter or with transformed logits.
+        InputError: from `load_fisher` / `assemble.ewc_penalty` (a bad file, modules or shapes other than the
+            adapted layers', an adapter other than LoRA or OSF), or the KL anchor asked of a model without a PEFT
+            adapter or with transformed logits.
     """
-    built: list[Regulariser] = []
-    if fisher:
-        built.append(Ewc(ewc_penalty(model, fisher, fisher_scale), lam))
-    if kl_weight:
+    settings = Penalties(fisher=fisher, lam=lam, fisher_scale=fisher_scale, kl_weight=kl_weight, kl_tokens=kl_tokens,
+                         kl_direction=kl_direction)
+    if settings.kl_weight:
         check_kl_model(model)
-        built.append(KlAnchor(kl_weight, kl_tokens, kl_direction))
-    return built
+    return build_regularisers(settings.names(), settings, fisher_penalty(model, settings), None,
+                              examples_per_step=1, replay_max_len=settings.replay_max_len, seed=0)
+
+
+def fisher_penalty(model, settings: Penalties):
+    """The EWC penalty of model on settings.fisher (`assemble.ewc_penalty`), None without one."""
+    if not settings.fisher:
+        return None
+    header, fisher = load_fisher(settings.fisher)
+    layers = adapted_layers(model) if is_peft(model) else target_layers(model, header.modules)
+    return ewc_penalty(model, layers, settings.fisher, fisher, settings.fisher_scale)
 
 
 def is_peft(model) -> bool:
     from peft import PeftModel
 
     return isinstance(model, PeftModel)
-
-
-def ewc_penalty(model, path: str, scale: str) -> LoraEwc | FullEwc:
-    """The EWC penalty of model (see `e2wm_penalties`) on the checked and scaled Fisher at path."""
-    header, fisher = load_fisher(path)
-    peft = is_peft(model)
-    if peft and not lora_layers(model):
-        kind = getattr(model.peft_config[model.active_adapter].peft_type, "value", "?")
-        raise InputError(f"fisher {path}: the plug-in's EWC penalty takes LoRA adapters or a model trained in full; "
-                         f"this model's adapter is {kind} (e2wm train --adapter-kind osf has its own, OsfEwc)")
-    if peft:
-        layers = {name: layer.get_base_layer() for name, layer in lora_layers(model).items()}
-    else:
-        layers = target_layers(model, header.modules)
-    check_fisher(path, fisher, layers)
-    fisher = scale_fisher(fisher, scale, {name: is_fan_in_fan_out(layer) for name, layer in layers.items()})
-    if peft:
-        return LoraEwc.build(model, fisher, model.active_adapter)
-    return FullEwc.build(layers, fisher)
 
 
 def causal_lm(model):
@@ -259,35 +260,32 @@ class E2wmRegularisers:
             raise InputError("E2wmRegularisers: FSDP, DeepSpeed and nn.DataParallel are not supported (the EWC "
                              "penalty needs whole weights); run one process per GPU (DDP) or one process")
         self.regularisers = penalties if isinstance(penalties, list) else self.build_penalties(penalties)
-        for regulariser in self.regularisers:
-            if not regulariser.per_step and not isinstance(regulariser, KlAnchor):
+        self.on_batches = [r for r in self.regularisers if not r.per_step]  # read the step's batches: KL anchor only
+        for regulariser in self.on_batches:
+            if not isinstance(regulariser, KlAnchor):
                 raise InputError(f"E2wmRegularisers: {regulariser.name} reads the batches, and the plug-in counts "
                                  f"the positions of the KL anchor's only")
-            if isinstance(regulariser, KlAnchor):
-                check_kl_model(self.model)
+            check_kl_model(self.model)
         self.e2wm_step: StepPlan | None = None
         self.e2wm_sums: torch.Tensor | None = None  # this process's shares of [loss_ce, each value], summed
         self.e2wm_steps = 0  # steps in e2wm_sums
 
     def build_penalties(self, settings: Penalties) -> list[Regulariser]:
-        """The regularisers of settings on self.model, replay drawing per process and step as `e2wm train` does
-        (the trainer's seed, per_device_train_batch_size x gradient_accumulation_steps examples per step)."""
-        built = e2wm_penalties(self.model, settings.fisher, settings.lam, settings.fisher_scale, settings.kl_weight,
-                               settings.kl_tokens, settings.kl_direction)
-        if settings.replay_data:
-            tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
-            texts = tokenise_texts(read_corpus(settings.replay_data, "replay_data"), tokenizer,
-                                   settings.replay_max_len, settings.replay_data)
-            per_step = texts_per_step(settings.replay_ratio,
-                                      self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps)
-            built.append(Replay(texts, settings.replay_weight, per_step, pad_id(tokenizer), self.args.seed,
-                                self.accelerator.process_index, self.accelerator.num_processes))
-        return built
+        """The regularisers of settings on self.model (`assemble.build_regularisers`, as `e2wm train` builds them),
+        replay drawing per process and step as `e2wm train` does (the trainer's seed, per_device_train_batch_size x
+        gradient_accumulation_steps examples per step) and its pass in the trainer's mixed precision."""
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        return build_regularisers(
+            settings.names(), settings, fisher_penalty(self.model, settings), tokenizer,
+            examples_per_step=self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps,
+            replay_max_len=settings.replay_max_len, seed=self.args.seed,
+            process_index=self.accelerator.process_index, processes=self.accelerator.num_processes,
+            precision=MIXED_PRECISION.get(self.accelerator.mixed_precision))
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device):
         """Trainer's (the step's micro-batches and num_items_in_batch), noting the step's plan (`StepPlan`)."""
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
-        counts = [counted_positions(batch_samples, r.tokens) for r in self.regularisers if not r.per_step]
+        counts = [counted_positions(batch_samples, r.tokens) for r in self.on_batches]
         if counts and self.accelerator.num_processes > 1:
             counts = self.accelerator.reduce(torch.tensor(counts, device=device), reduction="sum").tolist()
         self.e2wm_step = StepPlan(len(batch_samples), 0, [1.0 / count if count else 0.0 for count in counts])
@@ -314,7 +312,7 @@ class E2wmRegularisers:
         if plan is None or plan.done == plan.micro_batches:
             raise RuntimeError("E2wmRegularisers.compute_loss: no optimiser step begun (Trainer's training loop calls "
                                "get_batch_samples with the step's micro-batches first)")
-        on_batches = [r for r in self.regularisers if not r.per_step]
+        on_batches = self.on_batches
         batch = kl_batch(inputs) if on_batches else None  # before the trainer's loss, which may pop the labels
         with captured_hidden(model) if on_batches else contextlib.nullcontext() as hidden:
             result = super().compute_loss(model, inputs, return_outputs=return_outputs,
@@ -338,8 +336,7 @@ class E2wmRegularisers:
             extra = extra + regulariser.weight * share.to(loss.device) * (processes * undo)
         for regulariser in self.regularisers:
             if regulariser.per_step and last:
-                if isinstance(regulariser, Replay):
-                    regulariser.next_step = self.state.global_step  # the step's texts, as a resumed e2wm run
+                regulariser.start(self.state.global_step)  # replay: the step's texts, as a resumed e2wm run
                 value = regulariser(model, None, None)
                 shares[regulariser.name] = value.detach() / processes  # every process adds the same value
                 extra = extra + regulariser.weight * value.to(loss.device) * undo

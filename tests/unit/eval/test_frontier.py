@@ -38,7 +38,8 @@ def test_a_run_dominated_by_two_and_a_trade_off_frontier():
               point("tradeoff", 0.04, 0.25), point("tied-gain", 0.10, 0.30)]
     found = dominated_by(points)
     assert [labels(points, by) for by in found] == [[], [], ["lora", "ewc", "tradeoff"], [], ["lora"]]
-    family = Family("accuracy", "QA", points, found)
+    family = Family("accuracy", "QA", points)
+    assert family.dominators == found
     assert [p.label for i, p in enumerate(points) if family.on_frontier(i)] == ["lora", "ewc", "tradeoff"]
     assert labels(points, family.dominated(0)) == ["worse", "tied-gain"]  # lora: tied-gain has its gain, more drift
     assert labels(points, family.dominated(1)) == ["worse"]
@@ -49,7 +50,7 @@ def test_equal_points_are_both_on_the_frontier_and_share_what_they_dominate():
     points = [point("a", 0.03, 0.2), point("b", 0.03, 0.2), point("c", 0.05, 0.1)]
     found = dominated_by(points)
     assert found == [[], [], [0, 1]]
-    family = Family("accuracy", "QA", points, found)
+    family = Family("accuracy", "QA", points)
     lines = family_lines(family, "ppl")
     assert "- `a` dominates `c`." in lines and "- `b` dominates `c`." in lines
     assert "| c | +5.0% [+4.0%, +6.0%] | +0.1000 [+0.0900, +0.1100] | no | a, b |" in lines
@@ -63,14 +64,14 @@ def test_a_run_the_first_run_dominates_is_off_the_frontier():
               point("kept", -0.01, -0.05)]
     found = dominated_by(points)
     assert found == [[BASE], [BASE, 0, 3], [], []]  # flat and kept beat loss too
-    family = Family("accuracy", "QA", points, found, base="base")
+    family = Family("accuracy", "QA", points, base="base")
     assert "| flat | +0.0% [-1.0%, +1.0%] | +0.0000 [-0.0100, +0.0100] | no | base |" in family_lines(family, "ppl")
     assert [family.on_frontier(i) for i in range(4)] == [False, False, True, True]
 
 
 def test_a_frontier_run_that_dominates_nobody_says_so():
     points = [point("a", 0.01, 0.1), point("b", 0.02, 0.2)]
-    lines = family_lines(Family("ROUGE-L / LCS", "generation", points, dominated_by(points)), "ppl:human")
+    lines = family_lines(Family("ROUGE-L / LCS", "generation", points), "ppl:human")
     assert lines[0] == "### mean ROUGE-L / LCS (generation tasks)"
     assert lines[2] == ("| run | drift on ppl:human [95% CI] | gain: mean ROUGE-L / LCS Δ [95% CI] | on frontier | "
                         "dominated by |")
@@ -78,7 +79,7 @@ def test_a_frontier_run_that_dominates_nobody_says_so():
 
 
 def test_fewer_than_two_points_say_why_and_give_no_table():
-    lines = family_lines(Family("accuracy", "QA", [point("a", 0.01, 0.1)], [[]], ["`b` (no drift on ppl: x)"]), "ppl")
+    lines = family_lines(Family("accuracy", "QA", [point("a", 0.01, 0.1)], ["`b` (no drift on ppl: x)"]), "ppl")
     text = "\n".join(lines)
     assert "Fewer than two runs have both a drift on ppl and a mean accuracy against the first run (1)" in text
     assert "| run |" not in text and "Left out: `b` (no drift on ppl: x)." in text

@@ -186,14 +186,22 @@ def test_refusals(tiny_llama, tmp_path):
         counted_positions([padding_free], "answer")
 
 
-def test_an_osf_adapter_is_refused_for_the_plugins_ewc(tiny_llama, tmp_path):
+def test_an_osf_adapter_gets_e2wm_trains_osf_ewc(tiny_llama, tmp_path):
+    """The plug-in's EWC on an OSF adapter is `e2wm train`'s OsfEwc: 0 at the start, sum F * (W_eff - W0)^2 after."""
     from peft import OSFConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from e2wm.train.trainer_plugin import e2wm_penalties
+    from e2wm.train.ewc import OsfEwc
 
     fisher = fisher_of(tiny_llama, tmp_path)
-    osf = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+    osf = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
                          OSFConfig(target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    with pytest.raises(InputError, match="takes LoRA adapters or a model trained in full; this model's adapter is OSF"):
-        e2wm_penalties(osf, fisher=str(fisher))
+    (ewc,) = e2wm_penalties(osf, fisher=str(fisher), lam=2.0, fisher_scale="raw")
+    assert isinstance(ewc.penalty, OsfEwc) and ewc(osf).item() == 0
+    layer = osf.get_submodule("base_model.model.model.layers.0.self_attn.q_proj")
+    with torch.no_grad():
+        layer.osf_svd_params["default"]["S_low"] += 0.1
+    name = "model.layers.0.self_attn.q_proj"
+    raw = load_fisher(fisher)[1][name]
+    expected = (raw.double() * layer.get_delta_weight("default").double() ** 2).sum().item()
+    assert expected > 0 and ewc(osf).item() == pytest.approx(expected, rel=1e-5)
