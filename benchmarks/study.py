@@ -226,7 +226,7 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
         rows.append({
             "name": name, "method": run_method(study, name), "fisher_scale": options.get("fisher_scale"),
             "lambda": options.get("lambda"), "steps": log[-1]["step"],
-            "train_ce_last10": sum(r["ce"] for r in tail) / len(tail), "ewc_last": log[-1]["ewc"],
+            "train_ce_last10": sum(r["ce"] for r in tail) / len(tail), "ewc_last": log[-1].get("ewc"),
             "means": family_means(found, base), "headline": interval_of(found.headline),
             "perplexity": {"base": found.ppl.base_mean, "run": found.ppl.other_mean,
                            "relative": interval_of(found.ppl.relative)} if found.ppl else None,
@@ -427,7 +427,8 @@ def summary_table(rows: list[dict]) -> str:
     for row in rows:
         ppl = row["perplexity"]["relative"] if row["perplexity"] else None
         tasks, means = row["tasks"], row["means"]
-        lines.append(f"| {row['name']} | {row['train_ce_last10']:.3f} | {row['ewc_last']:.3g} | "
+        ewc = "—" if row["ewc_last"] is None else format(row["ewc_last"], ".3g")
+        lines.append(f"| {row['name']} | {row['train_ce_last10']:.3f} | {ewc} | "
                      f"{cell(means['accuracy'])} | {cell(means['ROUGE-L / LCS'])} | {cell(row['headline'], True)} | "
                      f"{cell(ppl, True)} | "
                      + " | ".join(cell(tasks.get(t)) for t in ("count", "obj_move", "obj_move_path")) + " |")

@@ -491,7 +491,7 @@ def test_the_logged_penalty_uses_the_scaled_fisher(tiny_llama, tmp_path, capsys,
                             "--out", tmp_path / "plain")
         plain = read_log(tmp_path / "plain")
         assert code == 0 and [r["loss"] for r in plain] == [r["loss"] for r in read_log(tmp_path / "r")]
-        assert all(r["ewc"] == 0 for r in plain)
+        assert not any("ewc" in r for r in plain)  # nothing measured it: no value rather than a 0
 
 
 def test_scheduler_steps_sizes_the_decay(tiny_gpt2, tmp_path, capsys):
@@ -539,7 +539,7 @@ def test_logged_ce_is_each_normalisation_on_the_same_batches(tiny_llama, tmp_pat
     }
     row = read_log(tmp_path / "r")[0]
     assert row["ce"] == pytest.approx(sum(sums) / sum(weights), rel=1e-5)
-    assert row["loss"] == pytest.approx(objective[norm], rel=1e-5) and row["ewc"] == 0
+    assert row["loss"] == pytest.approx(objective[norm], rel=1e-5) and "ewc" not in row
     assert len({round(v, 6) for v in objective.values()}) == 3  # the three formulas differ on this step
 
 

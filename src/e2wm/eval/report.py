@@ -177,7 +177,7 @@ def load_train_log(path: Path, label: str) -> TrainLog:
         raise InputError(f"{file}: empty (no optimiser step logged yet)")
     for number, row in enumerate(rows, start=1):
         require(row, "step", int, file, number)
-        for key in ("loss", "ce", "ewc"):
+        for key in ("loss", "ce"):
             require(row, key, (int, float), file, number)
         for key in LOGGED_NUMBERS:  # optional, but plotted or tabulated when present
             if key in row:
@@ -190,7 +190,7 @@ def load_train_log(path: Path, label: str) -> TrainLog:
     return TrainLog(label, path, rows)
 
 
-REGULARISED = ("kl", "replay")  # the values of log.jsonl's regularisers besides ewc (present when the run used them)
+REGULARISED = ("ewc", "kl", "replay")  # log.jsonl's regularisers' values (present when the run used or measured them)
 LOGGED_NUMBERS = ("lr", "grad_norm", "seconds", "tokens_per_s", "mfu", *REGULARISED, *CURVE)  # optional numbers
 
 
@@ -647,14 +647,14 @@ def task_names(logs: list[TrainLog]) -> list[str]:
 
 @quiet_glyphs
 def train_chart(logs: list[TrainLog], file: Path) -> None:
-    """Panels over optimiser steps: total loss, cross-entropy on ref tokens, the EWC penalty, then each regulariser
-    of REGULARISED that a run used (its value before its weight; a run without it draws no line there), and
+    """Panels over optimiser steps: total loss, cross-entropy on ref tokens, then each regulariser of REGULARISED
+    that a run logged (its value before its weight; a run without it draws no line there), and
     each training file's CE per logging window when the logs have it (task_ce)."""
     plt = pyplot()
     panels = [("loss", "total loss = CE term + Σ weight·regulariser", "nats per ref token"),
-              ("ce", "cross-entropy (nats / ref token)", "nats per ref token"),
-              ("ewc", "EWC penalty Σ F·ΔW² (before λ)", "Σ F·ΔW² over adapted matrices")]
-    titles = {"kl": ("KL anchor (before its weight)", "nats per token"),
+              ("ce", "cross-entropy (nats / ref token)", "nats per ref token")]
+    titles = {"ewc": ("EWC penalty Σ F·ΔW² (before λ)", "Σ F·ΔW² over adapted matrices"),
+              "kl": ("KL anchor (before its weight)", "nats per token"),
               "replay": ("replay: general-text NLL (before its weight)", "nats per token")}
     panels += [(key, *titles[key]) for key in REGULARISED if any(key in row for log in logs for row in log.rows)]
     tasks = task_names(logs)
@@ -676,7 +676,7 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
-        if key == "ewc" and any(row["ewc"] > 0 for log in logs for row in log.rows):
+        if key == "ewc" and any(row.get("ewc", 0) > 0 for log in logs for row in log.rows):
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     axes[0].legend(title="run", fontsize=8)
     if tasks:
@@ -767,11 +767,13 @@ def save_figure(figure, file: Path) -> None:
 
 
 def train_table(logs: list[TrainLog]) -> str:
-    """A row per run: steps, first and last loss and CE, last EWC and lr, then the last value of each regulariser
-    of REGULARISED that a run used (KL anchor, replay) and of each curve_keys field (— for a run that has none);
+    """A row per run: steps, first and last loss and CE, last EWC (— for a run without a Fisher) and lr, then the
+    last value of each other regulariser of REGULARISED that a run used (KL anchor, replay) and of each curve_keys
+    field (— for a run that has none);
     with logs that time their steps, the median tokens per second and MFU over the steps and the last window's CE
     per training file."""
-    keys = [key for key in REGULARISED if any(key in row for log in logs for row in log.rows)] + curve_keys(logs)
+    keys = [key for key in REGULARISED if key != "ewc" and any(key in row for log in logs for row in log.rows)]
+    keys += curve_keys(logs)
     timed = any("tokens_per_s" in row for log in logs for row in log.rows)
     extra = ["median tokens/s", "median MFU", "last CE per file"] if timed else []
     lines = ["| run | steps | first loss | last loss | first CE | last CE | last EWC | last lr |"
@@ -786,9 +788,15 @@ def train_table(logs: list[TrainLog]) -> str:
             curve += (f" {fmt_median(rates, '.1f')} | {fmt_median(mfus, '.2%')} | "
                       f"{', '.join(f'{cell(name)} {value:.4f}' for name, value in files.items()) or '—'} |")
         lines.append(f"| {log.label} | {last['step']} | {first['loss']:.4f} | {last['loss']:.4f} | "
-                     f"{first['ce']:.4f} | {last['ce']:.4f} | {last['ewc']:.3g} | {last.get('lr', math.nan):.2e} |"
+                     f"{first['ce']:.4f} | {last['ce']:.4f} | {fmt_value(last.get('ewc'))} | "
+                     f"{last.get('lr', math.nan):.2e} |"
                      + curve)
     return "\n".join(lines)
+
+
+def fmt_value(value: float | None) -> str:
+    """A logged value to 3 significant digits, — when the row has none."""
+    return "—" if value is None else f"{value:.3g}"
 
 
 def fmt_median(values: list[float], spec: str) -> str:

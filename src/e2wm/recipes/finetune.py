@@ -434,11 +434,12 @@ class FinetuneRecipe:
 
         Terms: "loss_ce", the normalised CE (see train.loop), and "loss_<name>" = weight x value for each
         regulariser; they add up to the loss. Measures: each regulariser's value under its name, and "ewc", the
-        penalty sum F * dW^2 even when EWC is not a regulariser (measured without gradient for lora with a
-        Fisher, so that every run logs the same drift measure; 0 without a Fisher)."""
+        penalty sum F * dW^2, also when EWC is not a regulariser but the run has a Fisher (measured without
+        gradient, so that runs with and without EWC log the same drift measure); a run without a Fisher has no
+        "ewc" (nothing measured it)."""
         terms = {"loss_ce": objective}
         terms.update({f"loss_{r.name}": r.weight * values[r.name] for r in self.regularisers})
-        measures = {"ewc": 0.0, **values}
+        measures = dict(values)
         if self.measured is not None:
             with torch.no_grad():
                 measures["ewc"] = self.measured().item()
