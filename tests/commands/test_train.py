@@ -228,10 +228,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("method", [["--method", "lora"], ["--regularisers", "kl", "--kl-tokens", "all"]])
+@pytest.mark.parametrize("method", [["--method", "lora"], ["--regularisers", "kl", "--kl-tokens", "all"],
+                                    ["--regularisers", "none", "--adapter-kind", "osf"],
+                                    ["--method", "lora", "--optimizer", "mofo", "--mofo-fraction", "0.3"]],
+                         ids=["lora", "kl", "osf", "mofo"])
 def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(method, tiny_llama, tmp_path, capsys):
     """DDP over two gloo processes gives the losses of one process accumulating two micro-batches; with the KL
-    anchor (its base pass on the DDP-wrapped model's module, its sums divided by the whole step's tokens) too."""
+    anchor (its base pass on the DDP-wrapped model's module, its sums divided by the whole step's tokens), with
+    OSF (PEFT's gradient projection, linear, commutes with DDP's all-reduce) and with MoFO (its moments from the
+    all-reduced gradient, the same on every process) too."""
     import os
     import subprocess
     import sys
@@ -239,8 +244,9 @@ def test_two_cpu_processes_under_accelerate_match_one_with_accumulation(method, 
 
     # tiny Llama: no dropout anywhere with --lora-dropout 0 (GPT-2's own dropout draws from each process's RNG)
     data = write_pairs(tmp_path / "a.json", repeat=2)
-    common = ["--model", tiny_llama, "--train", f"1 {data}", *method, "--batch-size", "2",
-              "--lora-dropout", "0", "--epochs", "2", "--lr", "1e-2",
+    dropout = [] if "osf" in method else ["--lora-dropout", "0"]  # OSF has no dropout (the option is refused)
+    common = ["--model", tiny_llama, "--train", f"1 {data}", *method, "--batch-size", "2", *dropout,
+              "--epochs", "2", "--lr", "1e-2",
               "--autocast", "none"]  # the launched processes are not under the suite's float32 pin (conftest)
     assert run_train(capsys, *common, "--grad-accum", "2", "--out", tmp_path / "one")[0] == 0
     config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "cpu-2proc.yaml"
