@@ -14,7 +14,8 @@
 
 The loss of every optimiser step is the trainer's own (its CE, label smoothing, DFT, MoE auxiliary loss, as it
 computes them) plus sum over regularisers of weight * value, each regulariser being e2wm's component
-(e2wm.train.regularisers: `Ewc` on `LoraEwc`/`FullEwc`, `KlAnchor`, `Replay`), so the values are `e2wm train`'s.
+(e2wm.train.regularisers: `Ewc` on `LoraEwc`/`OsfEwc`/`FullEwc`, `KlAnchor`, `Replay`), built by
+`e2wm.train.assemble` as for `e2wm train`, so the values are `e2wm train`'s.
 
 Why a mixin and not `compute_loss_func`: Transformers' `compute_loss_func(outputs, labels, num_items_in_batch)`
 sees neither the model nor the input ids, which the KL anchor's base pass needs, and it replaces the trainer's
