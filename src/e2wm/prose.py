@@ -168,6 +168,8 @@ class RReader:
             return None
         if kind == REFSXP:  # a symbol seen before: its index (from 1) in the flags, or in the next integer
             index = (flags >> 8) or self.int()
+            if not 1 <= index <= len(self.refs):
+                raise self.fail(f"a reference to symbol {index} of {len(self.refs)}")
             return self.refs[index - 1]
         if kind == SYMSXP:
             name = self.item()

@@ -138,3 +138,26 @@ def test_kl_and_replay_with_osf_run(tiny_llama, tmp_path, capsys):
                      "--out", tmp_path / "r")[0] == 0
     log = read_log(tmp_path / "r")
     assert abs(log[0]["kl"]) < 1e-6 < log[-1]["kl"] and log[-1]["replay"] > 1
+
+
+def test_osf_with_a_fisher_of_other_shapes_is_refused_before_the_adapter_is_built(tiny_llama, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """The Fisher is checked against the base layers first: OSF's SVD of every layer is not computed for nothing."""
+    import peft
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    fisher = fisher_of(tiny_llama, tmp_path)
+    with safe_open(str(fisher), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(fisher))
+    name = next(key for key in tensors if "q_proj" in key)
+    tensors[name] = tensors[name][:, :-1].contiguous()  # another model's shape
+    save_file(tensors, str(fisher), metadata=metadata)
+    built = []
+    monkeypatch.setattr(peft, "get_peft_model", lambda *args, **kwargs: built.append(args))
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    code, err = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--adapter-kind", "osf",
+                          "--regularisers", "ewc", "--fisher", fisher, "--max-steps", "1", "--out", tmp_path / "r")
+    assert code == 2 and built == []
+    assert f"--fisher {fisher}: {name.removesuffix('.weight')} has shape" in err

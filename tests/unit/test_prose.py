@@ -173,8 +173,8 @@ def test_a_prose_file_is_recognised_so_that_the_fisher_can_warn(tmp_path, tiny_l
 
 @pytest.mark.parametrize("damage", ["a negative length", "a reference to no symbol", "bytes that end early"])
 def test_malformed_serializations_are_named_not_raised_bare(tmp_path, damage):
-    """RReader on bytes that pass no check (the pinned digests guard the package's files; a broken build or a
-    hand-made --source must still get an InputError naming the file)."""
+    """RReader parses defensively: bytes that are not a well-formed serialization raise an InputError naming the file,
+    never a bare IndexError or struct.error (`make_prose` only parses bytes with the pinned digests)."""
     header = b"X\n" + struct.pack(">i", 2) + b"\0" * 8
     body = {"a negative length": struct.pack(">ii", prose.STRSXP, -5),
             "a reference to no symbol": struct.pack(">i", prose.REFSXP | 7 << 8),

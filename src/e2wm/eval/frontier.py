@@ -121,17 +121,15 @@ def families(runs: list[Run], found: list[Comparison], means: list[FamilyMean], 
     for mean in means:
         family = Family(mean.name, mean.kind, [], base=base.label)
         for index, (run, comparison, gain) in enumerate(zip(runs[1:], found, mean.changes), start=1):
-            pair = comparison.perplexities.get(task)
-            drift = None if pair is None else pair.relative
-            if drift is None:  # the first run has the set (`drift_set`); a perplexity of 0 has no relative change
-                why = (f"`{base.label}`'s perplexity is 0" if pair is not None
-                       else comparison.ppl_notes.get(task) or f"it has no {task}")
+            pair = comparison.perplexities.get(task)  # its relative change is defined: a perplexity is at least 1
+            if pair is None:  # the first run has the set (`drift_set`): this run lacks it, or the pairing failed
+                why = comparison.ppl_notes.get(task) or f"it has no {task}"
                 family.left_out.append(f"`{run.label}` (no drift on {task}: {why})")
             elif gain is None:
                 family.left_out.append(f"`{run.label}` (no mean {mean.name}: it or `{base.label}` lacks one of "
                                        f"{', '.join(mean.tasks)})")
             else:
-                family.points.append(Point(run.label, index, drift, gain))
+                family.points.append(Point(run.label, index, pair.relative, gain))
         out.append(family)
     return out
 

@@ -49,7 +49,7 @@ from e2wm.models import (
 )
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
-from e2wm.train.assemble import build_regularisers, ewc_penalty
+from e2wm.train.assemble import build_regularisers, ewc_penalty, scaled_fisher
 from e2wm.train.card import write_card
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, recover, save_checkpoint, save_pretrained
@@ -193,7 +193,7 @@ def method_settings(settings: dict) -> dict:
 def build_model(config: TrainConfig, device: str):
     """(model, tokenizer, penalty or None): the base model with config.adapter_kind (the one place the adapter kind is
     built: LoRA or OSF by PEFT (`osf_config`), or none for full finetuning), and the EWC penalty on its Fisher
-    (`train.assemble.ewc_penalty`: checked against the adapted layers and scaled).
+    (checked against the adapted layers and scaled before the adapter is built: `train.assemble`).
 
     penalty() returns sum F * dW^2 over the adapted matrices (a 0-d tensor; see train.ewc): the ewc regulariser's
     value; without it (lora with a Fisher) it is only measured and logged.
@@ -206,6 +206,8 @@ def build_model(config: TrainConfig, device: str):
     if header and names != header.modules:
         raise InputError(f"--modules {','.join(names)}: the Fisher covers {','.join(header.modules)}")
     layers = target_layers(model, names)  # the base layers, which PEFT's adapter layers keep inside them
+    if fisher is not None:  # before the adapter: OSF's SVD of every layer, k-bit preparation
+        fisher = scaled_fisher(config.fisher, fisher, layers, config.fisher_scale)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
@@ -224,7 +226,7 @@ def build_model(config: TrainConfig, device: str):
             fan_in_fan_out=any(is_fan_in_fan_out(layer) for layer in layers.values()), task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
-    penalty = ewc_penalty(model, layers, config.fisher, fisher, config.fisher_scale) if fisher is not None else None
+    penalty = ewc_penalty(model, layers, fisher, config.fisher) if fisher is not None else None
     return model, tokenizer, penalty
 
 

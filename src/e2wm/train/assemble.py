@@ -1,9 +1,9 @@
 """A run's regularisers, assembled from its options: the one builder that `e2wm train` (e2wm.recipes.finetune)
 and the Trainer/TRL plug-in (e2wm.train.trainer_plugin) share, so that the same options give the same components.
 
-`ewc_penalty` checks a Fisher against the adapted layers, scales it and pairs it with the model's adapter kind (LoRA,
-OSF, or none: full finetuning); `build_regularisers` makes the named regularisers (e2wm.train.regularisers) from
-option values named as `e2wm train`'s (`RegulariserOptions`).
+`scaled_fisher` checks a Fisher against the adapted layers and scales it; `ewc_penalty` pairs it with the model's
+adapter kind (LoRA, OSF, or none: full finetuning); `build_regularisers` makes the named regularisers
+(e2wm.train.regularisers) from option values named as `e2wm train`'s (`RegulariserOptions`).
 """
 
 from typing import Protocol
@@ -13,7 +13,7 @@ import torch
 from e2wm.errors import InputError
 from e2wm.models import pad_id
 from e2wm.text import read_corpus
-from e2wm.train.ewc import PEFT_PREFIX, Ewc, FullEwc, LoraEwc, OsfEwc
+from e2wm.train.ewc import Ewc, FullEwc, LoraEwc, OsfEwc, lora_layers, osf_layers
 from e2wm.train.fisher import check_fisher
 from e2wm.train.fisher_scale import scale_fisher
 from e2wm.train.kl_anchor import KlAnchor
@@ -34,45 +34,67 @@ class RegulariserOptions(Protocol):
     replay_weight: float
 
 
-def adapted_layers(peft_model) -> dict[str, torch.nn.Module]:
-    """Base-model module name ("base_model.model." removed) -> the base layer under each of the PEFT model's adapter
-    layers (LoRA's, OSF's): the layers a Fisher of the run must cover."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return {name.removeprefix(PEFT_PREFIX): module.get_base_layer() for name, module in peft_model.named_modules()
-            if isinstance(module, BaseTunerLayer)}
-
-
-def ewc_penalty(model, layers: dict[str, torch.nn.Module], path: str, fisher: dict[str, torch.Tensor],
-                scale: str) -> LoraEwc | OsfEwc | FullEwc:
-    """The EWC penalty of model on the Fisher read from path, checked against layers and scaled.
-
-    Args:
-        model: a PEFT model with a LoRA adapter (`LoraEwc`) or an OSF adapter (`OsfEwc`), or a model trained in full
-            (`FullEwc` on layers' weights as they are now).
-        layers: module name -> the adapted base layer (`targets.target_layers` of the base model, or
-            `adapted_layers` of a PEFT model).
-        path: the Fisher file, for messages. fisher: its tensors (`fisher.load_fisher`). scale: --fisher-scale.
-    Raises:
-        InputError: the Fisher's modules or shapes are not the adapted layers' (`fisher.check_fisher`), or the model's
-            adapter is neither LoRA nor OSF.
-    """
+def adapter_kind(model) -> str:
+    """The PEFT type of model's active adapter ("LORA", "OSF", ...), or "full" for a model without one."""
     from peft import PeftModel
 
-    check_fisher(path, fisher, layers)
-    fisher = scale_fisher(fisher, scale, {name: is_fan_in_fan_out(layer) for name, layer in layers.items()})
     if not isinstance(model, PeftModel):
+        return "full"
+    return getattr(model.peft_config[model.active_adapter].peft_type, "value", "?")
+
+
+def check_kind(model, path: str) -> str:
+    """model's adapter kind (`adapter_kind`) when the EWC penalty takes it: LoRA, OSF or none (full finetuning).
+
+    Raises InputError naming the Fisher file for another adapter kind."""
+    kind = adapter_kind(model)
+    if kind not in ("LORA", "OSF", "full"):
+        raise InputError(f"--fisher {path}: the EWC penalty takes LoRA or OSF adapters or a model trained in full; "
+                         f"this model's adapter is {kind}")
+    return kind
+
+
+def adapted_layers(peft_model, path: str) -> dict[str, torch.nn.Module]:
+    """Base-model module name ("base_model.model." removed) -> the base layer under each of the PEFT model's LoRA
+    layers, or OSF layers (`check_kind`): the layers its Fisher (the file at path) must cover. Other adapter layers
+    beside them (LoRA's trainable tokens, modules_to_save) are not EWC's.
+
+    Raises InputError for an adapter kind the EWC penalty does not take."""
+    layers = lora_layers(peft_model) if check_kind(peft_model, path) == "LORA" else osf_layers(peft_model)
+    return {name: layer.get_base_layer() for name, layer in layers.items()}
+
+
+def scaled_fisher(path: str, fisher: dict[str, torch.Tensor], layers: dict[str, torch.nn.Module],
+                  scale: str) -> dict[str, torch.Tensor]:
+    """The Fisher read from path (`fisher.load_fisher`'s tensors), checked to cover exactly layers with their shapes
+    (`fisher.check_fisher`) and weighed by scale (--fisher-scale, `fisher_scale.scale_fisher`).
+
+    Args:
+        layers: module name -> the adapted base layer (`targets.target_layers` of the base model, or
+            `adapted_layers` of a PEFT model): cheap to check before the adapter is built.
+    Raises:
+        InputError: the Fisher's modules or shapes are not the layers'.
+    """
+    check_fisher(path, fisher, layers)
+    return scale_fisher(fisher, scale, {name: is_fan_in_fan_out(layer) for name, layer in layers.items()})
+
+
+def ewc_penalty(model, layers: dict[str, torch.nn.Module], fisher: dict[str, torch.Tensor],
+                path: str) -> LoraEwc | OsfEwc | FullEwc:
+    """The EWC penalty of model on a checked and scaled Fisher (`scaled_fisher`) of the file at path: `LoraEwc` on a
+    LoRA adapter's delta, `OsfEwc` on an OSF adapter's, `FullEwc` on layers' weights against their values now for a
+    model without an adapter.
+
+    Raises InputError for another adapter kind (`check_kind`)."""
+    kind = check_kind(model, path)
+    if kind == "full":
         return FullEwc.build(layers, fisher)
-    kind = getattr(model.peft_config[model.active_adapter].peft_type, "value", "?")
-    if kind == "LORA":
-        return LoraEwc.build(model, fisher, model.active_adapter)
-    if kind == "OSF":
-        return OsfEwc.build(model, fisher, model.active_adapter)
-    raise InputError(f"--fisher {path}: the EWC penalty takes LoRA or OSF adapters or a model trained in full; this "
-                     f"model's adapter is {kind}")
+    build = LoraEwc.build if kind == "LORA" else OsfEwc.build
+    return build(model, fisher, model.active_adapter)
 
 
-def build_regularisers(names: list[str], options: RegulariserOptions, penalty: LoraEwc | FullEwc | None, tokenizer,
+def build_regularisers(names: list[str], options: RegulariserOptions, penalty: LoraEwc | OsfEwc | FullEwc | None,
+                       tokenizer,
                        *, examples_per_step: int, replay_max_len: int, seed: int, process_index: int = 0,
                        processes: int = 1, precision: torch.dtype | None = None) -> list[Regulariser]:
     """The regularisers named (in that order: e2wm.methods.REGULARISERS' for `e2wm train`) from options.
@@ -85,10 +107,13 @@ def build_regularisers(names: list[str], options: RegulariserOptions, penalty: L
         precision: the autocast dtype of the run's forward passes (replay's own pass runs in it; None: the weights').
     Raises:
         InputError: when replay_data cannot be read or leaves no text, or replay_ratio rounds to 0 texts a step.
+        ValueError: "ewc" named without a penalty (the caller's config checks ask for a Fisher first).
     """
     built: list[Regulariser] = []
     for name in names:
         if name == "ewc":
+            if penalty is None:
+                raise ValueError("build_regularisers: the ewc regulariser needs the EWC penalty (a Fisher)")
             built.append(Ewc(penalty, options.lam))
         elif name == "kl":
             built.append(KlAnchor(options.kl_weight, options.kl_tokens, options.kl_direction))

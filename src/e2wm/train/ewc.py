@@ -29,6 +29,14 @@ def lora_layers(peft_model) -> dict[str, torch.nn.Module]:
     }
 
 
+def osf_layers(peft_model) -> dict[str, torch.nn.Module]:
+    """Base-model module name ("base_model.model." removed) -> PEFT OSF layer, as `lora_layers`."""
+    from peft.tuners.osf import OSFLayer
+
+    return {name.removeprefix(PEFT_PREFIX): module for name, module in peft_model.named_modules()
+            if isinstance(module, OSFLayer)}
+
+
 @dataclass
 class LoraEwc:
     """The EWC penalty on LoRA deltas: pairs of (LoRA layer, Fisher tensor on the layer's device)."""
@@ -80,10 +88,7 @@ class OsfEwc(LoraEwc):
     def build(cls, peft_model, fisher: dict[str, torch.Tensor], adapter: str = "default") -> "OsfEwc":
         """Pair every OSF layer of peft_model (sorted by base-model name, "base_model.model." removed) with its
         Fisher ((out, in), as from `fisher.load_fisher`; a missing name is a KeyError), moved to the layer's device."""
-        from peft.tuners.osf import OSFLayer
-
-        layers = {name.removeprefix(PEFT_PREFIX): module for name, module in peft_model.named_modules()
-                  if isinstance(module, OSFLayer)}
+        layers = osf_layers(peft_model)
         pairs = [(layers[name], fisher[name].to(layers[name].osf_svd_params[adapter]["U_low"].device))
                  for name in sorted(layers)]
         return cls(pairs, adapter)

@@ -16,8 +16,10 @@ component with
   are divided by, and `__call__(model, batch, outputs)` returns one micro-batch's sum, so that the step's value
   is the sum over its micro-batches (and processes) divided by the denominator, whatever the split;
 - `all_positions`: True when it needs the logits of every position, not only from the first answer token on;
-- `start(step)`: the next call belongs to optimiser step `step` (0-based): a resumed run calls it with the step it
-  resumes after, so that a regulariser with its own data (replay) draws what an uninterrupted run draws.
+- `start(step)`: the next call belongs to optimiser step `step` (0-based), so that a regulariser with its own data
+  (replay) draws what an uninterrupted run draws: `e2wm train` calls it when it resumes, the Trainer plug-in before
+  every step's per-step call (its trainer may skip or resume steps). Every regulariser has it (a no-op when the
+  value needs no step).
 
 The loop (e2wm.recipes.finetune) builds `Outputs` once per micro-batch, so a regulariser that reads the model's
 predictions (the KL anchor) costs no second forward pass of the finetuned model. The methods live beside this

@@ -50,7 +50,7 @@ batches without labels or attention_mask (padding-free or packed batches, contex
 """
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 
 import torch
 
@@ -58,7 +58,7 @@ from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
 from e2wm.methods import REGULARISERS
-from e2wm.train.assemble import adapted_layers, build_regularisers, ewc_penalty
+from e2wm.train.assemble import adapted_layers, build_regularisers, ewc_penalty, scaled_fisher
 from e2wm.train.config import TrainConfig
 from e2wm.train.fisher import load_fisher
 from e2wm.train.kl_anchor import KL_TOKENS, KlAnchor
@@ -71,13 +71,11 @@ LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier
                     "logits_scaling")
 
 
-MIXED_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}  # accelerate's mixed_precision -> autocast dtype
-
-
 def train_option(name: str):
     """A Penalties field that is `e2wm train`'s option of the same name (TrainConfig): its default, help, flag,
     choices and bounds."""
     item = TrainConfig.__dataclass_fields__[name]
+    assert item.default is not MISSING, f"TrainConfig.{name} has no plain default"
     return field(default=item.default, metadata=item.metadata)
 
 
@@ -90,7 +88,8 @@ class Penalties:
     replay_data; at least one must be.
     """
 
-    fisher: str | None = train_option("fisher")
+    fisher: str | None = option(None, "Fisher file from `e2wm fisher` of the base model over exactly the adapted "
+                                "modules (LoRA's or OSF's target_modules: `e2wm fisher --modules`); given, EWC is on")
     lam: float = train_option("lam")
     fisher_scale: str = train_option("fisher_scale")
     kl_weight: float = option(0.0, "weight of the mean per-token KL between base and finetuned, nats (0: off); needs "
@@ -116,9 +115,9 @@ class Penalties:
         return [name for name in REGULARISERS if on[name]]
 
 
-def e2wm_penalties(model, fisher: str | None = None, lam: float = 0.5, fisher_scale: str = "paper",
-                   kl_weight: float = 0.0, kl_tokens: str = "answer", kl_direction: str = "forward"
-                   ) -> list[Regulariser]:
+def e2wm_penalties(model, fisher: str | None = None, lam: float = Penalties.lam,
+                   fisher_scale: str = Penalties.fisher_scale, kl_weight: float = 0.0, kl_tokens: str = "answer",
+                   kl_direction: str = Penalties.kl_direction) -> list[Regulariser]:
     """e2wm's EWC and KL anchor for model, in e2wm's order (ewc, kl): the components `E2wmRegularisers` adds.
 
     Args:
@@ -130,9 +129,9 @@ def e2wm_penalties(model, fisher: str | None = None, lam: float = 0.5, fisher_sc
     Returns:
         [Ewc(penalty, lam)] and/or [KlAnchor(kl_weight, kl_tokens, kl_direction)].
     Raises:
-        InputError: from `load_fisher` / `assemble.ewc_penalty` (a bad file, modules or shapes other than the
-            adapted layers', an adapter other than LoRA or OSF), or the KL anchor asked of a model without a PEFT
-            adapter or with transformed logits.
+        InputError: neither fisher nor kl_weight given, or a setting out of its bounds (`Penalties`); from
+            `fisher_penalty` (an adapter other than LoRA or OSF, a bad file, modules or shapes other than the
+            adapted layers'); or the KL anchor asked of a model without a PEFT adapter or with transformed logits.
     """
     settings = Penalties(fisher=fisher, lam=lam, fisher_scale=fisher_scale, kl_weight=kl_weight, kl_tokens=kl_tokens,
                          kl_direction=kl_direction)
@@ -143,12 +142,20 @@ def e2wm_penalties(model, fisher: str | None = None, lam: float = 0.5, fisher_sc
 
 
 def fisher_penalty(model, settings: Penalties):
-    """The EWC penalty of model on settings.fisher (`assemble.ewc_penalty`), None without one."""
+    """The EWC penalty of model on settings.fisher (`assemble.ewc_penalty`), None without one.
+
+    Raises InputError for an adapter kind EWC does not take (before the file is read), a bad Fisher file, or one
+    whose modules or shapes are not the adapted layers'."""
     if not settings.fisher:
         return None
-    header, fisher = load_fisher(settings.fisher)
-    layers = adapted_layers(model) if is_peft(model) else target_layers(model, header.modules)
-    return ewc_penalty(model, layers, settings.fisher, fisher, settings.fisher_scale)
+    if is_peft(model):
+        layers = adapted_layers(model, settings.fisher)
+        fisher = load_fisher(settings.fisher)[1]
+    else:
+        header, fisher = load_fisher(settings.fisher)
+        layers = target_layers(model, header.modules)
+    return ewc_penalty(model, layers, scaled_fisher(settings.fisher, fisher, layers, settings.fisher_scale),
+                       settings.fisher)
 
 
 def is_peft(model) -> bool:
@@ -274,14 +281,14 @@ class E2wmRegularisers:
     def build_penalties(self, settings: Penalties) -> list[Regulariser]:
         """The regularisers of settings on self.model (`assemble.build_regularisers`, as `e2wm train` builds them),
         replay drawing per process and step as `e2wm train` does (the trainer's seed, per_device_train_batch_size x
-        gradient_accumulation_steps examples per step) and its pass in the trainer's mixed precision."""
+        gradient_accumulation_steps examples per step); its forward pass is the prepared model's, which accelerate
+        runs under the trainer's mixed precision (so no precision of its own)."""
         tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
         return build_regularisers(
             settings.names(), settings, fisher_penalty(self.model, settings), tokenizer,
             examples_per_step=self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps,
             replay_max_len=settings.replay_max_len, seed=self.args.seed,
-            process_index=self.accelerator.process_index, processes=self.accelerator.num_processes,
-            precision=MIXED_PRECISION.get(self.accelerator.mixed_precision))
+            process_index=self.accelerator.process_index, processes=self.accelerator.num_processes)
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device):
         """Trainer's (the step's micro-batches and num_items_in_batch), noting the step's plan (`StepPlan`)."""

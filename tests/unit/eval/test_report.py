@@ -299,6 +299,11 @@ def test_the_training_table_gives_the_regularisers_a_run_used():
                                                                                "ewc": 0.0, "lr": 1e-3}])])
     assert " last kl |" in table and " last replay |" not in table
     assert table.splitlines()[2].endswith("| 0.2500 |") and table.splitlines()[3].endswith("| — |")
+    # a run without a Fisher logs no ewc (e2wm before it logged 0.0): its last EWC is a dash, not 0
+    table = train_table([TrainLog("lora", None, [{"step": 1, "loss": 1.0, "ce": 1.2, "lr": 1e-3}]),
+                         TrainLog("ewc", None, [{"step": 1, "loss": 1.0, "ce": 1.2, "ewc": 2.5e-4, "lr": 1e-3}])])
+    assert "| lora | 1 | 1.0000 | 1.0000 | 1.2000 | 1.2000 | — | 1.00e-03 |" in table
+    assert "| ewc | 1 | 1.0000 | 1.0000 | 1.2000 | 1.2000 | 0.00025 | 1.00e-03 |" in table
 
 
 def test_the_training_chart_has_a_panel_per_regulariser_used(tmp_path, monkeypatch):
@@ -312,3 +317,8 @@ def test_the_training_chart_has_a_panel_per_regulariser_used(tmp_path, monkeypat
     titles = [ax.get_title() for ax in drawn[0].axes]
     assert titles[3] == "KL anchor (before its weight)" and len(titles) == 4
     assert [list(line.get_ydata()) for line in drawn[0].axes[3].lines] == [pytest.approx([0.1, 0.2, 0.3])]
+    drawn.clear()  # runs without a Fisher (no ewc in their rows) draw no EWC panel
+    report.train_chart([TrainLog("lora", None, [{k: v for k, v in row.items() if k != "ewc"} for row in plain])],
+                       tmp_path / "t.png")
+    assert [ax.get_title() for ax in drawn[0].axes] == ["total loss = CE term + Σ weight·regulariser",
+                                                         "cross-entropy (nats / ref token)"]

@@ -205,3 +205,25 @@ def test_an_osf_adapter_gets_e2wm_trains_osf_ewc(tiny_llama, tmp_path):
     raw = load_fisher(fisher)[1][name]
     expected = (raw.double() * layer.get_delta_weight("default").double() ** 2).sum().item()
     assert expected > 0 and ewc(osf).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_plugins_ewc_pairs_lora_layers_only_and_refuses_other_adapters_before_reading_the_fisher(tiny_llama,
+                                                                                                    tmp_path):
+    """LoRA with trainable tokens (another adapter layer, on the embeddings) keeps its EWC on the LoRA layers; an IA3
+    adapter is refused by its kind, whatever the Fisher file holds."""
+    from peft import IA3Config, LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from e2wm.train.ewc import LoraEwc
+
+    fisher = fisher_of(tiny_llama, tmp_path)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
+                          LoraConfig(r=4, target_modules=["q_proj", "v_proj"], trainable_token_indices=[1, 2],
+                                     task_type="CAUSAL_LM"))
+    (ewc,) = e2wm_penalties(lora, fisher=str(fisher))
+    assert isinstance(ewc.penalty, LoraEwc) and len(ewc.penalty.pairs) == len(load_fisher(fisher)[1])
+    ia3 = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
+                         IA3Config(target_modules=["q_proj", "v_proj"], feedforward_modules=[], task_type="CAUSAL_LM"))
+    with pytest.raises(InputError, match="takes LoRA or OSF adapters or a model trained in full; this model's "
+                                         "adapter is IA3"):
+        e2wm_penalties(ia3, fisher=str(tmp_path / "not-read.safetensors"))
