@@ -256,20 +256,24 @@ def run_method(study: dict, name: str) -> str:
 
     options = study["runs"][name] or {}
     source = study["runs"].get(options["from"]) or {} if "from" in options else options
-    label = method_label(*recorded_method({**study["train"], **source, "fisher": "study"}))
+    settings = {**study["train"], **source, "fisher": "study"}
+    label = method_label(*recorded_method(settings))
+    if settings.get("optimizer", "adamw") != "adamw":  # MoFO: an optimiser, not an adapter kind or a regulariser
+        label += " with " + {"mofo": "MoFO"}.get(settings["optimizer"], settings["optimizer"])
     return f"{label} at scale {options['adapter_scale']}" if "from" in options else label
 
 
 def family_means(found, base: Path) -> dict[str, dict | None]:
-    """Per metric family of e2wm.eval.report.FAMILIES, the unweighted mean of its tasks' paired differences
-    (statistics.mean_over_tasks: stratified bootstrap interval, permutation p)."""
-    from e2wm.eval.report import FAMILIES
+    """Per metric family of e2wm.eval.metrics.families, the unweighted mean of the paired differences of the tasks
+    whose headline metric is in it (statistics.mean_over_tasks: stratified bootstrap interval, permutation p), as
+    `e2wm report`'s family means."""
+    from e2wm.eval.metrics import families, headline
     from e2wm.eval.statistics import mean_over_tasks
 
     metrics = json.loads((base / "metrics.json").read_text())
     means = {}
-    for family, (names, _) in FAMILIES.items():
-        pairs = [pair for task, pair in found.tasks.items() if any(metrics[task].get(m) is not None for m in names)]
+    for family, (names, _) in families().items():
+        pairs = [pair for task, pair in found.tasks.items() if headline(metrics[task])[0] in names]
         means[family] = interval_of(mean_over_tasks(pairs, 10_000, 1234)) if pairs else None
     return means
 
@@ -420,26 +424,33 @@ def cell(value: dict | None, percent: bool = False) -> str:
 
 
 def summary_table(rows: list[dict]) -> str:
-    """The summary as markdown: a row per run."""
-    lines = ["| run | train CE (last 10) | EWC term | mean accuracy Δ (QA) [95% CI] | mean ROUGE-L/LCS Δ "
-             "(generation) | mean of relative changes | perplexity change | count Δ | obj_move Δ | "
-             "obj_move_path Δ |", "|---|---:|---:|---|---|---|---|---|---|---|"]
+    """The summary as markdown: a row per run, with a column per further perplexity set (`ppl:<label>`, e.g. the
+    human-written prose) beside the model samples' perplexity; then each run against LoRA."""
+    further = sorted({name for row in rows for name in row["perplexities"] if name != "ppl"})
+    lines = ["| run | method | train CE (last 10) | EWC term | mean accuracy Δ (QA) [95% CI] | mean ROUGE-L/LCS Δ "
+             "(generation) | mean of relative changes | perplexity change | "
+             + "".join(f"{name} change | " for name in further) + "count Δ | obj_move Δ | obj_move_path Δ |",
+             "|---|---|---:|---:|---|---|---|---|" + "---|" * len(further) + "---|---|---|"]
     for row in rows:
         ppl = row["perplexity"]["relative"] if row["perplexity"] else None
         tasks, means = row["tasks"], row["means"]
         ewc = "—" if row["ewc_last"] is None else format(row["ewc_last"], ".3g")
-        lines.append(f"| {row['name']} | {row['train_ce_last10']:.3f} | {ewc} | "
+        sets = "".join(f"{cell((row['perplexities'].get(name) or {}).get('relative'), True)} | " for name in further)
+        lines.append(f"| {row['name']} | {row['method']} | {row['train_ce_last10']:.3f} | {ewc} | "
                      f"{cell(means['accuracy'])} | {cell(means['ROUGE-L / LCS'])} | {cell(row['headline'], True)} | "
-                     f"{cell(ppl, True)} | "
+                     f"{cell(ppl, True)} | {sets}"
                      + " | ".join(cell(tasks.get(t)) for t in ("count", "obj_move", "obj_move_path")) + " |")
     against = [row for row in rows if "vs_lora" in row]
     if against:
-        lines += ["", "Against LoRA over the same items (the penalty's effect):", "",
+        lines += ["", "Against LoRA over the same items (the method's effect):", "",
                   "| run | mean accuracy Δ vs LoRA [95% CI] | mean ROUGE-L/LCS Δ vs LoRA | mean of relative changes "
-                  "vs LoRA | perplexity change vs LoRA |", "|---|---|---|---|---|"]
+                  "vs LoRA | perplexity change vs LoRA |" + "".join(f" {name} change vs LoRA |" for name in further),
+                  "|---|---|---|---|---|" + "---|" * len(further)]
         lines += [f"| {row['name']} | {cell(row['vs_lora']['means']['accuracy'])} | "
                   f"{cell(row['vs_lora']['means']['ROUGE-L / LCS'])} | {cell(row['vs_lora']['headline'], True)} | "
-                  f"{cell(row['vs_lora']['perplexity'], True)} |" for row in against]
+                  f"{cell(row['vs_lora']['perplexity'], True)} |"
+                  + "".join(f" {cell(row['vs_lora']['perplexities'].get(name), True)} |" for name in further)
+                  for row in against]
     return "\n".join(lines) + "\n"
 
 

@@ -104,3 +104,42 @@ def test_a_run_recorded_with_method_alone_compares_by_its_resolved_method(tmp_pa
                                                             regularisers="none"))
     with pytest.raises(SystemExit, match="finished with other regularisers;"):
         study.unchanged(recorded, "options", TrainConfig(train="paper", out=str(tmp_path / "run"), regularisers="kl"))
+
+
+def test_family_means_group_tasks_by_their_headline_metric_and_the_table_shows_every_perplexity_set(tmp_path):
+    """A plan task's execution metrics do not move it out of the ROUGE-L / LCS family; the accuracy family averages
+    the QA tasks as `statistics.mean_over_tasks` does; the summary has a column per further perplexity set."""
+    from types import SimpleNamespace
+
+    from e2wm.eval.statistics import mean_over_tasks, paired_bootstrap
+
+    base = tmp_path / "base" / "eval"
+    base.mkdir(parents=True)
+    (base / "metrics.json").write_text(json.dumps({
+        "count": {"accuracy": 0.5}, "act_recog": {"accuracy": 0.25},
+        "plan_gen": {"rougeL": 0.3, "executable": 0.5, "goals_reached": 0.1}, "obj_move_path": {"lcs": 0.4}}))
+    pairs = {"count": paired_bootstrap([1, 0, 1, 0], [1, 1, 1, 0], 200, 0, "count"),
+             "act_recog": paired_bootstrap([0, 0, 1, 0], [0, 1, 1, 1], 200, 0, "act_recog"),
+             "plan_gen": paired_bootstrap([0.2, 0.4, 0.3], [0.5, 0.4, 0.6], 200, 0, "plan_gen"),
+             "obj_move_path": paired_bootstrap([0.4, 0.4], [0.5, 0.3], 200, 0, "obj_move_path")}
+    means = study.family_means(SimpleNamespace(tasks=pairs), base)
+    accuracy = mean_over_tasks([pairs["count"], pairs["act_recog"]], 10_000, 1234)
+    generation = mean_over_tasks([pairs["plan_gen"], pairs["obj_move_path"]], 10_000, 1234)
+    assert means["accuracy"]["estimate"] == pytest.approx(accuracy.estimate) == pytest.approx(0.375)
+    assert means["ROUGE-L / LCS"]["estimate"] == pytest.approx(generation.estimate) == pytest.approx(0.1)
+    drift = {"estimate": -0.007, "low": -0.009, "high": -0.005, "p": 0.0001}
+    row = {"name": "ewc-0.5", "method": "EWC-LoRA", "train_ce_last10": 0.65, "ewc_last": None, "means": means,
+           "headline": None, "perplexity": None, "perplexities": {"ppl:prose": {"relative": drift}}, "tasks": {},
+           "vs_lora": {"means": means, "headline": None, "perplexity": None, "perplexities": {"ppl:prose": drift}}}
+    table = study.summary_table([row]).splitlines()
+    assert table[0].count("|") == table[1].count("|") == table[2].count("|") and "| ppl:prose change |" in table[0]
+    assert "| ewc-0.5 | EWC-LoRA | 0.650 | — |" in table[2] and "| -0.7% [-0.9%, -0.5%] p=0.0001 |" in table[2]
+    assert table[-1].endswith("| -0.7% [-0.9%, -0.5%] p=0.0001 |") and "ppl:prose change vs LoRA" in table[-3]
+
+
+def test_run_method_names_the_optimiser_and_the_wise_scale():
+    runs = {"lora": {"regularisers": "none"}, "mofo": {"regularisers": "none", "optimizer": "mofo"},
+            "kl": {"regularisers": "kl"}, "wise": {"from": "lora", "adapter_scale": 0.5}}
+    spec = {"train": {"model": "m"}, "runs": runs}
+    assert [study.run_method(spec, name) for name in runs] == ["LoRA", "LoRA with MoFO", "LoRA + KL anchor",
+                                                                "LoRA at scale 0.5"]
