@@ -546,10 +546,13 @@ def publish(out: Path, names: list[str], target: Path) -> None:
 
 def item_score(row: dict) -> dict:
     """A prediction row without text: multiple choice -> index, the chosen option's position, correct;
+    perplexity -> index, the text's NLL (nats) and its scored tokens (so that drift can be paired again);
     generation -> index and the row's per-item score."""
     if "scores" in row:
         choice = max(range(len(row["scores"])), key=row["scores"].__getitem__)
         return {"index": row["index"], "choice": choice, "correct": row["prediction"] == row["answer"]}
+    if "nll" in row:
+        return {"index": row["index"], "nll": row["nll"], "tokens": row["tokens"]}
     return {"index": row["index"], "score": row.get("score")}
 
 

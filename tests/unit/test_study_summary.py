@@ -143,3 +143,12 @@ def test_run_method_names_the_optimiser_and_the_wise_scale():
     spec = {"train": {"model": "m"}, "runs": runs}
     assert [study.run_method(spec, name) for name in runs] == ["LoRA", "LoRA with MoFO", "LoRA + KL anchor",
                                                                 "LoRA at scale 0.5"]
+
+
+def test_published_scores_keep_no_text_but_what_pairs_the_runs_again():
+    qa = {"index": 3, "scores": [-2.0, -1.0], "prediction": "b", "answer": "b", "input": "a story"}
+    ppl = {"index": 0, "sha256": "f718bd453f0333f9", "nll": 1170.1, "tokens": 319}
+    generated = {"index": 1, "score": 0.25, "generated": "walk to kitchen"}
+    assert [study.item_score(row) for row in (qa, ppl, generated)] == [
+        {"index": 3, "choice": 1, "correct": True}, {"index": 0, "nll": 1170.1, "tokens": 319},
+        {"index": 1, "score": 0.25}]
