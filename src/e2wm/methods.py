@@ -42,6 +42,11 @@ def resolve_method(method: str | None, adapter: str | None, regularisers: str | 
     return adapter or "lora", ",".join(ordered) or "none"
 
 
+def regulariser_names(regularisers: str) -> list[str]:
+    """The names of a resolved --regularisers value (`resolve_method`'s): [] for "none"."""
+    return [] if regularisers == "none" else regularisers.split(",")
+
+
 def recorded_method(options: dict) -> tuple[str, list[str]]:
     """(adapter, regulariser names) of a run from its recorded options (config.json's "options"), whichever
     version of e2wm recorded them: runs before the adapter_kind and regularisers options had only "method".
@@ -49,7 +54,7 @@ def recorded_method(options: dict) -> tuple[str, list[str]]:
     Raises InputError when the recorded values are not ones e2wm knows."""
     adapter, regularisers = resolve_method(options.get("method"), options.get("adapter_kind"),
                                            options.get("regularisers"), options.get("fisher"))
-    return adapter, [] if regularisers == "none" else regularisers.split(",")
+    return adapter, regulariser_names(regularisers)
 
 
 def method_label(adapter: str, regularisers: list[str]) -> str:

@@ -36,6 +36,7 @@ from e2wm.eval.perplexity import perplexity, predicts_a_token
 from e2wm.eval.run import PPL_WINDOW, Shard, check_limits, qa_rows
 from e2wm.files import append_jsonl, drop_torn_tail, output_folder, read_jsonl, write_json, write_jsonl
 from e2wm.locks import output_lock
+from e2wm.methods import regulariser_names
 from e2wm.models import (
     DTYPES,
     autocast,
@@ -297,11 +298,11 @@ class FinetuneRecipe:
         model, self.tokenizer, penalty = build_model(config, str(accelerator.device))
         self.precision = autocast_dtype(config.autocast, str(accelerator.device), config.dtype)
         self.regularisers = build_regularisers(
-            config.regularisers.split(","), config, penalty, self.tokenizer,
+            regulariser_names(config.regularisers), config, penalty, self.tokenizer,
             examples_per_step=config.batch_size * config.grad_accum, replay_max_len=config.max_len, seed=config.seed,
             process_index=accelerator.process_index, processes=accelerator.num_processes, precision=self.precision)
         # lora with a Fisher and no ewc regulariser: the penalty is measured and logged as `ewc`, not trained on
-        self.measured = penalty if penalty is not None and "ewc" not in config.regularisers.split(",") else None
+        self.measured = penalty if penalty is not None and "ewc" not in regulariser_names(config.regularisers) else None
         self.flops = FlopCount.of(model)
         compute = self.precision or DTYPES[config.dtype]
         self.peak = matmul_peak(str(accelerator.device), compute)  # FLOP/s, the MFU's denominator

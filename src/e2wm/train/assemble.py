@@ -34,11 +34,16 @@ class RegulariserOptions(Protocol):
     replay_weight: float
 
 
-def adapter_kind(model) -> str:
-    """The PEFT type of model's active adapter ("LORA", "OSF", ...), or "full" for a model without one."""
+def is_peft(model) -> bool:
+    """Whether model is a PEFT model (an adapter on a base model)."""
     from peft import PeftModel
 
-    if not isinstance(model, PeftModel):
+    return isinstance(model, PeftModel)
+
+
+def adapter_kind(model) -> str:
+    """The PEFT type of model's active adapter ("LORA", "OSF", ...), or "full" for a model without one."""
+    if not is_peft(model):
         return "full"
     return getattr(model.peft_config[model.active_adapter].peft_type, "value", "?")
 
@@ -107,7 +112,8 @@ def build_regularisers(names: list[str], options: RegulariserOptions, penalty: L
         precision: the autocast dtype of the run's forward passes (replay's own pass runs in it; None: the weights').
     Raises:
         InputError: when replay_data cannot be read or leaves no text, or replay_ratio rounds to 0 texts a step.
-        ValueError: "ewc" named without a penalty (the caller's config checks ask for a Fisher first).
+        ValueError: a name that is not a regulariser, or "ewc" without a penalty (the callers' config checks come
+            first: these are programming errors).
     """
     built: list[Regulariser] = []
     for name in names:
@@ -122,4 +128,6 @@ def build_regularisers(names: list[str], options: RegulariserOptions, penalty: L
                                    options.replay_data)
             built.append(Replay(texts, options.replay_weight, texts_per_step(options.replay_ratio, examples_per_step),
                                 pad_id(tokenizer), seed, process_index, processes, precision=precision))
+        else:
+            raise ValueError(f"build_regularisers: {name!r} is not a regulariser (e2wm.methods.REGULARISERS)")
     return built

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from e2wm.errors import InputError
-from e2wm.methods import method_label
+from e2wm.methods import method_label, regulariser_names
 from e2wm.models import resolve_model_path
 from e2wm.train.config import PlanMemoryConfig
 from e2wm.train.rehearsal import texts_per_step
@@ -211,7 +211,7 @@ def plan_for(config: PlanMemoryConfig) -> tuple[MemoryPlan, str]:
     if not shapes.targets:
         raise no_targets(names or [])
     quant = "8bit" if config.load_in_8bit else "4bit" if config.load_in_4bit else None
-    regularisers = () if config.regularisers == "none" else tuple(config.regularisers.split(","))
+    regularisers = tuple(regulariser_names(config.regularisers))
     replay_texts = texts_per_step(config.replay_ratio, config.batch_size) if "replay" in regularisers else 0
     plan = plan_memory(shapes, config.adapter_kind, config.batch_size, config.max_len, config.dtype, quant,
                        config.lora_r, regularisers, attention=config.attention, replay_texts=replay_texts)

@@ -58,7 +58,7 @@ from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
 from e2wm.methods import REGULARISERS
-from e2wm.train.assemble import adapted_layers, build_regularisers, ewc_penalty, scaled_fisher
+from e2wm.train.assemble import adapted_layers, build_regularisers, ewc_penalty, is_peft, scaled_fisher
 from e2wm.train.config import TrainConfig
 from e2wm.train.fisher import load_fisher
 from e2wm.train.kl_anchor import KL_TOKENS, KlAnchor
@@ -156,12 +156,6 @@ def fisher_penalty(model, settings: Penalties):
         layers = target_layers(model, header.modules)
     return ewc_penalty(model, layers, scaled_fisher(settings.fisher, fisher, layers, settings.fisher_scale),
                        settings.fisher)
-
-
-def is_peft(model) -> bool:
-    from peft import PeftModel
-
-    return isinstance(model, PeftModel)
 
 
 def causal_lm(model):

@@ -150,3 +150,14 @@ def test_a_yaml_list_of_regularisers_is_the_comma_separated_option(tmp_path):
     config = TrainConfig(train="1 a.json", out=str(tmp_path), regularisers=["replay", "kl"], replay_data="g.jsonl")
     assert config.regularisers == "kl,replay"
     assert PlanMemoryConfig(model="m", regularisers=["kl"]).regularisers == "kl"
+
+
+def test_regulariser_names_and_the_builder_refuse_what_is_not_a_regulariser():
+    from e2wm.methods import regulariser_names
+    from e2wm.train.assemble import build_regularisers
+
+    assert regulariser_names("none") == [] and regulariser_names("ewc,kl") == ["ewc", "kl"]
+    with pytest.raises(ValueError, match="'none' is not a regulariser"):
+        build_regularisers(["none"], None, None, None, examples_per_step=1, replay_max_len=2, seed=0)
+    with pytest.raises(ValueError, match="the ewc regulariser needs the EWC penalty"):
+        build_regularisers(["ewc"], None, None, None, examples_per_step=1, replay_max_len=2, seed=0)
