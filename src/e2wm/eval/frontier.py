@@ -232,5 +232,3 @@ def frontier_chart(found: list[Family], base: str, task: str, file: Path) -> Non
         ax.legend(fontsize=8, loc="best")
     figure.tight_layout()
     save_figure(figure, file)
-
-

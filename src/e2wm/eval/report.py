@@ -40,6 +40,7 @@ from e2wm.eval.statistics import (
     score_interval,
 )
 from e2wm.files import at, parse_json, read_jsonl, require, write_atomic, writing
+from e2wm.methods import REGULARISERS
 
 CURVE = {  # log.jsonl's held-out fields (train --eval-every): (panel title, y-axis label)
     "eval_ppl": ("general-text perplexity (lower is better)", "exp(mean token NLL)"),
@@ -190,8 +191,8 @@ def load_train_log(path: Path, label: str) -> TrainLog:
     return TrainLog(label, path, rows)
 
 
-REGULARISED = ("ewc", "kl", "replay")  # log.jsonl's regularisers' values (present when the run used or measured them)
-LOGGED_NUMBERS = ("lr", "grad_norm", "seconds", "tokens_per_s", "mfu", *REGULARISED, *CURVE)  # optional numbers
+# optional numbers of log.jsonl; each regulariser's value is present when the run used or measured it
+LOGGED_NUMBERS = ("lr", "grad_norm", "seconds", "tokens_per_s", "mfu", *REGULARISERS, *CURVE)
 
 
 def visible(text: str) -> str:
@@ -647,7 +648,7 @@ def task_names(logs: list[TrainLog]) -> list[str]:
 
 @quiet_glyphs
 def train_chart(logs: list[TrainLog], file: Path) -> None:
-    """Panels over optimiser steps: total loss, cross-entropy on ref tokens, then each regulariser of REGULARISED
+    """Panels over optimiser steps: total loss, cross-entropy on ref tokens, then each regulariser of REGULARISERS
     that a run logged (its value before its weight; a run without it draws no line there), and
     each training file's CE per logging window when the logs have it (task_ce)."""
     plt = pyplot()
@@ -656,7 +657,7 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
     titles = {"ewc": ("EWC penalty Σ F·ΔW² (before λ)", "Σ F·ΔW² over adapted matrices"),
               "kl": ("KL anchor (before its weight)", "nats per token"),
               "replay": ("replay: general-text NLL (before its weight)", "nats per token")}
-    panels += [(key, *titles[key]) for key in REGULARISED if any(key in row for log in logs for row in log.rows)]
+    panels += [(key, *titles[key]) for key in REGULARISERS if any(key in row for log in logs for row in log.rows)]
     tasks = task_names(logs)
     count = len(panels) + bool(tasks)
     figure, axes = plt.subplots(1, count, figsize=(14 + 4.7 * (count - 3), 4.2))
@@ -768,11 +769,11 @@ def save_figure(figure, file: Path) -> None:
 
 def train_table(logs: list[TrainLog]) -> str:
     """A row per run: steps, first and last loss and CE, last EWC (— for a run without a Fisher) and lr, then the
-    last value of each other regulariser of REGULARISED that a run used (KL anchor, replay) and of each curve_keys
+    last value of each other regulariser of REGULARISERS that a run used (KL anchor, replay) and of each curve_keys
     field (— for a run that has none);
     with logs that time their steps, the median tokens per second and MFU over the steps and the last window's CE
     per training file."""
-    keys = [key for key in REGULARISED if key != "ewc" and any(key in row for log in logs for row in log.rows)]
+    keys = [key for key in REGULARISERS if key != "ewc" and any(key in row for log in logs for row in log.rows)]
     keys += curve_keys(logs)
     timed = any("tokens_per_s" in row for log in logs for row in log.rows)
     extra = ["median tokens/s", "median MFU", "last CE per file"] if timed else []
@@ -904,4 +905,3 @@ def write_report(runs: list[Path], train_logs: list[Path], out: Path, title: str
     text = "\n".join(parts)
     write_atomic(out, text)
     return text
-

@@ -84,4 +84,3 @@ class KlAnchor:
         else:
             counted = (batch["weights"][:, first:] > 0).float()
         return (kl * counted).sum()
-
