@@ -150,6 +150,22 @@ def test_python_configs_check_themselves_like_the_command():
         TrainConfig(train="1 a.json", method="lora", out="y", dtype="float8")
 
 
+def test_settings_a_run_does_not_read_are_warned_about_or_refused(caplog):
+    from e2wm.errors import InputError
+    from e2wm.train.config import PlanMemoryConfig
+
+    with caplog.at_level("WARNING"):
+        TrainConfig(train="1 a.json", regularisers="none", out="y", lam=2.0, fisher_scale="mean")
+        TrainConfig(train="1 a.json", regularisers="none", out="y")
+    assert [record.getMessage() for record in caplog.records] == [
+        "--lambda 2.0 is read only by the ewc regulariser, which this run does not use",
+        "--fisher-scale mean is read only with --fisher (the EWC penalty, or its logged value)"]
+    assert PlanMemoryConfig(model="m", method="full", no_ewc=True).regularisers == "none"
+    for settings in ({"regularisers": "ewc"}, {"method": "ewc-lora"}, {}):
+        with pytest.raises(InputError, match="^--no-ewc is read only with --method full"):
+            PlanMemoryConfig(model="m", no_ewc=True, **settings)
+
+
 def test_demo_jobs_print_command_lines_that_rebuild_their_configs(tmp_path):
     dev = tmp_path / "dev"  # --eval-data is read when the demo is planned
     dev.mkdir()

@@ -55,6 +55,14 @@ EMBEDDED_DESCRIPTION = ("SmolLM2-135M-Instruct de-quantised from the Q4_1 GGUF t
 MODEL_HELP = f"Hub id, local directory, or '{EMBEDDED_NAME}' (the embedded default: {EMBEDDED_DESCRIPTION})"
 
 
+def same_model(a: str, b: str) -> bool:
+    """Whether two --model values name the same model: the same text, or two paths to one directory (a relative
+    path read from the current directory). A Hub id and a local copy of it are not recognised as the same."""
+    if a == b:
+        return True
+    return Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve()
+
+
 def describe(name: str) -> str:
     """The model's name as reports give it: the embedded one says what its weights are."""
     return f"{name} ({EMBEDDED_DESCRIPTION})" if name == EMBEDDED_NAME else name

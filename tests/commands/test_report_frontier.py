@@ -90,11 +90,16 @@ def test_the_frontier_holds_the_reports_own_numbers_and_who_dominates_whom(runs,
             verdict = perplexity[6 + 4 * k]  # every text got worse in every run: p = 2 / 2^8, a loss
             assert verdict.startswith("higher, worse ") and row[1] == verdict.removeprefix("higher, worse ")
     accuracy = section(text, "mean accuracy (QA tasks)")
+    # the first run is a point at (0, 0) like the others: on the frontier here (no run drifts less), said so
+    assert cells(accuracy, "base") == ["base", "0 (reference)", "0 (reference)", "yes", "—"]
     assert [cells(accuracy, name)[3:] for name in later] == [["yes", "—"], ["yes", "—"], ["no", "lora, ewc"]]
     assert "- `lora` dominates `worse`." in accuracy and "- `ewc` dominates `worse`." in accuracy
+    assert "- `base` dominates no other run." in accuracy
     overlap = section(text, "mean ROUGE-L / LCS (generation tasks)")
+    assert cells(overlap, "base")[3:] == ["yes", "—"]
     assert [cells(overlap, name)[3:] for name in later] == [["no", "ewc"], ["yes", "—"], ["no", "base, lora, ewc"]]
     assert "- `ewc` dominates `lora`, `worse`." in overlap and "- `lora` dominates" not in overlap
+    assert "- `base` dominates `worse`." in overlap
     assert re.search(r"\| lora \| \+\d+\.\d% \[\+\d+\.\d%, \+\d+\.\d%\] \| \+0\.3000 \[", accuracy)
     chart = tmp_path / "r-frontier.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
@@ -153,3 +158,32 @@ def test_without_perplexity_the_section_says_so_and_a_single_run_has_none(tmp_pa
             "`e2wm eval --ppl-data FILE`).") in text
     assert not (tmp_path / "r-frontier.png").exists()
     assert "Learning against forgetting" not in report([str(base)], tmp_path / "one.md")
+
+
+def test_the_chart_marks_the_frontier_and_keeps_labels_off_other_markers(tmp_path, monkeypatch):
+    """A run drawn just right of and below the first run (the real study's kl-1 beside base): no label covers
+    another run's marker; filled and hollow markers are explained in the legend; the first run, on the frontier,
+    is filled and a corner of the step line."""
+    from e2wm.eval import frontier
+
+    drawn = []
+    monkeypatch.setattr(frontier, "save_figure", lambda figure, file: drawn.append(figure))
+    near = {**RUNS, "near": tasks(19, 10, 0.29, 0.2, 1.007, 1.0)}  # drift +1.5%, gains -0.0125 and -0.005
+    report([str(write_run(tmp_path / name, found)) for name, found in near.items()], tmp_path / "r.md")
+    [figure] = drawn
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        labels = {text.get_text(): text for text in ax.texts}
+        assert sorted(labels) == sorted(near)
+        radius = 3.5 * figure.dpi / 72  # half a marker of size 7 points, in pixels
+        for name, text in labels.items():
+            box = text.get_window_extent(renderer).padded(radius)
+            for other, marker in labels.items():
+                x, y = ax.transData.transform(marker.xy)
+                assert other == name or not box.contains(x, y), f"{ax.get_title()}: {name}'s label on {other}"
+        legend = [entry.get_text() for entry in ax.get_legend().get_texts()]
+        assert any("filled" in entry for entry in legend) and any("hollow" in entry for entry in legend)
+        [base] = [line for line in ax.lines if line.get_marker() == "s" and len(line.get_xdata())]
+        assert base.get_markerfacecolor() != "white"
+        [step] = [line for line in ax.lines if line.get_linestyle() == "--"]
+        assert (0, 0) in zip(step.get_xdata(), step.get_ydata())

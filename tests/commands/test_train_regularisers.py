@@ -135,3 +135,30 @@ def test_refusals(tiny_llama, tmp_path, capsys, general_text):
         code, err = run_train(capsys, *base, *extra)
         assert code == 2 and message in err, (extra, err)
     assert not (tmp_path / "r" / "log.jsonl").exists()
+
+
+def test_a_fisher_of_another_architecture_is_refused_naming_the_fisher(tiny_llama, tiny_gpt2, tmp_path, capsys):
+    """The run names no --modules: the Fisher chose them, so the message blames the Fisher, not --modules."""
+    fisher = fisher_of(tiny_gpt2, tmp_path)
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    code, err = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--fisher", fisher, "--max-steps", "1",
+                          "--out", tmp_path / "r")
+    assert code == 2
+    assert (f"--fisher {fisher}: computed on {tiny_gpt2} for its c_attn layers; this model has no Linear/Conv1D "
+            "layer of these names") in err
+
+
+def test_a_fisher_computed_on_another_model_is_warned_about(tiny_llama, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "other-model"
+    shutil.copytree(tiny_llama, copy)
+    data = write_pairs(tmp_path / "a.json", repeat=2)
+    warning = "was computed on"
+    for model, warned in ((copy, True), (tiny_llama, False)):
+        fisher = fisher_of(model, tmp_path)
+        main(["train", "--model", str(tiny_llama), "--train", f"1 {data}", "--fisher", str(fisher), "--max-steps",
+              "1", "--out", str(tmp_path / f"r-{warned}")])
+        said = capsys.readouterr().out  # log records go to stdout
+        assert (f"--fisher {fisher} {warning} {model}, and this run trains {tiny_llama}" in said) == warned
+        assert (warning in said) == warned

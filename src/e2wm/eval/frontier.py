@@ -9,9 +9,10 @@ drift: the relative change of the run's perplexity on one general text (`--drift
 is forgetting.
 A run is on the frontier of a family when no other run has a gain at least as high and a drift at least as low, one
 of them strictly (Pareto dominance on the point estimates; the intervals say how far each point can be trusted).
-The first run is the reference at (0, 0): a later run that it dominates (no gain and some drift, or a loss and no
-less drift) is not on the frontier, and its row says so. The recipe adds the section to the report
-(`report.write_report`'s sections) and draws `<report>-frontier.png` beside the other charts.
+The first run is a point like the others, at (0, 0): it dominates a later run with no gain and some drift, or a
+loss and no less drift, and is itself off the frontier when a later run gains without drifting more, or drifts
+less without losing. The recipe adds the section to the report (`report.write_report`'s sections) and draws
+`<report>-frontier.png` beside the other charts.
 """
 
 from collections.abc import Callable
@@ -35,8 +36,9 @@ from e2wm.eval.statistics import LEVEL, Interval
 
 @dataclass(frozen=True)
 class Point:
-    """One later run in one family: drift (a fraction: 0.05 is +5% perplexity) and gain (score units), each with
-    its 95% interval; index: the run's position among the report's runs (its colour in the charts)."""
+    """One run in one family: drift (a fraction: 0.05 is +5% perplexity) and gain (score units) against the first
+    run, each with its 95% interval; index: the run's position among the report's runs (its colour in the
+    charts)."""
 
     label: str
     index: int
@@ -46,14 +48,18 @@ class Point:
 
 @dataclass
 class Family:
-    """One metric family's frontier: its points and the later runs left out, with why; per point the indices of
-    the points that dominate it (`dominators`, derived from the points)."""
+    """One metric family's frontier: its points, the first run's (`reference`) first, and the later runs left
+    out, with why; per point the indices of the points that dominate it (`dominators`, derived from the points)."""
 
     name: str  # the family's name (accuracy, ROUGE-L / LCS)
     kind: str  # what its tasks are called: QA, generation
-    points: list[Point]
+    points: list[Point]  # points[REFERENCE]: the first run at (0, 0); then the later runs with both measures
     left_out: list[str] = field(default_factory=list)
-    base: str = "the first run"  # the reference's label; BASE in dominators stands for it
+
+    @property
+    def later(self) -> list[Point]:
+        """The later runs' points: the first run's left out."""
+        return self.points[REFERENCE + 1 :]
 
     @property
     def dominators(self) -> list[list[int]]:
@@ -67,32 +73,27 @@ class Family:
         """The indices of the points that point i dominates."""
         return [j for j, found in enumerate(self.dominators) if i in found]
 
-    def label(self, j: int) -> str:
-        """The label of dominators' entry j: a point's, or the first run's for BASE."""
-        return self.base if j == BASE else self.points[j].label
+
+REFERENCE = 0  # in Family.points: the first run
 
 
-BASE = -1  # in Family.dominators: the first run, at (0, 0)
-
-
-def beats(gain: float, drift: float, b: Point) -> bool:
-    """(gain, drift) has a gain >= b's and a drift <= b's, one of them strictly (on the estimates)."""
-    return (gain >= b.gain.estimate and drift <= b.drift.estimate
-            and (gain > b.gain.estimate or drift < b.drift.estimate))
+def reference(label: str) -> Point:
+    """The first run's point: no drift and no gain against itself, intervals [0, 0] and p 1; index 0, its colour."""
+    zero = Interval(0.0, 0.0, 0.0, 1.0)
+    return Point(label, 0, zero, zero)
 
 
 def dominates(a: Point, b: Point) -> bool:
     """a's gain >= b's and a's drift <= b's, one of them strictly (on the estimates)."""
-    return beats(a.gain.estimate, a.drift.estimate, b)
+    return (a.gain.estimate >= b.gain.estimate and a.drift.estimate <= b.drift.estimate
+            and (a.gain.estimate > b.gain.estimate or a.drift.estimate < b.drift.estimate))
 
 
 def dominated_by(points: list[Point]) -> list[list[int]]:
-    """Per point, the indices (in order) of what dominates it: BASE first when the first run at (0, 0) does
-    (`beats`), then the other points (`dominates`); [] for a point on the frontier. Equal points dominate neither
-    each other nor a third point the other does not."""
-    others = [[j for j, other in enumerate(points) if j != i and dominates(other, point)]
-              for i, point in enumerate(points)]
-    return [[BASE] * beats(0.0, 0.0, point) + found for point, found in zip(points, others)]
+    """Per point, the indices (in order) of the points that dominate it (`dominates`); [] for a point on the
+    frontier. Equal points dominate neither each other nor a third point the other does not."""
+    return [[j for j, other in enumerate(points) if j != i and dominates(other, point)]
+            for i, point in enumerate(points)]
 
 
 def drift_set(runs: list[Run], drift_on: str) -> str | None:
@@ -115,11 +116,12 @@ def drift_set(runs: list[Run], drift_on: str) -> str | None:
 
 
 def families(runs: list[Run], found: list[Comparison], means: list[FamilyMean], task: str) -> list[Family]:
-    """Per family mean of the report, the later runs that have both a drift on the perplexity set task and the
-    family's mean Δ against the first run, with the dominance among them; the others left out with the reason."""
+    """Per family mean of the report, the first run's point (`reference`) and the later runs that have both a drift
+    on the perplexity set task and the family's mean Δ against the first run, with the dominance among them; the
+    others left out with the reason."""
     base, out = runs[0], []
     for mean in means:
-        family = Family(mean.name, mean.kind, [], base=base.label)
+        family = Family(mean.name, mean.kind, [reference(base.label)])
         for index, (run, comparison, gain) in enumerate(zip(runs[1:], found, mean.changes), start=1):
             pair = comparison.perplexities.get(task)  # its relative change is defined: a perplexity is at least 1
             if pair is None:  # the first run has the set (`drift_set`): this run lacks it, or the pairing failed
@@ -135,19 +137,22 @@ def families(runs: list[Run], found: list[Comparison], means: list[FamilyMean], 
 
 
 def family_lines(family: Family, task: str) -> list[str]:
-    """A family's heading, its table (run, drift [CI], gain [CI], on frontier, dominated by) and a sentence per
-    frontier run naming the runs it dominates; or, with fewer than two points, why there is no frontier."""
+    """A family's heading, its table (run, drift [CI], gain [CI], on frontier, dominated by; the first run's row
+    first, at 0 as the reference) and a sentence per frontier run, the first run too, naming the runs it
+    dominates; or, with fewer than two later runs, why there is no frontier."""
     lines = [f"### mean {family.name} ({family.kind} tasks)", ""]
-    if len(family.points) < 2:
+    if len(family.later) < 2:
         lines += [f"Fewer than two runs have both a drift on {task} and a mean {family.name} against the first run "
-                  f"({len(family.points)}), so there is no frontier to draw.", ""]
+                  f"({len(family.later)}), so there is no frontier to draw.", ""]
     else:
         lines += [f"| run | drift on {cell(task)} [{LEVEL:.0%} CI] | gain: mean {cell(family.name)} Δ [{LEVEL:.0%} CI] "
                   "| on frontier | dominated by |", "|---|---:|---:|---|---|"]
         for i, point in enumerate(family.points):
-            by = ", ".join(cell(family.label(j)) for j in family.dominators[i]) or "—"
-            lines.append(f"| {cell(point.label)} | {format_interval(point.drift, percent=True)} | "
-                         f"{format_interval(point.gain)} | {'yes' if family.on_frontier(i) else 'no'} | {by} |")
+            by = ", ".join(cell(family.points[j].label) for j in family.dominators[i]) or "—"
+            drift, gain = (("0 (reference)",) * 2 if i == REFERENCE else
+                           (format_interval(point.drift, percent=True), format_interval(point.gain)))
+            lines.append(f"| {cell(point.label)} | {drift} | {gain} | {'yes' if family.on_frontier(i) else 'no'} | "
+                         f"{by} |")
         lines.append("")
         for i, point in enumerate(family.points):
             if family.on_frontier(i):
@@ -185,50 +190,98 @@ def frontier_section(runs: list[Run], found: list[Comparison], means: list[Famil
               f"{LEVEL:.0%} paired bootstrap "
               "interval (positive: forgetting; `--drift-on` picks the set). A run is on the frontier when no other "
               "run has a gain at least as high and a drift at least as low, one of them strictly (on the estimates; "
-              f"the intervals say how far each point can be trusted). `{base}` is at (0, 0).", ""]
+              f"the intervals say how far each point can be trusted). `{base}` is a point too, at (0, 0): on the "
+              "frontier unless a later run dominates it.", ""]
     panels = families(runs, found, means, task)
     for family in panels:
         lines += family_lines(family, task)
-    drawn = [family for family in panels if len(family.points) >= 2]
+    drawn = [family for family in panels if len(family.later) >= 2]
     if not drawn:
         return lines, None
     lines += [f"![Learning against forgetting]({chart.name})", ""]
-    return lines, lambda: frontier_chart(drawn, base, task, chart)
+    return lines, lambda: frontier_chart(drawn, task, chart)
+
+
+MARKER_SIZE = 7  # the chart's markers, in points
+# where a label may sit, tried in turn: (x, y) from its marker in points, and its horizontal alignment there
+LABEL_OFFSETS = ((5, 5, "left"), (5, -11, "left"), (-5, 5, "right"), (-5, -11, "right"), (0, 8, "center"),
+                 (0, -16, "center"))
 
 
 @quiet_glyphs
-def frontier_chart(found: list[Family], base: str, task: str, file: Path) -> None:
-    """A panel per family: each run's (drift %, gain) with both 95% intervals as error bars and its label, filled on
-    the frontier and hollow off it, the frontier as a step line (the best gain at each drift), the first run at
-    (0, 0); run i has the colour it has in the report's score chart."""
+def frontier_chart(found: list[Family], task: str, file: Path) -> None:
+    """A panel per family: each run's (drift %, gain) with both 95% intervals as error bars and its label (placed
+    off the other markers: `label_points`), filled on the frontier and hollow off it (the legend says so), the
+    first run a square at (0, 0), the frontier as a step line through its runs (the best gain at each drift); run i
+    has the colour it has in the report's score chart."""
     plt = pyplot()
     colors = plt.get_cmap("tab10").colors
     figure, axes = plt.subplots(1, len(found), figsize=(6 * len(found), 4.8), squeeze=False)
     for ax, family in zip(axes[0], found):
+        base = family.points[REFERENCE].label
         ax.axhline(0, color="0.6", linewidth=0.8, zorder=0)
         ax.axvline(0, color="0.6", linewidth=0.8, zorder=0)
-        ax.plot([0], [0], marker="s", color="0.15", linestyle="none", label=f"{base} (the first run)")
-        ax.annotate(base, (0, 0), textcoords="offset points", xytext=(5, -11), fontsize=8, color="0.15")
         for i, point in enumerate(family.points):
             x, y, color = 100 * point.drift.estimate, point.gain.estimate, colors[point.index % 10]
+            face = color if family.on_frontier(i) else "white"
+            if i == REFERENCE:  # no interval to draw: the first run against itself
+                ax.plot([x], [y], marker="s", color=color, markerfacecolor=face, markersize=MARKER_SIZE,
+                        linestyle="none", label=f"{base} (the first run, at 0, 0)", zorder=3)
+                continue
             xerr = [[max(x - 100 * point.drift.low, 0)], [max(100 * point.drift.high - x, 0)]]  # (2, 1): below, above
             yerr = [[max(y - point.gain.low, 0)], [max(point.gain.high - y, 0)]]
             ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color=color, ecolor=color, elinewidth=1, capsize=3,
-                        markerfacecolor=color if family.on_frontier(i) else "white", markersize=7)
-            ax.annotate(point.label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8, color=color)
+                        markerfacecolor=face, markersize=MARKER_SIZE)
         ahead = sorted((p for i, p in enumerate(family.points) if family.on_frontier(i)),
                        key=lambda p: (p.drift.estimate, p.gain.estimate))
-        if ahead:
-            xs = [100 * p.drift.estimate for p in ahead]
-            ys = [p.gain.estimate for p in ahead]
-            right = max(100 * p.drift.high for p in family.points)
-            ax.step([*xs, max(right, xs[-1])], [*ys, ys[-1]], where="post", color="0.3", linestyle="--",
-                    linewidth=1.2, label="frontier")
+        xs = [100 * p.drift.estimate for p in ahead]
+        ys = [p.gain.estimate for p in ahead]
+        right = max(100 * p.drift.high for p in family.points)
+        ax.step([*xs, max(right, xs[-1])], [*ys, ys[-1]], where="post", color="0.3", linestyle="--", linewidth=1.2,
+                label="frontier")
+        for face, meaning in (("0.35", "filled: on the frontier"), ("white", "hollow: dominated (off it)")):
+            ax.plot([], [], marker="o", color="0.35", markerfacecolor=face, markersize=MARKER_SIZE, linestyle="none",
+                    label=meaning)  # legend entries only: no data
         ax.set_title(f"mean {family.name} ({family.kind} tasks)")
         ax.set_xlabel(f"drift: perplexity on {task} vs {base} (%, lower is better)")
         ax.set_ylabel(f"gain: mean {family.name} Δ vs {base}")
         ax.xaxis.set_major_formatter(lambda value, _: f"{value:+g}%")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
-    figure.tight_layout()
+    figure.tight_layout()  # the labels are placed in the final layout's pixels
+    for ax, family in zip(axes[0], found):
+        label_points(ax, [(p.label, 100 * p.drift.estimate, p.gain.estimate, colors[p.index % 10])
+                          for p in family.points])
     save_figure(figure, file)
+
+
+def label_points(ax, points: list[tuple[str, float, float, tuple]]) -> None:
+    """Label each (label, x, y, colour) marker of ax at the first of LABEL_OFFSETS where the text covers no other
+    marker nor a label placed before it and stays inside the axes, else where it has the fewest such clashes (the
+    first of those). Measured in display pixels by the figure's renderer, so ax's limits and layout must be final
+    (after tight_layout); a marker counts as a square of MARKER_SIZE plus a point of margin."""
+    from matplotlib.transforms import Bbox
+
+    figure = ax.get_figure()
+    renderer = figure.canvas.get_renderer()
+    ax.get_xlim(), ax.get_ylim()  # the autoscaled limits, settled before data turn into pixels
+    half = (MARKER_SIZE / 2 + 1) * figure.dpi / 72
+    markers = [Bbox.from_extents(cx - half, cy - half, cx + half, cy + half)
+               for cx, cy in ax.transData.transform([(x, y) for _, x, y, _ in points])]
+    frame, placed = ax.get_window_extent(renderer), []
+
+    def clashes(text, offset: tuple[float, float, str], own: int) -> int:
+        """Put text at offset; the markers (but its own) and placed labels it covers, plus 1 if it leaves ax."""
+        dx, dy, align = offset
+        text.xyann = (dx, dy)
+        text.set_horizontalalignment(align)
+        box = text.get_window_extent(renderer)
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        return (sum(box.overlaps(marker) for j, marker in enumerate(markers) if j != own)
+                + sum(box.overlaps(other) for other in placed) + (not inside))
+
+    for i, (label, x, y, color) in enumerate(points):
+        text = ax.annotate(label, (x, y), textcoords="offset points", xytext=LABEL_OFFSETS[0][:2], fontsize=8,
+                           color=color)
+        clashes(text, min(LABEL_OFFSETS, key=lambda offset: clashes(text, offset, i)), i)
+        placed.append(text.get_window_extent(renderer))

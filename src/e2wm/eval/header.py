@@ -7,8 +7,12 @@ Read from what the runs left: an eval run's config.json (`config`: every option)
 each input file's sha256), log.jsonl (the steps done) and the adapter's adapter_config.json (PEFT's rank and
 target modules). A training run is found beside the adapter (RUN/adapter, RUN/checkpoint-N/adapter) or the model
 (RUN/model for full finetuning). What a run did not record is said to be unknown, never guessed.
+A run records paths as given on its command line, relative to the directory it ran in: each is read from there
+(`run_directory`, `recorded_path`), wherever the report runs.
 """
 
+import contextlib
+import os
 from pathlib import Path
 
 from e2wm import benchmark_data
@@ -35,6 +39,31 @@ def entry(record: object, key: str, kind: type | tuple[type, ...] = str, default
     else default: a value of another type e2wm did not write, so the header says it is unknown."""
     value = record.get(key) if isinstance(record, dict) else None
     return default if not isinstance(value, kind) or isinstance(value, bool) else value
+
+
+def run_directory(folder: Path, out: object, fallback: Path | None = None) -> Path:
+    """The directory a run ran in, which the relative paths it recorded start from: the run folder's location less
+    its recorded --out, when out is relative and the location ends with it (`runs/x/eval`, now at
+    /work/runs/x/eval: /work; `.`: the folder itself); else fallback, by default the current directory (an absolute
+    out, or a folder moved since it ran, does not say; so does a ~ one)."""
+    if isinstance(out, str) and out and not out.startswith("~") and not Path(out).is_absolute():
+        tail = Path(os.path.normpath(out)).parts
+        for where in dict.fromkeys((Path(os.path.abspath(folder)), folder.resolve())):  # as named, then real
+            if not tail:
+                return where
+            if len(where.parts) > len(tail) and where.parts[-len(tail):] == tail:
+                return Path(*where.parts[: -len(tail)])
+    return fallback or Path.cwd()
+
+
+def recorded_path(value: str, where: Path) -> Path:
+    """A path a run recorded, as it is from here: an absolute one as recorded, a relative one joined to where, the
+    directory the run ran in (`run_directory`), normalised (`../shared/x` from /work/main: /work/shared/x); `~` as
+    e2wm's loaders expand it (a ~user with no home: as recorded)."""
+    path = Path(value)
+    with contextlib.suppress(RuntimeError):  # pathlib: no home directory for that user
+        path = path.expanduser()
+    return path if path.is_absolute() else Path(os.path.normpath(where / path))
 
 
 def model_text(name: str) -> str:
@@ -98,30 +127,31 @@ def training_run(weights: Path) -> tuple[Path, int | None] | None:
     return None
 
 
-def mixture_examples(recorded: dict) -> str:
+def mixture_examples(recorded: dict, where: Path) -> str:
     """The training files with their examples (lines), counted in the files still there with the recorded sha256;
-    the total when every file was."""
+    the total when every file was. where: the directory the training ran in (`run_directory`)."""
     options = entry(recorded, "options", dict, {})
     others = {entry(options, key) for key in ("fisher", "eval_ppl_data", "eval_data")}
     parts, counts = [], []
     for path, digest in entry(entry(recorded, "settings", dict), "inputs", dict, {}).items():
         if path in others or not isinstance(digest, str):
             continue
-        file = Path(path)
+        file = recorded_path(path, where)
         if file.is_file() and file_digest(file) == digest:
             counts.append(sum(1 for _ in read_jsonl(file)))
             parts.append(f"{file.name} {counts[-1]}")
         else:
-            parts.append(f"{file.name} ? (no longer at {path} as trained)")
+            parts.append(f"{file.name} ? (no longer at {file} as trained)")
     if not parts:
         return "its files not recorded"
     total = f": {sum(counts)} examples in all" if len(counts) == len(parts) else ""
     return ", ".join(parts) + total
 
 
-def training_text(weights: Path, found: tuple[Path, int | None]) -> str:
+def training_text(weights: Path, found: tuple[Path, int | None], where: Path | None = None) -> str:
     """How the model in weights was trained: method, lambda and Fisher scale, LoRA rank and targets, steps and
-    examples, mixture and seed, from its training run (`training_run`)."""
+    examples, mixture and seed, from its training run (`training_run`); its files are read from the directory it
+    ran in (`run_directory` of its --out, else where, else the current directory)."""
     run, step = found
     recorded = json_object(run / "config.json")  # `training_run` found it to hold the options
     options = entry(recorded, "options", dict, {})
@@ -167,7 +197,8 @@ def training_text(weights: Path, found: tuple[Path, int | None]) -> str:
         drawn = steps * each if each != "?" else "?"
         parts.append(f"{steps} optimiser step{'s' if steps != 1 else ''} of {each} examples (batch {batch} x "
                      f"accumulation {accum}; {drawn} examples drawn per process)")
-    parts.append(f"mixture `{entry(options, 'train')}` ({mixture_examples(recorded)})")
+    parts.append(f"mixture `{entry(options, 'train')}` "
+                 f"({mixture_examples(recorded, run_directory(run, options.get('out'), where))})")
     if options.get("chat_template") is True:
         parts.append("prompts in the base model's chat template (--chat-template)")
     parts.append(f"seed {entry(options, 'seed', int)}")
@@ -185,16 +216,18 @@ def last_step(log: Path) -> int | None:
     return entry(rows[-1], "step", int) if rows else None
 
 
-def adapter_text(adapter: str) -> str:
-    """The adapter and, when its training run is beside it, how it was trained; a shipped adapter points to its
-    model card."""
-    weights = Path(adapter)
+def adapter_text(adapter: str, where: Path) -> str:
+    """The adapter (as recorded, found from where, the directory the eval ran in: `recorded_path`) and, when its
+    training run is beside it, how it was trained; a shipped adapter points to its model card."""
+    weights = recorded_path(adapter, where)
     found = training_run(weights)
     if found:
-        return f"adapter `{adapter}`, {training_text(weights, found)}"
+        return f"adapter `{adapter}`, {training_text(weights, found, where)}"
     if weights.parent.resolve() == SHIPPED_ADAPTERS.resolve():
         return (f"adapter `{weights.name}` shipped with e2wm (its training settings are in its model card, "
                 f"{weights / 'README.md'})")
+    if not weights.is_dir():
+        return f"adapter `{adapter}` (not found at {weights}: how it was trained is unknown)"
     return f"adapter `{adapter}` (no `e2wm train` config.json beside it: how it was trained is not recorded)"
 
 
@@ -210,10 +243,12 @@ def eval_run_line(path: Path, label: str, metrics: dict) -> str:
     if config is None:
         return head + f"no config.json, so model and data are not recorded; {items_text(metrics)}."
     model, adapter = entry(config, "model", default="?"), entry(config, "adapter")
-    found = training_run(Path(model)) if not adapter else None
-    parts = [f"model {model_text(model)}" + (f", {training_text(Path(model), found)}" if found else "")]
+    where = run_directory(path, config.get("out"))  # what the run's relative paths are relative to
+    weights = recorded_path(model, where)  # a model name (smollm2-135m) is no folder there
+    found = training_run(weights) if not adapter else None
+    parts = [f"model {model_text(model)}" + (f", {training_text(weights, found, where)}" if found else "")]
     if adapter:
-        parts.append(adapter_text(adapter))
+        parts.append(adapter_text(adapter, where))
         scale = entry(config, "adapter_scale", (int, float), 1)  # runs before the option: the adapter as trained
         if scale != 1:
             parts.append(scale_text(scale))

@@ -769,20 +769,21 @@ def save_figure(figure, file: Path) -> None:
 
 def train_table(logs: list[TrainLog]) -> str:
     """A row per run: steps, first and last loss and CE, last EWC (— for a run without a Fisher) and lr, then the
-    last value of each other regulariser of REGULARISERS that a run used (KL anchor, replay) and of each curve_keys
-    field (— for a run that has none);
+    last value of each other regulariser of REGULARISERS that a run used (KL anchor, replay; each, as EWC, to 3
+    significant digits: `fmt_value`) and of each curve_keys field (— for a run that has none);
     with logs that time their steps, the median tokens per second and MFU over the steps and the last window's CE
     per training file."""
-    keys = [key for key in REGULARISERS if key != "ewc" and any(key in row for log in logs for row in log.rows)]
-    keys += curve_keys(logs)
+    regularisers = [key for key in REGULARISERS if key != "ewc" and any(key in row for log in logs for row in log.rows)]
+    curves = curve_keys(logs)
     timed = any("tokens_per_s" in row for log in logs for row in log.rows)
     extra = ["median tokens/s", "median MFU", "last CE per file"] if timed else []
     lines = ["| run | steps | first loss | last loss | first CE | last CE | last EWC | last lr |"
-             + "".join(f" last {key} |" for key in keys) + "".join(f" {name} |" for name in extra),
-             "|---|" + "---:|" * (7 + len(keys) + len(extra))]
+             + "".join(f" last {key} |" for key in regularisers + curves) + "".join(f" {name} |" for name in extra),
+             "|---|" + "---:|" * (7 + len(regularisers) + len(curves) + len(extra))]
     for log in logs:
         first, last = log.rows[0], log.rows[-1]
-        curve = "".join(" — |" if log.last(key) is None else f" {log.last(key):.4f} |" for key in keys)
+        curve = "".join(f" {fmt_value(log.last(key))} |" for key in regularisers)
+        curve += "".join(" — |" if log.last(key) is None else f" {log.last(key):.4f} |" for key in curves)
         if timed:
             rates, mfus = ([row[key] for row in log.rows if key in row] for key in ("tokens_per_s", "mfu"))
             files = log.last("task_ce") or {}

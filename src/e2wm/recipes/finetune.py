@@ -47,10 +47,11 @@ from e2wm.models import (
     load_model,
     load_tokenizer,
     pad_id,
+    same_model,
 )
 from e2wm.provenance import environment, model_fingerprint, path_digest
 from e2wm.text import read_corpus
-from e2wm.train.assemble import build_regularisers, ewc_penalty, scaled_fisher
+from e2wm.train.assemble import build_regularisers, ewc_penalty, fisher_layers, scaled_fisher
 from e2wm.train.card import write_card
 from e2wm.train.checkpoint import NAME as CHECKPOINT
 from e2wm.train.checkpoint import load_checkpoint, prune_steps, recover, save_checkpoint, save_pretrained
@@ -202,13 +203,19 @@ def build_model(config: TrainConfig, device: str):
     spec = config.model_spec()
     spec.device = device  # where accelerate runs this process (finetune checked --device against it)
     header, fisher = load_fisher(config.fisher) if config.fisher else (None, None)
+    source = f"--fisher {config.fisher}"
+    if header and not same_model(header.base_model, config.model):
+        logger.warning("%s was computed on %s, and this run trains %s: EWC then weighs this model's weight changes "
+                       "by another model's Fisher; compute the Fisher on %s unless they are the same weights",
+                       source, header.base_model, config.model, config.model)
     model, tokenizer = load_model(spec)
     names = parse_modules(config.modules) or (header.modules if header else None) or default_target_names(model)
     if header and names != header.modules:
         raise InputError(f"--modules {','.join(names)}: the Fisher covers {','.join(header.modules)}")
-    layers = target_layers(model, names)  # the base layers, which PEFT's adapter layers keep inside them
+    # the base layers, which PEFT's adapter layers keep inside them
+    layers = fisher_layers(model, header, source) if header else target_layers(model, names)
     if fisher is not None:  # before the adapter: OSF's SVD of every layer, k-bit preparation
-        fisher = scaled_fisher(config.fisher, fisher, layers, config.fisher_scale)
+        fisher = scaled_fisher(source, fisher, layers, config.fisher_scale)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
@@ -227,7 +234,7 @@ def build_model(config: TrainConfig, device: str):
             fan_in_fan_out=any(is_fan_in_fan_out(layer) for layer in layers.values()), task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
-    penalty = ewc_penalty(model, layers, fisher, config.fisher) if fisher is not None else None
+    penalty = ewc_penalty(model, layers, fisher, source) if fisher is not None else None
     return model, tokenizer, penalty
 
 

@@ -14,12 +14,12 @@ from e2wm.errors import InputError
 from e2wm.models import pad_id
 from e2wm.text import read_corpus
 from e2wm.train.ewc import Ewc, FullEwc, LoraEwc, OsfEwc, lora_layers, osf_layers
-from e2wm.train.fisher import check_fisher
+from e2wm.train.fisher import FisherHeader, check_fisher
 from e2wm.train.fisher_scale import scale_fisher
 from e2wm.train.kl_anchor import KlAnchor
 from e2wm.train.regularisers import Regulariser
 from e2wm.train.rehearsal import Replay, texts_per_step, tokenise_texts
-from e2wm.train.targets import is_fan_in_fan_out
+from e2wm.train.targets import is_fan_in_fan_out, target_layers
 
 
 class RegulariserOptions(Protocol):
@@ -48,31 +48,45 @@ def adapter_kind(model) -> str:
     return getattr(model.peft_config[model.active_adapter].peft_type, "value", "?")
 
 
-def check_kind(model, path: str) -> str:
+def check_kind(model, source: str) -> str:
     """model's adapter kind (`adapter_kind`) when the EWC penalty takes it: LoRA, OSF or none (full finetuning).
 
-    Raises InputError naming the Fisher file for another adapter kind."""
+    source names the Fisher in messages as the user gave it ("--fisher FILE", "Penalties.fisher FILE").
+    Raises InputError naming the Fisher for another adapter kind."""
     kind = adapter_kind(model)
     if kind not in ("LORA", "OSF", "full"):
-        raise InputError(f"--fisher {path}: the EWC penalty takes LoRA or OSF adapters or a model trained in full; "
+        raise InputError(f"{source}: the EWC penalty takes LoRA or OSF adapters or a model trained in full; "
                          f"this model's adapter is {kind}")
     return kind
 
 
-def adapted_layers(peft_model, path: str) -> dict[str, torch.nn.Module]:
+def adapted_layers(peft_model, source: str) -> dict[str, torch.nn.Module]:
     """Base-model module name ("base_model.model." removed) -> the base layer under each of the PEFT model's LoRA
-    layers, or OSF layers (`check_kind`): the layers its Fisher (the file at path) must cover. Other adapter layers
-    beside them (LoRA's trainable tokens, modules_to_save) are not EWC's.
+    layers, or OSF layers (`check_kind`): the layers its Fisher (named source in messages) must cover. Other adapter
+    layers beside them (LoRA's trainable tokens, modules_to_save) are not EWC's.
 
     Raises InputError for an adapter kind the EWC penalty does not take."""
-    layers = lora_layers(peft_model) if check_kind(peft_model, path) == "LORA" else osf_layers(peft_model)
+    layers = lora_layers(peft_model) if check_kind(peft_model, source) == "LORA" else osf_layers(peft_model)
     return {name: layer.get_base_layer() for name, layer in layers.items()}
 
 
-def scaled_fisher(path: str, fisher: dict[str, torch.Tensor], layers: dict[str, torch.nn.Module],
+def fisher_layers(model, header: FisherHeader, source: str) -> dict[str, torch.nn.Module]:
+    """`targets.target_layers` of the Fisher's modules (header.modules) in model: the layers a Fisher chooses when
+    the run names no --modules.
+
+    Raises InputError naming the Fisher (source, as `check_kind`) and the model it was computed on when model has
+    no Linear/Conv1D layer of those names (a Fisher of another architecture)."""
+    try:
+        return target_layers(model, header.modules)
+    except InputError:
+        raise InputError(f"{source}: computed on {header.base_model} for its {','.join(header.modules)} layers; this "
+                         f"model has no Linear/Conv1D layer of these names (a Fisher of another model?)") from None
+
+
+def scaled_fisher(source: str, fisher: dict[str, torch.Tensor], layers: dict[str, torch.nn.Module],
                   scale: str) -> dict[str, torch.Tensor]:
-    """The Fisher read from path (`fisher.load_fisher`'s tensors), checked to cover exactly layers with their shapes
-    (`fisher.check_fisher`) and weighed by scale (--fisher-scale, `fisher_scale.scale_fisher`).
+    """The Fisher named source (`check_kind`; `fisher.load_fisher`'s tensors), checked to cover exactly layers with
+    their shapes (`fisher.check_fisher`) and weighed by scale (--fisher-scale, `fisher_scale.scale_fisher`).
 
     Args:
         layers: module name -> the adapted base layer (`targets.target_layers` of the base model, or
@@ -80,18 +94,18 @@ def scaled_fisher(path: str, fisher: dict[str, torch.Tensor], layers: dict[str, 
     Raises:
         InputError: the Fisher's modules or shapes are not the layers'.
     """
-    check_fisher(path, fisher, layers)
+    check_fisher(source, fisher, layers)
     return scale_fisher(fisher, scale, {name: is_fan_in_fan_out(layer) for name, layer in layers.items()})
 
 
 def ewc_penalty(model, layers: dict[str, torch.nn.Module], fisher: dict[str, torch.Tensor],
-                path: str) -> LoraEwc | OsfEwc | FullEwc:
-    """The EWC penalty of model on a checked and scaled Fisher (`scaled_fisher`) of the file at path: `LoraEwc` on a
-    LoRA adapter's delta, `OsfEwc` on an OSF adapter's, `FullEwc` on layers' weights against their values now for a
-    model without an adapter.
+                source: str) -> LoraEwc | OsfEwc | FullEwc:
+    """The EWC penalty of model on a checked and scaled Fisher (`scaled_fisher`) named source (`check_kind`):
+    `LoraEwc` on a LoRA adapter's delta, `OsfEwc` on an OSF adapter's, `FullEwc` on layers' weights against their
+    values now for a model without an adapter.
 
     Raises InputError for another adapter kind (`check_kind`)."""
-    kind = check_kind(model, path)
+    kind = check_kind(model, source)
     if kind == "full":
         return FullEwc.build(layers, fisher)
     build = LoraEwc.build if kind == "LORA" else OsfEwc.build

@@ -206,7 +206,8 @@ class TrainConfig(LoadedModelOptions):
     def check_unread(self) -> None:
         """InputError for a setting, given other than its default, that only a regulariser or adapter kind the run
         does not use reads (--kl-weight without kl, --lora-r with osf, ...); a warning for --lambda without ewc
-        (earlier versions took `--method lora --lambda X`, so their configs keep working)."""
+        (earlier versions took `--method lora --lambda X`, so their configs keep working) and for --fisher-scale
+        without --fisher."""
         defaults = {item.name: item.default for item in fields(self)}
         given = [name for name, (owner, _) in UNREAD.items()
                  if owner not in (self.adapter_kind, *self.regularisers.split(",")) and getattr(self, name) !=
@@ -218,6 +219,9 @@ class TrainConfig(LoadedModelOptions):
                              f"(this run: --adapter-kind {self.adapter_kind} --regularisers {self.regularisers})")
         if "ewc" not in self.regularisers.split(",") and self.lam != defaults["lam"]:
             logger.warning("--lambda %s is read only by the ewc regulariser, which this run does not use", self.lam)
+        if not self.fisher and self.fisher_scale != defaults["fisher_scale"]:
+            logger.warning("--fisher-scale %s is read only with --fisher (the EWC penalty, or its logged value)",
+                           self.fisher_scale)
 
     def check_osf_mofo(self) -> None:
         """Check --osf-effective-rank and --mofo-fraction, each read by its own setting alone; resolve the MoFO
@@ -300,6 +304,9 @@ class PlanMemoryConfig(ModelOptions):
     def __post_init__(self) -> None:
         self.regularisers = listed(self.regularisers)
         super().__post_init__()
+        if self.no_ewc and self.method != "full":
+            raise InputError("--no-ewc is read only with --method full (full finetuning without EWC); otherwise "
+                             "leave ewc out of --regularisers (e.g. --regularisers none)")
         fisher = None if self.no_ewc else "planned"  # --method full plans EWC unless --no-ewc
         self.adapter_kind, self.regularisers = resolve_method(self.method, self.adapter_kind, self.regularisers,
                                                               fisher)

@@ -244,11 +244,11 @@ def load_fisher(path: str | Path) -> tuple[FisherHeader, dict[str, torch.Tensor]
     return parse_header(metadata[HEADER_KEY], f"--fisher {path}"), tensors
 
 
-def check_fisher(path, tensors: dict[str, torch.Tensor], layers: dict[str, torch.nn.Module]) -> None:
+def check_fisher(source: str, tensors: dict[str, torch.Tensor], layers: dict[str, torch.nn.Module]) -> None:
     """The Fisher must cover exactly the adapted layers, with the same shapes.
 
     Args:
-        path: the Fisher file, for the message only.
+        source: the Fisher as messages name it ("--fisher FILE", "Penalties.fisher FILE").
         tensors: name -> Fisher tensor (from `load_fisher`).
         layers: full module name -> layer the run adapts (`target_layers` on the base model).
     Raises:
@@ -260,12 +260,12 @@ def check_fisher(path, tensors: dict[str, torch.Tensor], layers: dict[str, torch
     if missing or extra:
         detail = f"model's {missing[0]} not in the Fisher" if missing else f"Fisher's {extra[0]} not adapted"
         raise InputError(
-            f"--fisher {path}: its modules do not match the model ({detail}; "
+            f"{source}: its modules do not match the model ({detail}; "
             f"{len(tensors)} Fisher tensors vs {len(layers)} adapted layers)"
         )
     for name, layer in layers.items():
         if tuple(tensors[name].shape) != weight_shape(layer):
             raise InputError(
-                f"--fisher {path}: {name} has shape {list(tensors[name].shape)} "
+                f"{source}: {name} has shape {list(tensors[name].shape)} "
                 f"but the model's weight is {list(weight_shape(layer))} (a Fisher of another model?)"
             )

@@ -58,12 +58,18 @@ from e2wm import config
 from e2wm.config import option
 from e2wm.errors import InputError
 from e2wm.methods import REGULARISERS
-from e2wm.train.assemble import adapted_layers, build_regularisers, ewc_penalty, is_peft, scaled_fisher
+from e2wm.train.assemble import (
+    adapted_layers,
+    build_regularisers,
+    ewc_penalty,
+    fisher_layers,
+    is_peft,
+    scaled_fisher,
+)
 from e2wm.train.config import TrainConfig
 from e2wm.train.fisher import load_fisher
 from e2wm.train.kl_anchor import KL_TOKENS, KlAnchor
 from e2wm.train.regularisers import Outputs, Regulariser, first_position
-from e2wm.train.targets import target_layers
 
 IGNORE = -100  # Transformers' label of a position without loss
 # config fields that make a model's logits other than lm_head(hidden state) (the ones TRL's fused head reads)
@@ -148,14 +154,14 @@ def fisher_penalty(model, settings: Penalties):
     whose modules or shapes are not the adapted layers'."""
     if not settings.fisher:
         return None
+    source = f"Penalties.fisher {settings.fisher}"
     if is_peft(model):
-        layers = adapted_layers(model, settings.fisher)
+        layers = adapted_layers(model, source)
         fisher = load_fisher(settings.fisher)[1]
     else:
         header, fisher = load_fisher(settings.fisher)
-        layers = target_layers(model, header.modules)
-    return ewc_penalty(model, layers, scaled_fisher(settings.fisher, fisher, layers, settings.fisher_scale),
-                       settings.fisher)
+        layers = fisher_layers(model, header, source)
+    return ewc_penalty(model, layers, scaled_fisher(source, fisher, layers, settings.fisher_scale), source)
 
 
 def causal_lm(model):

@@ -1,5 +1,6 @@
 """The learning-against-forgetting frontier: Pareto dominance on hand-made points (ties, equal points, a run dominated
-by two), the choice of the drift's perplexity set, runs left out and the section's lines."""
+by two, the first run at (0, 0) dominating and dominated), the choice of the drift's perplexity set, runs left out and
+the section's lines."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -8,7 +9,17 @@ import pytest
 
 from e2wm.errors import InputError
 from e2wm.eval.compare import Comparison
-from e2wm.eval.frontier import BASE, Family, Point, dominated_by, dominates, drift_set, families, family_lines
+from e2wm.eval.frontier import (
+    REFERENCE,
+    Family,
+    Point,
+    dominated_by,
+    dominates,
+    drift_set,
+    families,
+    family_lines,
+    reference,
+)
 from e2wm.eval.report import FamilyMean, Run
 from e2wm.eval.statistics import Interval
 
@@ -34,44 +45,58 @@ def test_dominance_needs_one_strict_improvement():
 
 
 def test_a_run_dominated_by_two_and_a_trade_off_frontier():
-    points = [point("lora", 0.08, 0.30), point("ewc", 0.01, 0.20), point("worse", 0.09, 0.15),
+    points = [reference("base"), point("lora", 0.08, 0.30), point("ewc", 0.01, 0.20), point("worse", 0.09, 0.15),
               point("tradeoff", 0.04, 0.25), point("tied-gain", 0.10, 0.30)]
     found = dominated_by(points)
-    assert [labels(points, by) for by in found] == [[], [], ["lora", "ewc", "tradeoff"], [], ["lora"]]
+    assert [labels(points, by) for by in found] == [[], [], [], ["lora", "ewc", "tradeoff"], [], ["lora"]]
     family = Family("accuracy", "QA", points)
     assert family.dominators == found
-    assert [p.label for i, p in enumerate(points) if family.on_frontier(i)] == ["lora", "ewc", "tradeoff"]
-    assert labels(points, family.dominated(0)) == ["worse", "tied-gain"]  # lora: tied-gain has its gain, more drift
-    assert labels(points, family.dominated(1)) == ["worse"]
-    assert family.dominated(2) == []
+    assert [p.label for i, p in enumerate(points) if family.on_frontier(i)] == ["base", "lora", "ewc", "tradeoff"]
+    assert labels(points, family.dominated(1)) == ["worse", "tied-gain"]  # lora: tied-gain has its gain, more drift
+    assert labels(points, family.dominated(2)) == ["worse"]
+    assert family.dominated(3) == [] and family.dominated(REFERENCE) == []  # every later run drifts: base beats none
 
 
 def test_equal_points_are_both_on_the_frontier_and_share_what_they_dominate():
     points = [point("a", 0.03, 0.2), point("b", 0.03, 0.2), point("c", 0.05, 0.1)]
     found = dominated_by(points)
     assert found == [[], [], [0, 1]]
-    family = Family("accuracy", "QA", points)
+    family = Family("accuracy", "QA", [reference("base"), *points])
     lines = family_lines(family, "ppl")
     assert "- `a` dominates `c`." in lines and "- `b` dominates `c`." in lines
+    assert "| base | 0 (reference) | 0 (reference) | yes | — |" in lines and "- `base` dominates no other run." in lines
     assert "| c | +5.0% [+4.0%, +6.0%] | +0.1000 [+0.0900, +0.1100] | no | a, b |" in lines
     assert "| a | +3.0% [+2.0%, +4.0%] | +0.2000 [+0.1900, +0.2100] | yes | — |" in lines
 
 
-def test_a_run_the_first_run_dominates_is_off_the_frontier():
+def test_the_first_run_is_a_point_at_zero_like_the_others():
     """The first run sits at (0, 0): a run with no gain and some drift, or a loss and drift, is dominated by it; a
-    loss with less drift is a trade-off."""
-    points = [point("flat", 0.0004, 0.0), point("loss", 0.01, -0.05), point("gain", 0.02, 0.1),
+    loss with less drift is a trade-off; on the frontier, its sentence says what it dominates."""
+    points = [reference("base"), point("flat", 0.0004, 0.0), point("loss", 0.01, -0.05), point("gain", 0.02, 0.1),
               point("kept", -0.01, -0.05)]
-    found = dominated_by(points)
-    assert found == [[BASE], [BASE, 0, 3], [], []]  # flat and kept beat loss too
-    family = Family("accuracy", "QA", points, base="base")
-    assert "| flat | +0.0% [-1.0%, +1.0%] | +0.0000 [-0.0100, +0.0100] | no | base |" in family_lines(family, "ppl")
-    assert [family.on_frontier(i) for i in range(4)] == [False, False, True, True]
+    assert dominated_by(points) == [[], [REFERENCE], [REFERENCE, 1, 4], [], []]  # flat and kept beat loss too
+    family = Family("accuracy", "QA", points)
+    lines = family_lines(family, "ppl")
+    assert "| flat | +0.0% [-1.0%, +1.0%] | +0.0000 [-0.0100, +0.0100] | no | base |" in lines
+    assert lines[4] == "| base | 0 (reference) | 0 (reference) | yes | — |"  # its row first
+    assert [family.on_frontier(i) for i in range(5)] == [True, False, False, True, True]
+    assert "- `base` dominates `flat`, `loss`." in lines and "- `kept` dominates `loss`." in lines
+    assert [p.label for p in family.later] == ["flat", "loss", "gain", "kept"]
+
+
+def test_a_run_that_gains_with_less_drift_takes_the_first_run_off_the_frontier():
+    """Negative drift (less perplexity than the first run) with a gain dominates the first run: its row says so, it
+    gets no sentence, and the run that dominates it names it (the real study's ewc-0.5 on prose)."""
+    family = Family("accuracy", "QA", [reference("base"), point("ewc", -0.007, 0.03), point("lora", 0.1, 0.02)])
+    assert family.dominators == [[1], [], [1]]
+    lines = family_lines(family, "ppl")
+    assert "| base | 0 (reference) | 0 (reference) | no | ewc |" in lines
+    assert "- `ewc` dominates `base`, `lora`." in lines and not any(line.startswith("- `base`") for line in lines)
 
 
 def test_a_frontier_run_that_dominates_nobody_says_so():
     points = [point("a", 0.01, 0.1), point("b", 0.02, 0.2)]
-    lines = family_lines(Family("ROUGE-L / LCS", "generation", points), "ppl:human")
+    lines = family_lines(Family("ROUGE-L / LCS", "generation", [reference("base"), *points]), "ppl:human")
     assert lines[0] == "### mean ROUGE-L / LCS (generation tasks)"
     assert lines[2] == ("| run | drift on ppl:human [95% CI] | gain: mean ROUGE-L / LCS Δ [95% CI] | on frontier | "
                         "dominated by |")
@@ -79,7 +104,8 @@ def test_a_frontier_run_that_dominates_nobody_says_so():
 
 
 def test_fewer_than_two_points_say_why_and_give_no_table():
-    lines = family_lines(Family("accuracy", "QA", [point("a", 0.01, 0.1)], ["`b` (no drift on ppl: x)"]), "ppl")
+    lines = family_lines(Family("accuracy", "QA", [reference("base"), point("a", 0.01, 0.1)],
+                                ["`b` (no drift on ppl: x)"]), "ppl")
     text = "\n".join(lines)
     assert "Fewer than two runs have both a drift on ppl and a mean accuracy against the first run (1)" in text
     assert "| run |" not in text and "Left out: `b` (no drift on ppl: x)." in text
@@ -118,7 +144,9 @@ def test_runs_without_a_drift_or_a_family_mean_are_left_out_with_the_reason():
              Comparison({}, None, None, [], {"ppl": paired(drift)})]
     means = [FamilyMean("accuracy", "QA", ["count", "act_recog"], [gain, gain, gain, None])]
     [family] = families(runs, found, means, "ppl")
-    assert [(p.label, p.index, p.drift, p.gain) for p in family.points] == [("a", 1, drift, gain)]
+    zero = Interval(0.0, 0.0, 0.0, 1.0)
+    assert [(p.label, p.index, p.drift, p.gain) for p in family.points] == [("base", 0, zero, zero),
+                                                                            ("a", 1, drift, gain)]
     assert family.left_out == [
         "`b` (no drift on ppl: no interval: the runs scored different texts)",
         "`c` (no drift on ppl: it has no ppl)",

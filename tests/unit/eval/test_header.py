@@ -5,6 +5,7 @@ moved, and runs that recorded nothing."""
 import hashlib
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from e2wm.eval.config import EvalConfig
 from e2wm.eval.header import eval_run_line, train_log_line
@@ -21,18 +22,22 @@ def write_json(path, value) -> None:
     path.write_text(json.dumps(value))
 
 
-def training_run(tmp_path):
-    """An ewc-lora run of 30 steps on two files, the second since changed; a checkpoint at step 20."""
+def training_run(tmp_path, relative: bool = False):
+    """An ewc-lora run of 30 steps on two files, the second since changed; a checkpoint at step 20. relative: run
+    from tmp_path, so config.json records its paths relative to it, as given on that command line."""
+    def recorded(path):
+        return str(path.relative_to(tmp_path) if relative else path)
+
     files = [tmp_path / "data" / "train_plan_gen.json", tmp_path / "data" / "train_count.json"]
     for file, lines in zip(files, (3, 2)):
         file.parent.mkdir(exist_ok=True)
         file.write_text('{"input": "Q", "ref": "A"}\n' * lines)
     fisher = tmp_path / "fisher.safetensors"
     fisher.write_bytes(b"F")
-    options = asdict(TrainConfig(model="smollm2-135m", train="1 plan_gen 1 count", data_dir=str(files[0].parent),
-                                 fisher=str(fisher), lam=0.05, fisher_scale="paper", batch_size=4, grad_accum=2,
-                                 seed=7, out=str(tmp_path / "run")))
-    inputs = {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in (*files, fisher)}
+    options = asdict(TrainConfig(model="smollm2-135m", train="1 plan_gen 1 count", data_dir=recorded(files[0].parent),
+                                 fisher=recorded(fisher), lam=0.05, fisher_scale="paper", batch_size=4, grad_accum=2,
+                                 seed=7, out=recorded(tmp_path / "run")))
+    inputs = {recorded(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in (*files, fisher)}
     files[1].write_text('{"input": "Q", "ref": "B"}\n')  # changed since
     run = tmp_path / "run"
     write_json(run / "config.json", {"settings": {"inputs": inputs}, "options": options})
@@ -43,9 +48,10 @@ def training_run(tmp_path):
     return run
 
 
-def eval_run(tmp_path, name: str, adapter: str | None):
+def eval_run(tmp_path, name: str, adapter: str | None, out: str | None = None):
+    """An `e2wm eval` folder tmp_path/name; out: its --out as recorded (default: the folder's absolute path)."""
     config = EvalConfig(model="smollm2-135m", adapter=adapter, data=["e2wm:count", "mine/plan_gen.json"],
-                        out=str(tmp_path / name), limit=10, ppl_data="general.jsonl")
+                        out=out or str(tmp_path / name), limit=10, ppl_data="general.jsonl")
     write_json(tmp_path / name / "config.json", {"config": asdict(config)})
     return tmp_path / name
 
@@ -103,3 +109,27 @@ def test_a_fully_finetuned_model_names_its_base(tmp_path):
         f"{EMBEDDED.removeprefix('model ')}; no EWC penalty; 5 optimiser steps of 4 examples (batch 4 x accumulation "
         "1; 20 examples drawn per process); mixture `1 a.json` (its files not recorded); seed 1; data `x.json`: 1 "
         "file, 3 items.")
+
+
+def test_recorded_paths_are_read_from_the_directory_the_runs_ran_in(tmp_path, monkeypatch):
+    """A study run in tmp_path recorded its paths relative to it: a report run from elsewhere finds the adapter's
+    training run and its files there (the eval folder's location less its recorded --out), falls back to the
+    current directory for a folder moved since, and says where it looked for an adapter it cannot find."""
+    run = training_run(tmp_path, relative=True)
+    tuned = eval_run(tmp_path, "tuned", "run/adapter", out="tuned")
+    gone = eval_run(tmp_path, "gone", "run/checkpoint-99/adapter", out="./gone/")
+    moved = eval_run(tmp_path, "moved", "run/adapter", out="study/moved")  # the folder is no longer where it ran
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    trained = (f"adapter `run/adapter`, trained by `e2wm train` in {run}: EWC-LoRA; lambda 0.05 on the Fisher "
+               "`fisher.safetensors` (scale paper); LoRA rank 16 (alpha 32) on q_proj, v_proj; 30 optimiser steps")
+    mixture = (f"mixture `1 plan_gen 1 count` (train_plan_gen.json 3, train_count.json ? (no longer at "
+               f"{tmp_path / 'data' / 'train_count.json'} as trained)); seed 7")
+    line = eval_run_line(tuned, "tuned", METRICS)
+    assert trained in line and mixture in line
+    assert mixture in train_log_line(Path("..") / "run", "run")  # the training run's own --out says where it ran
+    assert (f"; adapter `run/checkpoint-99/adapter` (not found at {tmp_path / 'run' / 'checkpoint-99' / 'adapter'}:"
+            " how it was trained is unknown); data") in eval_run_line(gone, "gone", METRICS)
+    assert "not found at " + str(tmp_path / "elsewhere" / "run" / "adapter") in eval_run_line(moved, "m", METRICS)
+    monkeypatch.chdir(tmp_path)  # from the directory the study ran in, the moved folder's paths are found
+    assert trained in eval_run_line(moved, "moved", METRICS)

@@ -298,7 +298,11 @@ def test_the_training_table_gives_the_regularisers_a_run_used():
     table = train_table([TrainLog("kl", None, rows), TrainLog("lora", None, [{"step": 1, "loss": 1.0, "ce": 1.2,
                                                                                "ewc": 0.0, "lr": 1e-3}])])
     assert " last kl |" in table and " last replay |" not in table
-    assert table.splitlines()[2].endswith("| 0.2500 |") and table.splitlines()[3].endswith("| — |")
+    assert table.splitlines()[2].endswith("| 0.25 |") and table.splitlines()[3].endswith("| — |")
+    # every regulariser's column as last EWC's, to 3 significant digits: a small KL is not rounded away to 0
+    rows = [{"step": 1, "loss": 1.0, "ce": 1.0, "ewc": 2.5e-4, "kl": 1.2e-05, "replay": 2.34567, "lr": 1e-3}]
+    assert train_table([TrainLog("all", None, rows)]).splitlines()[2].endswith(
+        "| 0.00025 | 1.00e-03 | 1.2e-05 | 2.35 |")
     # a run without a Fisher logs no ewc (e2wm before it logged 0.0): its last EWC is a dash, not 0
     table = train_table([TrainLog("lora", None, [{"step": 1, "loss": 1.0, "ce": 1.2, "lr": 1e-3}]),
                          TrainLog("ewc", None, [{"step": 1, "loss": 1.0, "ce": 1.2, "ewc": 2.5e-4, "lr": 1e-3}])])

@@ -176,8 +176,8 @@ def test_refusals(tiny_llama, tmp_path):
     with pytest.raises(InputError, match="needs a PEFT adapter"):
         e2wm_penalties(base, kl_weight=0.1)
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
-    with pytest.raises(InputError, match="its modules do not match the model"):  # the Fisher covers q_proj, v_proj
-        e2wm_penalties(model, fisher=str(fisher))
+    with pytest.raises(InputError, match=f"^Penalties.fisher {fisher}: its modules do not match the model"):
+        e2wm_penalties(model, fisher=str(fisher))  # the Fisher covers q_proj, v_proj
     model.get_base_model().config.final_logit_softcapping = 30.0
     with pytest.raises(InputError, match="final_logit_softcapping = 30.0"):
         e2wm_penalties(model, kl_weight=0.1)
