@@ -39,7 +39,7 @@ import yaml
 from e2wm.cli import parse
 from e2wm.config import with_defaults
 from e2wm.eval.config import RESAMPLES, SEED
-from e2wm.eval.report import pyplot, save_figure
+from e2wm.eval.report import load_train_log, pyplot, save_figure
 from e2wm.files import read_jsonl, write_json
 
 UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a run without EWC does not read (their defaults may move)
@@ -221,12 +221,14 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
         sets = [t for t in json.loads((evaluated / "metrics.json").read_text()) if is_ppl(t) and t in perplexity_sets]
         found = compare(base, evaluated, tasks, True, sets, RESAMPLES, SEED)
         options = {**study["train"], **(study["runs"][name] or {})}
-        log = read_jsonl(out / options.get("from", name) / "train" / "log.jsonl")  # WiSE-FT: its source's
+        trained = out / options.get("from", name) / "train"  # WiSE-FT: its source's
+        log = load_train_log(trained, name).rows  # no ewc without a Fisher
         tail = log[-10:]
         rows.append({
             "name": name, "method": run_method(study, name), "fisher_scale": options.get("fisher_scale"),
             "lambda": options.get("lambda"), "steps": log[-1]["step"],
-            "train_ce_last10": sum(r["ce"] for r in tail) / len(tail), "ewc_last": log[-1].get("ewc"),
+            "train_ce_last10": sum(r["ce"] for r in tail) / len(tail),
+            "ewc_last": log[-1].get("ewc"),
             "means": family_means(found, base), "headline": interval_of(found.headline),
             "perplexity": {"base": found.ppl.base_mean, "run": found.ppl.other_mean,
                            "relative": interval_of(found.ppl.relative)} if found.ppl else None,

@@ -23,7 +23,7 @@ from e2wm.eval.compare import PPL, Comparison, compare, is_ppl
 from e2wm.eval.config import RESAMPLES, SEED
 from e2wm.eval.eai_report import TASK as EAI_TASK
 from e2wm.eval.eai_report import check_eai, eai_section
-from e2wm.eval.header import eval_run_line, train_log_line
+from e2wm.eval.header import entry, eval_run_line, json_object, train_log_line
 from e2wm.eval.metrics import METRICS, families, headline
 from e2wm.eval.secondary import Secondary, compare_secondary
 from e2wm.eval.statistics import (
@@ -170,6 +170,9 @@ def check_result(file: Path, task: str, result) -> None:
 
 
 def load_train_log(path: Path, label: str) -> TrainLog:
+    """The log.jsonl of the `e2wm train` run in path, its rows checked (InputError naming the file, line and field).
+    A run whose config.json records no Fisher has no `ewc` in its rows (logs before 2026-12-06 wrote 0 there, which
+    would read as no drift)."""
     file = path / "log.jsonl"
     if not file.is_file():
         raise InputError(f"{path}: no log.jsonl (not an `e2wm train` directory)")
@@ -188,6 +191,9 @@ def load_train_log(path: Path, label: str) -> TrainLog:
                 if not isinstance(value, (int, float)):
                     raise InputError(f"{at(file, number, f'task_ce.{task}')} must be a number, got "
                                      f"{type(value).__name__}")
+    recorded = json_object(path / "config.json")
+    if recorded is not None and not entry(entry(recorded, "options", dict, {}), "fisher"):
+        rows = [{key: value for key, value in row.items() if key != "ewc"} for row in rows]
     return TrainLog(label, path, rows)
 
 

@@ -9,7 +9,7 @@ import pytest
 from helpers.files import write_run
 
 from e2wm.errors import InputError
-from e2wm.eval.report import TrainLog, curve_keys, moving_average, train_table, write_report
+from e2wm.eval.report import TrainLog, curve_keys, load_train_log, moving_average, train_table, write_report
 from e2wm.eval.statistics import wilson_interval
 
 
@@ -308,6 +308,19 @@ def test_the_training_table_gives_the_regularisers_a_run_used():
                          TrainLog("ewc", None, [{"step": 1, "loss": 1.0, "ce": 1.2, "ewc": 2.5e-4, "lr": 1e-3}])])
     assert "| lora | 1 | 1.0000 | 1.0000 | 1.2000 | 1.2000 | — | 1.00e-03 |" in table
     assert "| ewc | 1 | 1.0000 | 1.0000 | 1.2000 | 1.2000 | 0.00025 | 1.00e-03 |" in table
+
+
+def test_a_log_of_a_run_without_a_fisher_reads_without_its_zero_ewc(tmp_path):
+    """e2wm before 2026-12-06 logged ewc 0.0 without a Fisher: read back, the run has no EWC value, not 0."""
+    rows = [{"step": 1, "loss": 1.0, "ce": 1.2, "ewc": 0.0, "lr": 1e-3}]
+    for name, fisher in (("lora", None), ("ewc", "f.safetensors"), ("unrecorded", "no config.json")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.jsonl").write_text(json.dumps(rows[0]) + "\n")
+        if fisher != "no config.json":
+            (tmp_path / name / "config.json").write_text(json.dumps({"options": {"fisher": fisher}}))
+    logs = {name: load_train_log(tmp_path / name, name) for name in ("lora", "ewc", "unrecorded")}
+    assert [log.last("ewc") for log in logs.values()] == [None, 0.0, 0.0]
+    assert logs["lora"].rows == [{"step": 1, "loss": 1.0, "ce": 1.2, "lr": 1e-3}]
 
 
 def test_the_training_chart_has_a_panel_per_regulariser_used(tmp_path, monkeypatch):
