@@ -526,7 +526,7 @@ def case_train_out_inside_a_file(tmp, f):
     return train(tmp, f, f"1 {pairs(tmp)}", "--out", tmp / "a.jsonl" / "run")
 
 
-@case("--modules c_attn", "no Linear/Conv1D module of the model has these names")
+@case("gpt2.safetensors: computed on gpt2 for its c_attn layers", "no Linear/Conv1D layer of these names")
 def case_train_fisher_of_another_architecture(tmp, f):
     from e2wm.train.fisher import FisherHeader, save_fisher
 

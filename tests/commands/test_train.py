@@ -36,7 +36,8 @@ def test_cli_bad_input_exits_2(tiny_llama, tiny_gpt2, tmp_path, capsys):
                 FisherHeader("gpt2", ["c_attn"], {}, 1, "x", 8, "float32"))
     code, err = run_train(capsys, "--model", tiny_llama, "--train", f"1 {data}", "--fisher", fisher,
                           "--out", tmp_path / "r2")
-    assert code == 2 and "no Linear/Conv1D module" in err and not (tmp_path / "r2" / "log.jsonl").exists()
+    assert code == 2 and f"--fisher {fisher}: computed on gpt2 for its c_attn layers; this model has no Linear/Conv1D" \
+        in err and not (tmp_path / "r2" / "log.jsonl").exists()
     llama, _ = load_model(ModelSpec(str(tiny_llama), device="cpu"))
     llama_layers = target_layers(llama, ["q_proj", "v_proj"])
     wrong = {n: torch.ones(layer.weight.shape[0], 3) for n, layer in llama_layers.items()}
