@@ -264,7 +264,7 @@ def label_points(ax, points: list[tuple[str, float, float, tuple]]) -> None:
 
     figure = ax.get_figure()
     renderer = figure.canvas.get_renderer()
-    ax.get_xlim(), ax.get_ylim()  # the autoscaled limits, settled before data turn into pixels
+    ax.autoscale_view()  # settle the (lazily) autoscaled limits before data turn into pixels
     half = (MARKER_SIZE / 2 + 1) * figure.dpi / 72
     markers = [Bbox.from_extents(cx - half, cy - half, cx + half, cy + half)
                for cx, cy in ax.transData.transform([(x, y) for _, x, y, _ in points])]
