@@ -166,6 +166,18 @@ def test_settings_a_run_does_not_read_are_warned_about_or_refused(caplog):
             PlanMemoryConfig(model="m", no_ewc=True, **settings)
 
 
+def test_full_rank_training_at_a_lora_rate_is_warned_about(caplog):
+    with caplog.at_level("WARNING"):
+        TrainConfig(train="1 a.json", regularisers="none", adapter_kind="osf", out="y")  # LoRA's default 8e-4
+        TrainConfig(train="1 a.json", regularisers="none", adapter_kind="full", out="y", lr=3e-4)
+        TrainConfig(train="1 a.json", regularisers="none", adapter_kind="osf", out="y", lr=2e-5)
+        TrainConfig(train="1 a.json", regularisers="none", adapter_kind="full", out="y", lr=1e-4)
+        TrainConfig(train="1 a.json", regularisers="none", out="y")  # LoRA at its own rate
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == [
+        "--lr 0.0008 with --adapter-kind osf", "--lr 0.0003 with --adapter-kind full"]
+    assert "56%" in caplog.records[0].getMessage()
+
+
 def test_demo_jobs_print_command_lines_that_rebuild_their_configs(tmp_path):
     dev = tmp_path / "dev"  # --eval-data is read when the demo is planned
     dev.mkdir()

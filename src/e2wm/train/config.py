@@ -33,6 +33,7 @@ from e2wm.train.rehearsal import texts_per_step
 
 TRACKERS = ("none", "tensorboard", "wandb")
 logger = logging.getLogger(__name__)
+FULL_RANK_LR = 1e-4  # above it, OSF or full finetuning at a LoRA rate is warned about (full finetuning: 5e-6..2e-5)
 
 MODULES_HELP = "comma-separated module names to adapt (default: PEFT's LoRA targets for the architecture)"
 
@@ -115,7 +116,8 @@ class TrainConfig(LoadedModelOptions):
     replay_ratio: float = option(0.25, "replay texts per training example, each step (rounded per process)",
                                  above=0)
     replay_weight: float = option(1.0, "weight of the replay regulariser's mean NLL per token", above=0)
-    lr: float = option(8e-4, "learning rate of AdamW (or MoFO) (linear decay to 0, no warm-up)", above=0)
+    lr: float = option(8e-4, "learning rate of AdamW (or MoFO) (linear decay to 0, no warm-up); "
+                        "the default is LoRA's: --adapter-kind osf or full wants ~2e-5", above=0)
     scheduler_steps: int | None = option(None, "size the linear decay for N optimiser steps instead of the run's "
                                          "(the authors' GPT-J run: 5320 for its 1330 steps, so its rate ends "
                                          "near 6e-4; default: the run's steps, decaying to 0)", minimum=1)
@@ -226,7 +228,12 @@ class TrainConfig(LoadedModelOptions):
     def check_osf_mofo(self) -> None:
         """Check --osf-effective-rank and --mofo-fraction, each read by its own setting alone; resolve the MoFO
         fraction's default and an integer rank (a command line gives 4.0 for 4, which PEFT would take as a
-        fraction when 1). Raises InputError."""
+        fraction when 1); warn for OSF or full finetuning at a LoRA learning rate. Raises InputError."""
+        if self.adapter_kind in ("osf", "full") and self.lr > FULL_RANK_LR:
+            logger.warning("--lr %g with --adapter-kind %s: a LoRA rate on full-rank weight changes (the forgetting "
+                           "study, docs/results.md: OSF at 8e-4 raised perplexity on human-written prose by 56%%); "
+                           "full finetuning and OSF are run at 5e-6 to 2e-5 (OSF's authors' training_hub)", self.lr,
+                           self.adapter_kind)
         if self.adapter_kind == "osf" and (self.load_in_8bit or self.load_in_4bit):
             raise InputError("--adapter-kind osf decomposes the base weights by SVD: not with --load-in-8bit or "
                              "--load-in-4bit (quantised weights); use --adapter-kind lora")
