@@ -5,7 +5,8 @@ trained and evaluated with the `e2wm` commands, the base model evaluated once, t
 
 The study file (YAML) holds `out` (the study folder), `train` and `eval` (options shared by every run's
 `e2wm train` / `e2wm eval`) and `runs` (name -> the train options that differ; a run `{from: RUN, adapter_scale:
-S}` trains nothing and evaluates RUN's adapter at `e2wm eval --adapter-scale S`: WiSE-FT's interpolation), and
+S}` trains nothing and evaluates RUN's adapter at `e2wm eval --adapter-scale S`: WiSE-FT's interpolation, in its
+place when RUN is trained, else after the training runs), and
 optionally `fisher` and `heldout`
 (options of `e2wm fisher`: the Fisher that EWC runs need, and held-out general text drawn with --samples-only
 for perplexity), `prepare` ({run: a shell command, creates: a path}: made once, e.g. derived training files)
@@ -558,6 +559,16 @@ def item_score(row: dict) -> dict:
     return {"index": row["index"], "score": row.get("score")}
 
 
+def phases(study: dict, out: Path, names: list[str]) -> tuple[list[str], list[str]]:
+    """The runs in their order, in two phases: a `from` run (WiSE-FT) whose source run is not trained yet waits
+    for the second phase, after every training run; every other run keeps its place in the first."""
+    def waits(name: str) -> bool:
+        source = (study["runs"][name] or {}).get("from")
+        return source is not None and not (out / source / "train" / "adapter" / "adapter_config.json").is_file()
+
+    return [n for n in names if not waits(n)], [n for n in names if waits(n)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="the study's YAML file")
@@ -573,11 +584,10 @@ def main() -> None:
     out = Path(study["out"])
     names = [n for n in study["runs"] if not args.only or n in args.only]
     fisher, heldout = prepare_data(study, out)
-    later = [n for n in names if "from" in (study["runs"][n] or {})]  # they evaluate an adapter trained first
     failures = []
-    for phase in ([n for n in names if n not in later], later):
+    for number, phase in enumerate(phases(study, out, names)):
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            base = phase is not later and not args.no_base
+            base = number == 0 and not args.no_base
             jobs = [pool.submit(train_and_eval, "base", None, study, out, fisher, heldout)] if base else []
             jobs += [pool.submit(train_and_eval, n, study["runs"][n] or {}, study, out, fisher, heldout)
                      for n in phase]

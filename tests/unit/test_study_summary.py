@@ -152,3 +152,13 @@ def test_published_scores_keep_no_text_but_what_pairs_the_runs_again():
     assert [study.item_score(row) for row in (qa, ppl, generated)] == [
         {"index": 3, "choice": 1, "correct": True}, {"index": 0, "nll": 1170.1, "tokens": 319},
         {"index": 1, "score": 0.25}]
+
+
+def test_a_wise_run_keeps_its_place_once_its_source_is_trained(tmp_path):
+    runs = {"lora": {"regularisers": "none"}, "wise": {"from": "lora", "adapter_scale": 0.5},
+            "kl": {"regularisers": "kl"}, "wise-kl": {"from": "kl", "adapter_scale": 0.5}}
+    spec = {"runs": runs}
+    assert study.phases(spec, tmp_path, list(runs)) == (["lora", "kl"], ["wise", "wise-kl"])
+    (tmp_path / "lora" / "train" / "adapter").mkdir(parents=True)
+    (tmp_path / "lora" / "train" / "adapter" / "adapter_config.json").write_text("{}")
+    assert study.phases(spec, tmp_path, list(runs)) == (["lora", "wise", "kl"], ["wise-kl"])
