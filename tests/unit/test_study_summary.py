@@ -130,11 +130,13 @@ def test_family_means_group_tasks_by_their_headline_metric_and_the_table_shows_e
     drift = {"estimate": -0.007, "low": -0.009, "high": -0.005, "p": 0.0001}
     row = {"name": "ewc-0.5", "method": "EWC-LoRA", "train_ce_last10": 0.65, "ewc_last": None, "means": means,
            "headline": None, "perplexity": None, "perplexities": {"ppl:prose": {"relative": drift}}, "tasks": {},
-           "vs_lora": {"means": means, "headline": None, "perplexity": None, "perplexities": {"ppl:prose": drift}}}
+           "vs_lora": {"run": "lora", "means": means, "headline": None, "perplexity": None,
+                       "perplexities": {"ppl:prose": drift}}}
     table = study.summary_table([row]).splitlines()
     assert table[0].count("|") == table[1].count("|") == table[2].count("|") and "| ppl:prose change |" in table[0]
     assert "| ewc-0.5 | EWC-LoRA | 0.650 | — |" in table[2] and "| -0.7% [-0.9%, -0.5%] p=0.0001 |" in table[2]
-    assert table[-1].endswith("| -0.7% [-0.9%, -0.5%] p=0.0001 |") and "ppl:prose change vs LoRA" in table[-3]
+    assert table[-1].startswith("| ewc-0.5 | lora | ") and table[-1].endswith("| -0.7% [-0.9%, -0.5%] p=0.0001 |")
+    assert "ppl:prose change vs LoRA" in table[-3]
 
 
 def test_run_method_names_the_optimiser_and_the_wise_scale():
@@ -162,3 +164,17 @@ def test_a_wise_run_keeps_its_place_once_its_source_is_trained(tmp_path):
     (tmp_path / "lora" / "train" / "adapter").mkdir(parents=True)
     (tmp_path / "lora" / "train" / "adapter" / "adapter_config.json").write_text("{}")
     assert study.phases(spec, tmp_path, list(runs)) == (["lora", "wise", "kl"], ["wise-kl"])
+
+
+def test_each_run_is_paired_with_the_lora_run_of_its_budget_and_seed():
+    runs = {"lora": {"regularisers": "none"}, "ewc": {"regularisers": "ewc"},
+            "long-lora": {"regularisers": "none", "max_steps": None, "epochs": 1},
+            "long-ewc": {"regularisers": "ewc", "max_steps": None, "epochs": 1},
+            "lora-seed1": {"regularisers": "none", "seed": 1}, "kl-seed1": {"regularisers": "kl", "seed": 1},
+            "osf-lr": {"regularisers": "none", "adapter_kind": "osf", "lr": 2e-5},
+            "mofo": {"regularisers": "none", "optimizer": "mofo"}, "wise": {"from": "lora", "adapter_scale": 0.5},
+            "kl-seed2": {"regularisers": "kl", "seed": 2}}
+    spec = {"train": {"model": "m", "max_steps": 160, "epochs": 100, "seed": 0}, "runs": runs}
+    assert {name: study.lora_reference(spec, name) for name in runs} == {
+        "lora": None, "ewc": "lora", "long-lora": None, "long-ewc": "long-lora", "lora-seed1": None,
+        "kl-seed1": "lora-seed1", "osf-lr": "lora", "mofo": "lora", "wise": "lora", "kl-seed2": None}
