@@ -43,7 +43,7 @@ from e2wm.eval.config import RESAMPLES, SEED
 from e2wm.eval.report import load_train_log, pyplot, save_figure
 from e2wm.files import read_jsonl, write_json
 
-BUDGET = ("max_steps", "epochs", "seed")  # the training options a run is paired with its own LoRA run on
+PAIRED_ON = ("train", "data_dir", "max_steps", "epochs", "seed")  # a run's LoRA run has its data, budget and seed
 
 UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a run without EWC does not read (their defaults may move)
 METHOD_FIELDS = {"method", "adapter_kind", "regularisers"}  # compared once resolved (e2wm.methods.resolve_method)
@@ -245,9 +245,8 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
         rows[-1]["answers"] = {task: values["answers"] for task, values in
                                json.loads((evaluated / "metrics.json").read_text()).items() if "answers" in values}
         lora = lora_reference(study, name)
-        reference = out / str(lora) / "eval"
-        if lora is not None and (reference / "metrics.json").is_file():  # the method's effect, paired against LoRA
-            against = compare(reference, evaluated, tasks, True, sets, RESAMPLES, SEED)
+        if lora is not None and (out / lora / "eval" / "metrics.json").is_file():  # the method's effect
+            against = compare(out / lora / "eval", evaluated, tasks, True, sets, RESAMPLES, SEED)
             rows[-1]["vs_lora"] = {"run": lora, "means": family_means(against, base),
                                    "headline": interval_of(against.headline),
                                    "perplexity": interval_of(against.ppl.relative) if against.ppl else None,
@@ -257,15 +256,18 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
 
 
 def lora_reference(study: dict, name: str) -> str | None:
-    """The plain LoRA run that name is measured against: the first run of method LoRA with the same BUDGET (steps,
-    epochs, seed; a WiSE-FT run's are its source's), None for such a run itself or when the study has none."""
-    def budget(run: str) -> tuple:
+    """The plain LoRA run that name's method is measured against: the first run of method LoRA with the same
+    PAIRED_ON options (training data, steps, epochs, seed; a WiSE-FT run's are its source's); None for a plain LoRA
+    run itself (runs that differ only in their data have no method to measure) or when the study has no such run."""
+    def paired_on(run: str) -> tuple:
         options = study["runs"][run] or {}
         settings = {**study["train"], **(study["runs"][options["from"]] or {} if "from" in options else options)}
-        return tuple(settings.get(key) for key in BUDGET)
+        return tuple(settings.get(key) for key in PAIRED_ON)
 
-    same = [run for run in study["runs"] if run_method(study, run) == "LoRA" and budget(run) == budget(name)]
-    return same[0] if same and same[0] != name else None
+    if run_method(study, name) == "LoRA":
+        return None
+    same = [run for run in study["runs"] if run_method(study, run) == "LoRA" and paired_on(run) == paired_on(name)]
+    return same[0] if same else None
 
 
 def run_method(study: dict, name: str) -> str:
@@ -461,8 +463,8 @@ def summary_table(rows: list[dict]) -> str:
                      + " | ".join(cell(tasks.get(t)) for t in ("count", "obj_move", "obj_move_path")) + " |")
     against = [row for row in rows if "vs_lora" in row]
     if against:
-        lines += ["", "Against plain LoRA of the same budget (steps, epochs, seed) over the same items (the method's "
-                  "effect):", "",
+        lines += ["", "Against plain LoRA of the same data, budget (steps, epochs) and seed, over the same items "
+                  "(the method's effect):", "",
                   "| run | LoRA run | mean accuracy Δ vs LoRA [95% CI] | mean ROUGE-L/LCS Δ vs LoRA | mean of relative "
                   "changes vs LoRA | perplexity change vs LoRA |"
                   + "".join(f" {name} change vs LoRA |" for name in further),

@@ -166,15 +166,17 @@ def test_a_wise_run_keeps_its_place_once_its_source_is_trained(tmp_path):
     assert study.phases(spec, tmp_path, list(runs)) == (["lora", "wise", "kl"], ["wise-kl"])
 
 
-def test_each_run_is_paired_with_the_lora_run_of_its_budget_and_seed():
+def test_each_run_is_paired_with_the_lora_run_of_its_data_budget_and_seed():
     runs = {"lora": {"regularisers": "none"}, "ewc": {"regularisers": "ewc"},
             "long-lora": {"regularisers": "none", "max_steps": None, "epochs": 1},
             "long-ewc": {"regularisers": "ewc", "max_steps": None, "epochs": 1},
             "lora-seed1": {"regularisers": "none", "seed": 1}, "kl-seed1": {"regularisers": "kl", "seed": 1},
             "osf-lr": {"regularisers": "none", "adapter_kind": "osf", "lr": 2e-5},
             "mofo": {"regularisers": "none", "optimizer": "mofo"}, "wise": {"from": "lora", "adapter_scale": 0.5},
-            "kl-seed2": {"regularisers": "kl", "seed": 2}}
-    spec = {"train": {"model": "m", "max_steps": 160, "epochs": 100, "seed": 0}, "runs": runs}
+            "kl-seed2": {"regularisers": "kl", "seed": 2}, "lora-counts": {"regularisers": "none", "train": "c"},
+            "ewc-counts": {"regularisers": "ewc", "train": "c"}, "kl-other": {"regularisers": "kl", "train": "o"}}
+    spec = {"train": {"model": "m", "train": "paper", "max_steps": 160, "epochs": 100, "seed": 0}, "runs": runs}
     assert {name: study.lora_reference(spec, name) for name in runs} == {
         "lora": None, "ewc": "lora", "long-lora": None, "long-ewc": "long-lora", "lora-seed1": None,
-        "kl-seed1": "lora-seed1", "osf-lr": "lora", "mofo": "lora", "wise": "lora", "kl-seed2": None}
+        "kl-seed1": "lora-seed1", "osf-lr": "lora", "mofo": "lora", "wise": "lora", "kl-seed2": None,
+        "lora-counts": None, "ewc-counts": "lora-counts", "kl-other": None}
