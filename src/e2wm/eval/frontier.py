@@ -29,6 +29,7 @@ from e2wm.eval.report import (
     ppl_sets,
     pyplot,
     quiet_glyphs,
+    run_style,
     save_figure,
 )
 from e2wm.eval.statistics import LEVEL, Interval
@@ -199,39 +200,44 @@ def frontier_section(runs: list[Run], found: list[Comparison], means: list[Famil
     if not drawn:
         return lines, None
     lines += [f"![Learning against forgetting]({chart.name})", ""]
-    return lines, lambda: frontier_chart(drawn, task, chart)
+    return lines, lambda: frontier_chart(drawn, task, chart, len(runs))
 
 
 MARKER_SIZE = 7  # the chart's markers, in points
+DRIFT_LINEAR = 1.0  # the drift axis is linear within ±this many %, logarithmic beyond
 # where a label may sit, tried in turn: (x, y) from its marker in points, and its horizontal alignment there
 LABEL_OFFSETS = ((5, 5, "left"), (5, -11, "left"), (-5, 5, "right"), (-5, -11, "right"), (0, 8, "center"),
                  (0, -16, "center"))
 
 
 @quiet_glyphs
-def frontier_chart(found: list[Family], task: str, file: Path) -> None:
+def frontier_chart(found: list[Family], task: str, file: Path, runs: int) -> None:
     """A panel per family: each run's (drift %, gain) with both 95% intervals as error bars and its label (placed
     off the other markers: `label_points`), filled on the frontier and hollow off it (the legend says so), the
     first run a square at (0, 0), the frontier as a step line through its runs (the best gain at each drift); run i
-    has the colour it has in the report's score chart."""
+    has its `report.run_style` (the colour of the score chart). The drift axis is symmetric-logarithmic, linear
+    within ±DRIFT_LINEAR %: a few runs that drift far (+30%, +60%) leave the many near 0 room to be told apart. A
+    panel grows with the report's runs (their number) beyond 8."""
     plt = pyplot()
-    colors = plt.get_cmap("tab10").colors
-    figure, axes = plt.subplots(1, len(found), figsize=(6 * len(found), 4.8), squeeze=False)
+    from matplotlib.ticker import SymmetricalLogLocator
+
+    grow = 1 + max(runs - 8, 0) / 16
+    figure, axes = plt.subplots(1, len(found), figsize=(6 * grow * len(found), 4.8 * grow), squeeze=False)
     for ax, family in zip(axes[0], found):
         base = family.points[REFERENCE].label
         ax.axhline(0, color="0.6", linewidth=0.8, zorder=0)
         ax.axvline(0, color="0.6", linewidth=0.8, zorder=0)
         for i, point in enumerate(family.points):
-            x, y, color = 100 * point.drift.estimate, point.gain.estimate, colors[point.index % 10]
-            face = color if family.on_frontier(i) else "white"
+            x, y, style = 100 * point.drift.estimate, point.gain.estimate, run_style(point.index)
+            face = style.color if family.on_frontier(i) else "white"
             if i == REFERENCE:  # no interval to draw: the first run against itself
-                ax.plot([x], [y], marker="s", color=color, markerfacecolor=face, markersize=MARKER_SIZE,
+                ax.plot([x], [y], marker="s", color=style.color, markerfacecolor=face, markersize=MARKER_SIZE,
                         linestyle="none", label=f"{base} (the first run, at 0, 0)", zorder=3)
                 continue
             xerr = [[max(x - 100 * point.drift.low, 0)], [max(100 * point.drift.high - x, 0)]]  # (2, 1): below, above
             yerr = [[max(y - point.gain.low, 0)], [max(point.gain.high - y, 0)]]
-            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color=color, ecolor=color, elinewidth=1, capsize=3,
-                        markerfacecolor=face, markersize=MARKER_SIZE)
+            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt=style.marker, color=style.color, ecolor=style.color,
+                        elinewidth=1, capsize=3, markerfacecolor=face, markersize=MARKER_SIZE)
         ahead = sorted((p for i, p in enumerate(family.points) if family.on_frontier(i)),
                        key=lambda p: (p.drift.estimate, p.gain.estimate))
         xs = [100 * p.drift.estimate for p in ahead]
@@ -243,14 +249,17 @@ def frontier_chart(found: list[Family], task: str, file: Path) -> None:
             ax.plot([], [], marker="o", color="0.35", markerfacecolor=face, markersize=MARKER_SIZE, linestyle="none",
                     label=meaning)  # legend entries only: no data
         ax.set_title(f"mean {family.name} ({family.kind} tasks)")
-        ax.set_xlabel(f"drift: perplexity on {task} vs {base} (%, lower is better)")
+        ax.set_xlabel(f"drift: perplexity on {task} vs {base} (%, lower is better; log scale beyond "
+                      f"±{DRIFT_LINEAR:g}%)")
         ax.set_ylabel(f"gain: mean {family.name} Δ vs {base}")
-        ax.xaxis.set_major_formatter(lambda value, _: f"{value:+g}%")
+        ax.set_xscale("symlog", linthresh=DRIFT_LINEAR)
+        ax.xaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=DRIFT_LINEAR, subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(lambda value, _: f"{value:+g}%" if value else "0%")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     figure.tight_layout()  # the labels are placed in the final layout's pixels
     for ax, family in zip(axes[0], found):
-        label_points(ax, [(p.label, 100 * p.drift.estimate, p.gain.estimate, colors[p.index % 10])
+        label_points(ax, [(p.label, 100 * p.drift.estimate, p.gain.estimate, run_style(p.index).color)
                           for p in family.points])
     save_figure(figure, file)
 

@@ -99,11 +99,40 @@ class FamilyMean:
 
 
 def labels_for(paths: list[Path]) -> list[str]:
-    """Short distinct labels: the folder names, or the last two path parts where folder names repeat."""
+    """Short distinct labels: the folder names; where they repeat, the path parts that differ (the parts every path
+    shares at its start and at its end dropped: runs/study/lora/eval and runs/study/ewc/eval give lora and ewc);
+    else the last two parts."""
     names = [p.name or str(p) for p in paths]
     if len(set(names)) == len(names):
         return names
+    parts = [p.parts for p in paths]
+    shortest = min(len(p) for p in parts)
+    lead = next((i for i in range(shortest) if len({p[i] for p in parts}) > 1), shortest)
+    tail = next((i for i in range(shortest - lead) if len({p[-1 - i] for p in parts}) > 1), shortest - lead)
+    differing = [str(Path(*p[lead:len(p) - tail])) if len(p) - tail > lead else "" for p in parts]
+    if all(differing) and len(set(differing)) == len(differing):
+        return differing
     return [str(Path(*p.parts[-2:])) for p in paths]
+
+
+@dataclass(frozen=True)
+class RunStyle:
+    """How run i of a report looks in each of its charts: tab10's colour i % 10 and, from the 11th run on, another
+    marker, bar hatch and line style (the 11th run shares the first's colour, not its look)."""
+
+    color: tuple  # RGB, 0-1
+    marker: str  # the frontier chart's
+    hatch: str  # the score chart's bars
+    linestyle: str  # the training charts' curves
+
+
+MARKERS, HATCHES, LINESTYLES = ("o", "^", "D", "v"), ("", "//", "..", "xx"), ("-", "--", ":", "-.")
+
+
+def run_style(i: int) -> RunStyle:
+    """Run i's RunStyle (i from 0, the report's order)."""
+    turn = i // 10 % len(MARKERS)
+    return RunStyle(pyplot().get_cmap("tab10").colors[i % 10], MARKERS[turn], HATCHES[turn], LINESTYLES[turn])
 
 
 def load_run(path: Path, label: str) -> Run:
@@ -590,7 +619,6 @@ def score_chart(runs: list[Run], file: Path) -> None:
         gridspec_kw={"width_ratios": width_ratios}, squeeze=False,
     )
     axes = axes[0]
-    colors = plt.get_cmap("tab10").colors
     bar = 0.8 / len(runs)
     ax = axes[0]
     start, group = 0, 0
@@ -607,8 +635,8 @@ def score_chart(runs: list[Run], file: Path) -> None:
         spans = [run.interval(t) or (h, h) for t, h in zip(tasks, heights)]
         errors = [[max(h - low, 0) for h, (low, _) in zip(heights, spans)],
                   [max(high - h, 0) for h, (_, high) in zip(heights, spans)]]  # (2, tasks): below, above
-        ax.bar(xs, heights, bar, yerr=errors, label=run.label, color=colors[i % 10], edgecolor="white",
-               linewidth=0.5, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.25"})
+        ax.bar(xs, heights, bar, yerr=errors, label=run.label, color=run_style(i).color, hatch=run_style(i).hatch,
+               edgecolor="white", linewidth=0.5, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.25"})
         if len(runs) * len(tasks) <= 40:
             for x, h, e in zip(xs, heights, errors[1]):
                 if not math.isnan(h):
@@ -628,8 +656,11 @@ def score_chart(runs: list[Run], file: Path) -> None:
         intervals = [run.metrics.get(task, {}).get("perplexity_ci95") or [v, v] for run, v in zip(runs, values)]
         yerr = [[max(v - low, 0) for v, (low, _) in zip(values, intervals)],
                 [max(high - v, 0) for v, (_, high) in zip(values, intervals)]]
-        ax.bar(range(len(runs)), values, 0.7, yerr=yerr, color=[colors[i % 10] for i in range(len(runs))],
-               error_kw={"elinewidth": 0.8, "capsize": 3, "ecolor": "0.25"})
+        bars = ax.bar(range(len(runs)), values, 0.7, yerr=yerr, edgecolor="white",
+                      error_kw={"elinewidth": 0.8, "capsize": 3, "ecolor": "0.25"})
+        for i, patch in enumerate(bars.patches):
+            patch.set_facecolor(run_style(i).color)
+            patch.set_hatch(run_style(i).hatch)
         for x, v in enumerate(values):
             if not math.isnan(v):
                 ax.text(x, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
@@ -674,11 +705,13 @@ def train_chart(logs: list[TrainLog], file: Path) -> None:
             if not points:
                 continue
             steps, values = (list(part) for part in zip(*points))
+            style = run_style(i)
             if window > 1 and key != "ewc":  # every step faint, the moving average bold
-                ax.plot(steps, values, color=f"C{i % 10}", alpha=0.3, linewidth=0.8)
-                ax.plot(steps, moving_average(values, window), color=f"C{i % 10}", linewidth=1.8, label=log.label)
+                ax.plot(steps, values, color=style.color, linestyle=style.linestyle, alpha=0.3, linewidth=0.8)
+                ax.plot(steps, moving_average(values, window), color=style.color, linestyle=style.linestyle,
+                        linewidth=1.8, label=log.label)
             else:
-                ax.plot(steps, values, color=f"C{i % 10}", linewidth=1.4, label=log.label)
+                ax.plot(steps, values, color=style.color, linestyle=style.linestyle, linewidth=1.4, label=log.label)
         ax.set_title(title, pad=14)
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(unit)
@@ -730,7 +763,8 @@ def curve_chart(logs: list[TrainLog], file: Path) -> None:
             points = [(row["step"], row[key]) for row in log.rows if key in row]
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, color=f"C{i % 10}", marker="o", markersize=3, linewidth=1.4, label=log.label)
+                ax.plot(steps, values, color=run_style(i).color, linestyle=run_style(i).linestyle, marker="o",
+                        markersize=3, linewidth=1.4, label=log.label)
         title, ylabel = CURVE[key]
         ax.set_title(title, pad=14)
         ax.set_xlabel("optimiser step")

@@ -4,12 +4,22 @@ charts, from fixture runs."""
 import json
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 from helpers.files import write_run
 
 from e2wm.errors import InputError
-from e2wm.eval.report import TrainLog, curve_keys, load_train_log, moving_average, train_table, write_report
+from e2wm.eval.report import (
+    TrainLog,
+    curve_keys,
+    labels_for,
+    load_train_log,
+    moving_average,
+    run_style,
+    train_table,
+    write_report,
+)
 from e2wm.eval.statistics import wilson_interval
 
 
@@ -195,17 +205,37 @@ def test_three_runs_missing_tasks_and_repeated_folder_names(tmp_path):
     c = write_run(tmp_path / "c" / "eval", TUNED)
     text = write_report([a, b, c], [], tmp_path / "r.md")
     header = next(line for line in text.splitlines() if line.startswith("| task"))
-    assert "a/eval" in header and "Δ b/eval − a/eval [95% CI]" in header
+    assert "| a |" in header and "Δ b − a [95% CI]" in header  # the parts that differ: a, b, c
     cells = row(text, "act_recog")
     assert cells[2:5] == ["40", "0.5000 [0.3520, 0.6480]", "1.0000 [0.9124, 1.0000]"] and numbers(cells[5])[0] == 0.5
     assert row(text, "count")[4:8] == ["—", "—", "—", "—"]  # b has no count
     assert row(text, "**mean accuracy**")[4:8] == ["—", "—", "—", "—"]  # nor a mean with count: the warning says why
     assert numbers(row(text, "**mean accuracy**")[9])[0] == pytest.approx((0.4 - 0.025) / 2)  # c has both tasks
-    assert ("**Warning: `b/eval` lacks count, plan_gen, obj_move_path: those tasks have no Δ against `a/eval`, and "
-            "the means over tasks that include them and the mean relative gain of `b/eval` are not given (they need "
+    assert ("**Warning: `b` lacks count, plan_gen, obj_move_path: those tasks have no Δ against `a`, and "
+            "the means over tasks that include them and the mean relative gain of `b` are not given (they need "
             "each of their tasks in both runs).**") in text
-    assert "`c/eval` against `a/eval`:" in text
+    assert "`c` against `a`:" in text
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("paths", "labels"), [
+    (["runs/base", "runs/lora"], ["base", "lora"]),  # distinct folder names: kept
+    (["runs/s/base/eval", "runs/s/lora/eval", "runs/s/ewc-0.5/eval"], ["base", "lora", "ewc-0.5"]),
+    (["x/a/eval", "y/b/c/eval"], ["x/a", "y/b/c"]),  # a differing middle of several parts
+    (["runs/a/eval", "runs/a/eval/again/eval"], ["a/eval", "again/eval"]),  # one path inside another: last two parts
+    (["r/eval", "r/eval"], ["r/eval", "r/eval"]),  # the same run twice: nothing differs
+])
+def test_labels_are_the_path_parts_that_differ(paths, labels):
+    assert labels_for([Path(p) for p in paths]) == labels
+
+
+def test_each_of_40_runs_has_its_own_look():
+    looks = [run_style(i) for i in range(40)]
+    assert len({look.color for look in looks[:10]}) == 10  # tab10
+    assert len({(look.color, look.marker) for look in looks}) == 40  # the 11th run on: another marker ...
+    assert len({(look.color, look.hatch) for look in looks}) == 40  # ... hatch ...
+    assert len({(look.color, look.linestyle) for look in looks}) == 40  # ... and line style
+    assert looks[0] == run_style(40) and looks[0].marker == "o" and looks[0].hatch == ""  # the first 10 plain
 
 
 def test_runs_sharing_no_task_are_refused_and_repeats_warned_about(tmp_path):
