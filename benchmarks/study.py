@@ -190,14 +190,25 @@ def checkpoint_steps(train_dir: Path) -> list[int]:
 
 
 def summarise(study: dict, out: Path, names: list[str]) -> Path:
-    """`e2wm report` over the base model and every finished run (the base first)."""
+    """`e2wm report` over the base model and every finished run (the base first): OUT/report/report.md; and,
+    where the runs differ in budget or seed and some compare a method with LoRA, over those of the first LoRA
+    run's (`same_budget`): OUT/report/same-budget.md, whose frontier sets the methods against each other on one
+    budget and seed."""
     done = [name for name in names if (out / name / "eval" / "metrics.json").is_file()]
-    runs = [str(out / "base" / "eval")] + [str(out / name / "eval") for name in done]
-    logs = [str(out / name / "train") for name in done if (out / name / "train" / "log.jsonl").is_file()]
-    file, _ = write_job(out / "report", "report", {**study.get("report", {}), "runs": runs, "train_log": logs,
-                                                   "out": str(out / "report" / "report.md"),
-                                                   "title": study.get("title", "e2wm study")})
-    run("report", file, out / "report" / "log.txt")
+    title = study.get("title", "e2wm study")
+    head_to_head = same_budget(study, done)
+    reports = [("report", done, title)]
+    if head_to_head != done and any(lora_reference(study, name) for name in head_to_head):
+        reports.append(("same-budget", head_to_head, f"{title}: the runs of {head_to_head[0]}'s data, steps and "
+                                                     "seed"))
+    for name, chosen, heading in reports:
+        runs = [str(out / "base" / "eval")] + [str(out / run_name / "eval") for run_name in chosen]
+        logs = [str(out / run_name / "train") for run_name in chosen
+                if (out / run_name / "train" / "log.jsonl").is_file()]
+        file, _ = write_job(out / "report", "report", {**study.get("report", {}), "runs": runs, "train_log": logs,
+                                                       "out": str(out / "report" / f"{name}.md"),
+                                                       "title": heading}, name)
+        run("report", file, out / "report" / f"log-{name}.txt")
     return out / "report" / "report.md"
 
 
@@ -255,19 +266,29 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
     return rows
 
 
+def paired_on(study: dict, run: str) -> tuple:
+    """run's PAIRED_ON options (training data, steps, epochs, seed), a WiSE-FT run's its source's."""
+    options = study["runs"][run] or {}
+    settings = {**study["train"], **(study["runs"][options["from"]] or {} if "from" in options else options)}
+    return tuple(settings.get(key) for key in PAIRED_ON)
+
+
 def lora_reference(study: dict, name: str) -> str | None:
     """The plain LoRA run that name's method is measured against: the first run of method LoRA with the same
-    PAIRED_ON options (training data, steps, epochs, seed; a WiSE-FT run's are its source's); None for a plain LoRA
-    run itself (runs that differ only in their data have no method to measure) or when the study has no such run."""
-    def paired_on(run: str) -> tuple:
-        options = study["runs"][run] or {}
-        settings = {**study["train"], **(study["runs"][options["from"]] or {} if "from" in options else options)}
-        return tuple(settings.get(key) for key in PAIRED_ON)
-
+    PAIRED_ON options; None for a plain LoRA run itself (runs that differ only in their data have no method to
+    measure) or when the study has no such run."""
     if run_method(study, name) == "LoRA":
         return None
-    same = [run for run in study["runs"] if run_method(study, run) == "LoRA" and paired_on(run) == paired_on(name)]
+    same = [run for run in study["runs"] if run_method(study, run) == "LoRA"
+            and paired_on(study, run) == paired_on(study, name)]
     return same[0] if same else None
+
+
+def same_budget(study: dict, names: list[str]) -> list[str]:
+    """The names that share the study's first plain LoRA run's PAIRED_ON options (that run included): the
+    methods head to head on one budget and seed; [] when the study has no plain LoRA run."""
+    first = next((run for run in study["runs"] if run_method(study, run) == "LoRA"), None)
+    return [] if first is None else [name for name in names if paired_on(study, name) == paired_on(study, first)]
 
 
 def run_method(study: dict, name: str) -> str:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from e2wm.eval.items import EvalFile, QAItem
 
@@ -180,3 +181,29 @@ def test_each_run_is_paired_with_the_lora_run_of_its_data_budget_and_seed():
         "lora": None, "ewc": "lora", "long-lora": None, "long-ewc": "long-lora", "lora-seed1": None,
         "kl-seed1": "lora-seed1", "osf-lr": "lora", "mofo": "lora", "wise": "lora", "kl-seed2": None,
         "lora-counts": None, "ewc-counts": "lora-counts", "kl-other": None}
+
+
+def test_a_study_of_several_budgets_also_reports_its_methods_on_the_first_loras_budget(tmp_path, monkeypatch):
+    runs = {"lora": {"regularisers": "none"}, "ewc": {"regularisers": "ewc"},
+            "long-lora": {"regularisers": "none", "max_steps": None, "epochs": 1},
+            "long-ewc": {"regularisers": "ewc", "max_steps": None, "epochs": 1},
+            "wise": {"from": "lora", "adapter_scale": 0.5}, "kl-seed1": {"regularisers": "kl", "seed": 1},
+            "mofo": {"regularisers": "none", "optimizer": "mofo"}}
+    spec = {"train": {"model": "m", "train": "paper", "max_steps": 160, "seed": 0}, "runs": runs,
+            "report": {"drift_on": "prose"}, "title": "t"}
+    assert study.same_budget(spec, list(runs)) == ["lora", "ewc", "wise", "mofo"]
+    for name in ["base", *runs]:
+        if name != "mofo":  # not evaluated yet: in neither report
+            (tmp_path / name / "eval").mkdir(parents=True)
+            (tmp_path / name / "eval" / "metrics.json").write_text("{}")
+    reports = []
+    monkeypatch.setattr(study, "run", lambda command, file, log: reports.append(yaml.safe_load(file.read_text())))
+    study.summarise(spec, tmp_path, list(runs))
+    assert [[Path(r).parent.name for r in report["runs"]] for report in reports] == [
+        ["base", "lora", "ewc", "long-lora", "long-ewc", "wise", "kl-seed1"], ["base", "lora", "ewc", "wise"]]
+    assert [Path(report["out"]).name for report in reports] == ["report.md", "same-budget.md"]
+    assert reports[1]["drift_on"] == "prose" and reports[1]["title"] == "t: the runs of lora's data, steps and seed"
+    reports.clear()  # one budget and seed, or no method against LoRA: the one report
+    study.summarise({**spec, "runs": {n: runs[n] for n in ("lora", "ewc", "wise")}}, tmp_path, ["lora", "ewc"])
+    study.summarise({**spec, "runs": {n: runs[n] for n in ("lora", "long-lora")}}, tmp_path, ["lora", "long-lora"])
+    assert [Path(report["out"]).name for report in reports] == ["report.md", "report.md"]
