@@ -17,19 +17,31 @@ Each job gets its own YAML config in OUT/<name>/ (rerun one by hand with `e2wm t
 OUT/<name>/train.yaml`) and runs in its own process with one torch thread; `--parallel` jobs run at once (a
 run's evals wait for its training).
 
-Finished work is skipped: a training run whose adapter exists, an eval run whose metrics.json exists, each
-only when its recorded options equal the study's (else it stops and says which run changed: delete its
-folder or rename the run). An interrupted training run resumes from its checkpoint. `--publish DIR` copies
-what the repository keeps of each finished run (metrics, training log and config, per-item scores without
-the benchmark's texts) and the report into DIR.
+Every run is checked before anything runs (a refusal names the file and the run). A `from` run names a training
+run of the study and reads only adapter_scale. Finished work is skipped: a training run whose adapter exists, an
+eval run whose metrics.json exists, each only when its recorded options equal the study's (else it stops and says
+which run changed: delete its folder or rename the run); the Fisher, the held-out text and `prepare`'s output only
+when their recorded job equals the study's. Options are compared, not the contents of the files they name: after
+changing an evaluation or training file, delete the runs made from it. A job file OUT/<name>/<command>.yaml is
+written only when its job runs, so it always tells how its output was made. Ctrl-C (or `kill`) stops the study:
+each running job is interrupted once and no other starts; rerun the same command to go on (a training run
+resumes from its checkpoint, an evaluation from its last finished task). The reports: report.md over every run,
+and, where the runs differ in budget or seed, same-budget.md over the runs of the first LoRA run's (the methods
+head to head). `--publish DIR` copies the study file and what the repository keeps of each finished run
+(metrics, training log and config, per-item scores without the benchmark's texts) and the reports into DIR.
 """
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -39,31 +51,63 @@ import yaml
 
 from e2wm.cli import parse
 from e2wm.config import with_defaults
+from e2wm.errors import InputError
 from e2wm.eval.config import RESAMPLES, SEED
 from e2wm.eval.report import load_train_log, pyplot, save_figure
-from e2wm.files import read_jsonl, write_json
+from e2wm.files import read_jsonl, write_atomic, write_json
 
-PAIRED_ON = ("train", "data_dir", "max_steps", "epochs", "seed")  # a run's LoRA run has its data, budget and seed
+# a run's LoRA run has its data, budget (steps, epochs, examples and tokens per step) and seed
+PAIRED_ON = ("train", "data_dir", "max_steps", "epochs", "batch_size", "grad_accum", "max_len", "seed")
 
 UNREAD_WITHOUT_EWC = {"lam", "fisher_scale"}  # train options a run without EWC does not read (their defaults may move)
 METHOD_FIELDS = {"method", "adapter_kind", "regularisers"}  # compared once resolved (e2wm.methods.resolve_method)
 
 
 def load_study(path: Path) -> dict:
-    """The study file as a mapping; SystemExit naming the file and the missing section."""
-    study = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    """The study file as a mapping; SystemExit naming the file and what is wrong: not YAML (with its line), a
+    missing section, no runs."""
+    try:
+        study = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where, problem = f" line {mark.line + 1}" if mark else "", getattr(error, "problem", None) or error
+        raise SystemExit(f"{path}:{where}: not a YAML study file ({problem})") from None
+    if not isinstance(study, dict):
+        raise SystemExit(f"{path}: expected a mapping of sections (out, train, eval, runs, ...)")
     for key in ("out", "train", "eval", "runs"):
         if key not in study:
             raise SystemExit(f"{path}: the study needs a '{key}' section")
+    if not isinstance(study["runs"], dict) or not study["runs"]:
+        raise SystemExit(f"{path}: 'runs' names no run (name: {{train options}})")
     return study
 
 
+def job_config(command: str, options: dict):
+    """options checked as `e2wm <command> --config FILE` would, without writing anything under the study folder:
+    the command's config; SystemExit with the command's own one-line refusal."""
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "job.yaml"
+        file.write_text(yaml.safe_dump(options, sort_keys=False), encoding="utf-8")
+        refusal = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(refusal):
+                config, _ = parse(command, ["--config", str(file)])
+        except InputError as error:
+            raise SystemExit(str(error).replace(str(file), "the study file")) from None
+        except SystemExit as error:  # argparse: the refusal on stderr, the exit code 2
+            lines = [line for line in refusal.getvalue().splitlines() if line.strip()]
+            raise SystemExit(lines[-1] if lines else str(error.code)) from None
+    return config
+
+
 def write_job(folder: Path, command: str, options: dict, name: str | None = None) -> tuple[Path, object]:
-    """Write options as OUT/.../<name or command>.yaml and check them as `e2wm <command> --config` would."""
+    """Check options (`job_config`), then write them as OUT/.../<name or command>.yaml: the job file that
+    `e2wm <command> --config` runs. Write only what is about to run, so that a job file always tells how its
+    output was made."""
+    config = job_config(command, options)
     folder.mkdir(parents=True, exist_ok=True)
     file = folder / f"{name or command.split()[0]}.yaml"
-    file.write_text(yaml.safe_dump(options, sort_keys=False), encoding="utf-8")
-    config, _ = parse(command, ["--config", str(file)])
+    write_atomic(file, yaml.safe_dump(options, sort_keys=False))
     return file, config
 
 
@@ -96,49 +140,143 @@ def resolved(options: dict) -> dict:
     return {**kept, "adapter_kind": kind, "regularisers": regularisers}
 
 
+STOP = threading.Event()  # set on Ctrl-C: no job starts after it
+INTERRUPTED = ("[study] interrupted: the running jobs were stopped (a training run resumes from its last checkpoint, "
+               "an evaluation from its last finished task); rerun the same command to go on")
+CHILDREN: set[subprocess.Popen] = set()  # the jobs running now
+CHILDREN_LOCK = threading.Lock()
+
+
 def run(command: str, file: Path, log: Path, extra: list[str] = ()) -> float:
-    """`python -m e2wm <command> --config FILE` with one torch thread; output to log; seconds taken."""
+    """`python -m e2wm <command> --config FILE` with one torch thread; output to log; seconds taken. SystemExit
+    when it fails, and without starting it once the study is being stopped (`STOP`)."""
     argv = [sys.executable, "-m", "e2wm", *command.split(), "--config", str(file), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if STOP.is_set():
+        raise SystemExit(f"[study] not started (interrupted): {' '.join(argv[3:])}")
     began = time.time()
     print(f"[study] start {' '.join(argv[1:])}", flush=True)
     with log.open("a") as handle:
-        done = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        # a session of its own: a Ctrl-C reaches the study alone, which interrupts each job once (`stop_jobs`)
+        child = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with CHILDREN_LOCK:
+            CHILDREN.add(child)
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # a job of the main thread (the Fisher, a report)
+            child.send_signal(signal.SIGINT)
+            child.wait()
+            raise
+        finally:
+            with CHILDREN_LOCK:
+                CHILDREN.discard(child)
     seconds = time.time() - began
-    if done.returncode:
-        raise SystemExit(f"[study] failed ({done.returncode}) after {seconds:.0f} s: {' '.join(argv[1:])}; see {log}")
+    if STOP.is_set():
+        raise SystemExit(f"[study] interrupted after {seconds:.0f} s: {' '.join(argv[3:])}")
+    if code:
+        raise SystemExit(f"[study] failed ({code}) after {seconds:.0f} s: {' '.join(argv[1:])}; see {log}")
     print(f"[study] done in {seconds:.0f} s: {' '.join(argv[3:])}", flush=True)
     return seconds
+
+
+def stop_jobs() -> None:
+    """Start no further job and interrupt the running ones (SIGINT: `e2wm train` saves a checkpoint to resume
+    from, `e2wm eval` keeps each finished task)."""
+    STOP.set()
+    with CHILDREN_LOCK:
+        for child in CHILDREN:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
 
 
 def prepare_data(study: dict, out: Path) -> tuple[Path | None, Path | None]:
     """The `prepare` command's output, the Fisher and the held-out general text (each made once, each only when
     the study has its section): the paths of the last two (None without the section)."""
-    if "prepare" in study and not Path(study["prepare"]["creates"]).exists():
-        print(f"[study] prepare: {study['prepare']['run']}", flush=True)
-        # `python` in the command is this interpreter (its environment has e2wm) even when it is not on PATH
-        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        subprocess.run(study["prepare"]["run"], shell=True, check=True, env={**os.environ, "PATH": path})
+    if "prepare" in study:
+        created, record = Path(study["prepare"]["creates"]), out / "prepare.yaml"
+        if created.exists():
+            made_by(record, created, study["prepare"])
+        else:
+            print(f"[study] prepare: {study['prepare']['run']}", flush=True)
+            # `python` in the command is this interpreter (its environment has e2wm) even when it is not on PATH
+            path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+            subprocess.run(study["prepare"]["run"], shell=True, check=True, env={**os.environ, "PATH": path})
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(record, yaml.safe_dump(study["prepare"], sort_keys=False))
     fisher = heldout = None
+    jobs = []
     if "fisher" in study:
         fisher = out / "fisher.safetensors"
-        file, _ = write_job(out / "fisher", "fisher", {**study["fisher"], "out": str(fisher)})
-        if not fisher.is_file():
-            run("fisher", file, out / "fisher" / "log.txt")
+        jobs.append((fisher, out / "fisher", {**study["fisher"], "out": str(fisher)}))
     if "heldout" in study:
         heldout = out / "heldout.jsonl"
-        file, _ = write_job(out / "heldout", "fisher", {**study["heldout"], "samples_only": True,
-                                                        "write_samples": str(heldout),
-                                                        "out": str(out / "heldout" / "unused.safetensors")})
-        if not heldout.is_file():
-            run("fisher", file, out / "heldout" / "log.txt")
+        jobs.append((heldout, out / "heldout", {**study["heldout"], "samples_only": True,
+                                                "write_samples": str(heldout),
+                                                "out": str(out / "heldout" / "unused.safetensors")}))
+    for made, folder, options in jobs:
+        job_config("fisher", options)
+        if made.is_file():
+            made_by(folder / "fisher.yaml", made, options)
+        else:
+            file, _ = write_job(folder, "fisher", options)
+            run("fisher", file, folder / "log.txt")
     return fisher, heldout
+
+
+def made_by(record: Path, made: Path, options: dict) -> None:
+    """SystemExit when made (a file the study made once) was made with other options than the study's now, as
+    record (the YAML of its job) holds them; a study folder from before records were kept passes."""
+    if not record.is_file():
+        return
+    before = yaml.safe_load(record.read_text(encoding="utf-8")) or {}
+    changed = sorted(key for key in {*before, *options} if before.get(key) != options.get(key))
+    if changed:
+        raise SystemExit(f"{made}: made with other {', '.join(changed)} than the study's ({record}); delete both "
+                         "to make it again, or set the study back")
+
+
+def check_runs(study: dict, path: Path) -> None:
+    """Every run of the study checked before anything runs, as its jobs will be: SystemExit naming the study
+    file, the run and what is wrong (a `from` run: its source must be a training run of the study, it needs
+    adapter_scale and reads nothing else; a training run: its `e2wm train` options, and the Fisher an EWC run
+    needs)."""
+    out, runs = Path(study["out"]), study["runs"]
+    job_config("eval", {**study["eval"], "out": str(out / "base" / "eval")})
+    for name, options in runs.items():
+        options = options or {}
+        try:
+            if not isinstance(options, dict):
+                raise SystemExit("expected a mapping of train options (or {from: RUN, adapter_scale: S})")
+            if "from" in options:
+                source, extra = options["from"], sorted(set(options) - {"from", "adapter_scale"})
+                if source not in runs:
+                    raise SystemExit(f"from: {source} names no run of the study")
+                if "from" in (runs[source] or {}):
+                    raise SystemExit(f"from: {source} is itself a `from` run; name the training run it scales")
+                if "adapter_scale" not in options:
+                    raise SystemExit("a `from` run needs adapter_scale (the scale S of W + S x delta, 0 to 1)")
+                if extra:
+                    raise SystemExit(f"a `from` run trains nothing and reads only adapter_scale, not "
+                                     f"{', '.join(extra)}")
+                job_config("eval", {**study["eval"], "adapter": str(out / source / "train" / "adapter"),
+                                    "adapter_scale": options["adapter_scale"], "out": str(out / name / "eval")})
+                continue
+            merged = {**study["train"], **options, "out": str(out / name / "train")}
+            if "ewc" in resolved({**merged, "fisher": "study"})["regularisers"].split(","):
+                if "fisher" not in study and "fisher" not in merged:
+                    raise SystemExit("an EWC run needs the study's 'fisher' section")
+                merged.setdefault("fisher", str(out / "fisher.safetensors"))
+            job_config("train", merged)
+        except (SystemExit, InputError) as error:
+            message = error.code if isinstance(error, SystemExit) else str(error)
+            raise SystemExit(f"{path}: run {name}: {message}") from None
 
 
 def evaluate(folder: Path, options: dict, log: Path) -> None:
     """`e2wm eval` into folder unless it finished there with the same options."""
-    file, config = write_job(folder.parent, "eval", options, folder.name)
+    config = job_config("eval", options)
     if not ((folder / "metrics.json").is_file() and unchanged(folder / "config.json", "config", config)):
+        file, _ = write_job(folder.parent, "eval", options, folder.name)
         run("eval", file, log)
 
 
@@ -156,16 +294,15 @@ def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fish
         train_dir = folder / "train"
         merged = {**study["train"], **options, "out": str(train_dir)}
         if "ewc" in resolved({**merged, "fisher": "study"})["regularisers"].split(","):
-            if fisher is None:
-                raise SystemExit(f"run {name}: an EWC run needs the study's 'fisher' section")
-            merged.setdefault("fisher", str(fisher))
-        file, config = write_job(folder, "train", merged)
+            merged.setdefault("fisher", str(fisher))  # the study has a Fisher: `check_runs`
+        config = job_config("train", merged)
         adapter = train_dir / "adapter"
         if not ((adapter / "adapter_config.json").is_file() and unchanged(train_dir / "config.json", "options",
                                                                           config)):
             resume = (train_dir / "checkpoint" / "state.json").is_file()
             if not resume:  # nothing to resume: a run cut before its first checkpoint starts over
                 shutil.rmtree(train_dir, ignore_errors=True)
+            file, _ = write_job(folder, "train", merged)
             run("train", file, folder / "log.txt", ["--resume"] if resume else [])
     merged = {**study["eval"], "out": str(folder / "eval")}
     if heldout is not None:  # the held-out model samples first (the perplexity `ppl`), then the study's own texts
@@ -267,7 +404,7 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
 
 
 def paired_on(study: dict, run: str) -> tuple:
-    """run's PAIRED_ON options (training data, steps, epochs, seed), a WiSE-FT run's its source's."""
+    """run's PAIRED_ON options (training data, budget, seed), a WiSE-FT run's its source's."""
     options = study["runs"][run] or {}
     settings = {**study["train"], **(study["runs"][options["from"]] or {} if "from" in options else options)}
     return tuple(settings.get(key) for key in PAIRED_ON)
@@ -498,22 +635,23 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curve_chart(rows: list[dict], file: Path) -> None:
-    """Embodied gain (the mean of relative changes over the tasks, the paper's headline) against perplexity drift
-    (%), with 95% intervals, a point per run."""
+def curve_chart(rows: list[dict], file: Path, drift_on: str = "ppl") -> None:
+    """Embodied gain (the mean of relative changes over the tasks, the paper's headline) against the perplexity
+    drift (%) on the set drift_on (`ppl`, `ppl:<label>`), with 95% intervals, a point per run."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     for row in rows:
-        if row["perplexity"] is None or row["headline"] is None:
+        drift = row["perplexities"].get(drift_on)
+        if drift is None or row["headline"] is None:
             continue
-        x, y = row["perplexity"]["relative"], {k: v * 100 for k, v in row["headline"].items() if k != "p"}
+        x, y = drift["relative"], {k: v * 100 for k, v in row["headline"].items() if k != "p"}
         style = {"LoRA": "s", "EWC-LoRA": "o"}.get(row["method"], "^")
         xerr = [[(x["estimate"] - x["low"]) * 100], [(x["high"] - x["estimate"]) * 100]]
         yerr = [[y["estimate"] - y["low"]], [y["high"] - y["estimate"]]]
         ax.errorbar(x["estimate"] * 100, y["estimate"], xerr=xerr, yerr=yerr, fmt=style, capsize=3, label=row["name"])
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.axvline(0, color="grey", linewidth=0.8)
-    ax.set_xlabel("perplexity change on held-out general text (%)")
+    ax.set_xlabel(f"perplexity change on {drift_on} (%)" + (" (held-out general text)" if drift_on == "ppl" else ""))
     ax.set_ylabel("mean of relative changes over the E2WM tasks (%)")
     ax.set_title("Embodied gain against general-text drift (95% paired intervals)")
     ax.legend(fontsize=8)
@@ -525,10 +663,16 @@ def write_summary(study: dict, out: Path, names: list[str]) -> None:
     """OUT/report/summary.json, summary.md and ewc-curve.png from `summary_rows`."""
     rows = summary_rows(study, out, names)
     write_json(out / "report" / "summary.json", rows)
-    text = summary_table(rows) + "\n".join(world_tables(study, rows, out)) + "\n"
-    (out / "report" / "summary.md").write_text(text, encoding="utf-8")
-    if any(row["perplexity"] for row in rows):
-        curve_chart(rows, out / "report" / "ewc-curve.png")
+    drift_on = study.get("report", {}).get("drift_on", "ppl")
+    drift_on = drift_on if drift_on.startswith("ppl") else f"ppl:{drift_on}"
+    heading = [f"# {study.get('title', 'e2wm study')}: summary", "",
+               "Each run against the base model and, below, against the plain LoRA run of its data, budget and seed "
+               "(paired over the same items or texts; 95% bootstrap intervals, permutation p). "
+               f"`ewc-curve.png`: gain against drift on {drift_on}.", ""]
+    text = "\n".join(heading) + summary_table(rows) + "\n".join(world_tables(study, rows, out)) + "\n"
+    write_atomic(out / "report" / "summary.md", text)
+    if any(row["perplexities"].get(drift_on) for row in rows):
+        curve_chart(rows, out / "report" / "ewc-curve.png", drift_on)
     curves_chart(rows, out / "report" / "learning-curves.png")
 
 
@@ -558,10 +702,13 @@ def ship(out: Path, run: str, name: str, rows: list[dict]) -> Path:
     return target
 
 
-def publish(out: Path, names: list[str], target: Path) -> None:
-    """Copy into target what the repository keeps: per run its metrics (without the answer histograms, which
-    name the benchmark's answers), options, training log and per-item scores (index and score or correctness,
-    no benchmark text), and the report with its charts."""
+def publish(out: Path, names: list[str], target: Path, study_file: Path) -> None:
+    """Copy into target what the repository keeps: the study file (study.yaml: every option of every job), per
+    run its metrics (without the per-answer histograms of metrics.json; summary.json keeps the world-tracking
+    tasks' answer counts), options, training log and per-item scores (index and score or correctness, no
+    benchmark text), and the reports with their charts."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(study_file, target / "study.yaml")
     for name in ["base", *names]:
         evaluated = out / name / "eval"
         if not (evaluated / "metrics.json").is_file():
@@ -622,27 +769,43 @@ def main() -> None:
                         "study process (two studies must not write one run at once)")
     args = parser.parse_args()
     study = load_study(args.study)
+    check_runs(study, args.study)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill PID` stops the study as Ctrl-C does
+    try:
+        study_runs(study, args)
+    except KeyboardInterrupt:
+        stop_jobs()
+        raise SystemExit(INTERRUPTED) from None
+
+
+def study_runs(study: dict, args: argparse.Namespace) -> None:
+    """The data, every run (`args.parallel` at once, in `phases`), the report and the publication."""
     out = Path(study["out"])
     names = [n for n in study["runs"] if not args.only or n in args.only]
     fisher, heldout = prepare_data(study, out)
     failures = []
     for number, phase in enumerate(phases(study, out, names)):
-        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            base = number == 0 and not args.no_base
-            jobs = [pool.submit(train_and_eval, "base", None, study, out, fisher, heldout)] if base else []
-            jobs += [pool.submit(train_and_eval, n, study["runs"][n] or {}, study, out, fisher, heldout)
-                     for n in phase]
+        pool = ThreadPoolExecutor(max_workers=args.parallel)
+        base = number == 0 and not args.no_base
+        jobs = [pool.submit(train_and_eval, "base", None, study, out, fisher, heldout)] if base else []
+        jobs += [pool.submit(train_and_eval, n, study["runs"][n] or {}, study, out, fisher, heldout) for n in phase]
+        try:
             failures += [job.exception() for job in jobs if job.exception() is not None]
+        except KeyboardInterrupt:
+            stop_jobs()  # before the pool waits for its jobs: they stop, and no queued one starts
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
     if failures:
         raise SystemExit("; ".join(str(f) for f in failures))
     if not args.no_report:
         print(f"[study] report: {summarise(study, out, names)}")
         write_summary(study, out, names)
     if args.publish:
-        publish(out, names, args.publish)
+        publish(out, names, args.publish, args.study)
     if args.ship:
-        run, name = args.ship.split(":", 1)
-        print(f"[study] shipped {ship(out, run, name, summary_rows(study, out, names))}")
+        source, name = args.ship.split(":", 1)
+        print(f"[study] shipped {ship(out, source, name, summary_rows(study, out, names))}")
 
 
 if __name__ == "__main__":

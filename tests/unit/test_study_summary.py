@@ -175,12 +175,13 @@ def test_each_run_is_paired_with_the_lora_run_of_its_data_budget_and_seed():
             "osf-lr": {"regularisers": "none", "adapter_kind": "osf", "lr": 2e-5},
             "mofo": {"regularisers": "none", "optimizer": "mofo"}, "wise": {"from": "lora", "adapter_scale": 0.5},
             "kl-seed2": {"regularisers": "kl", "seed": 2}, "lora-counts": {"regularisers": "none", "train": "c"},
-            "ewc-counts": {"regularisers": "ewc", "train": "c"}, "kl-other": {"regularisers": "kl", "train": "o"}}
+            "ewc-counts": {"regularisers": "ewc", "train": "c"}, "kl-other": {"regularisers": "kl", "train": "o"},
+            "ewc-b8": {"regularisers": "ewc", "batch_size": 8}, "kl-len": {"regularisers": "kl", "max_len": 64}}
     spec = {"train": {"model": "m", "train": "paper", "max_steps": 160, "epochs": 100, "seed": 0}, "runs": runs}
     assert {name: study.lora_reference(spec, name) for name in runs} == {
         "lora": None, "ewc": "lora", "long-lora": None, "long-ewc": "long-lora", "lora-seed1": None,
         "kl-seed1": "lora-seed1", "osf-lr": "lora", "mofo": "lora", "wise": "lora", "kl-seed2": None,
-        "lora-counts": None, "ewc-counts": "lora-counts", "kl-other": None}
+        "lora-counts": None, "ewc-counts": "lora-counts", "kl-other": None, "ewc-b8": None, "kl-len": None}
 
 
 def test_a_study_of_several_budgets_also_reports_its_methods_on_the_first_loras_budget(tmp_path, monkeypatch):
@@ -207,3 +208,99 @@ def test_a_study_of_several_budgets_also_reports_its_methods_on_the_first_loras_
     study.summarise({**spec, "runs": {n: runs[n] for n in ("lora", "ewc", "wise")}}, tmp_path, ["lora", "ewc"])
     study.summarise({**spec, "runs": {n: runs[n] for n in ("lora", "long-lora")}}, tmp_path, ["lora", "long-lora"])
     assert [Path(report["out"]).name for report in reports] == ["report.md", "report.md"]
+
+
+SPEC = {"out": "OUT", "train": {"model": "m", "train": "paper", "max_steps": 2}, "eval": {"model": "m", "data": ["d"]},
+        "fisher": {"model": "m", "n": 4}}
+
+
+@pytest.mark.parametrize(("runs", "refusal"), [
+    ({"w": {"from": "nope", "adapter_scale": 0.5}}, "run w: from: nope names no run of the study"),
+    ({"a": {}, "w": {"from": "a", "adapter_scale": 0.5}, "ww": {"from": "w", "adapter_scale": 0.5}},
+     "run ww: from: w is itself a `from` run; name the training run it scales"),
+    ({"a": {}, "w": {"from": "a"}}, "run w: a `from` run needs adapter_scale"),
+    ({"a": {}, "w": {"from": "a", "adapter_scale": 0.5, "lr": 1e-3}},
+     "run w: a `from` run trains nothing and reads only adapter_scale, not lr"),
+    ({"r": {"regularisers": "replay"}}, "run r: --regularisers replay needs --replay-data FILE"),
+    ({"e": {"regularisers": "ewcc"}}, "run e: --regularisers ewcc: expected a comma-separated list"),
+    ({"e": {"regularisers": "ewc", "lambda": "high"}}, "run e: e2wm train: error: argument --lambda: invalid float "
+                                                       "value: 'high'"),
+    ({"e": {"regularisers": "ewc", "kl_wieght": 2}}, "run e: .*kl_wieght"),
+])
+def test_every_run_is_checked_before_anything_runs_and_a_refusal_names_it(runs, refusal, tmp_path):
+    with pytest.raises(SystemExit, match=f"^study.yaml: {refusal}") as stopped:
+        study.check_runs({**SPEC, "out": str(tmp_path / "out"), "runs": runs}, Path("study.yaml"))
+    assert "\n" not in str(stopped.value.code) and not (tmp_path / "out").exists()  # one line; nothing written
+
+
+def test_an_ewc_run_needs_the_fisher_and_good_runs_pass(tmp_path):
+    spec = {**SPEC, "out": str(tmp_path), "runs": {"lora": {"regularisers": "none"}, "ewc": {"regularisers": "ewc"},
+                                                   "w": {"from": "ewc", "adapter_scale": 0.25}}}
+    study.check_runs(spec, Path("s.yaml"))
+    without = {key: value for key, value in spec.items() if key != "fisher"}
+    with pytest.raises(SystemExit, match="^s.yaml: run ewc: an EWC run needs the study's 'fisher' section$"):
+        study.check_runs(without, Path("s.yaml"))
+
+
+def test_a_broken_or_empty_study_file_is_refused_in_one_line(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("out: x\ntrain: [\n")
+    with pytest.raises(SystemExit, match=r"broken.yaml: line 3: not a YAML study file"):
+        study.load_study(broken)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("out: x\ntrain: {}\neval: {}\nruns: {}\n")
+    with pytest.raises(SystemExit, match="empty.yaml: 'runs' names no run"):
+        study.load_study(empty)
+
+
+def test_a_refused_job_leaves_its_job_file_as_it_ran(tmp_path):
+    options = {"model": "m", "data": ["d"], "out": str(tmp_path / "eval"), "max_new_tokens": 16}
+    file, config = study.write_job(tmp_path, "eval", options)
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text("{}")
+    (tmp_path / "eval" / "config.json").write_text(json.dumps({"config": json.loads(json.dumps(
+        study.asdict(config)))}))
+    study.evaluate(tmp_path / "eval", options, tmp_path / "log.txt")  # finished with these options: skipped
+    with pytest.raises(SystemExit, match="finished with other max_new_tokens"):
+        study.evaluate(tmp_path / "eval", {**options, "max_new_tokens": 32}, tmp_path / "log.txt")
+    assert yaml.safe_load(file.read_text())["max_new_tokens"] == 16 and not (tmp_path / "log.txt").exists()
+
+
+def test_data_made_once_is_refused_when_the_study_asks_for_other_options(tmp_path):
+    made, record = tmp_path / "fisher.safetensors", tmp_path / "fisher.yaml"
+    made.write_bytes(b"x")
+    study.made_by(record, made, {"n": 8})  # no record (a study folder from before records): passes
+    record.write_text(yaml.safe_dump({"n": 8, "seed": 0}))
+    study.made_by(record, made, {"n": 8, "seed": 0})
+    with pytest.raises(SystemExit, match=r"fisher.safetensors: made with other n, seed than the study's"):
+        study.made_by(record, made, {"n": 16})
+
+
+def test_stopping_interrupts_a_running_job_once_and_starts_no_other(tmp_path, monkeypatch):
+    import threading
+
+    python = tmp_path / "python"  # stands for the interpreter: `python -m e2wm ...` waits for SIGINT, then says so
+    python.write_text("#!/bin/sh\ntrap 'echo interrupted >> \"$0.log\"; exit 130' INT\nsleep 30 &\nwait\n")
+    python.chmod(0o755)
+    monkeypatch.setattr(study.sys, "executable", str(python))
+    monkeypatch.setattr(study, "STOP", threading.Event())
+    outcome = []
+
+    def job():
+        try:
+            study.run("train", tmp_path / "job.yaml", tmp_path / "log.txt")
+        except SystemExit as error:
+            outcome.append(str(error))
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    for _ in range(200):
+        if study.CHILDREN:
+            break
+        threading.Event().wait(0.05)
+    study.stop_jobs()
+    worker.join(timeout=20)
+    assert not worker.is_alive() and outcome[0].startswith("[study] interrupted after")
+    assert (tmp_path / "python.log").read_text() == "interrupted\n"  # one SIGINT
+    with pytest.raises(SystemExit, match=r"^\[study\] not started \(interrupted\): train --config"):
+        study.run("train", tmp_path / "job.yaml", tmp_path / "log.txt")

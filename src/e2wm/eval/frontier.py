@@ -204,7 +204,8 @@ def frontier_section(runs: list[Run], found: list[Comparison], means: list[Famil
 
 
 MARKER_SIZE = 7  # the chart's markers, in points
-DRIFT_LINEAR = 1.0  # the drift axis is linear within ±this many %, logarithmic beyond
+SYMLOG_BEYOND = 20.0  # the drift axis turns symmetric-logarithmic when an interval reaches beyond ±this many %
+DRIFT_LINEAR = 1.0  # ... and is then linear within ±this many %, logarithmic beyond
 # where a label may sit, tried in turn: (x, y) from its marker in points, and its horizontal alignment there
 LABEL_OFFSETS = ((5, 5, "left"), (5, -11, "left"), (-5, 5, "right"), (-5, -11, "right"), (0, 8, "center"),
                  (0, -16, "center"))
@@ -215,9 +216,10 @@ def frontier_chart(found: list[Family], task: str, file: Path, runs: int) -> Non
     """A panel per family: each run's (drift %, gain) with both 95% intervals as error bars and its label (placed
     off the other markers: `label_points`), filled on the frontier and hollow off it (the legend says so), the
     first run a square at (0, 0), the frontier as a step line through its runs (the best gain at each drift); run i
-    has its `report.run_style` (the colour of the score chart). The drift axis is symmetric-logarithmic, linear
-    within ±DRIFT_LINEAR %: a few runs that drift far (+30%, +60%) leave the many near 0 room to be told apart. A
-    panel grows with the report's runs (their number) beyond 8."""
+    has its `report.run_style` (the colour of the score chart). Where an interval reaches beyond ±SYMLOG_BEYOND %
+    the drift axis is symmetric-logarithmic, linear within ±DRIFT_LINEAR %: a few runs that drift far (+30%,
+    +60%) leave the many near 0 room to be told apart. A panel grows with the report's runs (their number)
+    beyond 8."""
     plt = pyplot()
     from matplotlib.ticker import SymmetricalLogLocator
 
@@ -249,12 +251,15 @@ def frontier_chart(found: list[Family], task: str, file: Path, runs: int) -> Non
             ax.plot([], [], marker="o", color="0.35", markerfacecolor=face, markersize=MARKER_SIZE, linestyle="none",
                     label=meaning)  # legend entries only: no data
         ax.set_title(f"mean {family.name} ({family.kind} tasks)")
-        ax.set_xlabel(f"drift: perplexity on {task} vs {base} (%, lower is better; log scale beyond "
-                      f"±{DRIFT_LINEAR:g}%)")
+        reach = max(abs(100 * end) for point in family.points for end in (point.drift.low, point.drift.high))
+        logarithmic = reach > SYMLOG_BEYOND
+        ax.set_xlabel(f"drift: perplexity on {task} vs {base} (%, lower is better)"
+                      + (f"\nlogarithmic beyond ±{DRIFT_LINEAR:g}%" if logarithmic else ""))
         ax.set_ylabel(f"gain: mean {family.name} Δ vs {base}")
-        ax.set_xscale("symlog", linthresh=DRIFT_LINEAR)
-        ax.xaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=DRIFT_LINEAR, subs=(1, 2, 5)))
-        ax.xaxis.set_major_formatter(lambda value, _: f"{value:+g}%" if value else "0%")
+        if logarithmic:
+            ax.set_xscale("symlog", linthresh=DRIFT_LINEAR)
+            ax.xaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=DRIFT_LINEAR, subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(lambda value, _: f"{value:+.3g}%" if value else "0%")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     figure.tight_layout()  # the labels are placed in the final layout's pixels

@@ -151,3 +151,21 @@ def test_runs_without_a_drift_or_a_family_mean_are_left_out_with_the_reason():
         "`b` (no drift on ppl: no interval: the runs scored different texts)",
         "`c` (no drift on ppl: it has no ppl)",
         "`d` (no mean accuracy: it or `base` lacks one of count, act_recog)"]
+
+
+@pytest.mark.parametrize(("far", "scale", "ticks"), [(0.56, "symlog", ["-1%", "0%", "+1%", "+10%"]),
+                                                      (0.08, "linear", ["0%", "+2%", "+4%", "+6%", "+8%"])])
+def test_the_drift_axis_turns_logarithmic_only_for_a_run_that_drifts_far(far, scale, ticks, tmp_path, monkeypatch):
+    import e2wm.eval.frontier as frontier
+
+    drawn = []
+    monkeypatch.setattr(frontier, "save_figure", lambda figure, file: drawn.append(figure))
+    points = [reference("base"), point("lora", 0.10 if far > 0.2 else 0.05, 0.30), point("ewc", -0.007, 0.28),
+              point("osf", far, 0.35), point("kl", 0.0004, 0.2)]
+    frontier.frontier_chart([Family("accuracy", "QA", points)], "ppl:prose", tmp_path / "f.png", 5)
+    ax = drawn[0].axes[0]
+    assert ax.get_xscale() == scale
+    shown = [tick.get_text() for tick in ax.get_xticklabels() if tick.get_text()]
+    assert set(ticks) <= set(shown) and all(len(text) <= 7 for text in shown)  # +0.0783223% once
+    assert ("logarithmic beyond ±1%" in ax.get_xlabel()) == (scale == "symlog")
+    assert [text.get_text() for text in ax.texts] == ["base", "lora", "ewc", "osf", "kl"]
