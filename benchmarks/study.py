@@ -53,7 +53,7 @@ from e2wm.cli import parse
 from e2wm.config import with_defaults
 from e2wm.errors import InputError
 from e2wm.eval.config import RESAMPLES, SEED
-from e2wm.eval.report import load_train_log, pyplot, save_figure
+from e2wm.eval.report import format_change, load_train_log, pyplot, save_figure
 from e2wm.files import read_jsonl, write_atomic, write_json
 
 # a run's LoRA run has its data, budget (steps, epochs, examples and tokens per step) and seed
@@ -594,11 +594,12 @@ def curves_chart(rows: list[dict], file: Path) -> None:
 
 
 def cell(value: dict | None, percent: bool = False) -> str:
-    """An interval (`interval_of`) as '+0.108 [-0.015, +0.231] p=0.14' (percent: '+12.7% [...]'); '—' for None."""
+    """An interval (`interval_of`) as '+0.108 [-0.015, +0.231] p=0.14' (percent: '+12.7% [...]', below 1% to
+    0.01%: `report.format_change`); '—' for None."""
     if value is None:
         return "—"
-    scale, form = (100, "{:+.1f}%") if percent else (1, "{:+.3f}")
-    low, estimate, high = (form.format(value[k] * scale) for k in ("low", "estimate", "high"))
+    form = format_change if percent else "{:+.3f}".format
+    low, estimate, high = (form(value[k]) for k in ("low", "estimate", "high"))
     return f"{estimate} [{low}, {high}] p={value['p']:.2g}"
 
 

@@ -135,8 +135,8 @@ def test_family_means_group_tasks_by_their_headline_metric_and_the_table_shows_e
                        "perplexities": {"ppl:prose": drift}}}
     table = study.summary_table([row]).splitlines()
     assert table[0].count("|") == table[1].count("|") == table[2].count("|") and "| ppl:prose change |" in table[0]
-    assert "| ewc-0.5 | EWC-LoRA | 0.650 | — |" in table[2] and "| -0.7% [-0.9%, -0.5%] p=0.0001 |" in table[2]
-    assert table[-1].startswith("| ewc-0.5 | lora | ") and table[-1].endswith("| -0.7% [-0.9%, -0.5%] p=0.0001 |")
+    assert "| ewc-0.5 | EWC-LoRA | 0.650 | — |" in table[2] and "| -0.70% [-0.90%, -0.50%] p=0.0001 |" in table[2]
+    assert table[-1].startswith("| ewc-0.5 | lora | ") and table[-1].endswith("| -0.70% [-0.90%, -0.50%] p=0.0001 |")
     assert "ppl:prose change vs LoRA" in table[-3]
 
 

@@ -258,8 +258,11 @@ def format_p(p: float) -> str:
 
 
 def format_change(change: float) -> str:
-    """A relative change as a signed percentage (+∞ for an unbounded one)."""
-    return "+∞" if math.isinf(change) else f"{change * 100:+.1f}%"
+    """A relative change as a signed percentage, to 0.1% or, below 1%, to 0.01% ("-0.04%", not "-0.0%"); +∞ for
+    an unbounded one."""
+    if math.isinf(change):
+        return "+∞"
+    return f"{change * 100:+.2f}%" if abs(change) < 0.01 else f"{change * 100:+.1f}%"
 
 
 def format_interval(value: Interval, percent: bool = False) -> str:

@@ -77,7 +77,7 @@ def test_the_first_run_is_a_point_at_zero_like_the_others():
     assert dominated_by(points) == [[], [REFERENCE], [REFERENCE, 1, 4], [], []]  # flat and kept beat loss too
     family = Family("accuracy", "QA", points)
     lines = family_lines(family, "ppl")
-    assert "| flat | +0.0% [-1.0%, +1.0%] | +0.0000 [-0.0100, +0.0100] | no | base |" in lines
+    assert "| flat | +0.04% [-0.96%, +1.0%] | +0.0000 [-0.0100, +0.0100] | no | base |" in lines
     assert lines[4] == "| base | 0 (reference) | 0 (reference) | yes | — |"  # its row first
     assert [family.on_frontier(i) for i in range(5)] == [True, False, False, True, True]
     assert "- `base` dominates `flat`, `loss`." in lines and "- `kept` dominates `loss`." in lines
