@@ -771,7 +771,9 @@ def main() -> None:
     args = parser.parse_args()
     study = load_study(args.study)
     check_runs(study, args.study)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill PID` stops the study as Ctrl-C does
+    # `kill PID` stops the study as Ctrl-C does, and so does `kill -INT PID` when a shell started it in the background
+    for stopping in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stopping, signal.default_int_handler)
     try:
         study_runs(study, args)
     except KeyboardInterrupt:

@@ -230,3 +230,16 @@ def test_a_command_group_lists_its_commands_on_help_and_asks_which_without(capsy
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().endswith(
         "e2wm: error: data: say which: data download, data prose (see --help)")
+
+
+def test_a_command_started_with_sigint_ignored_can_still_be_interrupted():
+    """A shell's background job starts with SIGINT ignored; e2wm restores KeyboardInterrupt (clean stop, resume)."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(SystemExit):
+            main(["--version"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)

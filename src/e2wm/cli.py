@@ -10,7 +10,9 @@ import difflib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -188,6 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     # for: the same work took 3x the CPU time and 2.4-3x the wall time (benchmarks/load_threads.py).
     # OMP_WAIT_POLICY=ACTIVE in the environment keeps spinning.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if threading.current_thread() is threading.main_thread():
+        # SIGINT stops a command cleanly (completed work kept, `--resume` goes on) even when a shell started it in
+        # the background, which leaves SIGINT ignored: `kill -INT PID`, and a study stopping its jobs, work there too
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
     # the libraries' notes to their own callers (PEFT calling a transformers method renamed in v6) are not the user's

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -279,8 +280,12 @@ def test_data_made_once_is_refused_when_the_study_asks_for_other_options(tmp_pat
 def test_stopping_interrupts_a_running_job_once_and_starts_no_other(tmp_path, monkeypatch):
     import threading
 
-    python = tmp_path / "python"  # stands for the interpreter: `python -m e2wm ...` waits for SIGINT, then says so
-    python.write_text("#!/bin/sh\ntrap 'echo interrupted >> \"$0.log\"; exit 130' INT\nsleep 30 &\nwait\n")
+    python = tmp_path / "python"  # stands for `python -m e2wm ...`: SIGINT stops it as e2wm.cli.main sets it up
+    python.write_text(f"#!{sys.executable}\nimport signal, sys, time\n"
+                      "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                      "open(sys.argv[0] + '.ready', 'w').close()\n"
+                      "try:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n"
+                      "    open(sys.argv[0] + '.log', 'a').write('interrupted\\n')\n    sys.exit(130)\n")
     python.chmod(0o755)
     monkeypatch.setattr(study.sys, "executable", str(python))
     monkeypatch.setattr(study, "STOP", threading.Event())
@@ -294,8 +299,8 @@ def test_stopping_interrupts_a_running_job_once_and_starts_no_other(tmp_path, mo
 
     worker = threading.Thread(target=job)
     worker.start()
-    for _ in range(200):
-        if study.CHILDREN:
+    for _ in range(400):  # until the job has set up its SIGINT handler
+        if (tmp_path / "python.ready").exists():
             break
         threading.Event().wait(0.05)
     study.stop_jobs()
