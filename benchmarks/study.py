@@ -214,8 +214,8 @@ def prepare_data(study: dict, out: Path) -> tuple[Path | None, Path | None]:
                                                 "write_samples": str(heldout),
                                                 "out": str(out / "heldout" / "unused.safetensors")}))
     for made, folder, options in jobs:
-        job_config("fisher", options)
         if made.is_file():
+            job_config("fisher", options)  # the study's options are still checked
             made_by(folder / "fisher.yaml", made, options)
         else:
             file, _ = write_job(folder, "fisher", options)
@@ -233,6 +233,18 @@ def made_by(record: Path, made: Path, options: dict) -> None:
     if changed:
         raise SystemExit(f"{made}: made with other {', '.join(changed)} than the study's ({record}); delete both "
                          "to make it again, or set the study back")
+
+
+def train_options(study: dict, out: Path, name: str, options: dict) -> dict:
+    """The `e2wm train` options of training run name: the study's, the run's own over them, its folder, and for
+    an EWC run the study's Fisher (OUT/fisher.safetensors) unless it names one; SystemExit when an EWC run has
+    neither."""
+    merged = {**study["train"], **options, "out": str(out / name / "train")}
+    if "ewc" in resolved({**merged, "fisher": "study"})["regularisers"].split(",") and "fisher" not in merged:
+        if "fisher" not in study:
+            raise SystemExit("an EWC run needs the study's 'fisher' section")
+        merged["fisher"] = str(out / "fisher.safetensors")
+    return merged
 
 
 def check_runs(study: dict, path: Path) -> None:
@@ -261,12 +273,7 @@ def check_runs(study: dict, path: Path) -> None:
                 job_config("eval", {**study["eval"], "adapter": str(out / source / "train" / "adapter"),
                                     "adapter_scale": options["adapter_scale"], "out": str(out / name / "eval")})
                 continue
-            merged = {**study["train"], **options, "out": str(out / name / "train")}
-            if "ewc" in resolved({**merged, "fisher": "study"})["regularisers"].split(","):
-                if "fisher" not in study and "fisher" not in merged:
-                    raise SystemExit("an EWC run needs the study's 'fisher' section")
-                merged.setdefault("fisher", str(out / "fisher.safetensors"))
-            job_config("train", merged)
+            job_config("train", train_options(study, out, name, options))
         except (SystemExit, InputError) as error:
             message = error.code if isinstance(error, SystemExit) else str(error)
             raise SystemExit(f"{path}: run {name}: {message}") from None
@@ -280,8 +287,7 @@ def evaluate(folder: Path, options: dict, log: Path) -> None:
         run("eval", file, log)
 
 
-def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fisher: Path | None,
-                   heldout: Path | None) -> None:
+def train_and_eval(name: str, options: dict | None, study: dict, out: Path, heldout: Path | None) -> None:
     """One run: train (unless it is the base model) and evaluate, its checkpoints too when the study has a
     `curve`; each step skipped when done with the same options."""
     folder = out / name
@@ -292,9 +298,7 @@ def train_and_eval(name: str, options: dict | None, study: dict, out: Path, fish
             raise SystemExit(f"run {name}: run {options['from']} has no adapter yet (list it before {name})")
     elif options is not None:
         train_dir = folder / "train"
-        merged = {**study["train"], **options, "out": str(train_dir)}
-        if "ewc" in resolved({**merged, "fisher": "study"})["regularisers"].split(","):
-            merged.setdefault("fisher", str(fisher))  # the study has a Fisher: `check_runs`
+        merged = train_options(study, out, name, options)
         config = job_config("train", merged)
         adapter = train_dir / "adapter"
         if not ((adapter / "adapter_config.json").is_file() and unchanged(train_dir / "config.json", "options",
@@ -336,8 +340,7 @@ def summarise(study: dict, out: Path, names: list[str]) -> Path:
     head_to_head = same_budget(study, done)
     reports = [("report", done, title)]
     if head_to_head != done and any(lora_reference(study, name) for name in head_to_head):
-        reports.append(("same-budget", head_to_head, f"{title}: the runs of {head_to_head[0]}'s data, steps and "
-                                                     "seed"))
+        reports.append(("same-budget", head_to_head, f"{title}: the methods on one data, budget and seed"))
     for name, chosen, heading in reports:
         runs = [str(out / "base" / "eval")] + [str(out / run_name / "eval") for run_name in chosen]
         logs = [str(out / run_name / "train") for run_name in chosen
@@ -769,8 +772,12 @@ def main() -> None:
     parser.add_argument("--no-base", action="store_true", help="leave the base model's evaluation to another "
                         "study process (two studies must not write one run at once)")
     args = parser.parse_args()
-    study = load_study(args.study)
-    check_runs(study, args.study)
+    try:
+        study = load_study(args.study)
+        check_runs(study, args.study)
+    except SystemExit as refusal:  # a bad study file: its one line, exit code 2 (as e2wm's own refusals)
+        print(refusal.code, file=sys.stderr)
+        raise SystemExit(2) from None
     # `kill PID` stops the study as Ctrl-C does, and so does `kill -INT PID` when a shell started it in the background
     for stopping in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stopping, signal.default_int_handler)
@@ -785,13 +792,13 @@ def study_runs(study: dict, args: argparse.Namespace) -> None:
     """The data, every run (`args.parallel` at once, in `phases`), the report and the publication."""
     out = Path(study["out"])
     names = [n for n in study["runs"] if not args.only or n in args.only]
-    fisher, heldout = prepare_data(study, out)
+    _, heldout = prepare_data(study, out)  # the Fisher: OUT/fisher.safetensors (`train_options`)
     failures = []
     for number, phase in enumerate(phases(study, out, names)):
         pool = ThreadPoolExecutor(max_workers=args.parallel)
         base = number == 0 and not args.no_base
-        jobs = [pool.submit(train_and_eval, "base", None, study, out, fisher, heldout)] if base else []
-        jobs += [pool.submit(train_and_eval, n, study["runs"][n] or {}, study, out, fisher, heldout) for n in phase]
+        jobs = [pool.submit(train_and_eval, "base", None, study, out, heldout)] if base else []
+        jobs += [pool.submit(train_and_eval, n, study["runs"][n] or {}, study, out, heldout) for n in phase]
         try:
             failures += [job.exception() for job in jobs if job.exception() is not None]
         except KeyboardInterrupt:

@@ -204,7 +204,7 @@ def test_a_study_of_several_budgets_also_reports_its_methods_on_the_first_loras_
     assert [[Path(r).parent.name for r in report["runs"]] for report in reports] == [
         ["base", "lora", "ewc", "long-lora", "long-ewc", "wise", "kl-seed1"], ["base", "lora", "ewc", "wise"]]
     assert [Path(report["out"]).name for report in reports] == ["report.md", "same-budget.md"]
-    assert reports[1]["drift_on"] == "prose" and reports[1]["title"] == "t: the runs of lora's data, steps and seed"
+    assert reports[1]["drift_on"] == "prose" and reports[1]["title"] == "t: the methods on one data, budget and seed"
     reports.clear()  # one budget and seed, or no method against LoRA: the one report
     study.summarise({**spec, "runs": {n: runs[n] for n in ("lora", "ewc", "wise")}}, tmp_path, ["lora", "ewc"])
     study.summarise({**spec, "runs": {n: runs[n] for n in ("lora", "long-lora")}}, tmp_path, ["lora", "long-lora"])
