@@ -372,8 +372,10 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
         evaluated = out / name / "eval"
         if not (evaluated / "metrics.json").is_file():
             continue
-        sets = [t for t in json.loads((evaluated / "metrics.json").read_text()) if is_ppl(t) and t in perplexity_sets]
-        found = compare(base, evaluated, tasks, True, sets, RESAMPLES, SEED)
+        scored = json.loads((evaluated / "metrics.json").read_text())
+        sets = [t for t in scored if is_ppl(t) and t in perplexity_sets]
+        shared = [task for task in tasks if task in scored]  # as `e2wm report`: the tasks both scored
+        found = compare(base, evaluated, shared, shared == tasks, sets, RESAMPLES, SEED)
         options = {**study["train"], **(study["runs"][name] or {})}
         trained = out / options.get("from", name) / "train"  # WiSE-FT: its source's
         log = load_train_log(trained, name).rows  # no ewc without a Fisher
@@ -393,11 +395,13 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
                       for task, pair in found.tasks.items()},
         })
         rows[-1]["curve"] = learning_curve(out, name, options.get("max_steps"))
-        rows[-1]["answers"] = {task: values["answers"] for task, values in
-                               json.loads((evaluated / "metrics.json").read_text()).items() if "answers" in values}
+        rows[-1]["answers"] = {task: values["answers"] for task, values in scored.items() if "answers" in values}
         lora = lora_reference(study, name)
         if lora is not None and (out / lora / "eval" / "metrics.json").is_file():  # the method's effect
-            against = compare(out / lora / "eval", evaluated, tasks, True, sets, RESAMPLES, SEED)
+            reference = json.loads((out / lora / "eval" / "metrics.json").read_text())
+            both = [task for task in shared if task in reference]
+            against = compare(out / lora / "eval", evaluated, both, both == tasks,
+                              [t for t in sets if t in reference], RESAMPLES, SEED)
             rows[-1]["vs_lora"] = {"run": lora, "means": family_means(against, base),
                                    "headline": interval_of(against.headline),
                                    "perplexity": interval_of(against.ppl.relative) if against.ppl else None,
@@ -446,17 +450,21 @@ def run_method(study: dict, name: str) -> str:
 
 
 def family_means(found, base: Path) -> dict[str, dict | None]:
-    """Per metric family of e2wm.eval.metrics.families, the unweighted mean of the paired differences of the tasks
-    whose headline metric is in it (statistics.mean_over_tasks: stratified bootstrap interval, permutation p), as
-    `e2wm report`'s family means."""
+    """Per metric family of e2wm.eval.metrics.families, the unweighted mean of the paired differences of the base
+    model's tasks whose headline metric is in it (statistics.mean_over_tasks: stratified bootstrap interval,
+    permutation p), as `e2wm report`'s family means: None for a family of fewer than two tasks, or when the run
+    did not score all of them."""
+    from e2wm.eval.compare import is_ppl
     from e2wm.eval.metrics import families, headline
     from e2wm.eval.statistics import mean_over_tasks
 
     metrics = json.loads((base / "metrics.json").read_text())
     means = {}
     for family, (names, _) in families().items():
-        pairs = [pair for task, pair in found.tasks.items() if headline(metrics[task])[0] in names]
-        means[family] = interval_of(mean_over_tasks(pairs, 10_000, 1234)) if pairs else None
+        members = [task for task in metrics if not is_ppl(task) and headline(metrics[task])[0] in names]
+        complete = len(members) >= 2 and all(task in found.tasks for task in members)
+        means[family] = (interval_of(mean_over_tasks([found.tasks[task] for task in members], 10_000, 1234))
+                         if complete else None)
     return means
 
 

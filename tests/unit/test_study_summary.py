@@ -309,3 +309,36 @@ def test_stopping_interrupts_a_running_job_once_and_starts_no_other(tmp_path, mo
     assert (tmp_path / "python.log").read_text() == "interrupted\n"  # one SIGINT
     with pytest.raises(SystemExit, match=r"^\[study\] not started \(interrupted\): train --config"):
         study.run("train", tmp_path / "job.yaml", tmp_path / "log.txt")
+
+
+def test_a_run_missing_a_task_is_summarised_over_the_tasks_it_shares(tmp_path):
+    """A run evaluated on fewer tasks than the base model (as `e2wm report`): paired over the tasks both scored, no
+    mean for a family it did not score in full, and a family of one task has no mean at all."""
+    from helpers.files import write_run as write_eval
+
+    def qa(correct):
+        return {"metrics": {"accuracy": sum(correct) / len(correct), "n": len(correct)},
+                "rows": [{"index": i, "scores": [0.0, 0.0], "prediction": "ab"[1 - c], "answer": "a"}
+                         for i, c in enumerate(correct)]}
+
+    def gen(scores):
+        return {"metrics": {"lcs": sum(scores) / len(scores), "n": len(scores)},
+                "rows": [{"index": i, "prediction": "x", "ref": "y", "score": s} for i, s in enumerate(scores)]}
+
+    evals = {"base": {"act_recog": qa([1, 0, 0, 0]), "count": qa([0, 0, 1, 1]), "obj_move_path": gen([0.2] * 4)},
+             "lora": {"act_recog": qa([1, 1, 0, 0]), "count": qa([1, 0, 1, 1]), "obj_move_path": gen([0.4] * 4)},
+             "ewc": {"act_recog": qa([1, 1, 1, 0]), "obj_move_path": gen([0.3] * 4)}}  # no count
+    for name, tasks in evals.items():
+        write_eval(tmp_path / name / "eval", tasks)
+        if name != "base":
+            (tmp_path / name / "train").mkdir()
+            (tmp_path / name / "train" / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "ce": 1.0}))
+    spec = {"train": {"model": "m", "train": "paper", "max_steps": 1}, "title": "t",
+            "runs": {"lora": {"regularisers": "none"}, "ewc": {"regularisers": "ewc"}}}
+    lora, ewc = study.summary_rows(spec, tmp_path, ["lora", "ewc"])
+    assert lora["means"]["accuracy"]["estimate"] == pytest.approx((0.25 + 0.25) / 2)
+    assert lora["means"]["ROUGE-L / LCS"] is None  # one task: no family mean, as the report's
+    assert sorted(ewc["tasks"]) == ["act_recog", "obj_move_path"] and ewc["tasks"]["act_recog"]["estimate"] == 0.5
+    assert ewc["means"]["accuracy"] is None and ewc["headline"] is None  # not every task scored
+    assert ewc["vs_lora"]["run"] == "lora" and ewc["vs_lora"]["means"]["accuracy"] is None
+    assert "| ewc | EWC-LoRA | 1.000 | — | — |" in study.summary_table([lora, ewc])
