@@ -230,8 +230,8 @@ class TrainConfig(LoadedModelOptions):
         fraction's default and an integer rank (a command line gives 4.0 for 4, which PEFT would take as a
         fraction when 1); warn for OSF or full finetuning at a LoRA learning rate. Raises InputError."""
         if self.adapter_kind in ("osf", "full") and self.lr > FULL_RANK_LR:
-            logger.warning("--lr %g with --adapter-kind %s: a LoRA rate on full-rank weight changes (configs/study/"
-                           "forgetting.yaml: OSF at 8e-4 raised perplexity on human-written prose by 56%%); "
+            logger.warning("--lr %g with --adapter-kind %s: a LoRA rate on full-rank weight changes (docs/results.md, "
+                           "issue 25: OSF at 8e-4 raised perplexity on human-written prose by 56%%); "
                            "full finetuning and OSF are run at 5e-6 to 2e-5 (OSF's authors' training_hub)", self.lr,
                            self.adapter_kind)
         if self.adapter_kind == "osf" and (self.load_in_8bit or self.load_in_4bit):
