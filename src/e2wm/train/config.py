@@ -119,7 +119,9 @@ class TrainConfig(LoadedModelOptions):
                                  above=0)
     replay_weight: float = option(1.0, "weight of the replay regulariser's mean NLL per token", above=0)
     lr: float = option(8e-4, "learning rate of AdamW (or MoFO) (linear decay to 0, no warm-up); "
-                        "the default is LoRA's: --adapter-kind osf or full wants ~2e-5", above=0)
+                        "the default is LoRA's: --adapter-kind osf or full wants 2e-5 to 1e-4 (docs/results.md, "
+                        "issue 25: OSF at 1e-4 matched LoRA's gain, at 2e-5 kept general text best but learnt less)",
+                        above=0)
     scheduler_steps: int | None = option(None, "size the linear decay for N optimiser steps instead of the run's "
                                          "(the authors' GPT-J run: 5320 for its 1330 steps, so its rate ends "
                                          "near 6e-4; default: the run's steps, decaying to 0)", minimum=1)
