@@ -381,8 +381,7 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
         log = load_train_log(trained, name).rows  # no ewc without a Fisher
         tail = log[-10:]
         rows.append({
-            "name": name, "method": run_method(study, name), "fisher_scale": options.get("fisher_scale"),
-            "lambda": options.get("lambda"), "steps": log[-1]["step"],
+            "name": name, "method": run_method(study, name), **ewc_settings(trained), "steps": log[-1]["step"],
             "train_ce_last10": sum(r["ce"] for r in tail) / len(tail),
             "ewc_last": log[-1].get("ewc"),
             "means": family_means(found, base), "headline": interval_of(found.headline),
@@ -408,6 +407,16 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
                                    "perplexities": {name: interval_of(pair.relative)
                                                     for name, pair in against.perplexities.items()}}
     return rows
+
+
+def ewc_settings(trained: Path) -> dict:
+    """The Fisher scale and lambda that the `e2wm train` run in trained recorded (its config.json: defaults resolved),
+    None for a run without a Fisher (it read neither)."""
+    from e2wm.eval.header import entry, json_object
+
+    options = entry(json_object(trained / "config.json"), "options", dict, {})
+    ewc = bool(options.get("fisher"))
+    return {"fisher_scale": options.get("fisher_scale") if ewc else None, "lambda": options.get("lam") if ewc else None}
 
 
 def paired_on(study: dict, run: str) -> tuple:

@@ -335,7 +335,12 @@ def test_a_run_missing_a_task_is_summarised_over_the_tasks_it_shares(tmp_path):
             (tmp_path / name / "train" / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "ce": 1.0}))
     spec = {"train": {"model": "m", "train": "paper", "max_steps": 1}, "title": "t",
             "runs": {"lora": {"regularisers": "none"}, "ewc": {"regularisers": "ewc"}}}
+    (tmp_path / "ewc" / "train" / "config.json").write_text(json.dumps(  # the resolved defaults, as train records
+        {"options": {"fisher": "f.safetensors", "fisher_scale": "paper", "lam": 0.5}}))
+    (tmp_path / "lora" / "train" / "config.json").write_text(json.dumps(
+        {"options": {"fisher": None, "fisher_scale": "paper", "lam": 0.5}}))
     lora, ewc = study.summary_rows(spec, tmp_path, ["lora", "ewc"])
+    assert (ewc["fisher_scale"], ewc["lambda"], lora["fisher_scale"], lora["lambda"]) == ("paper", 0.5, None, None)
     assert lora["means"]["accuracy"]["estimate"] == pytest.approx((0.25 + 0.25) / 2)
     assert lora["means"]["ROUGE-L / LCS"] is None  # one task: no family mean, as the report's
     assert sorted(ewc["tasks"]) == ["act_recog", "obj_move_path"] and ewc["tasks"]["act_recog"]["estimate"] == 0.5
