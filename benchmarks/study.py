@@ -363,19 +363,20 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
     over the generation tasks: never averaged together), the paper's headline (the mean of relative changes), the
     perplexity change, the world-tracking tasks, and the run's training settings and last losses."""
     from e2wm.eval.compare import compare, is_ppl
+    from e2wm.eval.report import load_run
 
-    base = out / "base" / "eval"
-    tasks = [task for task in json.loads((base / "metrics.json").read_text()) if not is_ppl(task)]
-    perplexity_sets = [task for task in json.loads((base / "metrics.json").read_text()) if is_ppl(task)]
+    base_run = load_run(out / "base" / "eval", "base")
+    tasks = [task for task in base_run.metrics if not is_ppl(task)]
     rows = []
     for name in names:
         evaluated = out / name / "eval"
         if not (evaluated / "metrics.json").is_file():
             continue
-        scored = json.loads((evaluated / "metrics.json").read_text())
-        sets = [t for t in scored if is_ppl(t) and t in perplexity_sets]
+        run = load_run(evaluated, name)
+        scored = run.metrics
+        sets = [t for t in scored if is_ppl(t) and t in base_run.metrics]
         shared = [task for task in tasks if task in scored]  # as `e2wm report`: the tasks both scored
-        found = compare(base, evaluated, shared, shared == tasks, sets, RESAMPLES, SEED)
+        found = compare(base_run.path, evaluated, shared, shared == tasks, sets, RESAMPLES, SEED)
         options = {**study["train"], **(study["runs"][name] or {})}
         trained = out / options.get("from", name) / "train"  # WiSE-FT: its source's
         log = load_train_log(trained, name).rows  # no ewc without a Fisher
@@ -384,7 +385,7 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
             "name": name, "method": run_method(study, name), **ewc_settings(trained), "steps": log[-1]["step"],
             "train_ce_last10": sum(r["ce"] for r in tail) / len(tail),
             "ewc_last": log[-1].get("ewc"),
-            "means": family_means(found, base), "headline": interval_of(found.headline),
+            "means": family_means([base_run, run], found), "headline": interval_of(found.headline),
             "perplexity": {"base": found.ppl.base_mean, "run": found.ppl.other_mean,
                            "relative": interval_of(found.ppl.relative)} if found.ppl else None,
             "perplexities": {name: {"base": pair.base_mean, "run": pair.other_mean,
@@ -397,11 +398,11 @@ def summary_rows(study: dict, out: Path, names: list[str]) -> list[dict]:
         rows[-1]["answers"] = {task: values["answers"] for task, values in scored.items() if "answers" in values}
         lora = lora_reference(study, name)
         if lora is not None and (out / lora / "eval" / "metrics.json").is_file():  # the method's effect
-            reference = json.loads((out / lora / "eval" / "metrics.json").read_text())
-            both = [task for task in shared if task in reference]
-            against = compare(out / lora / "eval", evaluated, both, both == tasks,
-                              [t for t in sets if t in reference], RESAMPLES, SEED)
-            rows[-1]["vs_lora"] = {"run": lora, "means": family_means(against, base),
+            reference = load_run(out / lora / "eval", lora)
+            both = [task for task in shared if task in reference.metrics]
+            against = compare(reference.path, evaluated, both, both == tasks,
+                              [t for t in sets if t in reference.metrics], RESAMPLES, SEED)
+            rows[-1]["vs_lora"] = {"run": lora, "means": family_means([reference, run], against),
                                    "headline": interval_of(against.headline),
                                    "perplexity": interval_of(against.ppl.relative) if against.ppl else None,
                                    "perplexities": {name: interval_of(pair.relative)
@@ -458,24 +459,18 @@ def run_method(study: dict, name: str) -> str:
     return f"{label} at scale {options['adapter_scale']}" if "from" in options else label
 
 
-def family_means(found, base: Path) -> dict[str, dict | None]:
-    """Per metric family of e2wm.eval.metrics.families, the unweighted mean of the paired differences of the base
-    model's tasks whose headline metric is in it (statistics.mean_over_tasks: stratified bootstrap interval,
-    permutation p), as `e2wm report`'s family means: None for a family of fewer than two tasks, or when the run
-    did not score all of them."""
-    from e2wm.eval.compare import is_ppl
-    from e2wm.eval.metrics import families, headline
-    from e2wm.eval.statistics import mean_over_tasks
+def family_means(runs: list, found) -> dict[str, dict | None]:
+    """Per metric family of e2wm.eval.metrics.families, `e2wm report`'s family mean (`report.family_means`: the
+    unweighted mean of the tasks' paired differences, stratified bootstrap interval, permutation p) of runs[1]
+    against runs[0] (report.Run each; found: their e2wm.eval.compare.Comparison): None for a family of fewer than
+    two tasks, or when either run did not score all of them."""
+    from e2wm.eval.metrics import families
+    from e2wm.eval.report import family_means as report_family_means
 
-    metrics = json.loads((base / "metrics.json").read_text())
-    means = {}
-    for family, (names, _) in families().items():
-        members = [task for task in metrics if not is_ppl(task) and headline(metrics[task])[0] in names]
-        complete = len(members) >= 2 and all(task in found.tasks for task in members)
-        means[family] = (interval_of(mean_over_tasks([found.tasks[task] for task in members], 10_000, 1234))
-                         if complete else None)
+    means = dict.fromkeys(families())
+    for mean in report_family_means(runs, [found], RESAMPLES, SEED):
+        means[mean.name] = interval_of(mean.changes[0])
     return means
-
 
 def learning_curve(out: Path, name: str, final_step: int | None) -> dict[str, list[dict]]:
     """Per multiple-choice task of the run's curve-N evaluations: its accuracy with the Wilson 95% interval at
@@ -680,21 +675,25 @@ def curve_chart(rows: list[dict], file: Path, drift_on: str = "ppl") -> None:
     save_figure(fig, file)
 
 
-def write_summary(study: dict, out: Path, names: list[str]) -> None:
-    """OUT/report/summary.json, summary.md and ewc-curve.png from `summary_rows`."""
+def write_summary(study: dict, out: Path, names: list[str]) -> list[dict]:
+    """OUT/report/summary.json, summary.md and ewc-curve.png from `summary_rows`, which it returns."""
+    from e2wm.eval.frontier import drift_set
+    from e2wm.eval.report import load_run
+
     rows = summary_rows(study, out, names)
     write_json(out / "report" / "summary.json", rows)
-    drift_on = study.get("report", {}).get("drift_on", "ppl")
-    drift_on = drift_on if drift_on.startswith("ppl") else f"ppl:{drift_on}"
+    # the perplexity set `e2wm report --drift-on` names (`ppl`, `ppl:<label>` or the label alone)
+    drift_on = drift_set([load_run(out / "base" / "eval", "base")], study.get("report", {}).get("drift_on", "ppl"))
     heading = [f"# {study.get('title', 'e2wm study')}: summary", "",
                "Each run against the base model and, below, against the plain LoRA run of its data, budget and seed "
                "(paired over the same items or texts; 95% bootstrap intervals, permutation p). "
                f"`ewc-curve.png`: gain against drift on {drift_on}.", ""]
     text = "\n".join(heading) + summary_table(rows) + "\n".join(world_tables(study, rows, out)) + "\n"
     write_atomic(out / "report" / "summary.md", text)
-    if any(row["perplexities"].get(drift_on) for row in rows):
+    if drift_on and any(row["perplexities"].get(drift_on) for row in rows):
         curve_chart(rows, out / "report" / "ewc-curve.png", drift_on)
     curves_chart(rows, out / "report" / "learning-curves.png")
+    return rows
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "e2wm" / "adapters"
@@ -825,14 +824,15 @@ def study_runs(study: dict, args: argparse.Namespace) -> None:
         pool.shutdown()
     if failures:
         raise SystemExit("; ".join(str(f) for f in failures))
+    rows = None
     if not args.no_report:
         print(f"[study] report: {summarise(study, out, names)}")
-        write_summary(study, out, names)
+        rows = write_summary(study, out, names)
     if args.publish:
         publish(out, names, args.publish, args.study)
     if args.ship:
         source, name = args.ship.split(":", 1)
-        print(f"[study] shipped {ship(out, source, name, summary_rows(study, out, names))}")
+        print(f"[study] shipped {ship(out, source, name, rows or summary_rows(study, out, names))}")
 
 
 if __name__ == "__main__":

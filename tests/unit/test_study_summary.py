@@ -113,18 +113,17 @@ def test_family_means_group_tasks_by_their_headline_metric_and_the_table_shows_e
     the QA tasks as `statistics.mean_over_tasks` does; the summary has a column per further perplexity set."""
     from types import SimpleNamespace
 
+    from e2wm.eval.report import Run
     from e2wm.eval.statistics import mean_over_tasks, paired_bootstrap
 
-    base = tmp_path / "base" / "eval"
-    base.mkdir(parents=True)
-    (base / "metrics.json").write_text(json.dumps({
-        "count": {"accuracy": 0.5}, "act_recog": {"accuracy": 0.25},
-        "plan_gen": {"rougeL": 0.3, "executable": 0.5, "goals_reached": 0.1}, "obj_move_path": {"lcs": 0.4}}))
+    metrics = {"count": {"accuracy": 0.5}, "act_recog": {"accuracy": 0.25},
+               "plan_gen": {"rougeL": 0.3, "executable": 0.5, "goals_reached": 0.1}, "obj_move_path": {"lcs": 0.4}}
+    runs = [Run("base", tmp_path / "base", metrics), Run("ewc-0.5", tmp_path / "ewc", metrics)]
     pairs = {"count": paired_bootstrap([1, 0, 1, 0], [1, 1, 1, 0], 200, 0, "count"),
              "act_recog": paired_bootstrap([0, 0, 1, 0], [0, 1, 1, 1], 200, 0, "act_recog"),
              "plan_gen": paired_bootstrap([0.2, 0.4, 0.3], [0.5, 0.4, 0.6], 200, 0, "plan_gen"),
              "obj_move_path": paired_bootstrap([0.4, 0.4], [0.5, 0.3], 200, 0, "obj_move_path")}
-    means = study.family_means(SimpleNamespace(tasks=pairs), base)
+    means = study.family_means(runs, SimpleNamespace(tasks=pairs))
     accuracy = mean_over_tasks([pairs["count"], pairs["act_recog"]], 10_000, 1234)
     generation = mean_over_tasks([pairs["plan_gen"], pairs["obj_move_path"]], 10_000, 1234)
     assert means["accuracy"]["estimate"] == pytest.approx(accuracy.estimate) == pytest.approx(0.375)
